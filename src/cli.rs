@@ -1,0 +1,405 @@
+//! The command line (SPEC §7): argument parsing and the glue from each command to
+//! the library. `anyhow` lives here and in `main` only.
+//!
+//! Owns nothing. Must never print an NHS number except where an operator asked for
+//! one (`lookup`, `audit`), and must exit 2 on every usage, config or lock error.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::json;
+
+use crate::clock::{self, Clock};
+use crate::config::{self, Config, Format};
+use crate::emit::TableWriter;
+use crate::formats;
+use crate::index::{self, Index};
+use crate::lock::Lock;
+use crate::nhs::NhsNumber;
+use crate::pipeline::{self, PassOptions};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cpis-hub",
+    version = version(),
+    about = "Hub of a child-protection information-sharing service: validates authority extracts, keeps an SQLite index, answers every file with a receipt.",
+    after_help = "Example:\n  cpis-hub init /srv/cpis && cd /srv/cpis && cpis-hub process --emit holdings"
+)]
+pub struct Cli {
+    /// Configuration file (default: cpis-hub.toml, or $CPIS_HUB_CONFIG).
+    #[arg(long, global = true, env = "CPIS_HUB_CONFIG", default_value = "cpis-hub.toml")]
+    pub config: PathBuf,
+    /// Pretend the current time is this RFC 3339 instant (replays and tests); never
+    /// used for the readiness of inbound files.
+    #[arg(long, global = true, value_parser = parse_now)]
+    pub now: Option<chrono::DateTime<chrono::Utc>>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+fn version() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| format!("{} (database schema {})", env!("CARGO_PKG_VERSION"), index::SCHEMA_VERSION))
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+fn parse_now(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    clock::parse_rfc3339(text).ok_or_else(|| format!("{text:?} is not an RFC 3339 time, e.g. 2026-11-21T10:00:00Z"))
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Write an example config into DIR (default: .) and create its mailbox folders.
+    #[command(after_help = "Example:\n  cpis-hub init /srv/cpis")]
+    Init { dir: Option<PathBuf> },
+    /// One pass: decisions, age 18 and retention, every ready inbound message, then exit.
+    /// Exit 0 when every file ended ACCEPTED, PARTIAL or DUPLICATE; 1 otherwise; 2 on a
+    /// usage, config or lock error.
+    #[command(after_help = "Example:\n  cpis-hub --config /srv/cpis/cpis-hub.toml process --emit holdings")]
+    Process {
+        /// Scheduled outputs to write in this pass, comma-separated: holdings.
+        #[arg(long, value_delimiter = ',')]
+        emit: Vec<EmitKind>,
+    },
+    /// Check a file against the rules and the current index without applying it;
+    /// print the receipt. Exit 0 when it would be ACCEPTED, 1 otherwise.
+    #[command(after_help = "Example:\n  cpis-hub validate extract.csv --partner X26LA204")]
+    Validate {
+        file: PathBuf,
+        /// The sending mailbox (default: the owner of the file's authority=).
+        #[arg(long)]
+        partner: Option<String>,
+        /// Print the receipt as XML.
+        #[arg(long)]
+        xml: bool,
+    },
+    /// List quarantined files, or queue a release or discard for the next pass.
+    #[command(subcommand, after_help = "Example:\n  cpis-hub quarantine list\n  cpis-hub quarantine release 42")]
+    Quarantine(QuarantineCommand),
+    /// Show what is held for an NHS number (the lookup is audited with the reason).
+    #[command(after_help = "Example:\n  cpis-hub lookup 9990000018 --reason \"ED safeguarding query ref 4471\"")]
+    Lookup {
+        nhs_number: String,
+        /// Why you are looking (kept in the audit log).
+        #[arg(long, required = true)]
+        reason: String,
+    },
+    /// Print the audit log: applies, purges, quarantine decisions, lookups.
+    #[command(after_help = "Example:\n  cpis-hub audit --since 2026-11-01 --json")]
+    Audit {
+        /// First day to show (inclusive, Europe/London), YYYY-MM-DD.
+        #[arg(long)]
+        since: Option<String>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum QuarantineCommand {
+    /// Quarantined files with their id, partner, name, time and reason.
+    List,
+    /// Apply a quarantined file at the next pass (STALE is checked again).
+    Release { id: i64 },
+    /// Reject a quarantined file at the next pass (receipt REJECTED, DISCARDED).
+    Discard { id: i64 },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum EmitKind {
+    Holdings,
+}
+
+/// A failure with the exit code it calls for.
+struct Exit(i32, anyhow::Error);
+
+fn usage(e: impl Into<anyhow::Error>) -> Exit {
+    Exit(2, e.into())
+}
+
+/// Entry point: returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    init_logging(cli.log_format);
+    match run(cli) {
+        Ok(code) => code,
+        Err(Exit(code, e)) => {
+            eprintln!("cpis-hub: {e:#}");
+            code
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Human => builder.try_init(),
+    };
+}
+
+fn load_config(path: &Path) -> Result<Config, Exit> {
+    Config::load(path).map_err(usage)
+}
+
+fn run(cli: Cli) -> Result<i32, Exit> {
+    let now = cli.now.map(Clock::at).unwrap_or_else(Clock::real);
+    match cli.command {
+        Command::Init { dir } => init(&dir.unwrap_or_else(|| PathBuf::from("."))).map_err(usage),
+        Command::Process { emit } => {
+            let config = load_config(&cli.config)?;
+            let _lock = Lock::acquire(&config.lock_path()).map_err(usage)?;
+            let mut index = Index::open(&config.hub.database).map_err(usage)?;
+            let options = PassOptions {
+                emit_holdings: emit.contains(&EmitKind::Holdings),
+            };
+            let report = pipeline::run_pass(&config, &mut index, now, options).map_err(|e| Exit(1, e.into()))?;
+            for e in &report.errors {
+                eprintln!("cpis-hub: {e}");
+            }
+            Ok(report.exit_code())
+        }
+        Command::Validate { file, partner, xml } => {
+            let config = load_config(&cli.config)?;
+            validate(&config, &file, partner.as_deref(), xml, now).map_err(|e| Exit(2, e))
+        }
+        Command::Quarantine(q) => {
+            let config = load_config(&cli.config)?;
+            quarantine(&config, q, now).map_err(|e| Exit(1, e))
+        }
+        Command::Lookup { nhs_number, reason } => {
+            let config = load_config(&cli.config)?;
+            if reason.trim().is_empty() {
+                return Err(usage(anyhow::anyhow!("--reason must say why you are looking")));
+            }
+            lookup(&config, &nhs_number, &reason, now)
+        }
+        Command::Audit { since, json } => {
+            let config = load_config(&cli.config)?;
+            audit(&config, since.as_deref(), json)
+        }
+    }
+}
+
+fn init(dir: &Path) -> anyhow::Result<i32> {
+    let path = dir.join("cpis-hub.toml");
+    if path.exists() {
+        bail!("{} exists already; init never overwrites a config", path.display());
+    }
+    crate::emit::ensure_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(&path, config::example_for_init()).with_context(|| format!("writing {}", path.display()))?;
+    let config = Config::load(&path)?;
+    crate::transport::ensure_mailboxes(&config).context("creating the mailbox folders")?;
+    println!("wrote {} and the mailbox folders under {}", path.display(), config.hub.root.display());
+    println!("next: cpis-hub --config {} process", path.display());
+    Ok(0)
+}
+
+/// Opens the index for reading: the database if it exists, else an empty one.
+fn read_index(config: &Config) -> anyhow::Result<Index> {
+    Ok(match Index::open_read_only(&config.hub.database)? {
+        Some(index) => index,
+        None => Index::in_memory()?,
+    })
+}
+
+fn validate(config: &Config, file: &Path, partner: Option<&str>, xml: bool, now: Clock) -> anyhow::Result<i32> {
+    if !file.is_file() {
+        bail!("{} is not a file", file.display());
+    }
+    let partner = match partner {
+        Some(mailbox) => Some(config.partner(mailbox).with_context(|| format!("--partner {mailbox} is not a configured mailbox"))?),
+        None => pipeline::partner_of_file(config, file),
+    };
+    let index = read_index(config)?;
+    let v = pipeline::validate_file(config, &index.conn, file, partner, now)?;
+    let sequence = match partner {
+        Some(p) => index
+            .conn
+            .query_row("SELECT last + 1 FROM sequences WHERE mailbox = ?1 AND kind = 'RECEIPT'", [&p.mailbox], |r| r.get::<_, u64>(0))
+            .unwrap_or(1),
+        None => 1,
+    };
+    let source = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let c = v.counts;
+    let metadata = [
+        (v.partner_key.0, v.partner_key.1.clone()),
+        ("source", source),
+        ("sha256", v.sha256.clone()),
+        ("status", v.status.as_str().to_string()),
+        ("records", c.records.to_string()),
+        ("applied", c.applied.to_string()),
+        ("rejected", c.rejected.to_string()),
+        ("warnings", c.warnings.to_string()),
+        ("sequence", sequence.to_string()),
+        ("created_at", now.rfc3339()),
+    ];
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let syntax = if xml { Format::Xml } else { Format::Csv };
+    let mut table = TableWriter::begin(&mut out, &formats::RECEIPT, syntax, &metadata)?;
+    for p in &v.problems {
+        let line = p.line.map(|l| l.to_string()).unwrap_or_default();
+        table.row(&[&line, &p.reference, p.severity.as_str(), p.code, &p.field, &p.message])?;
+    }
+    table.finish()?;
+    out.flush()?;
+    Ok(if v.status == pipeline::extract::Status::Accepted { 0 } else { 1 })
+}
+
+fn operator() -> String {
+    std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "operator".into())
+}
+
+fn quarantine(config: &Config, command: QuarantineCommand, now: Clock) -> anyhow::Result<i32> {
+    match command {
+        QuarantineCommand::List => {
+            let Some(index) = Index::open_read_only(&config.hub.database)? else {
+                println!("no quarantined files (no database yet)");
+                return Ok(0);
+            };
+            let rows = index::quarantined(&index.conn)?;
+            if rows.is_empty() {
+                println!("no quarantined files");
+                return Ok(0);
+            }
+            println!("{:<6} {:<10} {:<20} {:<40} {:<16} REASON", "ID", "MAILBOX", "RECEIVED", "FILE", "DECISION");
+            for (m, decision) in rows {
+                let reason: String = index
+                    .conn
+                    .query_row(
+                        "SELECT p.message FROM problems p JOIN receipts r ON r.id = p.receipt_id WHERE r.message_id = ?1 AND p.code = 'MASS_END' ORDER BY r.id DESC LIMIT 1",
+                        [m.id],
+                        |r| r.get(0),
+                    )
+                    .unwrap_or_else(|_| "held for an operator".into());
+                println!(
+                    "{:<6} {:<10} {:<20} {:<40} {:<16} {}",
+                    m.id,
+                    m.mailbox,
+                    m.received_at,
+                    String::from_utf8_lossy(&m.name),
+                    decision.map(|d| format!("{d} queued")).unwrap_or_else(|| "-".into()),
+                    reason
+                );
+            }
+            Ok(0)
+        }
+        QuarantineCommand::Release { id } | QuarantineCommand::Discard { id } => {
+            let decision = if matches!(command, QuarantineCommand::Release { .. }) { "release" } else { "discard" };
+            let mut index = Index::open(&config.hub.database)?;
+            let tx = index.begin()?;
+            let Some(m) = index::message(&tx, id)? else {
+                bail!("no message with id {id}: see `cpis-hub quarantine list`");
+            };
+            if m.status != "QUARANTINED" {
+                bail!("message {id} is {}, not QUARANTINED: only quarantined files can be released or discarded", m.status);
+            }
+            let by = operator();
+            index::queue_decision(&tx, id, decision, &now.rfc3339(), &by)?;
+            index::audit(&tx, &now.rfc3339(), &format!("operator:{by}"), &format!("quarantine_{decision}_requested"), &json!({"message_id": id, "file": String::from_utf8_lossy(&m.name)}))?;
+            tx.commit()?;
+            println!("{decision} of message {id} ({}) queued: the next pass (the running daemon, or the next `cpis-hub process`) carries it out", String::from_utf8_lossy(&m.name));
+            Ok(0)
+        }
+    }
+}
+
+fn lookup(config: &Config, text: &str, reason: &str, now: Clock) -> Result<i32, Exit> {
+    let nhs = NhsNumber::parse(text).map_err(|_| usage(anyhow::anyhow!("{text:?} is not a valid NHS number (10 digits, Modulus 11)")))?;
+    let run = || -> anyhow::Result<i32> {
+        let mut index = Index::open(&config.hub.database)?;
+        let number = nhs.as_string();
+        let held = index::records_by_nhs(&index.conn, &number)?;
+        let tx = index.begin()?;
+        index::audit(&tx, &now.rfc3339(), &format!("operator:{}", operator()), "lookup", &json!({"nhs_number": number, "reason": reason, "records_shown": held.len()}))?;
+        tx.commit()?;
+        if held.is_empty() {
+            println!("nothing is held for {number}");
+            return Ok(0);
+        }
+        println!("{:<10} {:<30} {:<5} {:<11} {:<11} {:<11} {:<17} {:<9} ACCESSES", "AUTHORITY", "LOCAL_ID", "PLAN", "DOB", "START", "END", "ENDED_REASON", "NHS");
+        for (authority, h) in held {
+            let name = config
+                .authority(&authority)
+                .and_then(|p| match &p.role {
+                    crate::config::Role::Authority { name, .. } => Some(name.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            println!(
+                "{:<10} {:<30} {:<5} {:<11} {:<11} {:<11} {:<17} {:<9} {} {}",
+                authority,
+                h.local_id,
+                h.plan_type,
+                h.date_of_birth.unwrap_or_default(),
+                h.start_date,
+                h.end_date.unwrap_or_default(),
+                h.ended_reason.unwrap_or_default(),
+                h.nhs_status.unwrap_or_else(|| "ACTIVE".into()),
+                h.accesses,
+                name,
+            );
+        }
+        Ok(0)
+    };
+    run().map_err(|e| Exit(1, e))
+}
+
+fn audit(config: &Config, since: Option<&str>, json_out: bool) -> Result<i32, Exit> {
+    let since_text = match since {
+        None => None,
+        Some(day) => {
+            let date = clock::parse_date(day).ok_or_else(|| usage(anyhow::anyhow!("--since {day:?} is not a date YYYY-MM-DD")))?;
+            // Midnight Europe/London of that day, in UTC.
+            use chrono::TimeZone;
+            let midnight = chrono_tz::Europe::London
+                .from_local_datetime(&date.and_hms_opt(0, 0, 0).unwrap_or_default())
+                .earliest()
+                .map(|t| t.with_timezone(&chrono::Utc));
+            midnight.map(clock::rfc3339)
+        }
+    };
+    let run = || -> anyhow::Result<i32> {
+        let Some(index) = Index::open_read_only(&config.hub.database)? else {
+            if !json_out {
+                println!("the audit log is empty (no database yet)");
+            }
+            return Ok(0);
+        };
+        let rows = index::audit_since(&index.conn, since_text.as_deref())?;
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        for r in rows {
+            if json_out {
+                let detail: serde_json::Value = serde_json::from_str(&r.detail).unwrap_or(serde_json::Value::String(r.detail.clone()));
+                writeln!(out, "{}", json!({"id": r.id, "at": r.at, "actor": r.actor, "action": r.action, "detail": detail}))?;
+            } else {
+                writeln!(out, "{:<6} {:<20} {:<24} {:<28} {}", r.id, r.at, r.actor, r.action, r.detail)?;
+            }
+        }
+        Ok(0)
+    };
+    run().map_err(|e| Exit(1, e))
+}

@@ -1,0 +1,55 @@
+//! Outbound files (SPEC §4): names, the CSV and XML writers shared by every
+//! format, and the atomic write (temporary name, fsync, rename, fsync folder).
+//!
+//! Owns nothing but the bytes it writes. Must never leave a partial file under a
+//! final name, never write a BOM, and never render anything that is not already
+//! committed in the index (so that a re-render after a crash is byte-identical).
+
+mod table;
+pub mod render;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+
+pub use table::TableWriter;
+
+/// `RECEIPT_X26LA101_20261122T100000Z_000001` (without extension).
+pub fn stem(kind: &str, mailbox: &str, stamp: &str, sequence: u64) -> String {
+    format!("{kind}_{mailbox}_{stamp}_{sequence:06}")
+}
+
+/// Creates a folder (and parents) with mode 0700 when missing.
+pub fn ensure_dir(dir: &Path) -> io::Result<()> {
+    if !dir.is_dir() {
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    }
+    Ok(())
+}
+
+/// Flushes a folder's entries (a rename is durable only once its folder is).
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Writes `name` in `dir` atomically with the given mode: `.name.tmp`, fsync,
+/// rename, fsync the folder. A reader never sees a partial file.
+pub fn write_atomic(dir: &Path, name: &str, mode: u32, body: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> io::Result<()> {
+    ensure_dir(dir)?;
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let result = (|| {
+        let file = OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
+        let mut out = BufWriter::with_capacity(256 * 1024, file);
+        body(&mut out)?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&tmp, dir.join(name))?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}

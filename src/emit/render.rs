@@ -1,0 +1,216 @@
+//! Renders reserved outbound files from what the index holds, and writes them to
+//! the partner's `out/` folder (MESH: `.dat` then `.ctl`).
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+
+use super::{write_atomic, TableWriter};
+use crate::clock;
+use crate::config::{Config, Format, Framing};
+use crate::formats::{self, Kind};
+use crate::index::{self, IndexError, OutboundRow};
+use crate::parse::ctl;
+
+/// Why an outbound file could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum EmitError {
+    #[error("writing {path}: {source} (check the folder exists, its permissions and free space)")]
+    Io { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error("outbound file {0} refers to a receipt or message that is not in the index")]
+    Missing(String),
+}
+
+/// Outbound files are group-readable at most (§4).
+pub const OUT_MODE: u32 = 0o640;
+
+fn format_of(row: &OutboundRow) -> Format {
+    if row.format == "xml" {
+        Format::Xml
+    } else {
+        Format::Csv
+    }
+}
+
+/// The data file's name: `STEM.csv` / `STEM.xml`, or `STEM.dat` for MESH framing.
+pub fn data_name(row: &OutboundRow) -> String {
+    let ext = if row.framing == "mesh" {
+        "dat"
+    } else if row.format == "xml" {
+        "xml"
+    } else {
+        "csv"
+    };
+    format!("{}.{ext}", row.stem)
+}
+
+/// Writes a reserved outbound file (and its copy, and its `.ctl`). Rewriting a file
+/// already written produces the same bytes under the same name.
+pub fn write(config: &Config, conn: &Connection, row: &OutboundRow) -> Result<(), EmitError> {
+    let out_dir = config.folder(&row.mailbox, "out");
+    let name = data_name(row);
+    let io_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| EmitError::Io { path, source }
+    };
+    let mut body = Vec::new();
+    let mut rendered: Option<Result<(), EmitError>> = None;
+    // Receipts are small enough to render once and write twice (out/ and failed/);
+    // holdings stream straight to the file.
+    let kind = Kind::parse(&row.kind);
+    if kind == Some(Kind::Receipt) {
+        rendered = Some(render(config, conn, row, &mut body));
+    }
+    match rendered {
+        Some(result) => {
+            result?;
+            write_atomic(&out_dir, &name, OUT_MODE, |w| w.write_all(&body)).map_err(io_err(&out_dir.join(&name)))?;
+            if let Some(copy) = &row.copy_to {
+                let dir = config.folder(&row.mailbox, copy);
+                let copy_name = format!("{}.{}", row.stem, if row.format == "xml" { "xml" } else { "csv" });
+                write_atomic(&dir, &copy_name, 0o600, |w| w.write_all(&body)).map_err(io_err(&dir.join(&copy_name)))?;
+            }
+        }
+        None => {
+            let mut failure = None;
+            write_atomic(&out_dir, &name, OUT_MODE, |w| match render(config, conn, row, w) {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    let message = e.to_string();
+                    failure = Some(e);
+                    Err(io::Error::other(message))
+                }
+            })
+            .map_err(|e| failure.take().unwrap_or_else(|| io_err(&out_dir.join(&name))(e)))?;
+        }
+    }
+    if row.framing == "mesh" {
+        let partner = config.partner(&row.mailbox);
+        let workflow = match (kind, partner) {
+            (Some(Kind::Receipt), Some(p)) => p.receipt_workflow(),
+            (Some(Kind::Access), _) => "CPISHUB_ACCESS",
+            (Some(Kind::Inactive), _) => "CPISHUB_INACTIVE",
+            (Some(Kind::Holdings), _) => "CPISHUB_HOLDINGS",
+            (Some(Kind::Alerts), _) => "CPISHUB_ALERTS",
+            _ => "CPISHUB_EXTRACT_ACK",
+        };
+        let text = ctl::write(workflow, &config.hub.mailbox, &row.mailbox, &row.kind, row.sequence);
+        let ctl_name = format!("{}.ctl", row.stem);
+        write_atomic(&out_dir, &ctl_name, OUT_MODE, |w| w.write_all(text.as_bytes())).map_err(io_err(&out_dir.join(&ctl_name)))?;
+    }
+    Ok(())
+}
+
+/// Renders an outbound file's content.
+pub fn render(config: &Config, conn: &Connection, row: &OutboundRow, out: &mut dyn Write) -> Result<(), EmitError> {
+    let (key, value) = match config.partner(&row.mailbox) {
+        Some(p) => {
+            let (k, v) = p.key();
+            (k, v.to_string())
+        }
+        None => ("mailbox", row.mailbox.clone()),
+    };
+    let io = |e: io::Error| EmitError::Io {
+        path: PathBuf::from(&row.stem),
+        source: e,
+    };
+    match Kind::parse(&row.kind) {
+        Some(Kind::Receipt) => {
+            let receipt_id = row.receipt_id.ok_or_else(|| EmitError::Missing(row.stem.clone()))?;
+            let receipt = index::receipt(conn, receipt_id)?.ok_or_else(|| EmitError::Missing(row.stem.clone()))?;
+            let message = index::message(conn, receipt.message_id)?.ok_or_else(|| EmitError::Missing(row.stem.clone()))?;
+            let c = receipt.counts;
+            let metadata = [
+                (key, value),
+                ("source", String::from_utf8_lossy(&message.name).into_owned()),
+                ("sha256", message.sha256.clone().unwrap_or_default()),
+                ("status", receipt.status.clone()),
+                ("records", c.records.to_string()),
+                ("applied", c.applied.to_string()),
+                ("rejected", c.rejected.to_string()),
+                ("warnings", c.warnings.to_string()),
+                ("sequence", row.sequence.to_string()),
+                ("created_at", row.created_at.clone()),
+            ];
+            let mut table = TableWriter::begin(out, &formats::RECEIPT, format_of(row), &metadata).map_err(io)?;
+            index::for_each_problem(conn, receipt_id, |p| {
+                let line = p.line.map(|l| l.to_string()).unwrap_or_default();
+                table.row(&[&line, &p.reference, p.severity.as_str(), p.code, &p.field, &p.message])
+            })?
+            .map_err(io)?;
+            table.finish().map_err(io)
+        }
+        Some(Kind::Holdings) => {
+            let authority = value.clone();
+            let as_of = clock::parse_rfc3339(&row.created_at).unwrap_or_default();
+            let today = clock::london_date(as_of);
+            let retention = i64::from(config.hub.retention_days);
+            let count = index::count_held(conn, &authority)?;
+            let metadata = [
+                (key, value),
+                ("created_at", row.created_at.clone()),
+                ("as_of", row.created_at.clone()),
+                ("records", count.to_string()),
+                ("sequence", row.sequence.to_string()),
+            ];
+            let mut table = TableWriter::begin(out, &formats::HOLDINGS, format_of(row), &metadata).map_err(io)?;
+            index::for_each_holding(conn, &authority, |h| {
+                let end = h.end_date.as_deref().and_then(clock::parse_date);
+                let status = if end.is_some_and(|e| e <= today) { "ENDED" } else { "ACTIVE" };
+                let purge_after = end.map(|e| clock::add_days(e, retention).to_string()).unwrap_or_default();
+                let accesses = h.accesses.to_string();
+                table.row(&[
+                    &h.local_id,
+                    &h.nhs_number,
+                    &h.plan_type,
+                    h.date_of_birth.as_deref().unwrap_or(""),
+                    &h.start_date,
+                    h.end_date.as_deref().unwrap_or(""),
+                    status,
+                    if end.is_some() { h.ended_reason.as_deref().unwrap_or("") } else { "" },
+                    &purge_after,
+                    h.nhs_status.as_deref().unwrap_or("ACTIVE"),
+                    &accesses,
+                    h.last_accessed_at.as_deref().unwrap_or(""),
+                ])
+            })?
+            .map_err(io)?;
+            table.finish().map_err(io)
+        }
+        _ => Err(EmitError::Missing(format!("{} (kind {} is not rendered by this build)", row.stem, row.kind))),
+    }
+}
+
+/// Reserves an outbound file for a partner (inside the caller's transaction).
+pub fn reserve(
+    conn: &Connection,
+    config: &Config,
+    mailbox: &str,
+    kind: Kind,
+    now: &clock::Clock,
+    receipt_id: Option<i64>,
+    copy_to: Option<&str>,
+) -> Result<OutboundRow, IndexError> {
+    let partner = config.partner(mailbox);
+    let format = partner.map(|p| p.format).unwrap_or_default();
+    let framing = partner.map(|p| p.framing).unwrap_or_default();
+    let sequence = index::next_sequence(conn, mailbox, kind.as_str())?;
+    let mut row = OutboundRow {
+        id: 0,
+        mailbox: mailbox.to_string(),
+        kind: kind.as_str().to_string(),
+        sequence,
+        created_at: now.rfc3339(),
+        stem: super::stem(kind.as_str(), mailbox, &now.file_stamp(), sequence),
+        format: if format == Format::Xml { "xml" } else { "csv" }.into(),
+        framing: if framing == Framing::Mesh { "mesh" } else { "plain" }.into(),
+        receipt_id,
+        copy_to: copy_to.map(str::to_string),
+        state: "pending".into(),
+    };
+    row.id = index::insert_outbound(conn, &row)?;
+    Ok(row)
+}

@@ -1,0 +1,76 @@
+//! One writer for every outbound format, in either syntax: a metadata line, a
+//! header row and rows (CSV), or a root element with attributes and `Record`
+//! elements (XML, §2.1).
+
+use std::io::{self, Write};
+
+use quick_xml::escape::escape;
+
+use crate::config::Format;
+use crate::formats::OutFormat;
+use crate::parse::{camel, meta, pascal};
+
+pub const NAMESPACE: &str = "urn:cpis-hub:v1";
+
+/// Writes one document row by row.
+pub struct TableWriter<'w> {
+    format: &'static OutFormat,
+    out: Out<'w>,
+}
+
+enum Out<'w> {
+    Csv(csv::Writer<&'w mut dyn Write>),
+    Xml(&'w mut dyn Write),
+}
+
+impl<'w> TableWriter<'w> {
+    /// Writes the metadata and (CSV) the header row.
+    pub fn begin(out: &'w mut dyn Write, format: &'static OutFormat, syntax: Format, metadata: &[(&str, String)]) -> io::Result<Self> {
+        match syntax {
+            Format::Csv => {
+                out.write_all(meta::write_line(format.name, metadata).as_bytes())?;
+                out.write_all(b"\n")?;
+                let mut csv = csv::WriterBuilder::new()
+                    .terminator(csv::Terminator::Any(b'\n'))
+                    .buffer_capacity(64 * 1024)
+                    .from_writer(out);
+                csv.write_record(format.columns)?;
+                Ok(TableWriter { format, out: Out::Csv(csv) })
+            }
+            Format::Xml => {
+                write!(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{} xmlns=\"{NAMESPACE}\"", format.root)?;
+                for (k, v) in metadata {
+                    write!(out, " {}=\"{}\"", camel(k), escape(v.as_str()))?;
+                }
+                out.write_all(b">\n")?;
+                Ok(TableWriter { format, out: Out::Xml(out) })
+            }
+        }
+    }
+
+    /// Writes one row; `values` follow the format's columns.
+    pub fn row(&mut self, values: &[&str]) -> io::Result<()> {
+        debug_assert_eq!(values.len(), self.format.columns.len());
+        match &mut self.out {
+            Out::Csv(csv) => Ok(csv.write_record(values)?),
+            Out::Xml(out) => {
+                out.write_all(b"  <Record>")?;
+                for (column, value) in self.format.columns.iter().zip(values) {
+                    if !value.is_empty() {
+                        let tag = pascal(column);
+                        write!(out, "<{tag}>{}</{tag}>", escape(*value))?;
+                    }
+                }
+                out.write_all(b"</Record>\n")
+            }
+        }
+    }
+
+    /// Closes the document.
+    pub fn finish(self) -> io::Result<()> {
+        match self.out {
+            Out::Csv(mut csv) => csv.flush(),
+            Out::Xml(out) => writeln!(out, "</{}>", self.format.root),
+        }
+    }
+}

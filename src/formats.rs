@@ -1,0 +1,123 @@
+//! The column lists of every SPEC format (§2.3, §3, §4), shared by the readers,
+//! the validators and the writers so that no list is written twice.
+
+use crate::parse::FormatSpec;
+
+/// Authority extract (§2.3).
+pub static EXTRACT: FormatSpec = FormatSpec {
+    name: "cpis-extract",
+    root: "CpisExtract",
+    columns: &[
+        "action",
+        "local_id",
+        "nhs_number",
+        "plan_type",
+        "date_of_birth",
+        "start_date",
+        "end_date",
+        "team",
+        "office_hours_phone",
+        "out_of_hours_phone",
+        "email",
+    ],
+};
+
+/// Index of each extract column in [`EXTRACT`]`.columns`.
+pub mod extract_col {
+    pub const ACTION: usize = 0;
+    pub const LOCAL_ID: usize = 1;
+    pub const NHS_NUMBER: usize = 2;
+    pub const PLAN_TYPE: usize = 3;
+    pub const DATE_OF_BIRTH: usize = 4;
+    pub const START_DATE: usize = 5;
+    pub const END_DATE: usize = 6;
+    pub const TEAM: usize = 7;
+    pub const OFFICE_HOURS_PHONE: usize = 8;
+    pub const OUT_OF_HOURS_PHONE: usize = 9;
+    pub const EMAIL: usize = 10;
+}
+
+/// Attendance events (§3.1).
+pub static ATTENDANCE: FormatSpec = FormatSpec {
+    name: "cpis-attendance",
+    root: "CpisAttendance",
+    columns: &[
+        "event_id",
+        "nhs_number",
+        "accessed_at",
+        "site_ods_code",
+        "site_name",
+        "setting",
+        "unscheduled",
+        "user_name",
+        "user_role",
+    ],
+};
+
+/// NHS number status changes (§3.2).
+pub static NHS_STATUS: FormatSpec = FormatSpec {
+    name: "cpis-nhs-status",
+    root: "CpisNhsStatus",
+    columns: &["nhs_number", "status", "replacement_nhs_number", "effective_date"],
+};
+
+/// An outbound format: its name, XML root and columns.
+#[derive(Debug)]
+pub struct OutFormat {
+    pub name: &'static str,
+    pub root: &'static str,
+    pub columns: &'static [&'static str],
+}
+
+pub static RECEIPT: OutFormat = OutFormat {
+    name: "cpis-receipt",
+    root: "CpisReceipt",
+    columns: &["line", "ref", "severity", "code", "field", "message"],
+};
+
+pub static HOLDINGS: OutFormat = OutFormat {
+    name: "cpis-holdings",
+    root: "CpisHoldings",
+    columns: &[
+        "local_id",
+        "nhs_number",
+        "plan_type",
+        "date_of_birth",
+        "start_date",
+        "end_date",
+        "status",
+        "ended_reason",
+        "purge_after",
+        "nhs_status",
+        "accesses",
+        "last_accessed_at",
+    ],
+};
+
+/// The kinds of outbound file (§4): the first part of every outbound name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Receipt,
+    Access,
+    Alerts,
+    Inactive,
+    Holdings,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Receipt => "RECEIPT",
+            Kind::Access => "ACCESS",
+            Kind::Alerts => "ALERTS",
+            Kind::Inactive => "INACTIVE",
+            Kind::Holdings => "HOLDINGS",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Kind> {
+        [Kind::Receipt, Kind::Access, Kind::Alerts, Kind::Inactive, Kind::Holdings]
+            .into_iter()
+            .find(|k| k.as_str() == text)
+    }
+}

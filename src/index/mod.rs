@@ -1,0 +1,186 @@
+//! The index: the SQLite database holding the records, the ledger of every inbound
+//! message, receipts and their problems, outbound files reserved for writing,
+//! sequence numbers, operator decisions and the audit log.
+//!
+//! This is the only module that runs SQL. Every inbound file is applied in one
+//! transaction (`BEGIN IMMEDIATE` ... `COMMIT`), the schema is versioned with
+//! `PRAGMA user_version`. Must never write files, and never log an NHS number.
+
+mod schema;
+pub mod store;
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+pub use schema::VERSION as SCHEMA_VERSION;
+pub use store::*;
+
+/// A database problem, with what an operator should do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("cannot create the database folder {path}: {source} (check hub.database and the folder's permissions)")]
+    Folder {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the database {path}: {source} (check hub.database and its permissions)")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("the database {path} has schema version {found}, newer than this build's {supported}: run the newer cpis-hub, or restore a backup")]
+    TooNew {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    #[error("database error: {0} (if it says busy or locked, another process holds the database; retry)")]
+    Sql(#[from] rusqlite::Error),
+}
+
+/// Is this error worth retrying (the database was busy or locked)?
+pub fn is_transient(e: &IndexError) -> bool {
+    matches!(e, IndexError::Sql(rusqlite::Error::SqliteFailure(f, _))
+        if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
+}
+
+/// An open index.
+pub struct Index {
+    pub conn: Connection,
+    path: PathBuf,
+}
+
+impl Index {
+    /// Opens (creating, mode 0600 in a 0700 folder, and migrating) the database.
+    pub fn open(path: &Path) -> Result<Index, IndexError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.exists() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(|source| IndexError::Folder {
+                        path: dir.to_path_buf(),
+                        source,
+                    })?;
+            }
+        }
+        if !path.exists() {
+            // Create the file ourselves so that it is 0600 from the first byte.
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(path)
+                .map_err(|source| IndexError::Folder {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+        }
+        let conn = Connection::open(path).map_err(|source| IndexError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let index = Index {
+            conn,
+            path: path.to_path_buf(),
+        };
+        index.configure()?;
+        index.migrate()?;
+        Ok(index)
+    }
+
+    /// Opens an existing database for reading only (operator commands that must not
+    /// write). `None` when there is no database yet.
+    pub fn open_read_only(path: &Path) -> Result<Option<Index>, IndexError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(|source| IndexError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        let index = Index {
+            conn,
+            path: path.to_path_buf(),
+        };
+        let version = index.version()?;
+        if version > schema::VERSION {
+            return Err(IndexError::TooNew {
+                path: index.path,
+                found: version,
+                supported: schema::VERSION,
+            });
+        }
+        if version < schema::VERSION {
+            // Not migrated yet (no process pass has run with this build): nothing to read.
+            return Ok(None);
+        }
+        Ok(Some(index))
+    }
+
+    /// An empty in-memory index (for `validate` before any database exists).
+    pub fn in_memory() -> Result<Index, IndexError> {
+        let conn = Connection::open_in_memory()?;
+        let index = Index {
+            conn,
+            path: PathBuf::from(":memory:"),
+        };
+        index.migrate()?;
+        Ok(index)
+    }
+
+    fn configure(&self) -> Result<(), IndexError> {
+        self.conn.busy_timeout(Duration::from_secs(30))?;
+        // WAL + synchronous=FULL: a committed file survives power loss.
+        self.conn.pragma_update(None, "journal_mode", "WAL")?;
+        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        self.conn.pragma_update(None, "foreign_keys", "ON")?;
+        // 16 MiB page cache: within the memory budget, large enough for the national index.
+        self.conn.pragma_update(None, "cache_size", -16_000)?;
+        self.conn.pragma_update(None, "temp_store", "FILE")?;
+        self.conn.set_prepared_statement_cache_capacity(64);
+        Ok(())
+    }
+
+    fn version(&self) -> Result<u32, IndexError> {
+        Ok(self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+    }
+
+    fn migrate(&self) -> Result<(), IndexError> {
+        let version = self.version()?;
+        if version > schema::VERSION {
+            return Err(IndexError::TooNew {
+                path: self.path.clone(),
+                found: version,
+                supported: schema::VERSION,
+            });
+        }
+        for (i, step) in schema::MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = self.conn.unchecked_transaction()?;
+            tx.execute_batch(step)?;
+            tx.pragma_update(None, "user_version", (i + 1) as u32)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// The schema version of the open database.
+    pub fn schema_version(&self) -> Result<u32, IndexError> {
+        self.version()
+    }
+
+    /// Starts a write transaction (taking the write lock at once).
+    pub fn begin(&mut self) -> Result<rusqlite::Transaction<'_>, IndexError> {
+        Ok(self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?)
+    }
+}

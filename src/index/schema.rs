@@ -1,0 +1,158 @@
+//! The database schema and its migrations, versioned with `PRAGMA user_version`.
+
+/// Each entry migrates from version `i` to `i + 1`. Never edit a shipped entry:
+/// append a new one.
+pub const MIGRATIONS: &[&str] = &[
+    // 0 -> 1: the core.
+    r#"
+    CREATE TABLE messages (              -- the ledger: every inbound message, whatever its outcome
+        id            INTEGER PRIMARY KEY,
+        mailbox       TEXT NOT NULL,
+        name          BLOB NOT NULL,     -- file name as received (MESH: NAME.dat)
+        ctl_name      BLOB,              -- MESH: NAME.ctl
+        compressed    INTEGER NOT NULL DEFAULT 0, -- MESH Compress=Y: the .dat is gzip
+        sha256        TEXT,              -- of the data as received; NULL when not read
+        received_at   TEXT NOT NULL,
+        kind          TEXT NOT NULL,     -- extract | attendance | nhs_status | refused
+        status        TEXT NOT NULL,
+        records       INTEGER NOT NULL DEFAULT 0,
+        applied       INTEGER NOT NULL DEFAULT 0,
+        rejected      INTEGER NOT NULL DEFAULT 0,
+        warnings      INTEGER NOT NULL DEFAULT 0,
+        authority     TEXT,
+        extract_type  TEXT,
+        extracted_at  TEXT,
+        sequence      INTEGER,
+        src_folder    TEXT NOT NULL,     -- where the file is while state = 'moving': in | quarantine
+        src_name      BLOB NOT NULL,     -- its name there
+        src_ctl_name  BLOB,
+        dest_folder   TEXT NOT NULL,     -- archive/YYYY-MM-DD | failed | quarantine
+        dest_name     BLOB NOT NULL,
+        dest_ctl_name BLOB,              -- MESH: the .ctl's name in dest_folder
+        state         TEXT NOT NULL      -- moving | done
+    );
+    CREATE INDEX messages_by_hash ON messages(mailbox, sha256);
+    CREATE INDEX messages_by_state ON messages(state) WHERE state <> 'done';
+
+    CREATE TABLE receipts (
+        id          INTEGER PRIMARY KEY,
+        message_id  INTEGER NOT NULL REFERENCES messages(id),
+        status      TEXT NOT NULL,
+        records     INTEGER NOT NULL,
+        applied     INTEGER NOT NULL,
+        rejected    INTEGER NOT NULL,
+        warnings    INTEGER NOT NULL
+    );
+    CREATE TABLE problems (
+        receipt_id  INTEGER NOT NULL,
+        seq         INTEGER NOT NULL,
+        line        INTEGER,
+        ref         TEXT NOT NULL,
+        severity    TEXT NOT NULL,
+        code        TEXT NOT NULL,
+        field       TEXT NOT NULL,
+        message     TEXT NOT NULL,
+        PRIMARY KEY (receipt_id, seq)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE outbound (               -- every outbound file: reserved in the transaction
+        id          INTEGER PRIMARY KEY,  -- that causes it, written after the commit
+        mailbox     TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        sequence    INTEGER NOT NULL,
+        created_at  TEXT NOT NULL,
+        stem        TEXT NOT NULL,        -- KIND_MAILBOX_STAMP_SEQ
+        format      TEXT NOT NULL,        -- csv | xml
+        framing     TEXT NOT NULL,        -- plain | mesh
+        receipt_id  INTEGER,
+        copy_to     TEXT,                 -- a second folder for a copy (failed/)
+        state       TEXT NOT NULL         -- pending | written
+    );
+    CREATE INDEX outbound_pending ON outbound(state) WHERE state <> 'written';
+    CREATE TABLE sequences (
+        mailbox TEXT NOT NULL,
+        kind    TEXT NOT NULL,
+        last    INTEGER NOT NULL,
+        PRIMARY KEY (mailbox, kind)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE records (
+        id                  INTEGER PRIMARY KEY,
+        authority           TEXT NOT NULL,
+        local_id            TEXT NOT NULL,
+        plan_type           TEXT NOT NULL,
+        nhs_number          TEXT NOT NULL,
+        date_of_birth       TEXT,
+        start_date          TEXT NOT NULL,
+        end_date            TEXT,
+        ended_reason        TEXT,
+        team                TEXT,
+        office_hours_phone  TEXT,
+        out_of_hours_phone  TEXT,
+        email               TEXT,
+        alert_id            TEXT NOT NULL UNIQUE,
+        change_seq          INTEGER NOT NULL,
+        UNIQUE (authority, local_id, plan_type)
+    );
+    CREATE INDEX records_by_nhs ON records(nhs_number);
+    CREATE INDEX records_by_end ON records(end_date);
+    CREATE INDEX records_by_change ON records(change_seq);
+
+    CREATE TABLE removed (                -- tombstones of purged and deleted records, for alert REMOVE rows
+        alert_id    TEXT PRIMARY KEY,
+        nhs_number  TEXT NOT NULL,
+        change_seq  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE accesses (
+        record_id    INTEGER NOT NULL REFERENCES records(id) ON DELETE CASCADE,
+        accessed_at  TEXT NOT NULL,
+        site_ods_code TEXT NOT NULL,
+        setting      TEXT NOT NULL
+    );
+    CREATE INDEX accesses_by_record ON accesses(record_id, accessed_at);
+
+    CREATE TABLE nhs_status (
+        nhs_number      TEXT PRIMARY KEY,
+        status          TEXT NOT NULL,
+        replacement     TEXT,
+        effective_date  TEXT NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE authority_state (
+        authority         TEXT PRIMARY KEY,
+        last_extracted_at TEXT,
+        last_sequence     INTEGER,
+        last_full_at      TEXT,
+        last_delta_at     TEXT
+    ) WITHOUT ROWID;
+
+    CREATE TABLE decisions (              -- operator decisions, carried out by the next pass
+        id            INTEGER PRIMARY KEY,
+        message_id    INTEGER NOT NULL REFERENCES messages(id),
+        decision      TEXT NOT NULL,      -- release | discard
+        requested_at  TEXT NOT NULL,
+        requested_by  TEXT NOT NULL,
+        done_at       TEXT
+    );
+
+    CREATE TABLE audit (                  -- append-only: a controlled record
+        id      INTEGER PRIMARY KEY,
+        at      TEXT NOT NULL,
+        actor   TEXT NOT NULL,
+        action  TEXT NOT NULL,
+        detail  TEXT NOT NULL
+    );
+    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+
+    CREATE TABLE counters (
+        name  TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO counters VALUES ('change_seq', 0);
+    "#,
+];
+
+/// The schema version this build writes.
+pub const VERSION: u32 = MIGRATIONS.len() as u32;

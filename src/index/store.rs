@@ -1,0 +1,728 @@
+//! Queries and updates over an open connection (or transaction). Each function is
+//! one statement or a few, prepared and cached; transactions are the caller's.
+
+use chrono::NaiveDate;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::IndexError;
+use crate::validate::{ExtractRecord, PlanType, Problem, Severity};
+
+type Result<T> = std::result::Result<T, IndexError>;
+
+fn date_text(d: Option<NaiveDate>) -> Option<String> {
+    d.map(|d| d.format("%Y-%m-%d").to_string())
+}
+
+// ---------------------------------------------------------------------------
+// Ledger
+// ---------------------------------------------------------------------------
+
+/// A message's row in the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MessageRow {
+    pub id: i64,
+    pub mailbox: String,
+    pub name: Vec<u8>,
+    pub ctl_name: Option<Vec<u8>>,
+    pub compressed: bool,
+    pub sha256: Option<String>,
+    pub received_at: String,
+    pub kind: String,
+    pub status: String,
+    pub records: u64,
+    pub applied: u64,
+    pub rejected: u64,
+    pub warnings: u64,
+    pub authority: Option<String>,
+    pub extract_type: Option<String>,
+    pub extracted_at: Option<String>,
+    pub sequence: Option<u64>,
+    pub src_folder: String,
+    pub src_name: Vec<u8>,
+    pub src_ctl_name: Option<Vec<u8>>,
+    pub dest_folder: String,
+    pub dest_name: Vec<u8>,
+    pub dest_ctl_name: Option<Vec<u8>>,
+    pub state: String,
+}
+
+const MESSAGE_COLUMNS: &str = "id, mailbox, name, ctl_name, sha256, received_at, kind, status, records, applied, rejected, warnings, authority, extract_type, extracted_at, sequence, src_folder, dest_folder, dest_name, state, compressed, dest_ctl_name, src_name, src_ctl_name";
+
+fn message_row(r: &Row<'_>) -> rusqlite::Result<MessageRow> {
+    Ok(MessageRow {
+        id: r.get(0)?,
+        mailbox: r.get(1)?,
+        name: r.get(2)?,
+        ctl_name: r.get(3)?,
+        sha256: r.get(4)?,
+        received_at: r.get(5)?,
+        kind: r.get(6)?,
+        status: r.get(7)?,
+        records: r.get(8)?,
+        applied: r.get(9)?,
+        rejected: r.get(10)?,
+        warnings: r.get(11)?,
+        authority: r.get(12)?,
+        extract_type: r.get(13)?,
+        extracted_at: r.get(14)?,
+        sequence: r.get(15)?,
+        src_folder: r.get(16)?,
+        dest_folder: r.get(17)?,
+        dest_name: r.get(18)?,
+        state: r.get(19)?,
+        compressed: r.get(20)?,
+        dest_ctl_name: r.get(21)?,
+        src_name: r.get(22)?,
+        src_ctl_name: r.get(23)?,
+    })
+}
+
+/// The id of an earlier message with the same content from the same mailbox.
+pub fn find_duplicate(conn: &Connection, mailbox: &str, sha256: &str) -> Result<Option<i64>> {
+    Ok(conn
+        .prepare_cached("SELECT id FROM messages WHERE mailbox = ?1 AND sha256 = ?2 ORDER BY id LIMIT 1")?
+        .query_row(params![mailbox, sha256], |r| r.get(0))
+        .optional()?)
+}
+
+/// Inserts a message; its outcome columns are filled by [`update_message`].
+pub fn insert_message(conn: &Connection, m: &MessageRow) -> Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO messages (mailbox, name, ctl_name, sha256, received_at, kind, status, records, applied, rejected, warnings, authority, extract_type, extracted_at, sequence, src_folder, dest_folder, dest_name, state, compressed, dest_ctl_name, src_name, src_ctl_name)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
+    )?
+    .execute(params![
+        m.mailbox, m.name, m.ctl_name, m.sha256, m.received_at, m.kind, m.status, m.records, m.applied, m.rejected,
+        m.warnings, m.authority, m.extract_type, m.extracted_at, m.sequence, m.src_folder, m.dest_folder, m.dest_name, m.state,
+        m.compressed, m.dest_ctl_name, m.src_name, m.src_ctl_name
+    ])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Writes a message's outcome and where its file goes.
+pub fn update_message(conn: &Connection, m: &MessageRow) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE messages SET status = ?2, records = ?3, applied = ?4, rejected = ?5, warnings = ?6, authority = ?7,
+         extract_type = ?8, extracted_at = ?9, sequence = ?10, src_folder = ?11, dest_folder = ?12, dest_name = ?13, state = ?14,
+         dest_ctl_name = ?15, src_name = ?16, src_ctl_name = ?17 WHERE id = ?1",
+    )?
+    .execute(params![
+        m.id, m.status, m.records, m.applied, m.rejected, m.warnings, m.authority, m.extract_type, m.extracted_at,
+        m.sequence, m.src_folder, m.dest_folder, m.dest_name, m.state, m.dest_ctl_name, m.src_name, m.src_ctl_name
+    ])?;
+    Ok(())
+}
+
+pub fn message(conn: &Connection, id: i64) -> Result<Option<MessageRow>> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1"))?
+        .query_row([id], message_row)
+        .optional()?)
+}
+
+/// Messages whose files have not been moved to their final folder yet.
+pub fn messages_moving(conn: &Connection) -> Result<Vec<MessageRow>> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE state <> 'done' ORDER BY id"))?;
+    let rows = stmt.query_map([], message_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+pub fn mark_message_done(conn: &Connection, id: i64) -> Result<()> {
+    conn.prepare_cached("UPDATE messages SET state = 'done' WHERE id = ?1")?.execute([id])?;
+    Ok(())
+}
+
+/// Messages held in quarantine with no decision carried out yet.
+pub fn quarantined(conn: &Connection) -> Result<Vec<(MessageRow, Option<String>)>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {MESSAGE_COLUMNS}, (SELECT decision FROM decisions d WHERE d.message_id = messages.id AND d.done_at IS NULL ORDER BY id DESC LIMIT 1)
+         FROM messages WHERE status = 'QUARANTINED' ORDER BY id"
+    ))?;
+    let rows = stmt
+        .query_map([], |r| Ok((message_row(r)?, r.get(24)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+// ---------------------------------------------------------------------------
+// Receipts and problems
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    pub records: u64,
+    pub applied: u64,
+    pub rejected: u64,
+    pub warnings: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptRow {
+    pub id: i64,
+    pub message_id: i64,
+    pub status: String,
+    pub counts: Counts,
+}
+
+pub fn insert_receipt(conn: &Connection, message_id: i64, status: &str, c: Counts) -> Result<i64> {
+    conn.prepare_cached("INSERT INTO receipts (message_id, status, records, applied, rejected, warnings) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
+        .execute(params![message_id, status, c.records, c.applied, c.rejected, c.warnings])?;
+    Ok(conn.last_insert_rowid())
+}
+
+pub fn update_receipt(conn: &Connection, id: i64, status: &str, c: Counts) -> Result<()> {
+    conn.prepare_cached("UPDATE receipts SET status = ?2, records = ?3, applied = ?4, rejected = ?5, warnings = ?6 WHERE id = ?1")?
+        .execute(params![id, status, c.records, c.applied, c.rejected, c.warnings])?;
+    Ok(())
+}
+
+pub fn receipt(conn: &Connection, id: i64) -> Result<Option<ReceiptRow>> {
+    Ok(conn
+        .prepare_cached("SELECT id, message_id, status, records, applied, rejected, warnings FROM receipts WHERE id = ?1")?
+        .query_row([id], |r| {
+            Ok(ReceiptRow {
+                id: r.get(0)?,
+                message_id: r.get(1)?,
+                status: r.get(2)?,
+                counts: Counts {
+                    records: r.get(3)?,
+                    applied: r.get(4)?,
+                    rejected: r.get(5)?,
+                    warnings: r.get(6)?,
+                },
+            })
+        })
+        .optional()?)
+}
+
+pub fn insert_problem(conn: &Connection, receipt_id: i64, seq: u64, p: &Problem) -> Result<()> {
+    conn.prepare_cached("INSERT INTO problems (receipt_id, seq, line, ref, severity, code, field, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?
+        .execute(params![receipt_id, seq, p.line, p.reference, p.severity.as_str(), p.code, p.field, p.message])?;
+    Ok(())
+}
+
+/// A receipt's problems in receipt order: file-level first, then by line.
+pub fn for_each_problem(conn: &Connection, receipt_id: i64, mut f: impl FnMut(Problem) -> std::io::Result<()>) -> Result<std::io::Result<()>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT line, ref, severity, code, field, message FROM problems WHERE receipt_id = ?1 ORDER BY line IS NOT NULL, line, seq",
+    )?;
+    let mut rows = stmt.query([receipt_id])?;
+    while let Some(r) = rows.next()? {
+        let code: String = r.get(3)?;
+        let severity: String = r.get(2)?;
+        let p = Problem {
+            line: r.get(0)?,
+            reference: r.get(1)?,
+            severity: if severity == "WARNING" { Severity::Warning } else { Severity::Error },
+            code: intern_code(&code),
+            field: r.get(4)?,
+            message: r.get(5)?,
+        };
+        if let Err(e) = f(p) {
+            return Ok(Err(e));
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// Problem codes are `&'static str` in memory; map a stored code back (unknown codes,
+/// from a newer build, are leaked once each: there are only a few dozen).
+fn intern_code(code: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static CODES: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+    let mut guard = CODES.lock().unwrap_or_else(|e| e.into_inner());
+    let set = guard.get_or_insert_with(HashSet::new);
+    if let Some(found) = set.get(code) {
+        return found;
+    }
+    let leaked: &'static str = Box::leak(code.to_string().into_boxed_str());
+    set.insert(leaked);
+    leaked
+}
+
+// ---------------------------------------------------------------------------
+// Outbound files and sequences
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundRow {
+    pub id: i64,
+    pub mailbox: String,
+    pub kind: String,
+    pub sequence: u64,
+    pub created_at: String,
+    pub stem: String,
+    pub format: String,
+    pub framing: String,
+    pub receipt_id: Option<i64>,
+    pub copy_to: Option<String>,
+    pub state: String,
+}
+
+/// The next sequence number for a partner and kind (+1 per file, from 1).
+pub fn next_sequence(conn: &Connection, mailbox: &str, kind: &str) -> Result<u64> {
+    Ok(conn
+        .prepare_cached(
+            "INSERT INTO sequences (mailbox, kind, last) VALUES (?1, ?2, 1)
+             ON CONFLICT (mailbox, kind) DO UPDATE SET last = last + 1 RETURNING last",
+        )?
+        .query_row(params![mailbox, kind], |r| r.get(0))?)
+}
+
+pub fn insert_outbound(conn: &Connection, o: &OutboundRow) -> Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO outbound (mailbox, kind, sequence, created_at, stem, format, framing, receipt_id, copy_to, state)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![o.mailbox, o.kind, o.sequence, o.created_at, o.stem, o.format, o.framing, o.receipt_id, o.copy_to, o.state])?;
+    Ok(conn.last_insert_rowid())
+}
+
+fn outbound_row(r: &Row<'_>) -> rusqlite::Result<OutboundRow> {
+    Ok(OutboundRow {
+        id: r.get(0)?,
+        mailbox: r.get(1)?,
+        kind: r.get(2)?,
+        sequence: r.get(3)?,
+        created_at: r.get(4)?,
+        stem: r.get(5)?,
+        format: r.get(6)?,
+        framing: r.get(7)?,
+        receipt_id: r.get(8)?,
+        copy_to: r.get(9)?,
+        state: r.get(10)?,
+    })
+}
+
+const OUTBOUND_COLUMNS: &str = "id, mailbox, kind, sequence, created_at, stem, format, framing, receipt_id, copy_to, state";
+
+/// Outbound files reserved but not yet written, oldest first.
+pub fn pending_outbound(conn: &Connection) -> Result<Vec<OutboundRow>> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT {OUTBOUND_COLUMNS} FROM outbound WHERE state <> 'written' ORDER BY id"))?;
+    let rows = stmt.query_map([], outbound_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+pub fn outbound(conn: &Connection, id: i64) -> Result<Option<OutboundRow>> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {OUTBOUND_COLUMNS} FROM outbound WHERE id = ?1"))?
+        .query_row([id], outbound_row)
+        .optional()?)
+}
+
+pub fn mark_outbound_written(conn: &Connection, id: i64) -> Result<()> {
+    conn.prepare_cached("UPDATE outbound SET state = 'written' WHERE id = ?1")?.execute([id])?;
+    Ok(())
+}
+
+/// The newest outbound file of each kind for a mailbox: (kind, stem, created_at).
+pub fn last_outbound(conn: &Connection, mailbox: &str) -> Result<Vec<(String, String, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT kind, stem, created_at FROM outbound o WHERE mailbox = ?1 AND id = (SELECT MAX(id) FROM outbound WHERE mailbox = ?1 AND kind = o.kind) ORDER BY kind",
+    )?;
+    let rows = stmt
+        .query_map([mailbox], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+// ---------------------------------------------------------------------------
+// Records
+// ---------------------------------------------------------------------------
+
+/// A held record as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub id: i64,
+    pub nhs_number: String,
+    pub date_of_birth: Option<String>,
+    pub start_date: String,
+    pub end_date: Option<String>,
+    pub ended_reason: Option<String>,
+    pub team: Option<String>,
+    pub office_hours_phone: Option<String>,
+    pub out_of_hours_phone: Option<String>,
+    pub email: Option<String>,
+}
+
+/// Takes the next value of the change counter (orders changes for alert DELTAs).
+pub fn next_change_seq(conn: &Connection) -> Result<i64> {
+    Ok(conn
+        .prepare_cached("UPDATE counters SET value = value + 1 WHERE name = 'change_seq' RETURNING value")?
+        .query_row([], |r| r.get(0))?)
+}
+
+pub fn find_record(conn: &Connection, authority: &str, local_id: &str, plan: PlanType) -> Result<Option<StoredRecord>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, nhs_number, date_of_birth, start_date, end_date, ended_reason, team, office_hours_phone, out_of_hours_phone, email
+             FROM records WHERE authority = ?1 AND local_id = ?2 AND plan_type = ?3",
+        )?
+        .query_row(params![authority, local_id, plan.as_str()], |r| {
+            Ok(StoredRecord {
+                id: r.get(0)?,
+                nhs_number: r.get(1)?,
+                date_of_birth: r.get(2)?,
+                start_date: r.get(3)?,
+                end_date: r.get(4)?,
+                ended_reason: r.get(5)?,
+                team: r.get(6)?,
+                office_hours_phone: r.get(7)?,
+                out_of_hours_phone: r.get(8)?,
+                email: r.get(9)?,
+            })
+        })
+        .optional()?)
+}
+
+/// What an upsert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upserted {
+    Inserted,
+    Updated,
+    Unchanged,
+}
+
+/// Upserts a valid record: an unchanged record costs one read and no write.
+pub fn upsert_record(conn: &Connection, authority: &str, r: &ExtractRecord) -> Result<Upserted> {
+    let nhs = r.nhs_number.map(|n| n.as_string()).unwrap_or_default();
+    let dob = date_text(r.date_of_birth);
+    let start = date_text(r.start_date).unwrap_or_default();
+    let end = date_text(r.end_date);
+    let reason = end.as_ref().map(|_| "AUTHORITY".to_string());
+    let existing = find_record(conn, authority, &r.local_id, r.plan_type)?;
+    if let Some(s) = &existing {
+        // An end date the hub set (ABSENT_FROM_FULL, AGE_18) and the authority repeats
+        // keeps its reason only if the authority sent no end date of its own.
+        let same = s.nhs_number == nhs
+            && s.date_of_birth == dob
+            && s.start_date == start
+            && s.end_date == end
+            && (end.is_none() || s.ended_reason == reason)
+            && s.team == r.team
+            && s.office_hours_phone == r.office_hours_phone
+            && s.out_of_hours_phone == r.out_of_hours_phone
+            && s.email == r.email;
+        if same {
+            return Ok(Upserted::Unchanged);
+        }
+    }
+    let seq = next_change_seq(conn)?;
+    match existing {
+        Some(s) => {
+            conn.prepare_cached(
+                "UPDATE records SET nhs_number = ?2, date_of_birth = ?3, start_date = ?4, end_date = ?5, ended_reason = ?6,
+                 team = ?7, office_hours_phone = ?8, out_of_hours_phone = ?9, email = ?10, change_seq = ?11 WHERE id = ?1",
+            )?
+            .execute(params![s.id, nhs, dob, start, end, reason, r.team, r.office_hours_phone, r.out_of_hours_phone, r.email, seq])?;
+            Ok(Upserted::Updated)
+        }
+        None => {
+            conn.prepare_cached(
+                "INSERT INTO records (authority, local_id, plan_type, nhs_number, date_of_birth, start_date, end_date, ended_reason,
+                 team, office_hours_phone, out_of_hours_phone, email, alert_id, change_seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, lower(hex(randomblob(12))), ?13)",
+            )?
+            .execute(params![
+                authority, r.local_id, r.plan_type.as_str(), nhs, dob, start, end, reason, r.team, r.office_hours_phone,
+                r.out_of_hours_phone, r.email, seq
+            ])?;
+            Ok(Upserted::Inserted)
+        }
+    }
+}
+
+/// Removes a record at once, leaving a tombstone for the sites' alert REMOVE row.
+pub fn delete_record(conn: &Connection, id: i64) -> Result<()> {
+    let seq = next_change_seq(conn)?;
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO removed (alert_id, nhs_number, change_seq) SELECT alert_id, nhs_number, ?2 FROM records WHERE id = ?1",
+    )?
+    .execute(params![id, seq])?;
+    conn.prepare_cached("DELETE FROM records WHERE id = ?1")?.execute([id])?;
+    Ok(())
+}
+
+/// Open records of an authority on a date: no end date, or one after that date.
+pub fn count_open(conn: &Connection, authority: &str, on: NaiveDate) -> Result<u64> {
+    Ok(conn
+        .prepare_cached("SELECT COUNT(*) FROM records WHERE authority = ?1 AND (end_date IS NULL OR end_date > ?2)")?
+        .query_row(params![authority, date_text(Some(on))], |r| r.get(0))?)
+}
+
+/// Calls `f(id, local_id, plan_type)` for each open record of an authority.
+pub fn for_each_open(conn: &Connection, authority: &str, on: NaiveDate, mut f: impl FnMut(i64, &str, &str)) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, local_id, plan_type FROM records WHERE authority = ?1 AND (end_date IS NULL OR end_date > ?2)",
+    )?;
+    let mut rows = stmt.query(params![authority, date_text(Some(on))])?;
+    while let Some(r) = rows.next()? {
+        let local_id: String = r.get(1)?;
+        let plan: String = r.get(2)?;
+        f(r.get(0)?, &local_id, &plan);
+    }
+    Ok(())
+}
+
+/// Ends a record on a date with a reason (ABSENT_FROM_FULL, AGE_18).
+pub fn end_record(conn: &Connection, id: i64, on: NaiveDate, reason: &str) -> Result<()> {
+    let seq = next_change_seq(conn)?;
+    conn.prepare_cached("UPDATE records SET end_date = ?2, ended_reason = ?3, change_seq = ?4 WHERE id = ?1")?
+        .execute(params![id, date_text(Some(on)), reason, seq])?;
+    Ok(())
+}
+
+/// The status of an NHS number when it is superseded or inactive: (status, replacement).
+pub fn nhs_status(conn: &Connection, nhs: &str) -> Result<Option<(String, Option<String>)>> {
+    Ok(conn
+        .prepare_cached("SELECT status, replacement FROM nhs_status WHERE nhs_number = ?1")?
+        .query_row([nhs], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
+}
+
+/// Ends open CPP/LAC records of children who are 18 on or before `today`, on their
+/// 18th birthday. Returns how many were ended.
+pub fn end_at_18(conn: &Connection, today: NaiveDate) -> Result<u64> {
+    let mut due = Vec::new();
+    {
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, date_of_birth, end_date FROM records WHERE plan_type IN ('CPP', 'LAC') AND date_of_birth IS NOT NULL
+             AND (end_date IS NULL OR end_date > date(date_of_birth, '+18 years'))",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let dob: String = r.get(1)?;
+            let end: Option<String> = r.get(2)?;
+            if let Some(dob) = crate::clock::parse_date(&dob) {
+                let eighteen = crate::clock::birthday(dob, 18);
+                let later_end = end.as_deref().and_then(crate::clock::parse_date).is_none_or(|e| e > eighteen);
+                if eighteen <= today && later_end {
+                    due.push((r.get::<_, i64>(0)?, eighteen));
+                }
+            }
+        }
+    }
+    for (id, on) in &due {
+        end_record(conn, *id, *on, "AGE_18")?;
+    }
+    Ok(due.len() as u64)
+}
+
+/// Purges records whose `end_date + retention_days` is on or before `today`.
+/// Returns how many were purged, by authority.
+pub fn purge(conn: &Connection, today: NaiveDate, retention_days: u32) -> Result<Vec<(String, u64)>> {
+    let cutoff = crate::clock::add_days(today, -i64::from(retention_days));
+    let mut due = Vec::new();
+    {
+        let mut stmt = conn.prepare_cached("SELECT id, authority FROM records WHERE end_date IS NOT NULL AND end_date <= ?1 ORDER BY authority")?;
+        let mut rows = stmt.query([date_text(Some(cutoff))])?;
+        while let Some(r) = rows.next()? {
+            due.push((r.get::<_, i64>(0)?, r.get::<_, String>(1)?));
+        }
+    }
+    let mut counts: Vec<(String, u64)> = Vec::new();
+    for (id, authority) in due {
+        delete_record(conn, id)?;
+        match counts.last_mut() {
+            Some((a, n)) if *a == authority => *n += 1,
+            _ => counts.push((authority, 1)),
+        }
+    }
+    Ok(counts)
+}
+
+/// A row of the holdings file (§4.5), dates as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holding {
+    pub local_id: String,
+    pub nhs_number: String,
+    pub plan_type: String,
+    pub date_of_birth: Option<String>,
+    pub start_date: String,
+    pub end_date: Option<String>,
+    pub ended_reason: Option<String>,
+    pub nhs_status: Option<String>,
+    pub accesses: u64,
+    pub last_accessed_at: Option<String>,
+}
+
+pub fn count_held(conn: &Connection, authority: &str) -> Result<u64> {
+    Ok(conn
+        .prepare_cached("SELECT COUNT(*) FROM records WHERE authority = ?1")?
+        .query_row([authority], |r| r.get(0))?)
+}
+
+/// Streams an authority's holdings, ordered by local_id and plan type.
+pub fn for_each_holding(conn: &Connection, authority: &str, mut f: impl FnMut(Holding) -> std::io::Result<()>) -> Result<std::io::Result<()>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT r.local_id, r.nhs_number, r.plan_type, r.date_of_birth, r.start_date, r.end_date, r.ended_reason, s.status,
+                (SELECT COUNT(*) FROM accesses a WHERE a.record_id = r.id), (SELECT MAX(accessed_at) FROM accesses a WHERE a.record_id = r.id)
+         FROM records r LEFT JOIN nhs_status s ON s.nhs_number = r.nhs_number
+         WHERE r.authority = ?1 ORDER BY r.local_id, r.plan_type",
+    )?;
+    let mut rows = stmt.query([authority])?;
+    while let Some(r) = rows.next()? {
+        let h = Holding {
+            local_id: r.get(0)?,
+            nhs_number: r.get(1)?,
+            plan_type: r.get(2)?,
+            date_of_birth: r.get(3)?,
+            start_date: r.get(4)?,
+            end_date: r.get(5)?,
+            ended_reason: r.get(6)?,
+            nhs_status: r.get(7)?,
+            accesses: r.get(8)?,
+            last_accessed_at: r.get(9)?,
+        };
+        if let Err(e) = f(h) {
+            return Ok(Err(e));
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// Held records (any authority) with an NHS number, for `lookup`.
+pub fn records_by_nhs(conn: &Connection, nhs: &str) -> Result<Vec<(String, Holding)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT r.authority, r.local_id, r.nhs_number, r.plan_type, r.date_of_birth, r.start_date, r.end_date, r.ended_reason, s.status,
+                (SELECT COUNT(*) FROM accesses a WHERE a.record_id = r.id), (SELECT MAX(accessed_at) FROM accesses a WHERE a.record_id = r.id)
+         FROM records r LEFT JOIN nhs_status s ON s.nhs_number = r.nhs_number WHERE r.nhs_number = ?1 ORDER BY r.authority, r.local_id",
+    )?;
+    let rows = stmt
+        .query_map([nhs], |r| {
+            Ok((
+                r.get(0)?,
+                Holding {
+                    local_id: r.get(1)?,
+                    nhs_number: r.get(2)?,
+                    plan_type: r.get(3)?,
+                    date_of_birth: r.get(4)?,
+                    start_date: r.get(5)?,
+                    end_date: r.get(6)?,
+                    ended_reason: r.get(7)?,
+                    nhs_status: r.get(8)?,
+                    accesses: r.get(9)?,
+                    last_accessed_at: r.get(10)?,
+                },
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+// ---------------------------------------------------------------------------
+// Authorities, decisions, audit
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthorityState {
+    pub last_extracted_at: Option<String>,
+    pub last_sequence: Option<u64>,
+    pub last_full_at: Option<String>,
+    pub last_delta_at: Option<String>,
+}
+
+pub fn authority_state(conn: &Connection, authority: &str) -> Result<AuthorityState> {
+    Ok(conn
+        .prepare_cached("SELECT last_extracted_at, last_sequence, last_full_at, last_delta_at FROM authority_state WHERE authority = ?1")?
+        .query_row([authority], |r| {
+            Ok(AuthorityState {
+                last_extracted_at: r.get(0)?,
+                last_sequence: r.get(1)?,
+                last_full_at: r.get(2)?,
+                last_delta_at: r.get(3)?,
+            })
+        })
+        .optional()?
+        .unwrap_or_default())
+}
+
+/// Records an applied extract: its time (kept as the latest), sequence and type.
+pub fn record_applied_extract(conn: &Connection, authority: &str, extracted_at: &str, sequence: Option<u64>, full: bool, now: &str) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO authority_state (authority, last_extracted_at, last_sequence, last_full_at, last_delta_at)
+         VALUES (?1, ?2, ?3, CASE WHEN ?4 THEN ?5 END, CASE WHEN ?4 THEN NULL ELSE ?5 END)
+         ON CONFLICT (authority) DO UPDATE SET
+           last_extracted_at = max(coalesce(last_extracted_at, ''), excluded.last_extracted_at),
+           last_sequence = coalesce(excluded.last_sequence, last_sequence),
+           last_full_at = CASE WHEN ?4 THEN ?5 ELSE last_full_at END,
+           last_delta_at = CASE WHEN ?4 THEN last_delta_at ELSE ?5 END",
+    )?
+    .execute(params![authority, extracted_at, sequence, full, now])?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub id: i64,
+    pub message_id: i64,
+    pub decision: String,
+    pub requested_by: String,
+}
+
+pub fn queue_decision(conn: &Connection, message_id: i64, decision: &str, at: &str, by: &str) -> Result<i64> {
+    conn.prepare_cached("INSERT INTO decisions (message_id, decision, requested_at, requested_by) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![message_id, decision, at, by])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Decisions not yet carried out, oldest first (one per message: the newest wins).
+pub fn pending_decisions(conn: &Connection) -> Result<Vec<Decision>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, message_id, decision, requested_by FROM decisions d WHERE done_at IS NULL
+         AND id = (SELECT MAX(id) FROM decisions WHERE message_id = d.message_id AND done_at IS NULL) ORDER BY id",
+    )?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(Decision {
+                id: r.get(0)?,
+                message_id: r.get(1)?,
+                decision: r.get(2)?,
+                requested_by: r.get(3)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// Marks every open decision on a message as carried out.
+pub fn finish_decisions(conn: &Connection, message_id: i64, at: &str) -> Result<()> {
+    conn.prepare_cached("UPDATE decisions SET done_at = ?2 WHERE message_id = ?1 AND done_at IS NULL")?
+        .execute(params![message_id, at])?;
+    Ok(())
+}
+
+/// Appends to the audit log. `detail` is JSON; it never holds an NHS number except
+/// for lookups, whose number is the record the audit exists to keep.
+pub fn audit(conn: &Connection, at: &str, actor: &str, action: &str, detail: &serde_json::Value) -> Result<()> {
+    conn.prepare_cached("INSERT INTO audit (at, actor, action, detail) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![at, actor, action, detail.to_string()])?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    pub id: i64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub detail: String,
+}
+
+/// Audit entries at or after `since` (RFC 3339 text), oldest first.
+pub fn audit_since(conn: &Connection, since: Option<&str>) -> Result<Vec<AuditRow>> {
+    let mut stmt = conn.prepare_cached("SELECT id, at, actor, action, detail FROM audit WHERE ?1 IS NULL OR at >= ?1 ORDER BY id")?;
+    let rows = stmt
+        .query_map([since], |r| {
+            Ok(AuditRow {
+                id: r.get(0)?,
+                at: r.get(1)?,
+                actor: r.get(2)?,
+                action: r.get(3)?,
+                detail: r.get(4)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}

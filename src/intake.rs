@@ -1,0 +1,241 @@
+//! Intake: finds the inbound messages that are ready in a mailbox's `in/` folder
+//! (SPEC §1.2) and the entries that must be refused.
+//!
+//! Owns no state: every scan looks at the folder afresh. Must never read a file's
+//! content (beyond the size), never follow a symbolic link, and never use `--now`:
+//! readiness is judged on the real clock and the file's modification time.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// Longest file name accepted, in bytes.
+pub const MAX_NAME_BYTES: usize = 200;
+
+/// A message that can be processed now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ready {
+    /// `NAME.csv` / `NAME.xml`.
+    Plain { name: OsString, size: u64 },
+    /// `NAME.dat` + `NAME.ctl`.
+    Mesh { dat: OsString, ctl: OsString, size: u64 },
+    /// An entry to move to `failed/` with a receipt carrying `code`.
+    Refused { name: OsString, code: &'static str, message: String },
+}
+
+impl Ready {
+    /// The name the receipt's `source` carries and the ledger keeps.
+    pub fn name(&self) -> &OsString {
+        match self {
+            Ready::Plain { name, .. } | Ready::Refused { name, .. } => name,
+            Ready::Mesh { dat, .. } => dat,
+        }
+    }
+}
+
+/// One ready item with the time used to order arrivals.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub item: Ready,
+    pub arrived: SystemTime,
+}
+
+/// Why a name is refused, if it is.
+fn name_problem(name: &[u8]) -> Option<String> {
+    if name.len() > MAX_NAME_BYTES {
+        return Some(format!("the file name is {} bytes long; the limit is {MAX_NAME_BYTES}", name.len()));
+    }
+    if name.iter().any(|b| *b < 0x20 || *b == 0x7f) {
+        return Some("the file name holds control characters".into());
+    }
+    if name.contains(&b'\\') {
+        return Some("the file name holds a path separator".into());
+    }
+    if std::str::from_utf8(name).is_err() {
+        return Some("the file name is not UTF-8".into());
+    }
+    None
+}
+
+/// Names a sender uses while writing: never touched.
+pub fn is_temporary(name: &[u8]) -> bool {
+    name.starts_with(b".") || name.ends_with(b".tmp") || name.ends_with(b".part")
+}
+
+fn extension(name: &[u8]) -> Option<String> {
+    let dot = name.iter().rposition(|b| *b == b'.')?;
+    Some(String::from_utf8_lossy(&name[dot + 1..]).to_ascii_lowercase())
+}
+
+fn with_extension(name: &[u8], ext: &str) -> Option<OsString> {
+    let dot = name.iter().rposition(|b| *b == b'.')?;
+    let mut out = name[..=dot].to_vec();
+    out.extend_from_slice(ext.as_bytes());
+    Some(OsString::from(std::ffi::OsStr::from_bytes(&out).to_os_string()))
+}
+
+/// Settings of a scan.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    pub settle: Duration,
+    pub max_file_bytes: u64,
+}
+
+/// Lists what is ready in `dir`, oldest arrival first. Entries still being written
+/// (not settled, `.dat` without `.ctl`, temporary names) are left alone.
+pub fn scan(dir: &Path, rules: Rules, real_now: SystemTime) -> std::io::Result<Vec<Found>> {
+    let mut found = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+        Err(e) => return Err(e),
+    };
+    let mut names: Vec<(OsString, std::fs::Metadata)> = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        // symlink_metadata: never follow a link.
+        let meta = match std::fs::symlink_metadata(entry.path()) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        names.push((entry.file_name(), meta));
+    }
+    let settled = |m: &std::fs::Metadata| {
+        let modified = m.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+        real_now.duration_since(modified).map(|age| age >= rules.settle).unwrap_or(false)
+    };
+    let arrived = |m: &std::fs::Metadata| m.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    let lookup = |wanted: &OsString| names.iter().find(|(n, _)| n == wanted).map(|(_, m)| m);
+    for (name, meta) in &names {
+        let bytes = name.as_bytes();
+        if is_temporary(bytes) {
+            continue;
+        }
+        let refuse = |code: &'static str, message: String| Found {
+            item: Ready::Refused { name: name.clone(), code, message },
+            arrived: arrived(meta),
+        };
+        let kind = meta.file_type();
+        if kind.is_symlink() {
+            found.push(refuse("NAME", "a symbolic link is not accepted in in/; it was not followed".into()));
+            continue;
+        }
+        if kind.is_dir() {
+            found.push(refuse("NAME", "a folder is not accepted in in/: send files only".into()));
+            continue;
+        }
+        if !kind.is_file() {
+            found.push(refuse("NAME", "only regular files are accepted in in/".into()));
+            continue;
+        }
+        if let Some(why) = name_problem(bytes) {
+            if settled(meta) {
+                found.push(refuse("NAME", why));
+            }
+            continue;
+        }
+        match extension(bytes).as_deref() {
+            Some("csv") | Some("xml") => {
+                if !settled(meta) {
+                    continue;
+                }
+                if meta.len() > rules.max_file_bytes {
+                    found.push(refuse("TOO_LARGE", format!("the file is {} bytes; the limit is {} (hub.max_file_bytes)", meta.len(), rules.max_file_bytes)));
+                    continue;
+                }
+                found.push(Found { item: Ready::Plain { name: name.clone(), size: meta.len() }, arrived: arrived(meta) });
+            }
+            Some("ctl") => {
+                let Some(dat) = with_extension(bytes, "dat") else { continue };
+                match lookup(&dat) {
+                    Some(dat_meta) if dat_meta.is_file() && !dat_meta.file_type().is_symlink() => {
+                        found.push(Found {
+                            item: Ready::Mesh { dat, ctl: name.clone(), size: dat_meta.len() },
+                            arrived: arrived(meta),
+                        });
+                    }
+                    Some(_) => {} // the .dat entry is refused on its own
+                    None => {
+                        if settled(meta) {
+                            found.push(refuse("DAT_MISSING", format!("{} has no .dat beside it", String::from_utf8_lossy(bytes))));
+                        }
+                    }
+                }
+            }
+            Some("dat") => {} // waits for its .ctl
+            _ => {
+                if settled(meta) {
+                    found.push(refuse("NAME", "only .csv, .xml, or MESH .dat + .ctl pairs are accepted".into()));
+                }
+            }
+        }
+    }
+    found.sort_by(|a, b| a.arrived.cmp(&b.arrived).then_with(|| a.item.name().cmp(b.item.name())));
+    Ok(found)
+}
+
+/// The `in/` folder of a mailbox.
+pub fn in_dir(root: &Path, mailbox: &str) -> PathBuf {
+    root.join(mailbox).join("in")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn rules() -> Rules {
+        Rules { settle: Duration::ZERO, max_file_bytes: 100 }
+    }
+
+    fn names(found: &[Found]) -> Vec<String> {
+        found
+            .iter()
+            .map(|f| match &f.item {
+                Ready::Plain { name, .. } => format!("plain:{}", name.to_string_lossy()),
+                Ready::Mesh { dat, .. } => format!("mesh:{}", dat.to_string_lossy()),
+                Ready::Refused { name, code, .. } => format!("{code}:{}", name.to_string_lossy()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn classifies_every_kind_of_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for name in ["a.csv", "b.XML", "c.csv.part", "d.tmp", ".e.csv", "f.txt", "g.dat", "h.dat", "h.ctl", "i.ctl"] {
+            fs::write(d.join(name), b"x").unwrap();
+        }
+        fs::write(d.join("big.csv"), vec![b'x'; 101]).unwrap();
+        fs::create_dir(d.join("folder")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", d.join("link.csv")).unwrap();
+        let now = SystemTime::now() + Duration::from_secs(5);
+        let mut got = names(&scan(d, rules(), now).unwrap());
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                "DAT_MISSING:i.ctl", "NAME:f.txt", "NAME:folder", "NAME:link.csv", "TOO_LARGE:big.csv",
+                "mesh:h.dat", "plain:a.csv", "plain:b.XML",
+            ]
+        );
+    }
+
+    #[test]
+    fn unsettled_plain_file_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("a.csv"), b"x").unwrap();
+        let r = Rules { settle: Duration::from_secs(60), max_file_bytes: 100 };
+        assert!(scan(dir.path(), r, SystemTime::now()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn odd_names_are_refused() {
+        assert!(name_problem(&[b'a'; 201]).is_some());
+        assert!(name_problem(b"a\nb.csv").is_some());
+        assert!(name_problem(b"a\\b.csv").is_some());
+        assert!(name_problem(b"caf\xc3\xa9 100%.csv").is_none());
+    }
+}

@@ -1,0 +1,151 @@
+//! CSV form: metadata line, header row matched case-insensitively, RFC 4180 rows.
+
+use std::io::{BufRead, BufReader, Read};
+
+use super::limits::{self, LineLimit};
+use super::{meta, FileProblem, FormatSpec, Item, Prelude, RawRecord, Syntax, MAX_LINE_BYTES};
+
+pub(super) struct CsvDoc<R: Read> {
+    reader: csv::Reader<BufReader<LineLimit<BufReader<R>>>>,
+    /// For each CSV column: the index in the format's columns, if known.
+    mapping: Vec<Option<usize>>,
+    width: usize,
+    /// Number of columns of the format.
+    columns: usize,
+    record: csv::ByteRecord,
+}
+
+fn io_problem(e: &std::io::Error) -> FileProblem {
+    let (code, message) = limits::classify(e);
+    FileProblem::new(code, "", message)
+}
+
+fn csv_problem(e: csv::Error) -> FileProblem {
+    let line = e.position().map(|p| p.line() + 1);
+    match e.into_kind() {
+        csv::ErrorKind::Io(io) => io_problem(&io),
+        other => FileProblem::new(
+            "CSV_MALFORMED",
+            "",
+            format!("the CSV cannot be read near line {}: {other:?}", line.unwrap_or(0)),
+        ),
+    }
+}
+
+impl<R: Read> CsvDoc<R> {
+    pub(super) fn open(source: BufReader<R>, spec: &'static FormatSpec) -> Result<(Self, Prelude), FileProblem> {
+        let mut limited = BufReader::with_capacity(64 * 1024, LineLimit::new(source, b'\n', MAX_LINE_BYTES));
+        let mut first = Vec::new();
+        limited.read_until(b'\n', &mut first).map_err(|e| io_problem(&e))?;
+        while first.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            first.pop();
+        }
+        let line = std::str::from_utf8(&first)
+            .map_err(|_| FileProblem::new("ENCODING", "", "line 1 is not UTF-8: send the file in UTF-8"))?;
+        let metadata = meta::parse_line(line).map_err(|m| FileProblem::new("METADATA", "", m))?;
+        check_format(&metadata, spec)?;
+
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(limited);
+        let mut header = csv::ByteRecord::new();
+        let found = reader.read_byte_record(&mut header).map_err(csv_problem)?;
+        if !found {
+            return Err(FileProblem::new("HEADER", "", "line 2 must be the header row of column names; the file has none"));
+        }
+        let mut mapping = Vec::with_capacity(header.len());
+        let mut present = vec![false; spec.columns.len()];
+        let mut warnings = Vec::new();
+        for (position, raw) in header.iter().enumerate() {
+            let name = std::str::from_utf8(raw)
+                .map_err(|_| FileProblem::new("ENCODING", "", "the header row is not UTF-8"))?
+                .trim()
+                .to_ascii_lowercase();
+            match spec.columns.iter().position(|c| *c == name) {
+                Some(index) => {
+                    if present[index] {
+                        return Err(FileProblem::new("HEADER", name.clone(), format!("column {name} is named twice in the header row")));
+                    }
+                    present[index] = true;
+                    mapping.push(Some(index));
+                }
+                None => {
+                    let shown = if name.is_empty() { format!("(column {} has no name)", position + 1) } else { name.clone() };
+                    warnings.push(FileProblem::new("UNKNOWN_COLUMN", name, format!("column {shown} is not part of {}; it was ignored", spec.name)));
+                    mapping.push(None);
+                }
+            }
+        }
+        let width = header.len();
+        Ok((
+            CsvDoc {
+                reader,
+                mapping,
+                width,
+                columns: spec.columns.len(),
+                record: csv::ByteRecord::new(),
+            },
+            Prelude {
+                syntax: Syntax::Csv,
+                metadata,
+                present,
+                warnings,
+            },
+        ))
+    }
+
+    pub(super) fn next_item(&mut self) -> Option<Item> {
+        loop {
+            match self.reader.read_byte_record(&mut self.record) {
+                Ok(false) => return None,
+                Err(e) => return Some(Item::Fatal(csv_problem(e))),
+                Ok(true) => {}
+            }
+            // The csv reader counts lines from the header; the metadata line is line 1.
+            let line = self.record.position().map(|p| p.line() + 1).unwrap_or(0);
+            if self.record.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) {
+                continue; // blank line
+            }
+            let mut values: Vec<Option<String>> = vec![None; self.columns];
+            for (position, raw) in self.record.iter().enumerate() {
+                let Some(Some(index)) = self.mapping.get(position) else { continue };
+                let text = match std::str::from_utf8(raw) {
+                    Ok(t) => t.trim(),
+                    Err(_) => {
+                        return Some(Item::Fatal(FileProblem::new(
+                            "ENCODING",
+                            "",
+                            format!("line {line} is not UTF-8: send the whole file in UTF-8"),
+                        )))
+                    }
+                };
+                if !text.is_empty() {
+                    values[*index] = Some(text.to_string());
+                }
+            }
+            let malformed = (self.record.len() != self.width).then(|| {
+                format!("the line has {} fields; the header row has {}", self.record.len(), self.width)
+            });
+            return Some(Item::Record(RawRecord { line, values, malformed }));
+        }
+    }
+}
+
+pub(super) fn check_format(metadata: &meta::Metadata, spec: &FormatSpec) -> Result<(), FileProblem> {
+    if metadata.format != spec.name {
+        return Err(FileProblem::new(
+            "METADATA",
+            "",
+            format!("this mailbox takes {} files; the file says {:?}", spec.name, metadata.format),
+        ));
+    }
+    if metadata.version != "v1" {
+        return Err(FileProblem::new(
+            "METADATA",
+            "",
+            format!("version {:?} is not supported: write v1", metadata.version),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,130 @@
+//! The MESH control file (`NAME.ctl`, root `DTSControl`, §1.3), read leniently:
+//! element names case-insensitive, unknown elements ignored.
+
+use std::collections::HashMap;
+
+use quick_xml::events::Event;
+use quick_xml::Reader;
+
+/// Largest control file read (they are a few hundred bytes).
+pub const MAX_CTL_BYTES: usize = 64 * 1024;
+
+/// A parsed control file: lower-case element name -> trimmed text.
+/// `StatusRecord` children appear as `statusrecord.<name>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Control {
+    fields: HashMap<String, String>,
+}
+
+impl Control {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.fields
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// `Y`/`N` flags; anything but `Y` (case-insensitive) is no.
+    pub fn flag(&self, name: &str) -> bool {
+        self.get(name).is_some_and(|v| v.eq_ignore_ascii_case("y"))
+    }
+}
+
+/// Parses a control file; the error says what is wrong, for a receipt.
+pub fn parse(data: &[u8]) -> Result<Control, String> {
+    if data.len() > MAX_CTL_BYTES {
+        return Err(format!("the .ctl is larger than {MAX_CTL_BYTES} bytes"));
+    }
+    let data = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
+    let mut reader = Reader::from_reader(data);
+    reader.config_mut().trim_text(true);
+    reader.config_mut().expand_empty_elements = true;
+    let mut stack: Vec<String> = Vec::new();
+    let mut fields = HashMap::new();
+    let mut text = String::new();
+    let mut saw_root = false;
+    loop {
+        match reader.read_event() {
+            Err(e) => return Err(format!("the .ctl is not well-formed XML: {e}")),
+            Ok(Event::DocType(_)) => return Err("the .ctl has a DOCTYPE".into()),
+            Ok(Event::Start(s)) => {
+                let name = String::from_utf8_lossy(s.local_name().as_ref()).to_ascii_lowercase();
+                if stack.is_empty() {
+                    if name != "dtscontrol" || saw_root {
+                        return Err(format!("the .ctl root is <{name}>, not <DTSControl>"));
+                    }
+                    saw_root = true;
+                }
+                if stack.len() >= 4 {
+                    return Err("the .ctl is nested too deeply".into());
+                }
+                stack.push(name);
+                text.clear();
+            }
+            Ok(Event::Text(t)) => {
+                let value = t.unescape().map_err(|e| format!("the .ctl has a bad escape: {e}"))?;
+                text.push_str(&value);
+            }
+            Ok(Event::End(_)) => {
+                let name = stack.pop().unwrap_or_default();
+                let key = match stack.len() {
+                    1 => Some(name),
+                    2 => Some(format!("{}.{name}", stack[1])),
+                    _ => None,
+                };
+                if let Some(key) = key {
+                    fields.entry(key).or_insert_with(|| text.trim().to_string());
+                }
+                text.clear();
+            }
+            Ok(Event::Eof) => break,
+            Ok(_) => {}
+        }
+    }
+    if !saw_root {
+        return Err("the .ctl has no <DTSControl> element".into());
+    }
+    if !stack.is_empty() {
+        return Err("the .ctl ends before </DTSControl>".into());
+    }
+    Ok(Control { fields })
+}
+
+/// Writes the control file of an outbound message (§1.4). No patient data: the
+/// subject is the file kind and `LocalId` the file's sequence number.
+pub fn write(workflow_id: &str, from: &str, to: &str, subject: &str, local_id: u64) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<DTSControl>\n  <Version>1.0</Version>\n  <AddressType>DTS</AddressType>\n  <MessageType>Data</MessageType>\n  <WorkflowId>{workflow_id}</WorkflowId>\n  <To_DTS>{to}</To_DTS>\n  <From_DTS>{from}</From_DTS>\n  <Subject>{subject}</Subject>\n  <LocalId>{local_id}</LocalId>\n  <DTSId></DTSId>\n  <Compress>N</Compress>\n  <AllowChunking>Y</AllowChunking>\n  <Encrypted>N</Encrypted>\n</DTSControl>\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lenient_names_and_status_record() {
+        let c = parse(b"<?xml version=\"1.0\"?><dtscontrol><WORKFLOWID>CPISHUB_EXTRACT</WORKFLOWID><From_DTS>x26la101</From_DTS><Compress>y</Compress><Unknown>1</Unknown><StatusRecord><StatusCode>0</StatusCode></StatusRecord></dtscontrol>").unwrap();
+        assert_eq!(c.get("WorkflowId"), Some("CPISHUB_EXTRACT"));
+        assert_eq!(c.get("from_dts"), Some("x26la101"));
+        assert!(c.flag("Compress"));
+        assert!(!c.flag("Encrypted"));
+        assert_eq!(c.get("statusrecord.statuscode"), Some("0"));
+    }
+
+    #[test]
+    fn written_control_file_reads_back() {
+        let text = write("CPISHUB_EXTRACT_ACK", "X26HUB01", "X26LA101", "RECEIPT", 7);
+        let c = parse(text.as_bytes()).unwrap();
+        assert_eq!(c.get("workflowid"), Some("CPISHUB_EXTRACT_ACK"));
+        assert_eq!(c.get("localid"), Some("7"));
+    }
+
+    #[test]
+    fn refuses_junk() {
+        assert!(parse(b"not xml").is_err());
+        assert!(parse(b"<Other/>").is_err());
+        assert!(parse(b"<!DOCTYPE x><DTSControl/>").is_err());
+        assert!(parse(b"<DTSControl><A>").is_err());
+    }
+}

@@ -1,0 +1,125 @@
+//! The CSV metadata line (`#cpis-extract v1 key=value ...`) and its percent
+//! encoding (SPEC §2.1).
+
+/// The metadata of a document, whichever syntax it came in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Metadata {
+    /// Format name, e.g. `cpis-extract` (XML root names are mapped to this form).
+    pub format: String,
+    pub version: String,
+    /// snake_case keys, decoded values, in file order.
+    pub pairs: Vec<(String, String)>,
+}
+
+impl Metadata {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.trim().is_empty())
+    }
+}
+
+/// Percent-encodes a metadata value: space, `%`, `=`, control characters and every
+/// non-ASCII byte become `%XX`.
+pub fn percent_encode(value: &[u8]) -> String {
+    let mut out = String::with_capacity(value.len());
+    for &b in value {
+        if b == b' ' || b == b'%' || b == b'=' || b < 0x20 || b >= 0x7f {
+            out.push_str(&format!("%{b:02X}"));
+        } else {
+            out.push(char::from(b));
+        }
+    }
+    out
+}
+
+/// Decodes `%XX` sequences; `None` on a broken sequence or a result that is not UTF-8.
+pub fn percent_decode(value: &str) -> Option<String> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let text = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(text, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Parses a metadata line (BOM and line end already removed).
+pub fn parse_line(line: &str) -> Result<Metadata, String> {
+    let rest = line
+        .strip_prefix('#')
+        .ok_or("line 1 is not a metadata line: it must start with '#', e.g. '#cpis-extract v1 authority=LA204 ...'")?;
+    let mut tokens = rest.split([' ', '\t']).filter(|t| !t.is_empty());
+    let format = tokens.next().ok_or("the metadata line names no format")?.to_string();
+    let version = tokens.next().unwrap_or("").to_string();
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for token in tokens {
+        let (key, value) = token
+            .split_once('=')
+            .ok_or_else(|| format!("metadata token {token:?} is not key=value"))?;
+        let value = percent_decode(value)
+            .ok_or_else(|| format!("metadata value of {key} has a broken %XX sequence or is not UTF-8"))?;
+        if pairs.iter().any(|(k, _)| k == key) {
+            return Err(format!("metadata key {key} appears twice"));
+        }
+        pairs.push((key.to_string(), value));
+    }
+    Ok(Metadata {
+        format,
+        version,
+        pairs,
+    })
+}
+
+/// Writes a metadata line (without line end).
+pub fn write_line(format: &str, pairs: &[(&str, String)]) -> String {
+    let mut line = format!("#{format} v1");
+    for (k, v) in pairs {
+        line.push(' ');
+        line.push_str(k);
+        line.push('=');
+        line.push_str(&percent_encode(v.as_bytes()));
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_of_awkward_values() {
+        let name = "nightly extract=100% café\t.csv";
+        let enc = percent_encode(name.as_bytes());
+        assert!(!enc.contains([' ', '=', '\t']) && enc.is_ascii(), "{enc}");
+        assert_eq!(percent_decode(&enc).as_deref(), Some(name));
+    }
+
+    #[test]
+    fn parses_spec_example() {
+        let m = parse_line("#cpis-extract v1 authority=LA204 type=FULL extracted_at=2026-11-21T01:30:00Z sequence=1042 records=640").unwrap();
+        assert_eq!(m.format, "cpis-extract");
+        assert_eq!(m.version, "v1");
+        assert_eq!(m.get("records"), Some("640"));
+        assert_eq!(m.get("missing"), None);
+    }
+
+    #[test]
+    fn refuses_broken_lines() {
+        assert!(parse_line("cpis-extract v1").is_err());
+        assert!(parse_line("#cpis-extract v1 records").is_err());
+        assert!(parse_line("#cpis-extract v1 a=1 a=2").is_err());
+        assert!(parse_line("#cpis-extract v1 a=%4").is_err());
+        assert!(parse_line("#cpis-extract v1 a=%FF").is_err());
+    }
+}

@@ -1,0 +1,238 @@
+//! Readers of inbound documents: the CSV and XML forms of every SPEC format
+//! (§2.1), and the MESH control file (§1.3). Streaming: one record in memory at a
+//! time, whatever the file size.
+//!
+//! Owns no state beyond the reader it wraps. Must never do I/O beyond that reader,
+//! never panic on input, and never stop a whole file for one bad record: a record's
+//! structural problem is returned with the record; only problems that make the rest
+//! of the file unreadable end the stream.
+
+pub mod ctl;
+pub mod limits;
+pub mod meta;
+mod csv_doc;
+mod xml_doc;
+
+use std::io::{BufRead, BufReader, Read};
+
+pub use meta::Metadata;
+
+/// Longest physical line (CSV) or run of bytes between XML tags we read.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+/// Deepest XML nesting accepted (§2.1).
+pub const MAX_XML_DEPTH: usize = 8;
+
+/// The columns of one SPEC format.
+#[derive(Debug)]
+pub struct FormatSpec {
+    /// `cpis-extract`
+    pub name: &'static str,
+    /// `CpisExtract`
+    pub root: &'static str,
+    /// snake_case column names; a record's values come in this order.
+    pub columns: &'static [&'static str],
+}
+
+/// A problem that concerns the whole file (empty `line` in a receipt).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileProblem {
+    pub code: &'static str,
+    pub field: String,
+    pub message: String,
+}
+
+impl FileProblem {
+    pub fn new(code: &'static str, field: impl Into<String>, message: impl Into<String>) -> Self {
+        FileProblem {
+            code,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// One record as read: trimmed values (empty = absent) in the format's column order.
+#[derive(Debug, Clone, Default)]
+pub struct RawRecord {
+    /// CSV: the physical line the record starts on. XML: the record's position from 1.
+    pub line: u64,
+    pub values: Vec<Option<String>>,
+    /// A structural problem of this record (wrong field count, nested element...).
+    pub malformed: Option<String>,
+}
+
+impl RawRecord {
+    pub fn get(&self, index: usize) -> Option<&str> {
+        self.values.get(index).and_then(|v| v.as_deref())
+    }
+}
+
+/// What the reader yields after the prelude.
+#[derive(Debug)]
+pub enum Item {
+    Record(RawRecord),
+    /// A non-fatal file-level warning met while reading (e.g. an unknown XML element).
+    Warning(FileProblem),
+    /// The rest of the file cannot be read; the stream ends after this.
+    Fatal(FileProblem),
+}
+
+/// What is known before the first record.
+#[derive(Debug, Clone)]
+pub struct Prelude {
+    pub syntax: Syntax,
+    pub metadata: Metadata,
+    /// For CSV: whether the header names each column of the format. For XML: all true
+    /// (elements are optional per record).
+    pub present: Vec<bool>,
+    /// File-level warnings found in the prelude (unknown columns).
+    pub warnings: Vec<FileProblem>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Syntax {
+    Csv,
+    Xml,
+}
+
+/// A streaming document reader (CSV or XML, told apart by the first byte after an
+/// optional BOM and white space).
+pub struct DocReader<R: Read> {
+    inner: Inner<R>,
+    done: bool,
+}
+
+enum Inner<R: Read> {
+    Csv(csv_doc::CsvDoc<R>),
+    Xml(xml_doc::XmlDoc<R>),
+}
+
+/// Skips a UTF-8 BOM and tells whether the content is XML.
+fn sniff<R: BufRead>(reader: &mut R) -> std::io::Result<(bool, Syntax)> {
+    let mut bom = false;
+    {
+        let buf = reader.fill_buf()?;
+        if buf.starts_with(b"\xEF\xBB\xBF") {
+            bom = true;
+        }
+    }
+    if bom {
+        reader.consume(3);
+    }
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok((bom, Syntax::Csv));
+        }
+        match buf.iter().position(|b| !b.is_ascii_whitespace()) {
+            Some(i) => {
+                let xml = buf[i] == b'<';
+                return Ok((bom, if xml { Syntax::Xml } else { Syntax::Csv }));
+            }
+            None => {
+                // All white space so far: keep it for CSV? A document starting with
+                // blank lines is not a metadata line either way; drop it.
+                let n = buf.len();
+                reader.consume(n);
+            }
+        }
+    }
+}
+
+impl<R: Read> DocReader<R> {
+    /// Reads the prelude (metadata and, for CSV, the header row). An `Err` is a
+    /// file-level problem that stops reading before any record.
+    pub fn open(source: R, spec: &'static FormatSpec) -> Result<(Self, Prelude), FileProblem> {
+        let mut reader = BufReader::with_capacity(64 * 1024, source);
+        let (_bom, syntax) = sniff(&mut reader).map_err(|e| {
+            let (code, message) = limits::classify(&e);
+            FileProblem::new(code, "", message)
+        })?;
+        match syntax {
+            Syntax::Csv => {
+                let (doc, prelude) = csv_doc::CsvDoc::open(reader, spec)?;
+                Ok((
+                    DocReader {
+                        inner: Inner::Csv(doc),
+                        done: false,
+                    },
+                    prelude,
+                ))
+            }
+            Syntax::Xml => {
+                let (doc, prelude) = xml_doc::XmlDoc::open(reader, spec)?;
+                Ok((
+                    DocReader {
+                        inner: Inner::Xml(doc),
+                        done: false,
+                    },
+                    prelude,
+                ))
+            }
+        }
+    }
+}
+
+impl<R: Read> Iterator for DocReader<R> {
+    type Item = Item;
+
+    fn next(&mut self) -> Option<Item> {
+        if self.done {
+            return None;
+        }
+        let item = match &mut self.inner {
+            Inner::Csv(doc) => doc.next_item(),
+            Inner::Xml(doc) => doc.next_item(),
+        };
+        if matches!(item, None | Some(Item::Fatal(_))) {
+            self.done = true;
+        }
+        item
+    }
+}
+
+/// `nhs_number` -> `NhsNumber`
+pub fn pascal(snake: &str) -> String {
+    snake
+        .split('_')
+        .map(|part| {
+            let mut chars = part.chars();
+            match chars.next() {
+                Some(first) => first.to_ascii_uppercase().to_string() + chars.as_str(),
+                None => String::new(),
+            }
+        })
+        .collect()
+}
+
+/// `extractedAt` / `NhsNumber` -> `extracted_at` / `nhs_number`
+pub fn snake(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    let mut prev_lower_or_digit = false;
+    for c in name.chars() {
+        if c.is_ascii_uppercase() {
+            if prev_lower_or_digit {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+            prev_lower_or_digit = false;
+        } else {
+            out.push(c);
+            prev_lower_or_digit = c.is_ascii_lowercase() || c.is_ascii_digit();
+        }
+    }
+    out
+}
+
+/// `extracted_at` -> `extractedAt`
+pub fn camel(snake: &str) -> String {
+    let p = pascal(snake);
+    let mut chars = p.chars();
+    match chars.next() {
+        Some(first) => first.to_ascii_lowercase().to_string() + chars.as_str(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

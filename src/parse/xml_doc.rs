@@ -1,0 +1,290 @@
+//! XML form: root named after the format in `urn:cpis-hub:v1`, metadata as root
+//! attributes, one `Record` element per row. DOCTYPE refused, depth bounded.
+
+use std::collections::{HashSet, VecDeque};
+use std::io::{BufReader, Read};
+
+use quick_xml::events::Event;
+use quick_xml::name::ResolveResult;
+use quick_xml::NsReader;
+
+use super::limits::{self, LineLimit};
+use super::{meta, snake, FileProblem, FormatSpec, Item, Prelude, RawRecord, Syntax, MAX_LINE_BYTES, MAX_XML_DEPTH};
+
+pub const NAMESPACE: &str = "urn:cpis-hub:v1";
+
+pub(super) struct XmlDoc<R: Read> {
+    reader: NsReader<BufReader<LineLimit<BufReader<R>>>>,
+    spec: &'static FormatSpec,
+    buf: Vec<u8>,
+    position: u64,
+    warned: HashSet<String>,
+    /// Warnings found inside the last record, yielded before reading on.
+    deferred: VecDeque<FileProblem>,
+    finished: bool,
+}
+
+fn xml_problem(e: quick_xml::Error, at: u64) -> FileProblem {
+    match e {
+        quick_xml::Error::Io(io) => {
+            let (code, message) = limits::classify(&io);
+            FileProblem::new(code, "", message)
+        }
+        quick_xml::Error::Encoding(err) => FileProblem::new("ENCODING", "", format!("the XML is not valid UTF-8 near byte {at}: {err}")),
+        other => FileProblem::new("XML_MALFORMED", "", format!("the XML is malformed near byte {at}: {other}")),
+    }
+}
+
+fn doctype() -> FileProblem {
+    FileProblem::new("XML_DOCTYPE", "", "the document has a DOCTYPE; documents with a DOCTYPE or entity declarations are refused: remove it")
+}
+
+impl<R: Read> XmlDoc<R> {
+    pub(super) fn open(source: BufReader<R>, spec: &'static FormatSpec) -> Result<(Self, Prelude), FileProblem> {
+        let limited = BufReader::with_capacity(64 * 1024, LineLimit::new(source, b'>', MAX_LINE_BYTES));
+        let mut reader = NsReader::from_reader(limited);
+        reader.config_mut().trim_text(true);
+        reader.config_mut().expand_empty_elements = true;
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            let at = reader.buffer_position();
+            let (ns, event) = reader.read_resolved_event_into(&mut buf).map_err(|e| xml_problem(e, at))?;
+            match event {
+                Event::Decl(decl) => {
+                    if let Some(Ok(enc)) = decl.encoding() {
+                        let enc = String::from_utf8_lossy(&enc).to_ascii_lowercase();
+                        if enc != "utf-8" && enc != "utf8" {
+                            return Err(FileProblem::new("ENCODING", "", format!("the XML declares encoding {enc:?}: send UTF-8")));
+                        }
+                    }
+                }
+                Event::DocType(_) => return Err(doctype()),
+                Event::Comment(_) | Event::PI(_) | Event::Text(_) => {}
+                Event::Start(start) => {
+                    let local = String::from_utf8_lossy(start.local_name().as_ref()).into_owned();
+                    let namespace = match ns {
+                        ResolveResult::Bound(n) => String::from_utf8_lossy(n.as_ref()).into_owned(),
+                        _ => String::new(),
+                    };
+                    if local != spec.root || namespace != NAMESPACE {
+                        return Err(FileProblem::new(
+                            "METADATA",
+                            "",
+                            format!("this mailbox takes <{} xmlns=\"{NAMESPACE}\">; the root is <{local}> in namespace {namespace:?}", spec.root),
+                        ));
+                    }
+                    let mut pairs = Vec::new();
+                    for attr in start.attributes() {
+                        let attr = attr.map_err(|e| xml_problem(e.into(), at))?;
+                        let key = attr.key;
+                        if key.as_namespace_binding().is_some() {
+                            continue;
+                        }
+                        let name = snake(&String::from_utf8_lossy(key.local_name().as_ref()));
+                        let value = attr.unescape_value().map_err(|e| xml_problem(e, at))?.into_owned();
+                        if pairs.iter().any(|(k, _)| *k == name) {
+                            return Err(FileProblem::new("METADATA", "", format!("attribute {name} appears twice")));
+                        }
+                        pairs.push((name, value));
+                    }
+                    let metadata = meta::Metadata {
+                        format: spec.name.to_string(),
+                        version: "v1".to_string(),
+                        pairs,
+                    };
+                    return Ok((
+                        XmlDoc {
+                            reader,
+                            spec,
+                            buf,
+                            position: 0,
+                            warned: HashSet::new(),
+                            deferred: VecDeque::new(),
+                            finished: false,
+                        },
+                        Prelude {
+                            syntax: Syntax::Xml,
+                            metadata,
+                            present: vec![true; spec.columns.len()],
+                            warnings: Vec::new(),
+                        },
+                    ));
+                }
+                Event::Eof => return Err(FileProblem::new("XML_MALFORMED", "", "the XML document has no root element")),
+                _ => return Err(FileProblem::new("XML_MALFORMED", "", format!("unexpected content before the root element near byte {at}"))),
+            }
+        }
+    }
+
+    fn read(&mut self) -> Result<Event<'static>, FileProblem> {
+        self.buf.clear();
+        let at = self.reader.buffer_position();
+        self.reader
+            .read_event_into(&mut self.buf)
+            .map(|e| e.into_owned())
+            .map_err(|e| xml_problem(e, at))
+    }
+
+    fn warn_once(&mut self, code: &'static str, field: String, message: String) -> Option<Item> {
+        self.warned
+            .insert(format!("{code}/{field}"))
+            .then(|| Item::Warning(FileProblem::new(code, field, message)))
+    }
+
+    /// Skips the rest of an element whose start was just read (depth counted from it).
+    fn skip_element(&mut self, depth_now: usize) -> Result<(), FileProblem> {
+        let mut depth = 1usize;
+        while depth > 0 {
+            match self.read()? {
+                Event::Start(_) => {
+                    depth += 1;
+                    if depth_now + depth - 1 > MAX_XML_DEPTH {
+                        return Err(too_deep());
+                    }
+                }
+                Event::End(_) => depth -= 1,
+                Event::DocType(_) => return Err(doctype()),
+                Event::Eof => return Err(truncated(self.spec)),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn next_item(&mut self) -> Option<Item> {
+        if let Some(warning) = self.deferred.pop_front() {
+            return Some(Item::Warning(warning));
+        }
+        if self.finished {
+            return None;
+        }
+        match self.next_inner() {
+            Ok(item) => item,
+            Err(problem) => {
+                self.finished = true;
+                Some(Item::Fatal(problem))
+            }
+        }
+    }
+
+    fn next_inner(&mut self) -> Result<Option<Item>, FileProblem> {
+        // Depth 1: inside the root.
+        loop {
+            match self.read()? {
+                Event::Start(start) => {
+                    let local = String::from_utf8_lossy(start.local_name().as_ref()).into_owned();
+                    if local == "Record" {
+                        self.position += 1;
+                        return self.read_record().map(|r| Some(Item::Record(r)));
+                    }
+                    self.skip_element(2)?;
+                    if let Some(w) = self.warn_once("UNKNOWN_ELEMENT", local.clone(), format!("element <{local}> is not part of {}; it was ignored", self.spec.name)) {
+                        return Ok(Some(w));
+                    }
+                }
+                Event::End(_) => {
+                    // End of the root: only comments, PIs and white space may follow.
+                    loop {
+                        match self.read()? {
+                            Event::Eof => {
+                                self.finished = true;
+                                return Ok(None);
+                            }
+                            Event::Comment(_) | Event::PI(_) | Event::Text(_) => {}
+                            _ => return Err(FileProblem::new("XML_MALFORMED", "", "content after the root element")),
+                        }
+                    }
+                }
+                Event::DocType(_) => return Err(doctype()),
+                Event::Eof => return Err(truncated(self.spec)),
+                _ => {}
+            }
+        }
+    }
+
+    fn read_record(&mut self) -> Result<RawRecord, FileProblem> {
+        let mut record = RawRecord {
+            line: self.position,
+            values: vec![None; self.spec.columns.len()],
+            malformed: None,
+        };
+        let mut seen = vec![false; self.spec.columns.len()];
+        let mut pending_warnings = Vec::new();
+        loop {
+            match self.read()? {
+                Event::Start(start) => {
+                    let local = String::from_utf8_lossy(start.local_name().as_ref()).into_owned();
+                    let column = snake(&local);
+                    let index = self.spec.columns.iter().position(|c| *c == column);
+                    let (text, nested) = self.read_field(&local)?;
+                    match index {
+                        Some(i) => {
+                            if seen[i] {
+                                record.malformed.get_or_insert(format!("element <{local}> appears twice in the record"));
+                            }
+                            seen[i] = true;
+                            if nested {
+                                record.malformed.get_or_insert(format!("element <{local}> contains other elements"));
+                            }
+                            let trimmed = text.trim();
+                            if !trimmed.is_empty() {
+                                record.values[i] = Some(trimmed.to_string());
+                            }
+                        }
+                        None => pending_warnings.push(local),
+                    }
+                }
+                Event::End(_) => break,
+                Event::DocType(_) => return Err(doctype()),
+                Event::Eof => return Err(truncated(self.spec)),
+                Event::Text(t) => {
+                    let text = t.unescape().map_err(|e| xml_problem(e, 0))?;
+                    if !text.trim().is_empty() {
+                        record.malformed.get_or_insert("a <Record> holds text outside its elements".into());
+                    }
+                }
+                _ => {}
+            }
+        }
+        for local in pending_warnings {
+            let column = snake(&local);
+            if self.warned.insert(format!("UNKNOWN_COLUMN/{column}")) {
+                self.deferred.push_back(FileProblem::new("UNKNOWN_COLUMN", column, format!("element <{local}> is not a column of {}; it was ignored", self.spec.name)));
+            }
+        }
+        Ok(record)
+    }
+
+    /// Reads the text of a column element up to its end tag; tells whether it held
+    /// nested elements (which are skipped).
+    fn read_field(&mut self, _local: &str) -> Result<(String, bool), FileProblem> {
+        let mut text = String::new();
+        let mut nested = false;
+        loop {
+            match self.read()? {
+                Event::Text(t) => text.push_str(&t.unescape().map_err(|e| xml_problem(e, 0))?),
+                Event::CData(c) => match std::str::from_utf8(&c) {
+                    Ok(s) => text.push_str(s),
+                    Err(_) => return Err(FileProblem::new("ENCODING", "", "a CDATA section is not UTF-8")),
+                },
+                Event::Start(_) => {
+                    nested = true;
+                    self.skip_element(4)?;
+                }
+                Event::End(_) => return Ok((text, nested)),
+                Event::DocType(_) => return Err(doctype()),
+                Event::Eof => return Err(truncated(self.spec)),
+                _ => {}
+            }
+        }
+    }
+}
+
+fn too_deep() -> FileProblem {
+    FileProblem::new("XML_MALFORMED", "", format!("the XML is nested deeper than {MAX_XML_DEPTH} levels"))
+}
+
+fn truncated(spec: &FormatSpec) -> FileProblem {
+    FileProblem::new("XML_MALFORMED", "", format!("the file ends before </{}>: it is truncated", spec.root))
+}

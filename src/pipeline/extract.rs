@@ -1,0 +1,446 @@
+//! Evaluating and applying one authority extract (SPEC §4.1 decision order, §5.1).
+//!
+//! One streaming pass validates every line and, when nothing so far forbids it,
+//! applies the valid ones at once. When the end of the file shows that nothing may
+//! be applied (a file-level error, too many invalid lines, the mass-end guard) or
+//! that some record appears twice, the pass is rolled back to its savepoint and
+//! read again knowing that. Memory: 16 bytes per record (a hash of its key).
+
+use std::collections::HashSet;
+use std::io::{self, Read};
+
+use chrono::NaiveDate;
+use rusqlite::Connection;
+use xxhash_rust::xxh3::xxh3_128;
+
+use crate::clock::{self, Clock};
+use crate::config::HubSettings;
+use crate::formats::EXTRACT;
+use crate::index::{self, Counts, IndexError};
+use crate::parse::{limits, DocReader, Item};
+use crate::validate::{self, Action, ExtractHeader, ExtractRules, ExtractType, PlanType, Problem, Severity};
+
+/// Why an extract could not be evaluated at all (nothing is decided; retry later).
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    #[error("reading the inbound file failed: {0} (the file stays in in/ and is tried again)")]
+    Io(#[from] io::Error),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+}
+
+impl From<rusqlite::Error> for ExtractError {
+    fn from(e: rusqlite::Error) -> Self {
+        ExtractError::Index(IndexError::Sql(e))
+    }
+}
+
+/// Where problems go: the index (for a receipt) or memory (for `validate`).
+pub trait Sink {
+    fn push(&mut self, conn: &Connection, problem: Problem) -> Result<(), IndexError>;
+    /// Forget everything pushed (the pass is read again).
+    fn reset(&mut self);
+}
+
+/// Problems into the `problems` table under one receipt.
+pub struct DbSink {
+    pub receipt_id: i64,
+    seq: u64,
+}
+
+impl DbSink {
+    pub fn new(receipt_id: i64) -> Self {
+        DbSink { receipt_id, seq: 0 }
+    }
+}
+
+impl Sink for DbSink {
+    fn push(&mut self, conn: &Connection, problem: Problem) -> Result<(), IndexError> {
+        self.seq += 1;
+        index::insert_problem(conn, self.receipt_id, self.seq, &problem)
+    }
+    fn reset(&mut self) {
+        // The savepoint rollback removed the rows.
+        self.seq = 0;
+    }
+}
+
+/// Problems kept in memory.
+#[derive(Default)]
+pub struct MemorySink(pub Vec<Problem>);
+
+impl Sink for MemorySink {
+    fn push(&mut self, _: &Connection, problem: Problem) -> Result<(), IndexError> {
+        self.0.push(problem);
+        Ok(())
+    }
+    fn reset(&mut self) {
+        self.0.clear();
+    }
+}
+
+/// The final status of an inbound message (§4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Accepted,
+    Partial,
+    Rejected,
+    Duplicate,
+    Stale,
+    Quarantined,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Accepted => "ACCEPTED",
+            Status::Partial => "PARTIAL",
+            Status::Rejected => "REJECTED",
+            Status::Duplicate => "DUPLICATE",
+            Status::Stale => "STALE",
+            Status::Quarantined => "QUARANTINED",
+        }
+    }
+
+    /// Were records applied?
+    pub fn applies(self) -> bool {
+        matches!(self, Status::Accepted | Status::Partial)
+    }
+
+    /// Does `process` count this as a failure (exit 1)?
+    pub fn is_failure(self) -> bool {
+        matches!(self, Status::Rejected | Status::Stale | Status::Quarantined)
+    }
+}
+
+/// What is being evaluated.
+pub struct Job<'a> {
+    pub hub: &'a HubSettings,
+    /// The mailbox owner's authority code.
+    pub authority: &'a str,
+    pub now: Clock,
+    /// File-level problems found before the content (from the `.ctl`).
+    pub pre_problems: Vec<Problem>,
+    /// The mass-end guard applies (not when an operator released the file).
+    pub guard: bool,
+    /// Apply (inside the caller's transaction) or only evaluate (`validate`).
+    pub apply: bool,
+}
+
+/// The decision and its counts.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub status: Status,
+    pub counts: Counts,
+    pub header: ExtractHeader,
+    /// Open records a FULL would end (ABSENT_FROM_FULL).
+    pub would_end: u64,
+}
+
+fn key_hash(local_id: &str, plan: PlanType) -> u128 {
+    let mut bytes = Vec::with_capacity(local_id.len() + 2);
+    bytes.extend_from_slice(local_id.as_bytes());
+    bytes.push(0xFF);
+    bytes.push(plan as u8);
+    xxh3_128(&bytes)
+}
+
+struct PassResult {
+    header: ExtractHeader,
+    file_error: bool,
+    stale: bool,
+    records: u64,
+    invalid: u64,
+    warnings: u64,
+    /// Sorted key hashes of every readable line.
+    hashes: Vec<u128>,
+    dups: HashSet<u128>,
+    wrote: bool,
+    open_before: u64,
+    to_end: Vec<i64>,
+    reference_date: NaiveDate,
+}
+
+struct Pass<'s> {
+    sink: &'s mut dyn Sink,
+    warnings: u64,
+    file_error: bool,
+}
+
+impl Pass<'_> {
+    fn push(&mut self, conn: &Connection, p: Problem) -> Result<(), IndexError> {
+        // STALE is a decision of its own (§4.1 order), not a file-level error.
+        if p.line.is_none() && p.severity == Severity::Error && p.code != "STALE" {
+            self.file_error = true;
+        }
+        if p.severity == Severity::Warning {
+            self.warnings += 1;
+        }
+        self.sink.push(conn, p)
+    }
+}
+
+/// Opens the inbound data (decompressed when needed, bounded in size).
+pub type Opener<'a> = &'a dyn Fn() -> io::Result<Box<dyn Read>>;
+
+fn run_pass(conn: &Connection, job: &Job<'_>, open: Opener<'_>, allow_apply: bool, dups: &HashSet<u128>, sink: &mut dyn Sink) -> Result<PassResult, ExtractError> {
+    let mut pass = Pass {
+        sink,
+        warnings: 0,
+        file_error: false,
+    };
+    let today = job.now.today();
+    for p in &job.pre_problems {
+        pass.push(conn, p.clone())?;
+    }
+    let mut result = PassResult {
+        header: ExtractHeader {
+            extract_type: None,
+            extracted_at: None,
+            sequence: None,
+            records: None,
+        },
+        file_error: false,
+        stale: false,
+        records: 0,
+        invalid: 0,
+        warnings: 0,
+        hashes: Vec::new(),
+        dups: HashSet::new(),
+        wrote: false,
+        open_before: 0,
+        to_end: Vec::new(),
+        reference_date: today,
+    };
+    let source = open()?;
+    let (reader, prelude) = match DocReader::open(source, &EXTRACT) {
+        Ok(ok) => ok,
+        Err(fp) => {
+            if fp.code == "READ_ERROR" {
+                return Err(ExtractError::Io(io::Error::other(fp.message)));
+            }
+            pass.push(conn, Problem::from_file(fp))?;
+            result.file_error = true;
+            result.warnings = pass.warnings;
+            return Ok(result);
+        }
+    };
+    for w in prelude.warnings {
+        pass.push(conn, Problem::from_file(w))?;
+    }
+    let (header, meta_problems) = validate::extract_metadata(&prelude.metadata, job.authority, job.now.now());
+    for p in meta_problems {
+        pass.push(conn, p)?;
+    }
+    let header_problems = validate::extract_columns(&prelude.present, header.extract_type);
+    let columns_ok = header_problems.is_empty();
+    for p in header_problems {
+        pass.push(conn, p)?;
+    }
+    let state = index::authority_state(conn, job.authority)?;
+    if let (Some(seq), Some(last)) = (header.sequence, state.last_sequence) {
+        if seq != last + 1 {
+            pass.push(conn, Problem::file("SEQUENCE_GAP", "sequence", format!("sequence={seq}, but the last applied file had sequence={last}: a file may be missing (expected {})", last + 1)))?;
+        }
+    }
+    let last_applied = state.last_extracted_at.as_deref().and_then(clock::parse_rfc3339);
+    let stale = matches!((header.extracted_at, last_applied), (Some(at), Some(last)) if at < last);
+    let reference_date = header.reference_date(today);
+    let rules = ExtractRules {
+        extract_type: header.extract_type,
+        reference_date,
+        allow_test_numbers: job.hub.allow_test_nhs_numbers,
+    };
+    let can_apply = allow_apply && !pass.file_error && !stale && header.extract_type.is_some();
+    let full = header.extract_type == Some(ExtractType::Full);
+    if full {
+        result.open_before = index::count_open(conn, job.authority, reference_date)?;
+    }
+
+    let mut fatal = false;
+    for item in reader {
+        match item {
+            Item::Warning(w) => pass.push(conn, Problem::from_file(w))?,
+            Item::Fatal(fp) => {
+                if fp.code == "READ_ERROR" {
+                    return Err(ExtractError::Io(io::Error::other(fp.message)));
+                }
+                pass.push(conn, Problem::from_file(fp))?;
+                fatal = true;
+                break;
+            }
+            Item::Record(raw) => {
+                result.records += 1;
+                if !columns_ok {
+                    continue;
+                }
+                let mut checked = rules.check(&raw);
+                if let Some((local_id, plan)) = &checked.key {
+                    let h = key_hash(local_id, *plan);
+                    result.hashes.push(h);
+                    if dups.contains(&h) {
+                        checked.problems.push(validate::duplicate_record(raw.line, local_id, *plan));
+                        checked.record = None;
+                    }
+                }
+                if let Some(record) = checked.record.take() {
+                    match record.action {
+                        Action::Upsert => {
+                            let nhs = record.nhs_number.map(|n| n.as_string()).unwrap_or_default();
+                            if let Some((status, replacement)) = index::nhs_status(conn, &nhs)? {
+                                checked.problems.push(validate::nhs_inactive(raw.line, &record.local_id, &status, replacement.as_deref()));
+                            } else if can_apply {
+                                index::upsert_record(conn, job.authority, &record)?;
+                                result.wrote = true;
+                            }
+                        }
+                        Action::Delete => match index::find_record(conn, job.authority, &record.local_id, record.plan_type)? {
+                            None => checked.problems.push(validate::unknown_record(raw.line, &record.local_id, record.plan_type)),
+                            Some(held) if can_apply => {
+                                index::delete_record(conn, held.id)?;
+                                result.wrote = true;
+                            }
+                            Some(_) => {}
+                        },
+                    }
+                }
+                if checked.problems.iter().any(|p| p.severity == Severity::Error) {
+                    result.invalid += 1;
+                }
+                for p in checked.problems {
+                    pass.push(conn, p)?;
+                }
+            }
+        }
+    }
+    if !fatal {
+        if let Some(declared) = header.records {
+            if declared != result.records {
+                pass.push(conn, Problem::file("RECORD_COUNT", "records", format!("the metadata declares records={declared} but the file holds {} records: the file may be truncated; send it again", result.records)))?;
+            }
+        }
+    }
+    result.hashes.sort_unstable();
+    result.dups = result.hashes.windows(2).filter(|w| w[0] == w[1]).map(|w| w[0]).collect();
+    if full && !pass.file_error {
+        let hashes = &result.hashes;
+        let mut to_end = Vec::new();
+        index::for_each_open(conn, job.authority, reference_date, |id, local_id, plan| {
+            if let Some(plan) = PlanType::parse(plan) {
+                if hashes.binary_search(&key_hash(local_id, plan)).is_err() {
+                    to_end.push(id);
+                }
+            }
+        })?;
+        result.to_end = to_end;
+    }
+    if stale && !pass.file_error {
+        let last = state.last_extracted_at.clone().unwrap_or_default();
+        let at = header.extracted_at.map(clock::rfc3339).unwrap_or_default();
+        pass.push(conn, Problem::file("STALE", "extracted_at", format!("extracted_at={at} is older than the last extract applied for {} ({last}); nothing was applied", job.authority)))?;
+    }
+    result.header = header;
+    result.file_error = pass.file_error;
+    result.stale = stale;
+    result.warnings = pass.warnings;
+    result.reference_date = reference_date;
+    Ok(result)
+}
+
+/// The mass-end threshold: more than this many endings quarantines a FULL (§5.1).
+pub fn mass_end_limit(hub: &HubSettings, open: u64) -> f64 {
+    (hub.mass_end_fraction * open as f64).max(hub.mass_end_min as f64)
+}
+
+/// Evaluates an extract and, when `job.apply` and the decision allows, applies it
+/// (in the caller's transaction). Problems go to `sink`.
+pub fn evaluate(conn: &Connection, job: &Job<'_>, open: Opener<'_>, sink: &mut dyn Sink) -> Result<Outcome, ExtractError> {
+    if job.apply {
+        conn.execute_batch("SAVEPOINT extract_pass")?;
+    }
+    let outcome = evaluate_inner(conn, job, open, sink);
+    if job.apply {
+        match &outcome {
+            Ok(_) => conn.execute_batch("RELEASE extract_pass")?,
+            Err(_) => conn.execute_batch("ROLLBACK TO extract_pass; RELEASE extract_pass")?,
+        }
+    }
+    outcome
+}
+
+fn evaluate_inner(conn: &Connection, job: &Job<'_>, open: Opener<'_>, sink: &mut dyn Sink) -> Result<Outcome, ExtractError> {
+    let rerun = |sink: &mut dyn Sink| -> Result<(), ExtractError> {
+        if job.apply {
+            conn.execute_batch("ROLLBACK TO extract_pass")?;
+        }
+        sink.reset();
+        Ok(())
+    };
+    let mut dups = HashSet::new();
+    let mut r = run_pass(conn, job, open, job.apply, &dups, sink)?;
+    if !r.dups.is_empty() {
+        rerun(sink)?;
+        dups = std::mem::take(&mut r.dups);
+        r = run_pass(conn, job, open, job.apply, &dups, sink)?;
+    }
+    let full = r.header.extract_type == Some(ExtractType::Full);
+    let would_end = r.to_end.len() as u64;
+    let limit = mass_end_limit(job.hub, r.open_before);
+    let fraction = if r.records > 0 { r.invalid as f64 / r.records as f64 } else { 0.0 };
+    let (status, extra) = if r.file_error {
+        (Status::Rejected, None)
+    } else if r.stale {
+        (Status::Stale, None)
+    } else if r.records > 0 && r.invalid == r.records {
+        let msg = format!("all {} records are invalid; nothing was applied", r.records);
+        (Status::Rejected, Some(Problem::file("REJECT_FRACTION", "", msg)))
+    } else if fraction > job.hub.max_reject_fraction {
+        let msg = format!(
+            "{} of {} records are invalid ({:.0}%), more than hub.max_reject_fraction {}; nothing was applied: fix the extract and send it again",
+            r.invalid, r.records, fraction * 100.0, job.hub.max_reject_fraction
+        );
+        (Status::Rejected, Some(Problem::file("REJECT_FRACTION", "", msg)))
+    } else if full && job.guard && would_end as f64 > limit {
+        let msg = format!(
+            "this FULL would end {would_end} of the {} open records (more than {limit:.0}); it is held for an operator (cpis-hub quarantine release|discard)",
+            r.open_before
+        );
+        (Status::Quarantined, Some(Problem::file("MASS_END", "", msg)))
+    } else if r.invalid == 0 {
+        (Status::Accepted, None)
+    } else {
+        (Status::Partial, None)
+    };
+    if r.wrote && !status.applies() {
+        rerun(sink)?;
+        r = run_pass(conn, job, open, false, &dups, sink)?;
+    }
+    if let Some(p) = extra {
+        sink.push(conn, p)?;
+    }
+    if status.applies() && job.apply {
+        for id in &r.to_end {
+            index::end_record(conn, *id, r.reference_date, "ABSENT_FROM_FULL")?;
+        }
+        if let Some(at) = r.header.extracted_at {
+            index::record_applied_extract(conn, job.authority, &clock::rfc3339(at), r.header.sequence, full, &job.now.rfc3339())?;
+        }
+    }
+    let counts = Counts {
+        records: r.records,
+        applied: if status.applies() { r.records - r.invalid } else { 0 },
+        rejected: r.invalid,
+        warnings: r.warnings,
+    };
+    Ok(Outcome {
+        status,
+        counts,
+        header: r.header,
+        would_end,
+    })
+}
+
+/// Wraps a reader so that reading past `max` bytes fails with TOO_LARGE.
+pub fn bounded(reader: impl Read + 'static, max: u64) -> Box<dyn Read> {
+    Box::new(limits::SizeLimit::new(reader, max))
+}

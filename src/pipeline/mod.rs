@@ -1,0 +1,535 @@
+//! One pass of the hub (SPEC §7 `process`): finish what a crash interrupted, carry
+//! out operator decisions, age-18 and retention, consume every ready inbound
+//! message, write requested scheduled output.
+//!
+//! The order for each inbound message, which survives a kill at any point:
+//! 1. one transaction: ledger row, problems, apply, receipt reserved (outbound row);
+//! 2. the receipt written to `out/` (re-rendered from the index: byte-identical);
+//! 3. the inbound file moved to `archive/`, `failed/` or `quarantine/`;
+//! 4. the ledger row and outbound row marked done.
+//! A restart runs [`recover`] first, which redoes 2-4 for anything left half-way.
+//! Before 1 commits, nothing happened: the file is still in `in/` and is read again.
+//!
+//! Owns no state between passes. Must never apply a file outside a transaction,
+//! never move an inbound file before its receipt is written, and never log an NHS
+//! number.
+
+pub mod extract;
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::Path;
+use std::time::SystemTime;
+
+use flate2::read::GzDecoder;
+use rusqlite::Connection;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+
+use crate::clock::Clock;
+use crate::config::{Config, Partner, Role};
+use crate::emit::{self, render::EmitError};
+use crate::formats::Kind;
+use crate::index::{self, Counts, Index, IndexError, MessageRow};
+use crate::intake::{self, Found, Ready};
+use crate::parse::ctl;
+use crate::transport::{self, name_bytes, name_from};
+use crate::validate::Problem;
+use extract::{DbSink, ExtractError, Job, Status};
+
+/// A pass failed in a way that needs an operator (or a retry).
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error(transparent)]
+    Emit(#[from] EmitError),
+    #[error("file system error on {path}: {source}")]
+    Io { path: String, source: io::Error },
+}
+
+impl From<rusqlite::Error> for PassError {
+    fn from(e: rusqlite::Error) -> Self {
+        PassError::Index(IndexError::Sql(e))
+    }
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> PassError + '_ {
+    move |source| PassError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// What a pass asks for beyond consuming inbound messages.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PassOptions {
+    pub emit_holdings: bool,
+}
+
+/// What a pass did, for the exit code and the log.
+#[derive(Debug, Default)]
+pub struct PassReport {
+    /// (mailbox, file name, final status) of each message decided in this pass.
+    pub messages: Vec<(String, String, Status)>,
+    /// Messages that could not be processed (left in place, tried again later).
+    pub errors: Vec<String>,
+}
+
+impl PassReport {
+    /// `process` exit code (§7): 0 when every file ended ACCEPTED, PARTIAL or
+    /// DUPLICATE; 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        if self.errors.is_empty() && !self.messages.iter().any(|(_, _, s)| s.is_failure()) {
+            0
+        } else {
+            1
+        }
+    }
+}
+
+/// One whole pass.
+pub fn run_pass(config: &Config, index: &mut Index, now: Clock, options: PassOptions) -> Result<PassReport, PassError> {
+    let mut report = PassReport::default();
+    transport::ensure_mailboxes(config).map_err(io_at(&config.hub.root))?;
+    recover(config, index)?;
+    carry_out_decisions(config, index, now, &mut report)?;
+    housekeeping(config, index, now)?;
+    for partner in &config.partners {
+        let dir = intake::in_dir(&config.hub.root, &partner.mailbox);
+        let rules = intake::Rules {
+            settle: config.hub.settle,
+            max_file_bytes: config.hub.max_file_bytes,
+        };
+        let found = intake::scan(&dir, rules, SystemTime::now()).map_err(io_at(&dir))?;
+        for item in found {
+            let name = item.item.name().to_string_lossy().into_owned();
+            match process_message(config, index, now, partner, &item) {
+                Ok(Some(status)) => report.messages.push((partner.mailbox.clone(), name, status)),
+                Ok(None) => {}
+                Err(e) => {
+                    warn!(event = "file_error", mailbox = %partner.mailbox, file = %name, error = %e, "message left in in/");
+                    report.errors.push(format!("{}/{name}: {e}", partner.mailbox));
+                }
+            }
+        }
+    }
+    if options.emit_holdings {
+        emit_holdings(config, index, now)?;
+    }
+    Ok(report)
+}
+
+/// Writes every reserved outbound file and finishes every half-done move.
+pub fn recover(config: &Config, index: &mut Index) -> Result<(), PassError> {
+    for row in index::pending_outbound(&index.conn)? {
+        emit::render::write(config, &index.conn, &row)?;
+        index::mark_outbound_written(&index.conn, row.id)?;
+        info!(event = "outbound_written", mailbox = %row.mailbox, file = %emit::render::data_name(&row));
+    }
+    for m in index::messages_moving(&index.conn)? {
+        move_message(config, &m)?;
+        index::mark_message_done(&index.conn, m.id)?;
+    }
+    Ok(())
+}
+
+fn move_message(config: &Config, m: &MessageRow) -> Result<(), PassError> {
+    let from = config.folder(&m.mailbox, &m.src_folder);
+    let to = config.folder(&m.mailbox, &m.dest_folder);
+    // The .ctl moves first: a lone .dat waits harmlessly, a lone .ctl would be refused.
+    if let (Some(ctl), Some(dest_ctl)) = (&m.src_ctl_name, &m.dest_ctl_name) {
+        transport::move_entry(&from, &name_from(ctl), &to, &name_from(dest_ctl)).map_err(io_at(&from))?;
+    }
+    transport::move_entry(&from, &name_from(&m.src_name), &to, &name_from(&m.dest_name)).map_err(io_at(&from))
+}
+
+fn dest_folder(status: Status, now: &Clock) -> String {
+    match status {
+        Status::Rejected | Status::Stale => "failed".into(),
+        Status::Quarantined => "quarantine".into(),
+        _ => format!("archive/{}", now.today().format("%Y-%m-%d")),
+    }
+}
+
+/// Chooses the final names in the destination folder (unique there now).
+fn place(config: &Config, m: &mut MessageRow) {
+    let dir = config.folder(&m.mailbox, &m.dest_folder);
+    m.dest_name = name_bytes(&transport::free_name(&dir, &name_from(&m.name)));
+    m.dest_ctl_name = m
+        .src_ctl_name
+        .as_ref()
+        .map(|c| name_bytes(&transport::free_name(&dir, &name_from(c))));
+    m.state = "moving".into();
+}
+
+/// SHA-256 of a file, streamed.
+fn sha256_file(path: &Path) -> io::Result<String> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The `.ctl` checks of §1.3: file-level problems, and whether the `.dat` is gzip.
+fn check_ctl(partner: &Partner, data: &[u8]) -> (Vec<Problem>, bool) {
+    let control = match ctl::parse(data) {
+        Ok(c) => c,
+        Err(why) => return (vec![Problem::file("XML_MALFORMED", "ctl", format!("{why}: the message cannot be trusted"))], false),
+    };
+    let mut problems = Vec::new();
+    if control.flag("Encrypted") {
+        problems.push(Problem::file("ENCRYPTED", "Encrypted", "the message is encrypted (Encrypted=Y); the hub does not decrypt: send it unencrypted over the secure channel"));
+    }
+    if let Some(from) = control.get("From_DTS") {
+        if !from.eq_ignore_ascii_case(&partner.mailbox) {
+            problems.push(Problem::file("PARTNER_MISMATCH", "From_DTS", format!("From_DTS {from} is not this mailbox's owner ({}): a mailbox speaks for its owner only", partner.mailbox)));
+        }
+    }
+    match control.get("WorkflowId") {
+        Some(w) if w.eq_ignore_ascii_case(partner.inbound_workflow()) => {}
+        other => problems.push(Problem::file(
+            "WORKFLOW",
+            "WorkflowId",
+            format!("WorkflowId {:?} is not one this partner may send: use {}", other.unwrap_or(""), partner.inbound_workflow()),
+        )),
+    }
+    (problems, control.flag("Compress"))
+}
+
+/// Decides, records and finishes one ready message. `Ok(None)`: not for this build
+/// to process (left in `in/`).
+fn process_message(config: &Config, index: &mut Index, now: Clock, partner: &Partner, found: &Found) -> Result<Option<Status>, PassError> {
+    let dir = intake::in_dir(&config.hub.root, &partner.mailbox);
+    let mut m = MessageRow {
+        mailbox: partner.mailbox.clone(),
+        name: name_bytes(found.item.name()),
+        src_name: name_bytes(found.item.name()),
+        received_at: now.rfc3339(),
+        src_folder: "in".into(),
+        authority: partner.authority_code().map(str::to_string),
+        ..MessageRow::default()
+    };
+    let status = match &found.item {
+        Ready::Refused { code, message, .. } => {
+            m.kind = "refused".into();
+            let problem = Problem::file(code, "", message.clone());
+            let tx = index.begin()?;
+            record_simple(config, &tx, &now, &mut m, Status::Rejected, Counts::default(), vec![problem])?;
+            tx.commit()?;
+            Status::Rejected
+        }
+        Ready::Plain { name, .. } | Ready::Mesh { dat: name, .. } => {
+            if !matches!(partner.role, Role::Authority { .. }) {
+                return Ok(None);
+            }
+            let data_path = dir.join(name);
+            let (pre_problems, compressed) = match &found.item {
+                Ready::Mesh { ctl: ctl_name, .. } => {
+                    m.ctl_name = Some(name_bytes(ctl_name));
+                    m.src_ctl_name = m.ctl_name.clone();
+                    let ctl_path = dir.join(ctl_name);
+                    let mut data = Vec::new();
+                    File::open(&ctl_path)
+                        .and_then(|f| f.take(ctl::MAX_CTL_BYTES as u64 + 1).read_to_end(&mut data))
+                        .map_err(io_at(&ctl_path))?;
+                    check_ctl(partner, &data)
+                }
+                _ => (Vec::new(), false),
+            };
+            m.compressed = compressed;
+            m.kind = "extract".into();
+            m.sha256 = Some(sha256_file(&data_path).map_err(io_at(&data_path))?);
+            apply_extract(config, index, now, partner, m, pre_problems, &data_path)?
+        }
+    };
+    recover(config, index)?;
+    Ok(Some(status))
+}
+
+/// Writes the ledger row, a receipt with `problems`, and reserves the receipt.
+fn record_simple(config: &Config, conn: &Connection, now: &Clock, m: &mut MessageRow, status: Status, counts: Counts, problems: Vec<Problem>) -> Result<(), PassError> {
+    m.status = status.as_str().into();
+    m.dest_folder = dest_folder(status, now);
+    m.records = counts.records;
+    m.warnings = counts.warnings;
+    place(config, m);
+    m.id = index::insert_message(conn, m)?;
+    let receipt = index::insert_receipt(conn, m.id, status.as_str(), counts)?;
+    for (i, p) in problems.iter().enumerate() {
+        index::insert_problem(conn, receipt, i as u64 + 1, p)?;
+    }
+    let copy = (m.dest_folder == "failed").then_some("failed");
+    emit::render::reserve(conn, config, &m.mailbox, Kind::Receipt, now, Some(receipt), copy)?;
+    log_decision(m, status);
+    Ok(())
+}
+
+fn log_decision(m: &MessageRow, status: Status) {
+    let file = String::from_utf8_lossy(&m.name);
+    let event = if status.applies() { "file_applied" } else { "file_rejected" };
+    info!(event, mailbox = %m.mailbox, file = %file, status = status.as_str(), records = m.records, applied = m.applied, rejected = m.rejected, warnings = m.warnings);
+}
+
+fn opener(path: &Path, compressed: bool, max: u64) -> impl Fn() -> io::Result<Box<dyn Read>> + '_ {
+    move || {
+        let file = File::open(path)?;
+        Ok(if compressed {
+            extract::bounded(GzDecoder::new(file), max)
+        } else {
+            extract::bounded(file, max)
+        })
+    }
+}
+
+fn apply_extract(config: &Config, index: &mut Index, now: Clock, partner: &Partner, mut m: MessageRow, pre_problems: Vec<Problem>, data_path: &Path) -> Result<Status, PassError> {
+    let authority = partner.authority_code().unwrap_or_default().to_string();
+    let tx = index.begin()?;
+    if let Some(earlier) = index::find_duplicate(&tx, &m.mailbox, m.sha256.as_deref().unwrap_or_default())? {
+        let _ = earlier;
+        record_simple(config, &tx, &now, &mut m, Status::Duplicate, Counts::default(), Vec::new())?;
+        tx.commit()?;
+        return Ok(Status::Duplicate);
+    }
+    m.status = "PENDING".into();
+    m.dest_folder = "failed".into();
+    m.id = index::insert_message(&tx, &m)?;
+    let receipt = index::insert_receipt(&tx, m.id, "PENDING", Counts::default())?;
+    let job = Job {
+        hub: &config.hub,
+        authority: &authority,
+        now,
+        pre_problems,
+        guard: true,
+        apply: true,
+    };
+    let open = opener(data_path, m.compressed, config.hub.max_file_bytes);
+    let mut sink = DbSink::new(receipt);
+    let outcome = match extract::evaluate(&tx, &job, &open, &mut sink) {
+        Ok(o) => o,
+        Err(ExtractError::Io(e)) => return Err(PassError::Io { path: data_path.display().to_string(), source: e }),
+        Err(ExtractError::Index(e)) => return Err(e.into()),
+    };
+    finish_extract(config, &tx, &now, &mut m, receipt, &outcome, "pass")?;
+    tx.commit()?;
+    Ok(outcome.status)
+}
+
+/// Records an extract's outcome in the ledger, reserves its receipt, audits it.
+fn finish_extract(config: &Config, conn: &Connection, now: &Clock, m: &mut MessageRow, receipt: i64, o: &extract::Outcome, actor: &str) -> Result<(), PassError> {
+    let status = o.status;
+    m.status = status.as_str().into();
+    m.records = o.counts.records;
+    m.applied = o.counts.applied;
+    m.rejected = o.counts.rejected;
+    m.warnings = o.counts.warnings;
+    m.extract_type = o.header.extract_type.map(|t| t.as_str().to_string());
+    m.extracted_at = o.header.extracted_at.map(crate::clock::rfc3339);
+    m.sequence = o.header.sequence;
+    m.dest_folder = dest_folder(status, now);
+    place(config, m);
+    index::update_message(conn, m)?;
+    index::update_receipt(conn, receipt, status.as_str(), o.counts)?;
+    let copy = (m.dest_folder == "failed").then_some("failed");
+    emit::render::reserve(conn, config, &m.mailbox, Kind::Receipt, now, Some(receipt), copy)?;
+    index::audit(
+        conn,
+        &now.rfc3339(),
+        actor,
+        "extract",
+        &json!({
+            "message_id": m.id, "authority": m.authority, "file": String::from_utf8_lossy(&m.name),
+            "status": status.as_str(), "type": m.extract_type, "records": o.counts.records, "applied": o.counts.applied,
+            "rejected": o.counts.rejected, "ended_absent": if status.applies() { o.would_end } else { 0 },
+        }),
+    )?;
+    log_decision(m, status);
+    Ok(())
+}
+
+/// Carries out queued quarantine decisions (§6.6).
+fn carry_out_decisions(config: &Config, index: &mut Index, now: Clock, report: &mut PassReport) -> Result<(), PassError> {
+    for d in index::pending_decisions(&index.conn)? {
+        let Some(mut m) = index::message(&index.conn, d.message_id)? else { continue };
+        let tx = index.begin()?;
+        if m.status != "QUARANTINED" || m.state != "done" {
+            index::finish_decisions(&tx, m.id, &now.rfc3339())?;
+            tx.commit()?;
+            continue;
+        }
+        m.src_folder = "quarantine".into();
+        let file_name = String::from_utf8_lossy(&m.name).into_owned();
+        m.src_name = m.dest_name.clone();
+        m.src_ctl_name = m.dest_ctl_name.clone();
+        let status = if d.decision == "release" {
+            let authority = m.authority.clone().unwrap_or_default();
+            let receipt = index::insert_receipt(&tx, m.id, "PENDING", Counts::default())?;
+            let job = Job {
+                hub: &config.hub,
+                authority: &authority,
+                now,
+                pre_problems: Vec::new(),
+                guard: false,
+                apply: true,
+            };
+            let path = config.folder(&m.mailbox, "quarantine").join(name_from(&m.src_name));
+            let open = opener(&path, m.compressed, config.hub.max_file_bytes);
+            let mut sink = DbSink::new(receipt);
+            let outcome = extract::evaluate(&tx, &job, &open, &mut sink).map_err(|e| match e {
+                ExtractError::Io(e) => PassError::Io { path: path.display().to_string(), source: e },
+                ExtractError::Index(e) => e.into(),
+            })?;
+            finish_extract(config, &tx, &now, &mut m, receipt, &outcome, &format!("operator:{}", d.requested_by))?;
+            report.messages.push((m.mailbox.clone(), file_name.clone(), outcome.status));
+            outcome.status
+        } else {
+            let counts = Counts { records: m.records, ..Counts::default() };
+            let receipt = index::insert_receipt(&tx, m.id, "REJECTED", counts)?;
+            index::insert_problem(&tx, receipt, 1, &Problem::file("DISCARDED", "", "an operator discarded this quarantined file; nothing was applied"))?;
+            m.status = "REJECTED".into();
+            m.applied = 0;
+            m.dest_folder = "failed".into();
+            place(config, &mut m);
+            index::update_message(&tx, &m)?;
+            emit::render::reserve(&tx, config, &m.mailbox, Kind::Receipt, &now, Some(receipt), Some("failed"))?;
+            index::audit(&tx, &now.rfc3339(), &format!("operator:{}", d.requested_by), "quarantine_discard", &json!({"message_id": m.id, "file": file_name}))?;
+            Status::Rejected
+        };
+        if d.decision == "release" {
+            index::audit(&tx, &now.rfc3339(), &format!("operator:{}", d.requested_by), "quarantine_release", &json!({"message_id": m.id, "file": file_name, "status": status.as_str()}))?;
+        }
+        index::finish_decisions(&tx, m.id, &now.rfc3339())?;
+        tx.commit()?;
+        recover(config, index)?;
+    }
+    Ok(())
+}
+
+/// Age-18 endings, the retention purge and the archive clean-up, as of `now`.
+pub fn housekeeping(config: &Config, index: &mut Index, now: Clock) -> Result<(), PassError> {
+    let today = now.today();
+    let tx = index.begin()?;
+    let ended = index::end_at_18(&tx, today)?;
+    let purged = index::purge(&tx, today, config.hub.retention_days)?;
+    if ended > 0 {
+        index::audit(&tx, &now.rfc3339(), "pass", "age_18", &json!({"ended": ended}))?;
+        info!(event = "age_18", ended);
+    }
+    for (authority, count) in &purged {
+        index::audit(&tx, &now.rfc3339(), "pass", "purge", &json!({"authority": authority, "purged": count}))?;
+        info!(event = "purge", authority = %authority, purged = count);
+    }
+    tx.commit()?;
+    let cutoff = crate::clock::add_days(today, -i64::from(config.hub.archive_days));
+    for partner in &config.partners {
+        let dir = config.folder(&partner.mailbox, "archive");
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if let Some(day) = crate::clock::parse_date(&name.to_string_lossy()) {
+                if day < cutoff {
+                    std::fs::remove_dir_all(entry.path()).map_err(io_at(&entry.path()))?;
+                    info!(event = "archive_expired", mailbox = %partner.mailbox, day = %day);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reserves and writes a holdings file for every authority (§4.5).
+pub fn emit_holdings(config: &Config, index: &mut Index, now: Clock) -> Result<(), PassError> {
+    let tx = index.begin()?;
+    for partner in config.authorities() {
+        emit::render::reserve(&tx, config, &partner.mailbox, Kind::Holdings, &now, None, None)?;
+    }
+    tx.commit()?;
+    recover(config, index)
+}
+
+/// The outcome of `validate`: what the receipt would say, nothing changed.
+pub struct Validation {
+    pub partner_key: (&'static str, String),
+    pub sha256: String,
+    pub status: Status,
+    pub counts: Counts,
+    pub problems: Vec<Problem>,
+}
+
+/// The partner a file speaks for, from its own metadata (`authority=`).
+pub fn partner_of_file<'c>(config: &'c Config, path: &Path) -> Option<&'c Partner> {
+    let file = File::open(path).ok()?;
+    let (_, prelude) = crate::parse::DocReader::open(file, &crate::formats::EXTRACT).ok()?;
+    config.authority(prelude.metadata.get("authority")?)
+}
+
+/// Checks a file against the rules and the index without changing anything (§7).
+pub fn validate_file(config: &Config, conn: &Connection, path: &Path, partner: Option<&Partner>, now: Clock) -> Result<Validation, PassError> {
+    let sha256 = sha256_file(path).map_err(io_at(path))?;
+    let Some(partner) = partner else {
+        let problem = Problem::file(
+            "PARTNER_MISMATCH",
+            "authority",
+            "the file's metadata names no configured partner: name the sender with --partner MAILBOX",
+        );
+        return Ok(Validation {
+            partner_key: ("mailbox", String::new()),
+            sha256,
+            status: Status::Rejected,
+            counts: Counts::default(),
+            problems: vec![problem],
+        });
+    };
+    let (key, value) = partner.key();
+    let partner_key = (key, value.to_string());
+    if index::find_duplicate(conn, &partner.mailbox, &sha256)?.is_some() {
+        return Ok(Validation {
+            partner_key,
+            sha256,
+            status: Status::Duplicate,
+            counts: Counts::default(),
+            problems: Vec::new(),
+        });
+    }
+    let Some(authority) = partner.authority_code() else {
+        let problem = Problem::file("WORKFLOW", "", "this build validates authority extracts only");
+        return Ok(Validation {
+            partner_key,
+            sha256,
+            status: Status::Rejected,
+            counts: Counts::default(),
+            problems: vec![problem],
+        });
+    };
+    let job = Job {
+        hub: &config.hub,
+        authority,
+        now,
+        pre_problems: Vec::new(),
+        guard: true,
+        apply: false,
+    };
+    let open = opener(path, false, config.hub.max_file_bytes);
+    let mut sink = extract::MemorySink::default();
+    let outcome = extract::evaluate(conn, &job, &open, &mut sink).map_err(|e| match e {
+        ExtractError::Io(e) => PassError::Io { path: path.display().to_string(), source: e },
+        ExtractError::Index(e) => e.into(),
+    })?;
+    let mut problems = sink.0;
+    problems.sort_by_key(|p| p.line.map_or((0, 0), |l| (1, l)));
+    Ok(Validation {
+        partner_key,
+        sha256,
+        status: outcome.status,
+        counts: outcome.counts,
+        problems,
+    })
+}
