@@ -13,6 +13,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod emit;
+pub mod fault;
 pub mod formats;
 pub mod index;
 pub mod intake;

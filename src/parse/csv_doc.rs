@@ -1,12 +1,39 @@
 //! CSV form: metadata line, header row matched case-insensitively, RFC 4180 rows.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
+use std::rc::Rc;
 
-use super::limits::{self, LineLimit};
+use super::limits::{self, CrLf, LineLimit};
 use super::{meta, FileProblem, FormatSpec, Item, Prelude, RawRecord, Syntax, MAX_LINE_BYTES};
 
+/// Remembers the offsets of the newlines the csv reader has been given but not yet
+/// placed: the csv reader dates a record from the end of the previous one, before
+/// the blank lines it skips, so those are counted here.
+struct Newlines<R> {
+    inner: R,
+    offset: u64,
+    seen: Rc<RefCell<VecDeque<u64>>>,
+}
+
+impl<R: Read> Read for Newlines<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut seen = self.seen.borrow_mut();
+        for (i, b) in buf[..n].iter().enumerate() {
+            if *b == b'\n' {
+                seen.push_back(self.offset + i as u64);
+            }
+        }
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
 pub(super) struct CsvDoc<R: Read> {
-    reader: csv::Reader<BufReader<LineLimit<BufReader<R>>>>,
+    reader: csv::Reader<Newlines<CrLf<BufReader<LineLimit<BufReader<R>>>>>>,
+    newlines: Rc<RefCell<VecDeque<u64>>>,
     /// For each CSV column: the index in the format's columns, if known.
     mapping: Vec<Option<usize>>,
     width: usize,
@@ -45,10 +72,15 @@ impl<R: Read> CsvDoc<R> {
         let metadata = meta::parse_line(line).map_err(|m| FileProblem::new("METADATA", "", m))?;
         check_format(&metadata, spec)?;
 
+        let newlines = Rc::new(RefCell::new(VecDeque::new()));
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
-            .from_reader(limited);
+            .from_reader(Newlines {
+                inner: CrLf::new(limited),
+                offset: 0,
+                seen: newlines.clone(),
+            });
         let mut header = csv::ByteRecord::new();
         let found = reader.read_byte_record(&mut header).map_err(csv_problem)?;
         if !found {
@@ -81,6 +113,7 @@ impl<R: Read> CsvDoc<R> {
         Ok((
             CsvDoc {
                 reader,
+                newlines,
                 mapping,
                 width,
                 columns: spec.columns.len(),
@@ -103,7 +136,20 @@ impl<R: Read> CsvDoc<R> {
                 Ok(true) => {}
             }
             // The csv reader counts lines from the header; the metadata line is line 1.
-            let line = self.record.position().map(|p| p.line() + 1).unwrap_or(0);
+            let (mut line, start) = self.record.position().map(|p| (p.line() + 1, p.byte())).unwrap_or((0, 0));
+            {
+                let mut seen = self.newlines.borrow_mut();
+                while seen.front().is_some_and(|o| *o < start) {
+                    seen.pop_front();
+                }
+                // Blank lines skipped before the record: newlines at start, start+1, ...
+                let mut next = start;
+                while seen.front() == Some(&next) {
+                    seen.pop_front();
+                    next += 1;
+                    line += 1;
+                }
+            }
             if self.record.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) {
                 continue; // blank line
             }

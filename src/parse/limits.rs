@@ -93,3 +93,105 @@ pub fn classify(error: &io::Error) -> (&'static str, String) {
     }
     ("READ_ERROR", format!("reading the file failed: {error}"))
 }
+
+/// Turns every `\r\n` into `\n`, so that line numbers count CRLF and LF files alike
+/// (the csv reader numbers a record after a CRLF one line short). A lone `\r` is kept.
+pub struct CrLf<R> {
+    inner: R,
+    buf: Vec<u8>,
+    pos: usize,
+    len: usize,
+    /// A `\r` seen at the end of the last chunk, not yet known to precede `\n`.
+    pending_cr: bool,
+    eof: bool,
+}
+
+impl<R: Read> CrLf<R> {
+    pub fn new(inner: R) -> Self {
+        CrLf {
+            inner,
+            buf: vec![0; 64 * 1024],
+            pos: 0,
+            len: 0,
+            pending_cr: false,
+            eof: false,
+        }
+    }
+}
+
+impl<R: Read> Read for CrLf<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let mut written = 0;
+        while written < out.len() {
+            if self.pos == self.len {
+                if self.eof || written > 0 {
+                    break;
+                }
+                self.len = self.inner.read(&mut self.buf)?;
+                self.pos = 0;
+                if self.len == 0 {
+                    self.eof = true;
+                    if self.pending_cr {
+                        self.pending_cr = false;
+                        out[written] = b'\r';
+                        written += 1;
+                    }
+                    break;
+                }
+            }
+            let b = self.buf[self.pos];
+            if self.pending_cr {
+                self.pending_cr = false;
+                if b != b'\n' {
+                    out[written] = b'\r';
+                    written += 1;
+                    continue;
+                }
+            }
+            self.pos += 1;
+            if b == b'\r' {
+                self.pending_cr = true;
+                continue;
+            }
+            out[written] = b;
+            written += 1;
+        }
+        Ok(written)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn through(data: &[u8], chunk: usize) -> Vec<u8> {
+        struct Chunks<'a>(&'a [u8], usize);
+        impl Read for Chunks<'_> {
+            fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+                let n = self.0.len().min(self.1).min(out.len());
+                out[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut got = Vec::new();
+        CrLf::new(Chunks(data, chunk)).read_to_end(&mut got).unwrap();
+        got
+    }
+
+    #[test]
+    fn crlf_becomes_lf_across_chunk_boundaries() {
+        for chunk in 1..6 {
+            assert_eq!(through(b"a\r\nb\rc\r\n\r\n\r", chunk), b"a\nb\rc\n\n\r", "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn size_limit_and_line_limit_fail() {
+        let mut out = Vec::new();
+        let e = SizeLimit::new(&b"0123456789"[..], 5).read_to_end(&mut out).unwrap_err();
+        assert_eq!(classify(&e).0, "TOO_LARGE");
+        let e = LineLimit::new(&b"abc\nabcdef"[..], b'\n', 4).read_to_end(&mut out).unwrap_err();
+        assert_eq!(classify(&e).0, "LINE_TOO_LONG");
+    }
+}

@@ -125,11 +125,13 @@ pub fn run_pass(config: &Config, index: &mut Index, now: Clock, options: PassOpt
 pub fn recover(config: &Config, index: &mut Index) -> Result<(), PassError> {
     for row in index::pending_outbound(&index.conn)? {
         emit::render::write(config, &index.conn, &row)?;
+        crate::fault::point("after_receipt");
         index::mark_outbound_written(&index.conn, row.id)?;
         info!(event = "outbound_written", mailbox = %row.mailbox, file = %emit::render::data_name(&row));
     }
     for m in index::messages_moving(&index.conn)? {
         move_message(config, &m)?;
+        crate::fault::point("after_move");
         index::mark_message_done(&index.conn, m.id)?;
     }
     Ok(())
@@ -319,7 +321,9 @@ fn apply_extract(config: &Config, index: &mut Index, now: Clock, partner: &Partn
         Err(ExtractError::Index(e)) => return Err(e.into()),
     };
     finish_extract(config, &tx, &now, &mut m, receipt, &outcome, "pass")?;
+    crate::fault::point("before_commit");
     tx.commit()?;
+    crate::fault::point("after_commit");
     Ok(outcome.status)
 }
 

@@ -1,0 +1,284 @@
+//! A hub in a temporary folder: config, mailboxes, the real binary, and readers
+//! of what it writes. Every test gets its own.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, SystemTime};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_cpis-hub");
+pub const NOW: &str = "2026-11-22T10:00:00Z";
+
+pub fn project_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    fs::read(project_dir().join("fixtures").join(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+}
+
+pub struct Hub {
+    pub dir: tempfile::TempDir,
+    pub now: String,
+    pub extra_hub: String,
+}
+
+impl Hub {
+    pub fn new() -> Hub {
+        Hub::with("")
+    }
+
+    /// A hub whose `[hub]` table gets `extra` lines.
+    pub fn with(extra: &str) -> Hub {
+        let hub = Hub {
+            dir: tempfile::tempdir().unwrap(),
+            now: NOW.to_string(),
+            extra_hub: extra.to_string(),
+        };
+        hub.write_config();
+        hub
+    }
+
+    pub fn write_config(&self) {
+        let text = format!(
+            r#"[hub]
+mailbox = "X26HUB01"
+root = "mailboxes"
+database = "db/cpis-hub.sqlite3"
+settle = "0s"
+allow_test_nhs_numbers = true
+{extra}
+
+[[authority]]
+code = "LA204"
+name = "Example Borough Council"
+mailbox = "X26LA204"
+office_hours_phone = "020 7946 0000"
+out_of_hours_phone = "020 7946 0999"
+email = "cpis@example.gov.uk"
+
+[[authority]]
+code = "LA317"
+name = "Example County Council"
+mailbox = "X26LA317"
+format = "xml"
+framing = "mesh"
+
+[[site]]
+code = "R0A"
+name = "Example University Hospitals NHS FT"
+mailbox = "X26R0A01"
+site_codes = ["R0A02", "R0A66"]
+
+[demographics]
+mailbox = "X26PDS01"
+"#,
+            extra = self.extra_hub
+        );
+        fs::write(self.config(), text).unwrap();
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.path().join("cpis-hub.toml")
+    }
+
+    pub fn folder(&self, mailbox: &str, folder: &str) -> PathBuf {
+        self.path().join("mailboxes").join(mailbox).join(folder)
+    }
+
+    pub fn database(&self) -> PathBuf {
+        self.path().join("db/cpis-hub.sqlite3")
+    }
+
+    /// Runs `cpis-hub --config C --now NOW ARGS` with optional extra environment.
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config").arg(self.config()).arg("--now").arg(&self.now).args(args).current_dir(self.path());
+        cmd.env_remove("CPIS_HUB_FAULT").env_remove("CPIS_HUB_CONFIG").env("RUST_LOG", "warn");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.run_env(args, &[])
+    }
+
+    /// `process`, asserting the exit code.
+    pub fn process(&self, expect: i32) -> Output {
+        let out = self.run(&["process"]);
+        assert_eq!(out.status.code(), Some(expect), "process: {}", String::from_utf8_lossy(&out.stderr));
+        out
+    }
+
+    /// Drops a plain file the way senders do: write NAME.part, settle, rename.
+    pub fn drop(&self, mailbox: &str, name: &str, data: &[u8]) {
+        let dir = self.folder(mailbox, "in");
+        fs::create_dir_all(&dir).unwrap();
+        let part = dir.join(format!("{name}.part"));
+        fs::write(&part, data).unwrap();
+        settle(&part);
+        fs::rename(&part, dir.join(name)).unwrap();
+    }
+
+    /// Drops a MESH pair: NAME.dat first, then NAME.ctl.
+    pub fn drop_mesh(&self, mailbox: &str, stem: &str, dat: &[u8], ctl: &[u8]) {
+        let dir = self.folder(mailbox, "in");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join(format!("{stem}.dat")), dat).unwrap();
+        settle(&dir.join(format!("{stem}.dat")));
+        fs::write(dir.join(format!("{stem}.ctl")), ctl).unwrap();
+        settle(&dir.join(format!("{stem}.ctl")));
+    }
+
+    /// Names in a mailbox folder, sorted.
+    pub fn names(&self, mailbox: &str, folder: &str) -> Vec<String> {
+        let mut names: Vec<String> = match fs::read_dir(self.folder(mailbox, folder)) {
+            Ok(entries) => entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
+            Err(_) => Vec::new(),
+        };
+        names.sort();
+        names
+    }
+
+    /// Outbound files of a kind in out/ (data files only), oldest sequence first.
+    pub fn out(&self, mailbox: &str, kind: &str) -> Vec<(String, Vec<u8>)> {
+        self.names(mailbox, "out")
+            .into_iter()
+            .filter(|n| n.starts_with(&format!("{kind}_")) && !n.ends_with(".ctl") && !n.starts_with('.'))
+            .map(|n| {
+                let data = fs::read(self.folder(mailbox, "out").join(&n)).unwrap();
+                (n, data)
+            })
+            .collect()
+    }
+
+    /// The single receipt whose source is `name`.
+    pub fn receipt(&self, mailbox: &str, name: &str) -> Doc {
+        let found: Vec<Doc> = self
+            .out(mailbox, "RECEIPT")
+            .into_iter()
+            .map(|(n, d)| Doc::parse(&n, &d))
+            .filter(|d| d.meta("source") == name)
+            .collect();
+        assert_eq!(found.len(), 1, "receipts for {name}: {:?}", self.names(mailbox, "out"));
+        found.into_iter().next().unwrap()
+    }
+
+    /// A fresh HOLDINGS file for an authority mailbox (runs process --emit holdings).
+    pub fn holdings(&self, mailbox: &str) -> Doc {
+        let out = self.run(&["process", "--emit", "holdings"]);
+        assert!(out.status.code().is_some_and(|c| c < 2), "{}", String::from_utf8_lossy(&out.stderr));
+        let (name, data) = self.out(mailbox, "HOLDINGS").pop().expect("a HOLDINGS file");
+        Doc::parse(&name, &data)
+    }
+
+    pub fn sql(&self, query: &str) -> Vec<Vec<String>> {
+        let conn = rusqlite::Connection::open(self.database()).unwrap();
+        let mut stmt = conn.prepare(query).unwrap();
+        let n = stmt.column_count();
+        stmt.query_map([], |r| {
+            Ok((0..n)
+                .map(|i| match r.get_ref(i).unwrap() {
+                    rusqlite::types::ValueRef::Null => String::new(),
+                    rusqlite::types::ValueRef::Integer(v) => v.to_string(),
+                    rusqlite::types::ValueRef::Real(v) => v.to_string(),
+                    rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => String::from_utf8_lossy(t).into_owned(),
+                })
+                .collect())
+        })
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect()
+    }
+}
+
+/// Sets a file's modification time ten minutes back (readiness uses the real clock).
+pub fn settle(path: &Path) {
+    let f = fs::File::options().write(true).open(path).unwrap();
+    f.set_modified(SystemTime::now() - Duration::from_secs(600)).unwrap();
+}
+
+/// A parsed CSV outbound document (metadata, header, rows).
+#[derive(Debug)]
+pub struct Doc {
+    pub text: String,
+    pub meta: Vec<(String, String)>,
+    pub rows: Vec<Vec<(String, String)>>,
+}
+
+impl Doc {
+    pub fn parse(name: &str, data: &[u8]) -> Doc {
+        let text = String::from_utf8(data.to_vec()).unwrap();
+        let (first, body) = text.split_once('\n').unwrap();
+        let meta = first
+            .trim_start_matches('#')
+            .split(' ')
+            .skip(2)
+            .map(|t| {
+                let (k, v) = t.split_once('=').unwrap();
+                (k.to_string(), cpis_hub::parse::meta::percent_decode(v).unwrap())
+            })
+            .collect();
+        let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(body.as_bytes());
+        let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_string).collect();
+        let rows = reader
+            .records()
+            .map(|r| header.iter().cloned().zip(r.unwrap().iter().map(str::to_string)).collect())
+            .collect();
+        let _ = name;
+        Doc { text, meta, rows }
+    }
+
+    pub fn meta(&self, key: &str) -> &str {
+        self.meta.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).unwrap_or("")
+    }
+
+    pub fn codes(&self) -> Vec<String> {
+        self.rows.iter().map(|r| field(r, "code").to_string()).collect()
+    }
+
+    /// The row whose column `key` is `value`.
+    pub fn row(&self, key: &str, value: &str) -> &Vec<(String, String)> {
+        self.rows.iter().find(|r| field(r, key) == value).unwrap_or_else(|| panic!("no row with {key}={value} in {}", self.text))
+    }
+}
+
+pub fn field<'r>(row: &'r [(String, String)], key: &str) -> &'r str {
+    row.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).unwrap_or("")
+}
+
+/// Valid 999-range NHS numbers, distinct per call.
+pub fn nhs(n: u32) -> String {
+    let mut body = 999_100_000 + n * 3;
+    loop {
+        let digits: Vec<u32> = format!("{body:09}").bytes().map(|b| u32::from(b - b'0')).collect();
+        let total: u32 = digits.iter().zip((2..=10).rev()).map(|(d, w)| d * w).sum();
+        let check = 11 - total % 11;
+        if check != 10 {
+            return format!("{body}{}", if check == 11 { 0 } else { check });
+        }
+        body += 1;
+    }
+}
+
+/// A CSV extract for LA204 with one CPP child per local id.
+pub fn extract(kind: &str, extracted_at: &str, rows: &[String]) -> Vec<u8> {
+    let mut text = format!("#cpis-extract v1 authority=LA204 type={kind} extracted_at={extracted_at} records={}\n", rows.len());
+    text.push_str("action,local_id,nhs_number,plan_type,date_of_birth,start_date,end_date\n");
+    for r in rows {
+        text.push_str(r);
+        text.push('\n');
+    }
+    text.into_bytes()
+}
+
+/// An UPSERT line for a CPP child.
+pub fn child(local_id: &str, n: u32) -> String {
+    format!("UPSERT,{local_id},{},CPP,2016-04-01,2026-01-10,", nhs(n))
+}

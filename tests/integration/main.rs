@@ -1,0 +1,10 @@
+//! Integration tests of the `cpis-hub` binary: each test builds a hub in a temporary
+//! folder (see `harness`), drops files into mailboxes and reads what comes out.
+
+mod harness;
+
+mod crash;
+mod extracts;
+mod golden;
+mod intake;
+mod quarantine;
