@@ -29,7 +29,12 @@ use crate::pipeline::{self, PassOptions};
 )]
 pub struct Cli {
     /// Configuration file (default: cpis-hub.toml, or $CPIS_HUB_CONFIG).
-    #[arg(long, global = true, env = "CPIS_HUB_CONFIG", default_value = "cpis-hub.toml")]
+    #[arg(
+        long,
+        global = true,
+        env = "CPIS_HUB_CONFIG",
+        default_value = "cpis-hub.toml"
+    )]
     pub config: PathBuf,
     /// Pretend the current time is this RFC 3339 instant (replays and tests); never
     /// used for the readiness of inbound files.
@@ -44,7 +49,13 @@ pub struct Cli {
 
 fn version() -> &'static str {
     static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    TEXT.get_or_init(|| format!("{} (database schema {})", env!("CARGO_PKG_VERSION"), index::SCHEMA_VERSION))
+    TEXT.get_or_init(|| {
+        format!(
+            "{} (database schema {})",
+            env!("CARGO_PKG_VERSION"),
+            index::SCHEMA_VERSION
+        )
+    })
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -54,7 +65,8 @@ pub enum LogFormat {
 }
 
 fn parse_now(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
-    clock::parse_rfc3339(text).ok_or_else(|| format!("{text:?} is not an RFC 3339 time, e.g. 2026-11-21T10:00:00Z"))
+    clock::parse_rfc3339(text)
+        .ok_or_else(|| format!("{text:?} is not an RFC 3339 time, e.g. 2026-11-21T10:00:00Z"))
 }
 
 #[derive(Subcommand, Debug)]
@@ -65,7 +77,9 @@ pub enum Command {
     /// One pass: decisions, age 18 and retention, every ready inbound message, then exit.
     /// Exit 0 when every file ended ACCEPTED, PARTIAL or DUPLICATE; 1 otherwise; 2 on a
     /// usage, config or lock error.
-    #[command(after_help = "Example:\n  cpis-hub --config /srv/cpis/cpis-hub.toml process --emit holdings")]
+    #[command(
+        after_help = "Example:\n  cpis-hub --config /srv/cpis/cpis-hub.toml process --emit holdings"
+    )]
     Process {
         /// Scheduled outputs to write in this pass, comma-separated: holdings.
         #[arg(long, value_delimiter = ',')]
@@ -84,10 +98,15 @@ pub enum Command {
         xml: bool,
     },
     /// List quarantined files, or queue a release or discard for the next pass.
-    #[command(subcommand, after_help = "Example:\n  cpis-hub quarantine list\n  cpis-hub quarantine release 42")]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  cpis-hub quarantine list\n  cpis-hub quarantine release 42"
+    )]
     Quarantine(QuarantineCommand),
     /// Show what is held for an NHS number (the lookup is audited with the reason).
-    #[command(after_help = "Example:\n  cpis-hub lookup 9990000018 --reason \"ED safeguarding query ref 4471\"")]
+    #[command(
+        after_help = "Example:\n  cpis-hub lookup 9990000018 --reason \"ED safeguarding query ref 4471\""
+    )]
     Lookup {
         nhs_number: String,
         /// Why you are looking (kept in the audit log).
@@ -148,8 +167,11 @@ pub fn main() -> i32 {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Human => builder.try_init(),
@@ -171,7 +193,8 @@ fn run(cli: Cli) -> Result<i32, Exit> {
             let options = PassOptions {
                 emit_holdings: emit.contains(&EmitKind::Holdings),
             };
-            let report = pipeline::run_pass(&config, &mut index, now, options).map_err(|e| Exit(1, e.into()))?;
+            let report = pipeline::run_pass(&config, &mut index, now, options)
+                .map_err(|e| Exit(1, e.into()))?;
             for e in &report.errors {
                 eprintln!("cpis-hub: {e}");
             }
@@ -188,7 +211,9 @@ fn run(cli: Cli) -> Result<i32, Exit> {
         Command::Lookup { nhs_number, reason } => {
             let config = load_config(&cli.config)?;
             if reason.trim().is_empty() {
-                return Err(usage(anyhow::anyhow!("--reason must say why you are looking")));
+                return Err(usage(anyhow::anyhow!(
+                    "--reason must say why you are looking"
+                )));
             }
             lookup(&config, &nhs_number, &reason, now)
         }
@@ -202,13 +227,21 @@ fn run(cli: Cli) -> Result<i32, Exit> {
 fn init(dir: &Path) -> anyhow::Result<i32> {
     let path = dir.join("cpis-hub.toml");
     if path.exists() {
-        bail!("{} exists already; init never overwrites a config", path.display());
+        bail!(
+            "{} exists already; init never overwrites a config",
+            path.display()
+        );
     }
     crate::emit::ensure_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
-    std::fs::write(&path, config::example_for_init()).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::write(&path, config::example_for_init())
+        .with_context(|| format!("writing {}", path.display()))?;
     let config = Config::load(&path)?;
     crate::transport::ensure_mailboxes(&config).context("creating the mailbox folders")?;
-    println!("wrote {} and the mailbox folders under {}", path.display(), config.hub.root.display());
+    println!(
+        "wrote {} and the mailbox folders under {}",
+        path.display(),
+        config.hub.root.display()
+    );
     println!("next: cpis-hub --config {} process", path.display());
     Ok(0)
 }
@@ -221,12 +254,22 @@ fn read_index(config: &Config) -> anyhow::Result<Index> {
     })
 }
 
-fn validate(config: &Config, file: &Path, partner: Option<&str>, xml: bool, now: Clock) -> anyhow::Result<i32> {
+fn validate(
+    config: &Config,
+    file: &Path,
+    partner: Option<&str>,
+    xml: bool,
+    now: Clock,
+) -> anyhow::Result<i32> {
     if !file.is_file() {
         bail!("{} is not a file", file.display());
     }
     let partner = match partner {
-        Some(mailbox) => Some(config.partner(mailbox).with_context(|| format!("--partner {mailbox} is not a configured mailbox"))?),
+        Some(mailbox) => Some(
+            config
+                .partner(mailbox)
+                .with_context(|| format!("--partner {mailbox} is not a configured mailbox"))?,
+        ),
         None => pipeline::partner_of_file(config, file),
     };
     let index = read_index(config)?;
@@ -234,11 +277,18 @@ fn validate(config: &Config, file: &Path, partner: Option<&str>, xml: bool, now:
     let sequence = match partner {
         Some(p) => index
             .conn
-            .query_row("SELECT last + 1 FROM sequences WHERE mailbox = ?1 AND kind = 'RECEIPT'", [&p.mailbox], |r| r.get::<_, u64>(0))
+            .query_row(
+                "SELECT last + 1 FROM sequences WHERE mailbox = ?1 AND kind = 'RECEIPT'",
+                [&p.mailbox],
+                |r| r.get::<_, u64>(0),
+            )
             .unwrap_or(1),
         None => 1,
     };
-    let source = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let source = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let c = v.counts;
     let metadata = [
         (v.partner_key.0, v.partner_key.1.clone()),
@@ -258,11 +308,22 @@ fn validate(config: &Config, file: &Path, partner: Option<&str>, xml: bool, now:
     let mut table = TableWriter::begin(&mut out, &formats::RECEIPT, syntax, &metadata)?;
     for p in &v.problems {
         let line = p.line.map(|l| l.to_string()).unwrap_or_default();
-        table.row(&[&line, &p.reference, p.severity.as_str(), p.code, &p.field, &p.message])?;
+        table.row(&[
+            &line,
+            &p.reference,
+            p.severity.as_str(),
+            p.code,
+            &p.field,
+            &p.message,
+        ])?;
     }
     table.finish()?;
     out.flush()?;
-    Ok(if v.status == pipeline::extract::Status::Accepted { 0 } else { 1 })
+    Ok(if v.status == pipeline::extract::Status::Accepted {
+        0
+    } else {
+        1
+    })
 }
 
 fn operator() -> String {
@@ -284,7 +345,10 @@ fn quarantine(config: &Config, command: QuarantineCommand, now: Clock) -> anyhow
                 println!("no quarantined files");
                 return Ok(0);
             }
-            println!("{:<6} {:<10} {:<20} {:<40} {:<16} REASON", "ID", "MAILBOX", "RECEIVED", "FILE", "DECISION");
+            println!(
+                "{:<6} {:<10} {:<20} {:<40} {:<16} REASON",
+                "ID", "MAILBOX", "RECEIVED", "FILE", "DECISION"
+            );
             for (m, decision) in rows {
                 let reason: String = index
                     .conn
@@ -300,14 +364,20 @@ fn quarantine(config: &Config, command: QuarantineCommand, now: Clock) -> anyhow
                     m.mailbox,
                     m.received_at,
                     String::from_utf8_lossy(&m.name),
-                    decision.map(|d| format!("{d} queued")).unwrap_or_else(|| "-".into()),
+                    decision
+                        .map(|d| format!("{d} queued"))
+                        .unwrap_or_else(|| "-".into()),
                     reason
                 );
             }
             Ok(0)
         }
         QuarantineCommand::Release { id } | QuarantineCommand::Discard { id } => {
-            let decision = if matches!(command, QuarantineCommand::Release { .. }) { "release" } else { "discard" };
+            let decision = if matches!(command, QuarantineCommand::Release { .. }) {
+                "release"
+            } else {
+                "discard"
+            };
             let mut index = Index::open(&config.hub.database)?;
             let tx = index.begin()?;
             let Some(m) = index::message(&tx, id)? else {
@@ -318,7 +388,13 @@ fn quarantine(config: &Config, command: QuarantineCommand, now: Clock) -> anyhow
             }
             let by = operator();
             index::queue_decision(&tx, id, decision, &now.rfc3339(), &by)?;
-            index::audit(&tx, &now.rfc3339(), &format!("operator:{by}"), &format!("quarantine_{decision}_requested"), &json!({"message_id": id, "file": String::from_utf8_lossy(&m.name)}))?;
+            index::audit(
+                &tx,
+                &now.rfc3339(),
+                &format!("operator:{by}"),
+                &format!("quarantine_{decision}_requested"),
+                &json!({"message_id": id, "file": String::from_utf8_lossy(&m.name)}),
+            )?;
             tx.commit()?;
             println!("{decision} of message {id} ({}) queued: the next pass (the running daemon, or the next `cpis-hub process`) carries it out", String::from_utf8_lossy(&m.name));
             Ok(0)
@@ -327,19 +403,32 @@ fn quarantine(config: &Config, command: QuarantineCommand, now: Clock) -> anyhow
 }
 
 fn lookup(config: &Config, text: &str, reason: &str, now: Clock) -> Result<i32, Exit> {
-    let nhs = NhsNumber::parse(text).map_err(|_| usage(anyhow::anyhow!("{text:?} is not a valid NHS number (10 digits, Modulus 11)")))?;
+    let nhs = NhsNumber::parse(text).map_err(|_| {
+        usage(anyhow::anyhow!(
+            "{text:?} is not a valid NHS number (10 digits, Modulus 11)"
+        ))
+    })?;
     let run = || -> anyhow::Result<i32> {
         let mut index = Index::open(&config.hub.database)?;
         let number = nhs.as_string();
         let held = index::records_by_nhs(&index.conn, &number)?;
         let tx = index.begin()?;
-        index::audit(&tx, &now.rfc3339(), &format!("operator:{}", operator()), "lookup", &json!({"nhs_number": number, "reason": reason, "records_shown": held.len()}))?;
+        index::audit(
+            &tx,
+            &now.rfc3339(),
+            &format!("operator:{}", operator()),
+            "lookup",
+            &json!({"nhs_number": number, "reason": reason, "records_shown": held.len()}),
+        )?;
         tx.commit()?;
         if held.is_empty() {
             println!("nothing is held for {number}");
             return Ok(0);
         }
-        println!("{:<10} {:<30} {:<5} {:<11} {:<11} {:<11} {:<17} {:<9} ACCESSES", "AUTHORITY", "LOCAL_ID", "PLAN", "DOB", "START", "END", "ENDED_REASON", "NHS");
+        println!(
+            "{:<10} {:<30} {:<5} {:<11} {:<11} {:<11} {:<17} {:<9} ACCESSES",
+            "AUTHORITY", "LOCAL_ID", "PLAN", "DOB", "START", "END", "ENDED_REASON", "NHS"
+        );
         for (authority, h) in held {
             let name = config
                 .authority(&authority)
@@ -371,7 +460,9 @@ fn audit(config: &Config, since: Option<&str>, json_out: bool) -> Result<i32, Ex
     let since_text = match since {
         None => None,
         Some(day) => {
-            let date = clock::parse_date(day).ok_or_else(|| usage(anyhow::anyhow!("--since {day:?} is not a date YYYY-MM-DD")))?;
+            let date = clock::parse_date(day).ok_or_else(|| {
+                usage(anyhow::anyhow!("--since {day:?} is not a date YYYY-MM-DD"))
+            })?;
             // Midnight Europe/London of that day, in UTC.
             use chrono::TimeZone;
             let midnight = chrono_tz::Europe::London
@@ -393,10 +484,19 @@ fn audit(config: &Config, since: Option<&str>, json_out: bool) -> Result<i32, Ex
         let mut out = stdout.lock();
         for r in rows {
             if json_out {
-                let detail: serde_json::Value = serde_json::from_str(&r.detail).unwrap_or(serde_json::Value::String(r.detail.clone()));
-                writeln!(out, "{}", json!({"id": r.id, "at": r.at, "actor": r.actor, "action": r.action, "detail": detail}))?;
+                let detail: serde_json::Value = serde_json::from_str(&r.detail)
+                    .unwrap_or(serde_json::Value::String(r.detail.clone()));
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"id": r.id, "at": r.at, "actor": r.actor, "action": r.action, "detail": detail})
+                )?;
             } else {
-                writeln!(out, "{:<6} {:<20} {:<24} {:<28} {}", r.id, r.at, r.actor, r.action, r.detail)?;
+                writeln!(
+                    out,
+                    "{:<6} {:<20} {:<24} {:<28} {}",
+                    r.id, r.at, r.actor, r.action, r.detail
+                )?;
             }
         }
         Ok(0)

@@ -110,7 +110,13 @@ mod tests {
     #[test]
     fn strict_dates_only() {
         assert!(parse_date("2026-11-21").is_some());
-        for bad in ["2026-1-21", "21/11/2026", "2026-02-30", "20261121", "2026-11-21T00:00"] {
+        for bad in [
+            "2026-1-21",
+            "21/11/2026",
+            "2026-02-30",
+            "20261121",
+            "2026-11-21T00:00",
+        ] {
             assert!(parse_date(bad).is_none(), "{bad}");
         }
     }

@@ -15,7 +15,9 @@ use serde::Deserialize;
 /// A configuration problem, naming the key (`hub.settle`, `authority[2].mailbox`).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source} (pass --config FILE or set CPIS_HUB_CONFIG)")]
+    #[error(
+        "cannot read config file {path}: {source} (pass --config FILE or set CPIS_HUB_CONFIG)"
+    )]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -370,7 +372,14 @@ fn time_of_day(key: &str, value: Option<&str>, default: &str) -> Result<NaiveTim
     let ok = text.len() == 5 && text.as_bytes()[2] == b':';
     ok.then(|| NaiveTime::parse_from_str(text, "%H:%M").ok())
         .flatten()
-        .ok_or_else(|| key_error(key, format!("{text:?} is not a time of day: write HH:MM, e.g. \"02:00\" (Europe/London)")))
+        .ok_or_else(|| {
+            key_error(
+                key,
+                format!(
+                    "{text:?} is not a time of day: write HH:MM, e.g. \"02:00\" (Europe/London)"
+                ),
+            )
+        })
 }
 
 fn count(key: &str, value: Option<i64>, default: i64, max: i64) -> Result<i64, ConfigError> {
@@ -378,7 +387,10 @@ fn count(key: &str, value: Option<i64>, default: i64, max: i64) -> Result<i64, C
     if (0..=max).contains(&n) {
         Ok(n)
     } else {
-        Err(key_error(key, format!("{n} is out of range: write a whole number from 0 to {max}")))
+        Err(key_error(
+            key,
+            format!("{n} is out of range: write a whole number from 0 to {max}"),
+        ))
     }
 }
 
@@ -387,7 +399,10 @@ fn fraction(key: &str, value: Option<f64>, default: f64) -> Result<f64, ConfigEr
     if (0.0..=1.0).contains(&f) {
         Ok(f)
     } else {
-        Err(key_error(key, format!("{f} is out of range: write a fraction from 0.0 to 1.0")))
+        Err(key_error(
+            key,
+            format!("{f} is out of range: write a fraction from 0.0 to 1.0"),
+        ))
     }
 }
 
@@ -396,7 +411,12 @@ fn mailbox_id(key: &str, value: &str) -> Result<String, ConfigError> {
     if (1..=32).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_alphanumeric()) {
         Ok(value.to_string())
     } else {
-        Err(key_error(key, format!("{value:?} is not a mailbox id: use 1 to 32 letters and digits, e.g. \"X26LA204\"")))
+        Err(key_error(
+            key,
+            format!(
+                "{value:?} is not a mailbox id: use 1 to 32 letters and digits, e.g. \"X26LA204\""
+            ),
+        ))
     }
 }
 
@@ -404,7 +424,10 @@ fn code(key: &str, value: &str) -> Result<String, ConfigError> {
     if (1..=16).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_alphanumeric()) {
         Ok(value.to_string())
     } else {
-        Err(key_error(key, format!("{value:?} is not a code: use 1 to 16 letters and digits, e.g. \"LA204\"")))
+        Err(key_error(
+            key,
+            format!("{value:?} is not a code: use 1 to 16 letters and digits, e.g. \"LA204\""),
+        ))
     }
 }
 
@@ -431,7 +454,12 @@ fn build(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError
         retention_days: count("hub.retention_days", h.retention_days, 365, 36_500)? as u32,
         archive_days: count("hub.archive_days", h.archive_days, 30, 36_500)? as u32,
         stale_after: duration("hub.stale_after", h.stale_after.as_deref(), "36h")?,
-        max_file_bytes: count("hub.max_file_bytes", h.max_file_bytes, 536_870_912, i64::MAX)? as u64,
+        max_file_bytes: count(
+            "hub.max_file_bytes",
+            h.max_file_bytes,
+            536_870_912,
+            i64::MAX,
+        )? as u64,
         max_reject_fraction: fraction("hub.max_reject_fraction", h.max_reject_fraction, 0.5)?,
         mass_end_fraction: fraction("hub.mass_end_fraction", h.mass_end_fraction, 0.2)?,
         mass_end_min: count("hub.mass_end_min", h.mass_end_min, 10, i64::MAX)? as u64,
@@ -447,7 +475,10 @@ fn build(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError
         let k = |field: &str| format!("authority[{}].{field}", i + 1);
         let c = code(&k("code"), &a.code)?;
         if !codes.insert(c.clone()) {
-            return Err(key_error(k("code"), format!("authority code {c:?} is configured twice")));
+            return Err(key_error(
+                k("code"),
+                format!("authority code {c:?} is configured twice"),
+            ));
         }
         partners.push(Partner {
             mailbox: mailbox_id(&k("mailbox"), &a.mailbox)?,
@@ -468,16 +499,25 @@ fn build(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError
         let k = |field: &str| format!("site[{}].{field}", i + 1);
         let c = code(&k("code"), &s.code)?;
         if !org_codes.insert(c.clone()) {
-            return Err(key_error(k("code"), format!("site code {c:?} is configured twice")));
+            return Err(key_error(
+                k("code"),
+                format!("site code {c:?} is configured twice"),
+            ));
         }
         if s.site_codes.is_empty() {
-            return Err(key_error(k("site_codes"), "list at least one site code, e.g. [\"R0A02\"]"));
+            return Err(key_error(
+                k("site_codes"),
+                "list at least one site code, e.g. [\"R0A02\"]",
+            ));
         }
         let mut own = Vec::new();
         for sc in &s.site_codes {
             let sc = code(&k("site_codes"), sc)?;
             if !site_codes.insert(sc.clone()) {
-                return Err(key_error(k("site_codes"), format!("site code {sc:?} is claimed by two sites")));
+                return Err(key_error(
+                    k("site_codes"),
+                    format!("site code {sc:?} is claimed by two sites"),
+                ));
             }
             own.push(sc);
         }
@@ -510,7 +550,13 @@ fn build(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError
                 Role::Site { code, .. } => format!("site {code} mailbox"),
                 Role::Demographics => "demographics.mailbox".into(),
             };
-            return Err(key_error(key, format!("mailbox {:?} is used twice (mailbox ids are unique, the hub's included)", p.mailbox)));
+            return Err(key_error(
+                key,
+                format!(
+                    "mailbox {:?} is used twice (mailbox ids are unique, the hub's included)",
+                    p.mailbox
+                ),
+            ));
         }
     }
 
@@ -519,11 +565,20 @@ fn build(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError
     for (i, s) in raw.sftp.iter().enumerate() {
         let k = |field: &str| format!("sftp[{}].{field}", i + 1);
         let mailbox = mailbox_id(&k("mailbox"), &s.mailbox)?;
-        if !partners.iter().any(|p| p.mailbox.eq_ignore_ascii_case(&mailbox)) {
-            return Err(key_error(k("mailbox"), format!("{mailbox:?} is not the mailbox of any configured partner")));
+        if !partners
+            .iter()
+            .any(|p| p.mailbox.eq_ignore_ascii_case(&mailbox))
+        {
+            return Err(key_error(
+                k("mailbox"),
+                format!("{mailbox:?} is not the mailbox of any configured partner"),
+            ));
         }
         if !sftp_seen.insert(mailbox.to_ascii_uppercase()) {
-            return Err(key_error(k("mailbox"), format!("{mailbox:?} has two [[sftp]] entries")));
+            return Err(key_error(
+                k("mailbox"),
+                format!("{mailbox:?} has two [[sftp]] entries"),
+            ));
         }
         let port = count(&k("port"), s.port, 22, 65_535)?;
         if port == 0 {
@@ -570,7 +625,8 @@ mod tests {
 
     #[test]
     fn example_config_is_valid_and_complete() {
-        let c = Config::parse(EXAMPLE, Path::new("/srv/cpis/deploy/cpis-hub.example.toml")).unwrap();
+        let c =
+            Config::parse(EXAMPLE, Path::new("/srv/cpis/deploy/cpis-hub.example.toml")).unwrap();
         assert_eq!(c.hub.root, Path::new("/srv/cpis/deploy/../var/mailboxes"));
         assert!(c.authorities().count() >= 2);
         let init = Config::parse(&example_for_init(), Path::new("/srv/x/cpis-hub.toml")).unwrap();
@@ -586,7 +642,10 @@ mod tests {
         assert_eq!(c.hub.max_file_bytes, 536_870_912);
         assert_eq!(c.hub.mass_end_min, 10);
         assert!(!c.hub.allow_test_nhs_numbers);
-        assert_eq!(c.hub.database, Path::new("/etc/cpis-hub/var/cpis-hub.sqlite3"));
+        assert_eq!(
+            c.hub.database,
+            Path::new("/etc/cpis-hub/var/cpis-hub.sqlite3")
+        );
     }
 
     #[test]
@@ -613,7 +672,10 @@ mod tests {
         let dup = format!("{MINIMAL}[[authority]]\ncode=\"A\"\nname=\"A\"\nmailbox=\"M1\"\n[[authority]]\ncode=\"B\"\nname=\"B\"\nmailbox=\"m1\"\n");
         assert!(parse(&dup).unwrap_err().to_string().contains("used twice"));
         let shared = format!("{MINIMAL}[[site]]\ncode=\"S\"\nname=\"S\"\nmailbox=\"M1\"\nsite_codes=[\"X1\"]\n[[site]]\ncode=\"T\"\nname=\"T\"\nmailbox=\"M2\"\nsite_codes=[\"X1\"]\n");
-        assert!(parse(&shared).unwrap_err().to_string().contains("claimed by two sites"));
+        assert!(parse(&shared)
+            .unwrap_err()
+            .to_string()
+            .contains("claimed by two sites"));
     }
 
     #[test]

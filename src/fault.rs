@@ -7,11 +7,22 @@
 use std::sync::OnceLock;
 
 /// The points, in the order a message passes them.
-pub const POINTS: &[&str] = &["before_commit", "after_commit", "after_receipt", "after_move"];
+pub const POINTS: &[&str] = &[
+    "before_commit",
+    "after_commit",
+    "after_receipt",
+    "after_move",
+];
 
 fn armed() -> Option<&'static str> {
     static FAULT: OnceLock<Option<String>> = OnceLock::new();
-    FAULT.get_or_init(|| std::env::var("CPIS_HUB_FAULT").ok().filter(|v| !v.is_empty())).as_deref()
+    FAULT
+        .get_or_init(|| {
+            std::env::var("CPIS_HUB_FAULT")
+                .ok()
+                .filter(|v| !v.is_empty())
+        })
+        .as_deref()
 }
 
 /// Aborts the process if `CPIS_HUB_FAULT` is this point.

@@ -58,7 +58,12 @@ pub static ATTENDANCE: FormatSpec = FormatSpec {
 pub static NHS_STATUS: FormatSpec = FormatSpec {
     name: "cpis-nhs-status",
     root: "CpisNhsStatus",
-    columns: &["nhs_number", "status", "replacement_nhs_number", "effective_date"],
+    columns: &[
+        "nhs_number",
+        "status",
+        "replacement_nhs_number",
+        "effective_date",
+    ],
 };
 
 /// An outbound format: its name, XML root and columns.
@@ -116,8 +121,14 @@ impl Kind {
     }
 
     pub fn parse(text: &str) -> Option<Kind> {
-        [Kind::Receipt, Kind::Access, Kind::Alerts, Kind::Inactive, Kind::Holdings]
-            .into_iter()
-            .find(|k| k.as_str() == text)
+        [
+            Kind::Receipt,
+            Kind::Access,
+            Kind::Alerts,
+            Kind::Inactive,
+            Kind::Holdings,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == text)
     }
 }

@@ -19,9 +19,17 @@ pub enum Ready {
     /// `NAME.csv` / `NAME.xml`.
     Plain { name: OsString, size: u64 },
     /// `NAME.dat` + `NAME.ctl`.
-    Mesh { dat: OsString, ctl: OsString, size: u64 },
+    Mesh {
+        dat: OsString,
+        ctl: OsString,
+        size: u64,
+    },
     /// An entry to move to `failed/` with a receipt carrying `code`.
-    Refused { name: OsString, code: &'static str, message: String },
+    Refused {
+        name: OsString,
+        code: &'static str,
+        message: String,
+    },
 }
 
 impl Ready {
@@ -44,7 +52,10 @@ pub struct Found {
 /// Why a name is refused, if it is.
 fn name_problem(name: &[u8]) -> Option<String> {
     if name.len() > MAX_NAME_BYTES {
-        return Some(format!("the file name is {} bytes long; the limit is {MAX_NAME_BYTES}", name.len()));
+        return Some(format!(
+            "the file name is {} bytes long; the limit is {MAX_NAME_BYTES}",
+            name.len()
+        ));
     }
     if name.iter().any(|b| *b < 0x20 || *b == 0x7f) {
         return Some("the file name holds control characters".into());
@@ -72,7 +83,7 @@ fn with_extension(name: &[u8], ext: &str) -> Option<OsString> {
     let dot = name.iter().rposition(|b| *b == b'.')?;
     let mut out = name[..=dot].to_vec();
     out.extend_from_slice(ext.as_bytes());
-    Some(OsString::from(std::ffi::OsStr::from_bytes(&out).to_os_string()))
+    Some(std::ffi::OsStr::from_bytes(&out).to_os_string())
 }
 
 /// Settings of a scan.
@@ -104,7 +115,10 @@ pub fn scan(dir: &Path, rules: Rules, real_now: SystemTime) -> std::io::Result<V
     }
     let settled = |m: &std::fs::Metadata| {
         let modified = m.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-        real_now.duration_since(modified).map(|age| age >= rules.settle).unwrap_or(false)
+        real_now
+            .duration_since(modified)
+            .map(|age| age >= rules.settle)
+            .unwrap_or(false)
     };
     let arrived = |m: &std::fs::Metadata| m.modified().unwrap_or(SystemTime::UNIX_EPOCH);
     let lookup = |wanted: &OsString| names.iter().find(|(n, _)| n == wanted).map(|(_, m)| m);
@@ -114,20 +128,33 @@ pub fn scan(dir: &Path, rules: Rules, real_now: SystemTime) -> std::io::Result<V
             continue;
         }
         let refuse = |code: &'static str, message: String| Found {
-            item: Ready::Refused { name: name.clone(), code, message },
+            item: Ready::Refused {
+                name: name.clone(),
+                code,
+                message,
+            },
             arrived: arrived(meta),
         };
         let kind = meta.file_type();
         if kind.is_symlink() {
-            found.push(refuse("NAME", "a symbolic link is not accepted in in/; it was not followed".into()));
+            found.push(refuse(
+                "NAME",
+                "a symbolic link is not accepted in in/; it was not followed".into(),
+            ));
             continue;
         }
         if kind.is_dir() {
-            found.push(refuse("NAME", "a folder is not accepted in in/: send files only".into()));
+            found.push(refuse(
+                "NAME",
+                "a folder is not accepted in in/: send files only".into(),
+            ));
             continue;
         }
         if !kind.is_file() {
-            found.push(refuse("NAME", "only regular files are accepted in in/".into()));
+            found.push(refuse(
+                "NAME",
+                "only regular files are accepted in in/".into(),
+            ));
             continue;
         }
         if let Some(why) = name_problem(bytes) {
@@ -142,24 +169,46 @@ pub fn scan(dir: &Path, rules: Rules, real_now: SystemTime) -> std::io::Result<V
                     continue;
                 }
                 if meta.len() > rules.max_file_bytes {
-                    found.push(refuse("TOO_LARGE", format!("the file is {} bytes; the limit is {} (hub.max_file_bytes)", meta.len(), rules.max_file_bytes)));
+                    found.push(refuse(
+                        "TOO_LARGE",
+                        format!(
+                            "the file is {} bytes; the limit is {} (hub.max_file_bytes)",
+                            meta.len(),
+                            rules.max_file_bytes
+                        ),
+                    ));
                     continue;
                 }
-                found.push(Found { item: Ready::Plain { name: name.clone(), size: meta.len() }, arrived: arrived(meta) });
+                found.push(Found {
+                    item: Ready::Plain {
+                        name: name.clone(),
+                        size: meta.len(),
+                    },
+                    arrived: arrived(meta),
+                });
             }
             Some("ctl") => {
-                let Some(dat) = with_extension(bytes, "dat") else { continue };
+                let Some(dat) = with_extension(bytes, "dat") else {
+                    continue;
+                };
                 match lookup(&dat) {
                     Some(dat_meta) if dat_meta.is_file() && !dat_meta.file_type().is_symlink() => {
                         found.push(Found {
-                            item: Ready::Mesh { dat, ctl: name.clone(), size: dat_meta.len() },
+                            item: Ready::Mesh {
+                                dat,
+                                ctl: name.clone(),
+                                size: dat_meta.len(),
+                            },
                             arrived: arrived(meta),
                         });
                     }
                     Some(_) => {} // the .dat entry is refused on its own
                     None => {
                         if settled(meta) {
-                            found.push(refuse("DAT_MISSING", format!("{} has no .dat beside it", String::from_utf8_lossy(bytes))));
+                            found.push(refuse(
+                                "DAT_MISSING",
+                                format!("{} has no .dat beside it", String::from_utf8_lossy(bytes)),
+                            ));
                         }
                     }
                 }
@@ -167,12 +216,19 @@ pub fn scan(dir: &Path, rules: Rules, real_now: SystemTime) -> std::io::Result<V
             Some("dat") => {} // waits for its .ctl
             _ => {
                 if settled(meta) {
-                    found.push(refuse("NAME", "only .csv, .xml, or MESH .dat + .ctl pairs are accepted".into()));
+                    found.push(refuse(
+                        "NAME",
+                        "only .csv, .xml, or MESH .dat + .ctl pairs are accepted".into(),
+                    ));
                 }
             }
         }
     }
-    found.sort_by(|a, b| a.arrived.cmp(&b.arrived).then_with(|| a.item.name().cmp(b.item.name())));
+    found.sort_by(|a, b| {
+        a.arrived
+            .cmp(&b.arrived)
+            .then_with(|| a.item.name().cmp(b.item.name()))
+    });
     Ok(found)
 }
 
@@ -187,7 +243,10 @@ mod tests {
     use std::fs;
 
     fn rules() -> Rules {
-        Rules { settle: Duration::ZERO, max_file_bytes: 100 }
+        Rules {
+            settle: Duration::ZERO,
+            max_file_bytes: 100,
+        }
     }
 
     fn names(found: &[Found]) -> Vec<String> {
@@ -205,7 +264,18 @@ mod tests {
     fn classifies_every_kind_of_entry() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        for name in ["a.csv", "b.XML", "c.csv.part", "d.tmp", ".e.csv", "f.txt", "g.dat", "h.dat", "h.ctl", "i.ctl"] {
+        for name in [
+            "a.csv",
+            "b.XML",
+            "c.csv.part",
+            "d.tmp",
+            ".e.csv",
+            "f.txt",
+            "g.dat",
+            "h.dat",
+            "h.ctl",
+            "i.ctl",
+        ] {
             fs::write(d.join(name), b"x").unwrap();
         }
         fs::write(d.join("big.csv"), vec![b'x'; 101]).unwrap();
@@ -217,8 +287,14 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                "DAT_MISSING:i.ctl", "NAME:f.txt", "NAME:folder", "NAME:link.csv", "TOO_LARGE:big.csv",
-                "mesh:h.dat", "plain:a.csv", "plain:b.XML",
+                "DAT_MISSING:i.ctl",
+                "NAME:f.txt",
+                "NAME:folder",
+                "NAME:link.csv",
+                "TOO_LARGE:big.csv",
+                "mesh:h.dat",
+                "plain:a.csv",
+                "plain:b.XML",
             ]
         );
     }
@@ -227,7 +303,10 @@ mod tests {
     fn unsettled_plain_file_waits() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("a.csv"), b"x").unwrap();
-        let r = Rules { settle: Duration::from_secs(60), max_file_bytes: 100 };
+        let r = Rules {
+            settle: Duration::from_secs(60),
+            max_file_bytes: 100,
+        };
         assert!(scan(dir.path(), r, SystemTime::now()).unwrap().is_empty());
     }
 

@@ -13,7 +13,10 @@ pub enum LockError {
     #[error("another cpis-hub process ({holder}) is processing files against this database (lock {path}); stop it first, or use the read-only and operator commands")]
     Held { path: PathBuf, holder: String },
     #[error("cannot open the lock file {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Held while alive; released when dropped (or when the process dies).
@@ -45,7 +48,11 @@ impl Lock {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
                 let holder = holder.trim();
-                let holder = if holder.is_empty() { "pid unknown".to_string() } else { format!("pid {holder}") };
+                let holder = if holder.is_empty() {
+                    "pid unknown".to_string()
+                } else {
+                    format!("pid {holder}")
+                };
                 return Err(LockError::Held {
                     path: path.to_path_buf(),
                     holder,
@@ -79,7 +86,10 @@ mod tests {
         let first = Lock::acquire(&path).unwrap();
         assert!(Lock::is_held(&path));
         let err = Lock::acquire(&path).unwrap_err();
-        assert!(err.to_string().contains(&std::process::id().to_string()), "{err}");
+        assert!(
+            err.to_string().contains(&std::process::id().to_string()),
+            "{err}"
+        );
         drop(first);
         assert!(!Lock::is_held(&path));
         Lock::acquire(&path).unwrap();

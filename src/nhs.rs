@@ -101,7 +101,13 @@ mod tests {
 
     #[test]
     fn known_valid_numbers() {
-        for n in ["9990000018", "9990000026", "9434765919", "943 476 5919", "943-476-5919"] {
+        for n in [
+            "9990000018",
+            "9990000026",
+            "9434765919",
+            "943 476 5919",
+            "943-476-5919",
+        ] {
             assert!(NhsNumber::parse(n).is_ok(), "{n}");
         }
     }
@@ -109,7 +115,15 @@ mod tests {
     #[test]
     fn wrong_check_digit_and_formats() {
         assert_eq!(NhsNumber::parse("9434765918"), Err(NhsError::CheckDigit));
-        for bad in ["", "943476591", "94347659190", "943 476-5919", "9434 76 5919", "94347659a9", "943  4765919"] {
+        for bad in [
+            "",
+            "943476591",
+            "94347659190",
+            "943 476-5919",
+            "9434 76 5919",
+            "94347659a9",
+            "943  4765919",
+        ] {
             assert_eq!(NhsNumber::parse(bad), Err(NhsError::Format), "{bad:?}");
         }
     }

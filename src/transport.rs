@@ -52,7 +52,9 @@ pub fn move_entry(from_dir: &Path, name: &OsStr, to_dir: &Path, to_name: &OsStr)
     let to = to_dir.join(to_name);
     let meta = match fs::symlink_metadata(&from) {
         Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound && fs::symlink_metadata(&to).is_ok() => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound && fs::symlink_metadata(&to).is_ok() => {
+            return Ok(())
+        }
         Err(e) => return Err(e),
     };
     if meta.is_file() {

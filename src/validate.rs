@@ -43,7 +43,11 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub fn file(code: &'static str, field: impl Into<String>, message: impl Into<String>) -> Problem {
+    pub fn file(
+        code: &'static str,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Problem {
         let severity = match code {
             "SEQUENCE_GAP" | "UNKNOWN_COLUMN" | "UNKNOWN_ELEMENT" => Severity::Warning,
             _ => Severity::Error,
@@ -62,7 +66,13 @@ impl Problem {
         Problem::file(p.code, p.field, p.message)
     }
 
-    fn record(line: u64, reference: &str, code: &'static str, field: &str, message: impl Into<String>) -> Problem {
+    fn record(
+        line: u64,
+        reference: &str,
+        code: &'static str,
+        field: &str,
+        message: impl Into<String>,
+    ) -> Problem {
         Problem {
             line: Some(line),
             reference: reference.to_string(),
@@ -141,9 +151,15 @@ impl ExtractHeader {
 pub const FUTURE_TOLERANCE_SECS: i64 = 3600;
 
 /// Checks an extract's metadata (§2.2). `owner` is the mailbox owner's authority code.
-pub fn extract_metadata(meta: &Metadata, owner: &str, now: DateTime<Utc>) -> (ExtractHeader, Vec<Problem>) {
+pub fn extract_metadata(
+    meta: &Metadata,
+    owner: &str,
+    now: DateTime<Utc>,
+) -> (ExtractHeader, Vec<Problem>) {
     let mut problems = Vec::new();
-    let bad = |problems: &mut Vec<Problem>, field: &str, message: String| problems.push(Problem::file("METADATA", field, message));
+    let bad = |problems: &mut Vec<Problem>, field: &str, message: String| {
+        problems.push(Problem::file("METADATA", field, message))
+    };
 
     match meta.get("authority") {
         None => bad(&mut problems, "authority", "metadata authority= is missing".into()),
@@ -158,17 +174,29 @@ pub fn extract_metadata(meta: &Metadata, owner: &str, now: DateTime<Utc>) -> (Ex
         Some(t) if t.eq_ignore_ascii_case("FULL") => Some(ExtractType::Full),
         Some(t) if t.eq_ignore_ascii_case("DELTA") => Some(ExtractType::Delta),
         Some(t) => {
-            bad(&mut problems, "type", format!("type={t} is not FULL or DELTA"));
+            bad(
+                &mut problems,
+                "type",
+                format!("type={t} is not FULL or DELTA"),
+            );
             None
         }
         None => {
-            bad(&mut problems, "type", "metadata type= is missing (FULL or DELTA)".into());
+            bad(
+                &mut problems,
+                "type",
+                "metadata type= is missing (FULL or DELTA)".into(),
+            );
             None
         }
     };
     let extracted_at = match meta.get("extracted_at") {
         None => {
-            bad(&mut problems, "extracted_at", "metadata extracted_at= is missing".into());
+            bad(
+                &mut problems,
+                "extracted_at",
+                "metadata extracted_at= is missing".into(),
+            );
             None
         }
         Some(t) => match clock::parse_rfc3339(t) {
@@ -188,7 +216,11 @@ pub fn extract_metadata(meta: &Metadata, owner: &str, now: DateTime<Utc>) -> (Ex
         match text.parse::<u64>() {
             Ok(n) if text.bytes().all(|b| b.is_ascii_digit()) => Some(n),
             _ => {
-                problems.push(Problem::file("METADATA", key, format!("{key}={text} is not a whole number")));
+                problems.push(Problem::file(
+                    "METADATA",
+                    key,
+                    format!("{key}={text} is not a whole number"),
+                ));
                 None
             }
         }
@@ -196,7 +228,11 @@ pub fn extract_metadata(meta: &Metadata, owner: &str, now: DateTime<Utc>) -> (Ex
     let sequence = number("sequence", &mut problems);
     let records = number("records", &mut problems);
     if meta.get("records").is_none() {
-        problems.push(Problem::file("METADATA", "records", "metadata records= is missing (the number of records in the file)"));
+        problems.push(Problem::file(
+            "METADATA",
+            "records",
+            "metadata records= is missing (the number of records in the file)",
+        ));
     }
     (
         ExtractHeader {
@@ -211,7 +247,12 @@ pub fn extract_metadata(meta: &Metadata, owner: &str, now: DateTime<Utc>) -> (Ex
 
 /// Checks the header row names every required column (§2.3).
 pub fn extract_columns(present: &[bool], extract_type: Option<ExtractType>) -> Vec<Problem> {
-    let mut required = vec![col::LOCAL_ID, col::NHS_NUMBER, col::PLAN_TYPE, col::START_DATE];
+    let mut required = vec![
+        col::LOCAL_ID,
+        col::NHS_NUMBER,
+        col::PLAN_TYPE,
+        col::START_DATE,
+    ];
     if extract_type == Some(ExtractType::Delta) {
         required.insert(0, col::ACTION);
     }
@@ -220,7 +261,11 @@ pub fn extract_columns(present: &[bool], extract_type: Option<ExtractType>) -> V
         .filter(|i| !present.get(*i).copied().unwrap_or(false))
         .map(|i| {
             let name = crate::formats::EXTRACT.columns[i];
-            Problem::file("HEADER", name, format!("required column {name} is missing from the header row"))
+            Problem::file(
+                "HEADER",
+                name,
+                format!("required column {name} is missing from the header row"),
+            )
         })
         .collect()
 }
@@ -276,7 +321,9 @@ impl ExtractRules {
     pub fn check(&self, raw: &RawRecord) -> Checked {
         let line = raw.line;
         let local_id = raw.get(col::LOCAL_ID);
-        let reference = local_id.map(|l| truncate(l, MAX_LOCAL_ID)).unwrap_or_default();
+        let reference = local_id
+            .map(|l| truncate(l, MAX_LOCAL_ID))
+            .unwrap_or_default();
         let mut problems = Vec::new();
         let mut err = |code: &'static str, field: &str, message: String| {
             problems.push(Problem::record(line, &reference, code, field, message))
@@ -289,7 +336,11 @@ impl ExtractRules {
         // action
         let action = match (raw.get(col::ACTION), self.extract_type) {
             (None, Some(ExtractType::Delta)) => {
-                err("ACTION", "action", "action is required in a DELTA: UPSERT or DELETE".into());
+                err(
+                    "ACTION",
+                    "action",
+                    "action is required in a DELTA: UPSERT or DELETE".into(),
+                );
                 None
             }
             (None, _) => Some(Action::Upsert),
@@ -301,7 +352,11 @@ impl ExtractRules {
                     None
                 }
                 _ => {
-                    err("ACTION", "action", format!("action {:?} is not UPSERT or DELETE", truncate(a, 20)));
+                    err(
+                        "ACTION",
+                        "action",
+                        format!("action {:?} is not UPSERT or DELETE", truncate(a, 20)),
+                    );
                     None
                 }
             },
@@ -310,15 +365,27 @@ impl ExtractRules {
         // local_id
         let local_ok = match local_id {
             None => {
-                err("LOCAL_ID_MISSING", "local_id", "local_id is required".into());
+                err(
+                    "LOCAL_ID_MISSING",
+                    "local_id",
+                    "local_id is required".into(),
+                );
                 false
             }
             Some(l) if l.chars().count() > MAX_LOCAL_ID => {
-                err("FIELD_TOO_LONG", "local_id", format!("local_id is longer than {MAX_LOCAL_ID} characters"));
+                err(
+                    "FIELD_TOO_LONG",
+                    "local_id",
+                    format!("local_id is longer than {MAX_LOCAL_ID} characters"),
+                );
                 false
             }
             Some(l) if l.chars().any(char::is_control) => {
-                err("LOCAL_ID_FORMAT", "local_id", "local_id holds control characters: use printable characters only".into());
+                err(
+                    "LOCAL_ID_FORMAT",
+                    "local_id",
+                    "local_id holds control characters: use printable characters only".into(),
+                );
                 false
             }
             Some(_) => true,
@@ -327,13 +394,21 @@ impl ExtractRules {
         // plan_type
         let plan_type = match raw.get(col::PLAN_TYPE) {
             None => {
-                err("PLAN_TYPE", "plan_type", "plan_type is required: CPP, LAC or UCPP".into());
+                err(
+                    "PLAN_TYPE",
+                    "plan_type",
+                    "plan_type is required: CPP, LAC or UCPP".into(),
+                );
                 None
             }
             Some(p) => {
                 let parsed = PlanType::parse(p);
                 if parsed.is_none() {
-                    err("PLAN_TYPE", "plan_type", format!("plan_type {:?} is not CPP, LAC or UCPP", truncate(p, 20)));
+                    err(
+                        "PLAN_TYPE",
+                        "plan_type",
+                        format!("plan_type {:?} is not CPP, LAC or UCPP", truncate(p, 20)),
+                    );
                 }
                 parsed
             }
@@ -355,27 +430,33 @@ impl ExtractRules {
                     err("NHS_MISSING", "nhs_number", "nhs_number is required".into());
                     None
                 }
-                Some(text) => match NhsNumber::parse(text) {
-                    Err(NhsError::Format) => {
-                        err("NHS_FORMAT", "nhs_number", "nhs_number is not 10 digits (DDDDDDDDDD, DDD DDD DDDD or DDD-DDD-DDDD)".into());
-                        None
+                Some(text) => {
+                    match NhsNumber::parse(text) {
+                        Err(NhsError::Format) => {
+                            err("NHS_FORMAT", "nhs_number", "nhs_number is not 10 digits (DDDDDDDDDD, DDD DDD DDDD or DDD-DDD-DDDD)".into());
+                            None
+                        }
+                        Err(NhsError::CheckDigit) => {
+                            err("NHS_CHECK_DIGIT", "nhs_number", "nhs_number fails the Modulus 11 check digit: check the number against the case file".into());
+                            None
+                        }
+                        Ok(n) if n.is_test_number() && !self.allow_test_numbers => {
+                            err("NHS_TEST_NUMBER", "nhs_number", "nhs_number is in the 999 test range, which this hub does not accept".into());
+                            None
+                        }
+                        Ok(n) => Some(n),
                     }
-                    Err(NhsError::CheckDigit) => {
-                        err("NHS_CHECK_DIGIT", "nhs_number", "nhs_number fails the Modulus 11 check digit: check the number against the case file".into());
-                        None
-                    }
-                    Ok(n) if n.is_test_number() && !self.allow_test_numbers => {
-                        err("NHS_TEST_NUMBER", "nhs_number", "nhs_number is in the 999 test range, which this hub does not accept".into());
-                        None
-                    }
-                    Ok(n) => Some(n),
-                },
+                }
             };
             let mut date = |index: usize, field: &str| -> Option<NaiveDate> {
                 let text = raw.get(index)?;
                 let parsed = clock::parse_date(text);
                 if parsed.is_none() {
-                    err("DATE_FORMAT", field, format!("{field} {:?} is not a date YYYY-MM-DD", truncate(text, 20)));
+                    err(
+                        "DATE_FORMAT",
+                        field,
+                        format!("{field} {:?} is not a date YYYY-MM-DD", truncate(text, 20)),
+                    );
                 }
                 parsed
             };
@@ -385,20 +466,40 @@ impl ExtractRules {
             let reference_date = self.reference_date;
             let dob_given = raw.get(col::DATE_OF_BIRTH).is_some();
             if !dob_given && plan_type.is_some_and(PlanType::is_child) {
-                err("DOB_MISSING", "date_of_birth", "date_of_birth is required for CPP and LAC".into());
+                err(
+                    "DOB_MISSING",
+                    "date_of_birth",
+                    "date_of_birth is required for CPP and LAC".into(),
+                );
             }
             if date_of_birth.is_some_and(|d| d > reference_date) {
-                err("DOB_FUTURE", "date_of_birth", format!("date_of_birth is after the extract date {reference_date}"));
+                err(
+                    "DOB_FUTURE",
+                    "date_of_birth",
+                    format!("date_of_birth is after the extract date {reference_date}"),
+                );
             }
             if raw.get(col::START_DATE).is_none() {
-                err("START_MISSING", "start_date", "start_date is required for an UPSERT".into());
+                err(
+                    "START_MISSING",
+                    "start_date",
+                    "start_date is required for an UPSERT".into(),
+                );
             }
             if let Some(s) = start_date.filter(|s| *s > reference_date) {
-                err("START_FUTURE", "start_date", format!("start_date {s} is after the extract date {reference_date}"));
+                err(
+                    "START_FUTURE",
+                    "start_date",
+                    format!("start_date {s} is after the extract date {reference_date}"),
+                );
             }
             if let (Some(s), Some(e)) = (start_date, end_date) {
                 if e < s {
-                    err("END_BEFORE_START", "end_date", format!("end_date {e} is before start_date {s}"));
+                    err(
+                        "END_BEFORE_START",
+                        "end_date",
+                        format!("end_date {e} is before start_date {s}"),
+                    );
                 }
             }
             if let (Some(p), Some(dob)) = (plan_type, date_of_birth) {
@@ -412,7 +513,11 @@ impl ExtractRules {
         let mut text = |index: usize, field: &str, max: usize| -> Option<String> {
             let value = raw.get(index)?;
             if value.chars().count() > max {
-                err("FIELD_TOO_LONG", field, format!("{field} is longer than {max} characters"));
+                err(
+                    "FIELD_TOO_LONG",
+                    field,
+                    format!("{field} is longer than {max} characters"),
+                );
             }
             Some(value.to_string())
         };
@@ -420,13 +525,20 @@ impl ExtractRules {
         let office_hours_phone = text(col::OFFICE_HOURS_PHONE, "office_hours_phone", MAX_PHONE);
         let out_of_hours_phone = text(col::OUT_OF_HOURS_PHONE, "out_of_hours_phone", MAX_PHONE);
         let email = text(col::EMAIL, "email", MAX_EMAIL);
-        for (value, field) in [(&office_hours_phone, "office_hours_phone"), (&out_of_hours_phone, "out_of_hours_phone")] {
+        for (value, field) in [
+            (&office_hours_phone, "office_hours_phone"),
+            (&out_of_hours_phone, "out_of_hours_phone"),
+        ] {
             if value.as_deref().is_some_and(|v| !is_phone(v)) {
                 err("CONTACT_FORMAT", field, format!("{field} is not a phone number (digits, spaces, + ( ) - only, at least 6 digits)"));
             }
         }
         if email.as_deref().is_some_and(|v| !is_email(v)) {
-            err("CONTACT_FORMAT", "email", "email is not an address of the form name@domain".into());
+            err(
+                "CONTACT_FORMAT",
+                "email",
+                "email is not an address of the form name@domain".into(),
+            );
         }
 
         let record = match (problems.is_empty(), key.clone(), action) {
@@ -455,7 +567,8 @@ impl ExtractRules {
 }
 
 fn is_phone(v: &str) -> bool {
-    v.chars().all(|c| c.is_ascii_digit() || " +()-".contains(c)) && v.chars().filter(char::is_ascii_digit).count() >= 6
+    v.chars().all(|c| c.is_ascii_digit() || " +()-".contains(c))
+        && v.chars().filter(char::is_ascii_digit).count() >= 6
 }
 
 fn is_email(v: &str) -> bool {
@@ -494,7 +607,10 @@ pub fn unknown_record(line: u64, local_id: &str, plan_type: PlanType) -> Problem
         local_id,
         "UNKNOWN_RECORD",
         "local_id",
-        format!("DELETE of {local_id} / {}, which is not held for this authority", plan_type.as_str()),
+        format!(
+            "DELETE of {local_id} / {}, which is not held for this authority",
+            plan_type.as_str()
+        ),
     )
 }
 

@@ -5,8 +5,8 @@
 //! final name, never write a BOM, and never render anything that is not already
 //! committed in the index (so that a re-render after a crash is byte-identical).
 
-mod table;
 pub mod render;
+mod table;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
@@ -23,7 +23,10 @@ pub fn stem(kind: &str, mailbox: &str, stamp: &str, sequence: u64) -> String {
 /// Creates a folder (and parents) with mode 0700 when missing.
 pub fn ensure_dir(dir: &Path) -> io::Result<()> {
     if !dir.is_dir() {
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
     }
     Ok(())
 }
@@ -35,11 +38,21 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// Writes `name` in `dir` atomically with the given mode: `.name.tmp`, fsync,
 /// rename, fsync the folder. A reader never sees a partial file.
-pub fn write_atomic(dir: &Path, name: &str, mode: u32, body: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> io::Result<()> {
+pub fn write_atomic(
+    dir: &Path,
+    name: &str,
+    mode: u32,
+    body: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<()> {
     ensure_dir(dir)?;
     let tmp = dir.join(format!(".{name}.tmp"));
     let result = (|| {
-        let file = OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
         let mut out = BufWriter::with_capacity(256 * 1024, file);
         body(&mut out)?;
         let file = out.into_inner().map_err(|e| e.into_error())?;

@@ -67,24 +67,36 @@ pub fn write(config: &Config, conn: &Connection, row: &OutboundRow) -> Result<()
     match rendered {
         Some(result) => {
             result?;
-            write_atomic(&out_dir, &name, OUT_MODE, |w| w.write_all(&body)).map_err(io_err(&out_dir.join(&name)))?;
+            write_atomic(&out_dir, &name, OUT_MODE, |w| w.write_all(&body))
+                .map_err(io_err(&out_dir.join(&name)))?;
             if let Some(copy) = &row.copy_to {
                 let dir = config.folder(&row.mailbox, copy);
-                let copy_name = format!("{}.{}", row.stem, if row.format == "xml" { "xml" } else { "csv" });
-                write_atomic(&dir, &copy_name, 0o600, |w| w.write_all(&body)).map_err(io_err(&dir.join(&copy_name)))?;
+                let copy_name = format!(
+                    "{}.{}",
+                    row.stem,
+                    if row.format == "xml" { "xml" } else { "csv" }
+                );
+                write_atomic(&dir, &copy_name, 0o600, |w| w.write_all(&body))
+                    .map_err(io_err(&dir.join(&copy_name)))?;
             }
         }
         None => {
             let mut failure = None;
-            write_atomic(&out_dir, &name, OUT_MODE, |w| match render(config, conn, row, w) {
-                Ok(()) => Ok(()),
-                Err(e) => {
-                    let message = e.to_string();
-                    failure = Some(e);
-                    Err(io::Error::other(message))
+            write_atomic(&out_dir, &name, OUT_MODE, |w| {
+                match render(config, conn, row, w) {
+                    Ok(()) => Ok(()),
+                    Err(e) => {
+                        let message = e.to_string();
+                        failure = Some(e);
+                        Err(io::Error::other(message))
+                    }
                 }
             })
-            .map_err(|e| failure.take().unwrap_or_else(|| io_err(&out_dir.join(&name))(e)))?;
+            .map_err(|e| {
+                failure
+                    .take()
+                    .unwrap_or_else(|| io_err(&out_dir.join(&name))(e))
+            })?;
         }
     }
     if row.framing == "mesh" {
@@ -97,15 +109,29 @@ pub fn write(config: &Config, conn: &Connection, row: &OutboundRow) -> Result<()
             (Some(Kind::Alerts), _) => "CPISHUB_ALERTS",
             _ => "CPISHUB_EXTRACT_ACK",
         };
-        let text = ctl::write(workflow, &config.hub.mailbox, &row.mailbox, &row.kind, row.sequence);
+        let text = ctl::write(
+            workflow,
+            &config.hub.mailbox,
+            &row.mailbox,
+            &row.kind,
+            row.sequence,
+        );
         let ctl_name = format!("{}.ctl", row.stem);
-        write_atomic(&out_dir, &ctl_name, OUT_MODE, |w| w.write_all(text.as_bytes())).map_err(io_err(&out_dir.join(&ctl_name)))?;
+        write_atomic(&out_dir, &ctl_name, OUT_MODE, |w| {
+            w.write_all(text.as_bytes())
+        })
+        .map_err(io_err(&out_dir.join(&ctl_name)))?;
     }
     Ok(())
 }
 
 /// Renders an outbound file's content.
-pub fn render(config: &Config, conn: &Connection, row: &OutboundRow, out: &mut dyn Write) -> Result<(), EmitError> {
+pub fn render(
+    config: &Config,
+    conn: &Connection,
+    row: &OutboundRow,
+    out: &mut dyn Write,
+) -> Result<(), EmitError> {
     let (key, value) = match config.partner(&row.mailbox) {
         Some(p) => {
             let (k, v) = p.key();
@@ -119,13 +145,20 @@ pub fn render(config: &Config, conn: &Connection, row: &OutboundRow, out: &mut d
     };
     match Kind::parse(&row.kind) {
         Some(Kind::Receipt) => {
-            let receipt_id = row.receipt_id.ok_or_else(|| EmitError::Missing(row.stem.clone()))?;
-            let receipt = index::receipt(conn, receipt_id)?.ok_or_else(|| EmitError::Missing(row.stem.clone()))?;
-            let message = index::message(conn, receipt.message_id)?.ok_or_else(|| EmitError::Missing(row.stem.clone()))?;
+            let receipt_id = row
+                .receipt_id
+                .ok_or_else(|| EmitError::Missing(row.stem.clone()))?;
+            let receipt = index::receipt(conn, receipt_id)?
+                .ok_or_else(|| EmitError::Missing(row.stem.clone()))?;
+            let message = index::message(conn, receipt.message_id)?
+                .ok_or_else(|| EmitError::Missing(row.stem.clone()))?;
             let c = receipt.counts;
             let metadata = [
                 (key, value),
-                ("source", String::from_utf8_lossy(&message.name).into_owned()),
+                (
+                    "source",
+                    String::from_utf8_lossy(&message.name).into_owned(),
+                ),
                 ("sha256", message.sha256.clone().unwrap_or_default()),
                 ("status", receipt.status.clone()),
                 ("records", c.records.to_string()),
@@ -135,10 +168,18 @@ pub fn render(config: &Config, conn: &Connection, row: &OutboundRow, out: &mut d
                 ("sequence", row.sequence.to_string()),
                 ("created_at", row.created_at.clone()),
             ];
-            let mut table = TableWriter::begin(out, &formats::RECEIPT, format_of(row), &metadata).map_err(io)?;
+            let mut table = TableWriter::begin(out, &formats::RECEIPT, format_of(row), &metadata)
+                .map_err(io)?;
             index::for_each_problem(conn, receipt_id, |p| {
                 let line = p.line.map(|l| l.to_string()).unwrap_or_default();
-                table.row(&[&line, &p.reference, p.severity.as_str(), p.code, &p.field, &p.message])
+                table.row(&[
+                    &line,
+                    &p.reference,
+                    p.severity.as_str(),
+                    p.code,
+                    &p.field,
+                    &p.message,
+                ])
             })?
             .map_err(io)?;
             table.finish().map_err(io)
@@ -156,11 +197,18 @@ pub fn render(config: &Config, conn: &Connection, row: &OutboundRow, out: &mut d
                 ("records", count.to_string()),
                 ("sequence", row.sequence.to_string()),
             ];
-            let mut table = TableWriter::begin(out, &formats::HOLDINGS, format_of(row), &metadata).map_err(io)?;
+            let mut table = TableWriter::begin(out, &formats::HOLDINGS, format_of(row), &metadata)
+                .map_err(io)?;
             index::for_each_holding(conn, &authority, |h| {
                 let end = h.end_date.as_deref().and_then(clock::parse_date);
-                let status = if end.is_some_and(|e| e <= today) { "ENDED" } else { "ACTIVE" };
-                let purge_after = end.map(|e| clock::add_days(e, retention).to_string()).unwrap_or_default();
+                let status = if end.is_some_and(|e| e <= today) {
+                    "ENDED"
+                } else {
+                    "ACTIVE"
+                };
+                let purge_after = end
+                    .map(|e| clock::add_days(e, retention).to_string())
+                    .unwrap_or_default();
                 let accesses = h.accesses.to_string();
                 table.row(&[
                     &h.local_id,
@@ -170,7 +218,11 @@ pub fn render(config: &Config, conn: &Connection, row: &OutboundRow, out: &mut d
                     &h.start_date,
                     h.end_date.as_deref().unwrap_or(""),
                     status,
-                    if end.is_some() { h.ended_reason.as_deref().unwrap_or("") } else { "" },
+                    if end.is_some() {
+                        h.ended_reason.as_deref().unwrap_or("")
+                    } else {
+                        ""
+                    },
                     &purge_after,
                     h.nhs_status.as_deref().unwrap_or("ACTIVE"),
                     &accesses,
@@ -180,7 +232,10 @@ pub fn render(config: &Config, conn: &Connection, row: &OutboundRow, out: &mut d
             .map_err(io)?;
             table.finish().map_err(io)
         }
-        _ => Err(EmitError::Missing(format!("{} (kind {} is not rendered by this build)", row.stem, row.kind))),
+        _ => Err(EmitError::Missing(format!(
+            "{} (kind {} is not rendered by this build)",
+            row.stem, row.kind
+        ))),
     }
 }
 
@@ -206,7 +261,12 @@ pub fn reserve(
         created_at: now.rfc3339(),
         stem: super::stem(kind.as_str(), mailbox, &now.file_stamp(), sequence),
         format: if format == Format::Xml { "xml" } else { "csv" }.into(),
-        framing: if framing == Framing::Mesh { "mesh" } else { "plain" }.into(),
+        framing: if framing == Framing::Mesh {
+            "mesh"
+        } else {
+            "plain"
+        }
+        .into(),
         receipt_id,
         copy_to: copy_to.map(str::to_string),
         state: "pending".into(),

@@ -19,13 +19,18 @@ pub struct TableWriter<'w> {
 }
 
 enum Out<'w> {
-    Csv(csv::Writer<&'w mut dyn Write>),
+    Csv(Box<csv::Writer<&'w mut dyn Write>>),
     Xml(&'w mut dyn Write),
 }
 
 impl<'w> TableWriter<'w> {
     /// Writes the metadata and (CSV) the header row.
-    pub fn begin(out: &'w mut dyn Write, format: &'static OutFormat, syntax: Format, metadata: &[(&str, String)]) -> io::Result<Self> {
+    pub fn begin(
+        out: &'w mut dyn Write,
+        format: &'static OutFormat,
+        syntax: Format,
+        metadata: &[(&str, String)],
+    ) -> io::Result<Self> {
         match syntax {
             Format::Csv => {
                 out.write_all(meta::write_line(format.name, metadata).as_bytes())?;
@@ -35,15 +40,25 @@ impl<'w> TableWriter<'w> {
                     .buffer_capacity(64 * 1024)
                     .from_writer(out);
                 csv.write_record(format.columns)?;
-                Ok(TableWriter { format, out: Out::Csv(csv) })
+                Ok(TableWriter {
+                    format,
+                    out: Out::Csv(Box::new(csv)),
+                })
             }
             Format::Xml => {
-                write!(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{} xmlns=\"{NAMESPACE}\"", format.root)?;
+                write!(
+                    out,
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{} xmlns=\"{NAMESPACE}\"",
+                    format.root
+                )?;
                 for (k, v) in metadata {
                     write!(out, " {}=\"{}\"", camel(k), escape(v.as_str()))?;
                 }
                 out.write_all(b">\n")?;
-                Ok(TableWriter { format, out: Out::Xml(out) })
+                Ok(TableWriter {
+                    format,
+                    out: Out::Xml(out),
+                })
             }
         }
     }

@@ -101,11 +101,14 @@ impl Index {
         if !path.exists() {
             return Ok(None);
         }
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .map_err(|source| IndexError::Open {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| IndexError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
         conn.busy_timeout(Duration::from_secs(30))?;
         let index = Index {
             conn,
@@ -151,7 +154,9 @@ impl Index {
     }
 
     fn version(&self) -> Result<u32, IndexError> {
-        Ok(self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+        Ok(self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?)
     }
 
     fn migrate(&self) -> Result<(), IndexError> {

@@ -80,7 +80,9 @@ fn message_row(r: &Row<'_>) -> rusqlite::Result<MessageRow> {
 /// The id of an earlier message with the same content from the same mailbox.
 pub fn find_duplicate(conn: &Connection, mailbox: &str, sha256: &str) -> Result<Option<i64>> {
     Ok(conn
-        .prepare_cached("SELECT id FROM messages WHERE mailbox = ?1 AND sha256 = ?2 ORDER BY id LIMIT 1")?
+        .prepare_cached(
+            "SELECT id FROM messages WHERE mailbox = ?1 AND sha256 = ?2 ORDER BY id LIMIT 1",
+        )?
         .query_row(params![mailbox, sha256], |r| r.get(0))
         .optional()?)
 }
@@ -115,20 +117,27 @@ pub fn update_message(conn: &Connection, m: &MessageRow) -> Result<()> {
 
 pub fn message(conn: &Connection, id: i64) -> Result<Option<MessageRow>> {
     Ok(conn
-        .prepare_cached(&format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1"))?
+        .prepare_cached(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1"
+        ))?
         .query_row([id], message_row)
         .optional()?)
 }
 
 /// Messages whose files have not been moved to their final folder yet.
 pub fn messages_moving(conn: &Connection) -> Result<Vec<MessageRow>> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE state <> 'done' ORDER BY id"))?;
-    let rows = stmt.query_map([], message_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE state <> 'done' ORDER BY id"
+    ))?;
+    let rows = stmt
+        .query_map([], message_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }
 
 pub fn mark_message_done(conn: &Connection, id: i64) -> Result<()> {
-    conn.prepare_cached("UPDATE messages SET state = 'done' WHERE id = ?1")?.execute([id])?;
+    conn.prepare_cached("UPDATE messages SET state = 'done' WHERE id = ?1")?
+        .execute([id])?;
     Ok(())
 }
 
@@ -202,7 +211,11 @@ pub fn insert_problem(conn: &Connection, receipt_id: i64, seq: u64, p: &Problem)
 }
 
 /// A receipt's problems in receipt order: file-level first, then by line.
-pub fn for_each_problem(conn: &Connection, receipt_id: i64, mut f: impl FnMut(Problem) -> std::io::Result<()>) -> Result<std::io::Result<()>> {
+pub fn for_each_problem(
+    conn: &Connection,
+    receipt_id: i64,
+    mut f: impl FnMut(Problem) -> std::io::Result<()>,
+) -> Result<std::io::Result<()>> {
     let mut stmt = conn.prepare_cached(
         "SELECT line, ref, severity, code, field, message FROM problems WHERE receipt_id = ?1 ORDER BY line IS NOT NULL, line, seq",
     )?;
@@ -213,7 +226,11 @@ pub fn for_each_problem(conn: &Connection, receipt_id: i64, mut f: impl FnMut(Pr
         let p = Problem {
             line: r.get(0)?,
             reference: r.get(1)?,
-            severity: if severity == "WARNING" { Severity::Warning } else { Severity::Error },
+            severity: if severity == "WARNING" {
+                Severity::Warning
+            } else {
+                Severity::Error
+            },
             code: intern_code(&code),
             field: r.get(4)?,
             message: r.get(5)?,
@@ -295,24 +312,32 @@ fn outbound_row(r: &Row<'_>) -> rusqlite::Result<OutboundRow> {
     })
 }
 
-const OUTBOUND_COLUMNS: &str = "id, mailbox, kind, sequence, created_at, stem, format, framing, receipt_id, copy_to, state";
+const OUTBOUND_COLUMNS: &str =
+    "id, mailbox, kind, sequence, created_at, stem, format, framing, receipt_id, copy_to, state";
 
 /// Outbound files reserved but not yet written, oldest first.
 pub fn pending_outbound(conn: &Connection) -> Result<Vec<OutboundRow>> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT {OUTBOUND_COLUMNS} FROM outbound WHERE state <> 'written' ORDER BY id"))?;
-    let rows = stmt.query_map([], outbound_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {OUTBOUND_COLUMNS} FROM outbound WHERE state <> 'written' ORDER BY id"
+    ))?;
+    let rows = stmt
+        .query_map([], outbound_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }
 
 pub fn outbound(conn: &Connection, id: i64) -> Result<Option<OutboundRow>> {
     Ok(conn
-        .prepare_cached(&format!("SELECT {OUTBOUND_COLUMNS} FROM outbound WHERE id = ?1"))?
+        .prepare_cached(&format!(
+            "SELECT {OUTBOUND_COLUMNS} FROM outbound WHERE id = ?1"
+        ))?
         .query_row([id], outbound_row)
         .optional()?)
 }
 
 pub fn mark_outbound_written(conn: &Connection, id: i64) -> Result<()> {
-    conn.prepare_cached("UPDATE outbound SET state = 'written' WHERE id = ?1")?.execute([id])?;
+    conn.prepare_cached("UPDATE outbound SET state = 'written' WHERE id = ?1")?
+        .execute([id])?;
     Ok(())
 }
 
@@ -349,11 +374,18 @@ pub struct StoredRecord {
 /// Takes the next value of the change counter (orders changes for alert DELTAs).
 pub fn next_change_seq(conn: &Connection) -> Result<i64> {
     Ok(conn
-        .prepare_cached("UPDATE counters SET value = value + 1 WHERE name = 'change_seq' RETURNING value")?
+        .prepare_cached(
+            "UPDATE counters SET value = value + 1 WHERE name = 'change_seq' RETURNING value",
+        )?
         .query_row([], |r| r.get(0))?)
 }
 
-pub fn find_record(conn: &Connection, authority: &str, local_id: &str, plan: PlanType) -> Result<Option<StoredRecord>> {
+pub fn find_record(
+    conn: &Connection,
+    authority: &str,
+    local_id: &str,
+    plan: PlanType,
+) -> Result<Option<StoredRecord>> {
     Ok(conn
         .prepare_cached(
             "SELECT id, nhs_number, date_of_birth, start_date, end_date, ended_reason, team, office_hours_phone, out_of_hours_phone, email
@@ -440,7 +472,8 @@ pub fn delete_record(conn: &Connection, id: i64) -> Result<()> {
         "INSERT OR REPLACE INTO removed (alert_id, nhs_number, change_seq) SELECT alert_id, nhs_number, ?2 FROM records WHERE id = ?1",
     )?
     .execute(params![id, seq])?;
-    conn.prepare_cached("DELETE FROM records WHERE id = ?1")?.execute([id])?;
+    conn.prepare_cached("DELETE FROM records WHERE id = ?1")?
+        .execute([id])?;
     Ok(())
 }
 
@@ -452,7 +485,12 @@ pub fn count_open(conn: &Connection, authority: &str, on: NaiveDate) -> Result<u
 }
 
 /// Calls `f(id, local_id, plan_type)` for each open record of an authority.
-pub fn for_each_open(conn: &Connection, authority: &str, on: NaiveDate, mut f: impl FnMut(i64, &str, &str)) -> Result<()> {
+pub fn for_each_open(
+    conn: &Connection,
+    authority: &str,
+    on: NaiveDate,
+    mut f: impl FnMut(i64, &str, &str),
+) -> Result<()> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, local_id, plan_type FROM records WHERE authority = ?1 AND (end_date IS NULL OR end_date > ?2)",
     )?;
@@ -468,8 +506,10 @@ pub fn for_each_open(conn: &Connection, authority: &str, on: NaiveDate, mut f: i
 /// Ends a record on a date with a reason (ABSENT_FROM_FULL, AGE_18).
 pub fn end_record(conn: &Connection, id: i64, on: NaiveDate, reason: &str) -> Result<()> {
     let seq = next_change_seq(conn)?;
-    conn.prepare_cached("UPDATE records SET end_date = ?2, ended_reason = ?3, change_seq = ?4 WHERE id = ?1")?
-        .execute(params![id, date_text(Some(on)), reason, seq])?;
+    conn.prepare_cached(
+        "UPDATE records SET end_date = ?2, ended_reason = ?3, change_seq = ?4 WHERE id = ?1",
+    )?
+    .execute(params![id, date_text(Some(on)), reason, seq])?;
     Ok(())
 }
 
@@ -496,7 +536,10 @@ pub fn end_at_18(conn: &Connection, today: NaiveDate) -> Result<u64> {
             let end: Option<String> = r.get(2)?;
             if let Some(dob) = crate::clock::parse_date(&dob) {
                 let eighteen = crate::clock::birthday(dob, 18);
-                let later_end = end.as_deref().and_then(crate::clock::parse_date).is_none_or(|e| e > eighteen);
+                let later_end = end
+                    .as_deref()
+                    .and_then(crate::clock::parse_date)
+                    .is_none_or(|e| e > eighteen);
                 if eighteen <= today && later_end {
                     due.push((r.get::<_, i64>(0)?, eighteen));
                 }
@@ -511,7 +554,11 @@ pub fn end_at_18(conn: &Connection, today: NaiveDate) -> Result<u64> {
 
 /// Purges records whose `end_date + retention_days` is on or before `today`.
 /// Returns how many were purged, by authority.
-pub fn purge(conn: &Connection, today: NaiveDate, retention_days: u32) -> Result<Vec<(String, u64)>> {
+pub fn purge(
+    conn: &Connection,
+    today: NaiveDate,
+    retention_days: u32,
+) -> Result<Vec<(String, u64)>> {
     let cutoff = crate::clock::add_days(today, -i64::from(retention_days));
     let mut due = Vec::new();
     {
@@ -554,7 +601,11 @@ pub fn count_held(conn: &Connection, authority: &str) -> Result<u64> {
 }
 
 /// Streams an authority's holdings, ordered by local_id and plan type.
-pub fn for_each_holding(conn: &Connection, authority: &str, mut f: impl FnMut(Holding) -> std::io::Result<()>) -> Result<std::io::Result<()>> {
+pub fn for_each_holding(
+    conn: &Connection,
+    authority: &str,
+    mut f: impl FnMut(Holding) -> std::io::Result<()>,
+) -> Result<std::io::Result<()>> {
     let mut stmt = conn.prepare_cached(
         "SELECT r.local_id, r.nhs_number, r.plan_type, r.date_of_birth, r.start_date, r.end_date, r.ended_reason, s.status,
                 (SELECT COUNT(*) FROM accesses a WHERE a.record_id = r.id), (SELECT MAX(accessed_at) FROM accesses a WHERE a.record_id = r.id)
@@ -639,7 +690,14 @@ pub fn authority_state(conn: &Connection, authority: &str) -> Result<AuthoritySt
 }
 
 /// Records an applied extract: its time (kept as the latest), sequence and type.
-pub fn record_applied_extract(conn: &Connection, authority: &str, extracted_at: &str, sequence: Option<u64>, full: bool, now: &str) -> Result<()> {
+pub fn record_applied_extract(
+    conn: &Connection,
+    authority: &str,
+    extracted_at: &str,
+    sequence: Option<u64>,
+    full: bool,
+    now: &str,
+) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO authority_state (authority, last_extracted_at, last_sequence, last_full_at, last_delta_at)
          VALUES (?1, ?2, ?3, CASE WHEN ?4 THEN ?5 END, CASE WHEN ?4 THEN NULL ELSE ?5 END)
@@ -661,7 +719,13 @@ pub struct Decision {
     pub requested_by: String,
 }
 
-pub fn queue_decision(conn: &Connection, message_id: i64, decision: &str, at: &str, by: &str) -> Result<i64> {
+pub fn queue_decision(
+    conn: &Connection,
+    message_id: i64,
+    decision: &str,
+    at: &str,
+    by: &str,
+) -> Result<i64> {
     conn.prepare_cached("INSERT INTO decisions (message_id, decision, requested_at, requested_by) VALUES (?1, ?2, ?3, ?4)")?
         .execute(params![message_id, decision, at, by])?;
     Ok(conn.last_insert_rowid())
@@ -688,14 +752,22 @@ pub fn pending_decisions(conn: &Connection) -> Result<Vec<Decision>> {
 
 /// Marks every open decision on a message as carried out.
 pub fn finish_decisions(conn: &Connection, message_id: i64, at: &str) -> Result<()> {
-    conn.prepare_cached("UPDATE decisions SET done_at = ?2 WHERE message_id = ?1 AND done_at IS NULL")?
-        .execute(params![message_id, at])?;
+    conn.prepare_cached(
+        "UPDATE decisions SET done_at = ?2 WHERE message_id = ?1 AND done_at IS NULL",
+    )?
+    .execute(params![message_id, at])?;
     Ok(())
 }
 
 /// Appends to the audit log. `detail` is JSON; it never holds an NHS number except
 /// for lookups, whose number is the record the audit exists to keep.
-pub fn audit(conn: &Connection, at: &str, actor: &str, action: &str, detail: &serde_json::Value) -> Result<()> {
+pub fn audit(
+    conn: &Connection,
+    at: &str,
+    actor: &str,
+    action: &str,
+    detail: &serde_json::Value,
+) -> Result<()> {
     conn.prepare_cached("INSERT INTO audit (at, actor, action, detail) VALUES (?1, ?2, ?3, ?4)")?
         .execute(params![at, actor, action, detail.to_string()])?;
     Ok(())
@@ -712,7 +784,9 @@ pub struct AuditRow {
 
 /// Audit entries at or after `since` (RFC 3339 text), oldest first.
 pub fn audit_since(conn: &Connection, since: Option<&str>) -> Result<Vec<AuditRow>> {
-    let mut stmt = conn.prepare_cached("SELECT id, at, actor, action, detail FROM audit WHERE ?1 IS NULL OR at >= ?1 ORDER BY id")?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, at, actor, action, detail FROM audit WHERE ?1 IS NULL OR at >= ?1 ORDER BY id",
+    )?;
     let rows = stmt
         .query_map([since], |r| {
             Ok(AuditRow {

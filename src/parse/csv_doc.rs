@@ -31,8 +31,11 @@ impl<R: Read> Read for Newlines<R> {
     }
 }
 
+/// The byte stream under the csv reader, from the file up.
+type Source<R> = Newlines<CrLf<BufReader<LineLimit<BufReader<R>>>>>;
+
 pub(super) struct CsvDoc<R: Read> {
-    reader: csv::Reader<Newlines<CrLf<BufReader<LineLimit<BufReader<R>>>>>>,
+    reader: csv::Reader<Source<R>>,
     newlines: Rc<RefCell<VecDeque<u64>>>,
     /// For each CSV column: the index in the format's columns, if known.
     mapping: Vec<Option<usize>>,
@@ -54,21 +57,35 @@ fn csv_problem(e: csv::Error) -> FileProblem {
         other => FileProblem::new(
             "CSV_MALFORMED",
             "",
-            format!("the CSV cannot be read near line {}: {other:?}", line.unwrap_or(0)),
+            format!(
+                "the CSV cannot be read near line {}: {other:?}",
+                line.unwrap_or(0)
+            ),
         ),
     }
 }
 
 impl<R: Read> CsvDoc<R> {
-    pub(super) fn open(source: BufReader<R>, spec: &'static FormatSpec) -> Result<(Self, Prelude), FileProblem> {
-        let mut limited = BufReader::with_capacity(64 * 1024, LineLimit::new(source, b'\n', MAX_LINE_BYTES));
+    pub(super) fn open(
+        source: BufReader<R>,
+        spec: &'static FormatSpec,
+    ) -> Result<(Self, Prelude), FileProblem> {
+        let mut limited =
+            BufReader::with_capacity(64 * 1024, LineLimit::new(source, b'\n', MAX_LINE_BYTES));
         let mut first = Vec::new();
-        limited.read_until(b'\n', &mut first).map_err(|e| io_problem(&e))?;
+        limited
+            .read_until(b'\n', &mut first)
+            .map_err(|e| io_problem(&e))?;
         while first.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
             first.pop();
         }
-        let line = std::str::from_utf8(&first)
-            .map_err(|_| FileProblem::new("ENCODING", "", "line 1 is not UTF-8: send the file in UTF-8"))?;
+        let line = std::str::from_utf8(&first).map_err(|_| {
+            FileProblem::new(
+                "ENCODING",
+                "",
+                "line 1 is not UTF-8: send the file in UTF-8",
+            )
+        })?;
         let metadata = meta::parse_line(line).map_err(|m| FileProblem::new("METADATA", "", m))?;
         check_format(&metadata, spec)?;
 
@@ -84,7 +101,11 @@ impl<R: Read> CsvDoc<R> {
         let mut header = csv::ByteRecord::new();
         let found = reader.read_byte_record(&mut header).map_err(csv_problem)?;
         if !found {
-            return Err(FileProblem::new("HEADER", "", "line 2 must be the header row of column names; the file has none"));
+            return Err(FileProblem::new(
+                "HEADER",
+                "",
+                "line 2 must be the header row of column names; the file has none",
+            ));
         }
         let mut mapping = Vec::with_capacity(header.len());
         let mut present = vec![false; spec.columns.len()];
@@ -97,14 +118,29 @@ impl<R: Read> CsvDoc<R> {
             match spec.columns.iter().position(|c| *c == name) {
                 Some(index) => {
                     if present[index] {
-                        return Err(FileProblem::new("HEADER", name.clone(), format!("column {name} is named twice in the header row")));
+                        return Err(FileProblem::new(
+                            "HEADER",
+                            name.clone(),
+                            format!("column {name} is named twice in the header row"),
+                        ));
                     }
                     present[index] = true;
                     mapping.push(Some(index));
                 }
                 None => {
-                    let shown = if name.is_empty() { format!("(column {} has no name)", position + 1) } else { name.clone() };
-                    warnings.push(FileProblem::new("UNKNOWN_COLUMN", name, format!("column {shown} is not part of {}; it was ignored", spec.name)));
+                    let shown = if name.is_empty() {
+                        format!("(column {} has no name)", position + 1)
+                    } else {
+                        name.clone()
+                    };
+                    warnings.push(FileProblem::new(
+                        "UNKNOWN_COLUMN",
+                        name,
+                        format!(
+                            "column {shown} is not part of {}; it was ignored",
+                            spec.name
+                        ),
+                    ));
                     mapping.push(None);
                 }
             }
@@ -136,7 +172,11 @@ impl<R: Read> CsvDoc<R> {
                 Ok(true) => {}
             }
             // The csv reader counts lines from the header; the metadata line is line 1.
-            let (mut line, start) = self.record.position().map(|p| (p.line() + 1, p.byte())).unwrap_or((0, 0));
+            let (mut line, start) = self
+                .record
+                .position()
+                .map(|p| (p.line() + 1, p.byte()))
+                .unwrap_or((0, 0));
             {
                 let mut seen = self.newlines.borrow_mut();
                 while seen.front().is_some_and(|o| *o < start) {
@@ -150,12 +190,18 @@ impl<R: Read> CsvDoc<R> {
                     line += 1;
                 }
             }
-            if self.record.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) {
+            if self
+                .record
+                .iter()
+                .all(|f| f.iter().all(u8::is_ascii_whitespace))
+            {
                 continue; // blank line
             }
             let mut values: Vec<Option<String>> = vec![None; self.columns];
             for (position, raw) in self.record.iter().enumerate() {
-                let Some(Some(index)) = self.mapping.get(position) else { continue };
+                let Some(Some(index)) = self.mapping.get(position) else {
+                    continue;
+                };
                 let text = match std::str::from_utf8(raw) {
                     Ok(t) => t.trim(),
                     Err(_) => {
@@ -171,19 +217,33 @@ impl<R: Read> CsvDoc<R> {
                 }
             }
             let malformed = (self.record.len() != self.width).then(|| {
-                format!("the line has {} fields; the header row has {}", self.record.len(), self.width)
+                format!(
+                    "the line has {} fields; the header row has {}",
+                    self.record.len(),
+                    self.width
+                )
             });
-            return Some(Item::Record(RawRecord { line, values, malformed }));
+            return Some(Item::Record(RawRecord {
+                line,
+                values,
+                malformed,
+            }));
         }
     }
 }
 
-pub(super) fn check_format(metadata: &meta::Metadata, spec: &FormatSpec) -> Result<(), FileProblem> {
+pub(super) fn check_format(
+    metadata: &meta::Metadata,
+    spec: &FormatSpec,
+) -> Result<(), FileProblem> {
     if metadata.format != spec.name {
         return Err(FileProblem::new(
             "METADATA",
             "",
-            format!("this mailbox takes {} files; the file says {:?}", spec.name, metadata.format),
+            format!(
+                "this mailbox takes {} files; the file says {:?}",
+                spec.name, metadata.format
+            ),
         ));
     }
     if metadata.version != "v1" {

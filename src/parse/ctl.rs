@@ -62,7 +62,9 @@ pub fn parse(data: &[u8]) -> Result<Control, String> {
                 text.clear();
             }
             Ok(Event::Text(t)) => {
-                let value = t.unescape().map_err(|e| format!("the .ctl has a bad escape: {e}"))?;
+                let value = t
+                    .unescape()
+                    .map_err(|e| format!("the .ctl has a bad escape: {e}"))?;
                 text.push_str(&value);
             }
             Ok(Event::End(_)) => {

@@ -82,14 +82,20 @@ impl<R: Read> Read for SizeLimit<R> {
 pub fn classify(error: &io::Error) -> (&'static str, String) {
     if let Some(inner) = error.get_ref() {
         if let Some(e) = inner.downcast_ref::<LineTooLong>() {
-            return ("LINE_TOO_LONG", format!("{e}; the file cannot be read safely"));
+            return (
+                "LINE_TOO_LONG",
+                format!("{e}; the file cannot be read safely"),
+            );
         }
         if let Some(e) = inner.downcast_ref::<TooLarge>() {
             return ("TOO_LARGE", format!("{e} (hub.max_file_bytes)"));
         }
     }
     if error.kind() == io::ErrorKind::InvalidInput || error.kind() == io::ErrorKind::InvalidData {
-        return ("ENCODING", format!("the content cannot be decoded: {error}"));
+        return (
+            "ENCODING",
+            format!("the content cannot be decoded: {error}"),
+        );
     }
     ("READ_ERROR", format!("reading the file failed: {error}"))
 }
@@ -175,23 +181,33 @@ mod tests {
             }
         }
         let mut got = Vec::new();
-        CrLf::new(Chunks(data, chunk)).read_to_end(&mut got).unwrap();
+        CrLf::new(Chunks(data, chunk))
+            .read_to_end(&mut got)
+            .unwrap();
         got
     }
 
     #[test]
     fn crlf_becomes_lf_across_chunk_boundaries() {
         for chunk in 1..6 {
-            assert_eq!(through(b"a\r\nb\rc\r\n\r\n\r", chunk), b"a\nb\rc\n\n\r", "chunk {chunk}");
+            assert_eq!(
+                through(b"a\r\nb\rc\r\n\r\n\r", chunk),
+                b"a\nb\rc\n\n\r",
+                "chunk {chunk}"
+            );
         }
     }
 
     #[test]
     fn size_limit_and_line_limit_fail() {
         let mut out = Vec::new();
-        let e = SizeLimit::new(&b"0123456789"[..], 5).read_to_end(&mut out).unwrap_err();
+        let e = SizeLimit::new(&b"0123456789"[..], 5)
+            .read_to_end(&mut out)
+            .unwrap_err();
         assert_eq!(classify(&e).0, "TOO_LARGE");
-        let e = LineLimit::new(&b"abc\nabcdef"[..], b'\n', 4).read_to_end(&mut out).unwrap_err();
+        let e = LineLimit::new(&b"abc\nabcdef"[..], b'\n', 4)
+            .read_to_end(&mut out)
+            .unwrap_err();
         assert_eq!(classify(&e).0, "LINE_TOO_LONG");
     }
 }

@@ -26,7 +26,7 @@ impl Metadata {
 pub fn percent_encode(value: &[u8]) -> String {
     let mut out = String::with_capacity(value.len());
     for &b in value {
-        if b == b' ' || b == b'%' || b == b'=' || b < 0x20 || b >= 0x7f {
+        if b == b' ' || b == b'%' || b == b'=' || !(0x20..0x7f).contains(&b) {
             out.push_str(&format!("%{b:02X}"));
         } else {
             out.push(char::from(b));
@@ -60,15 +60,19 @@ pub fn parse_line(line: &str) -> Result<Metadata, String> {
         .strip_prefix('#')
         .ok_or("line 1 is not a metadata line: it must start with '#', e.g. '#cpis-extract v1 authority=LA204 ...'")?;
     let mut tokens = rest.split([' ', '\t']).filter(|t| !t.is_empty());
-    let format = tokens.next().ok_or("the metadata line names no format")?.to_string();
+    let format = tokens
+        .next()
+        .ok_or("the metadata line names no format")?
+        .to_string();
     let version = tokens.next().unwrap_or("").to_string();
     let mut pairs: Vec<(String, String)> = Vec::new();
     for token in tokens {
         let (key, value) = token
             .split_once('=')
             .ok_or_else(|| format!("metadata token {token:?} is not key=value"))?;
-        let value = percent_decode(value)
-            .ok_or_else(|| format!("metadata value of {key} has a broken %XX sequence or is not UTF-8"))?;
+        let value = percent_decode(value).ok_or_else(|| {
+            format!("metadata value of {key} has a broken %XX sequence or is not UTF-8")
+        })?;
         if pairs.iter().any(|(k, _)| k == key) {
             return Err(format!("metadata key {key} appears twice"));
         }

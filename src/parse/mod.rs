@@ -7,10 +7,10 @@
 //! structural problem is returned with the record; only problems that make the rest
 //! of the file unreadable end the stream.
 
+mod csv_doc;
 pub mod ctl;
 pub mod limits;
 pub mod meta;
-mod csv_doc;
 mod xml_doc;
 
 use std::io::{BufRead, BufReader, Read};

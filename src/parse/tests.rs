@@ -10,7 +10,16 @@ fn read(data: &[u8]) -> Result<(Prelude, Vec<Item>), FileProblem> {
 }
 
 fn records(items: &[Item]) -> Vec<&RawRecord> {
-    items.iter().filter_map(|i| if let Item::Record(r) = i { Some(r) } else { None }).collect()
+    items
+        .iter()
+        .filter_map(|i| {
+            if let Item::Record(r) = i {
+                Some(r)
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 #[test]
@@ -21,7 +30,10 @@ fn csv_lines_numbers_quotes_and_unknown_columns() {
     assert_eq!(prelude.warnings[0].code, "UNKNOWN_COLUMN");
     let rs = records(&items);
     assert_eq!(rs.len(), 2);
-    assert_eq!((rs[0].line, rs[0].get(1), rs[0].get(2)), (3, Some("A, \"1\""), Some("999 001 0005")));
+    assert_eq!(
+        (rs[0].line, rs[0].get(1), rs[0].get(2)),
+        (3, Some("A, \"1\""), Some("999 001 0005"))
+    );
     assert_eq!(rs[1].line, 5, "a blank line is skipped but counted");
     assert_eq!(rs[1].get(1), Some("multi\nline"));
 }
@@ -37,11 +49,25 @@ fn csv_field_count_mismatch_is_a_record_problem() {
 #[test]
 fn csv_prelude_problems() {
     assert_eq!(read(b"local_id\nA\n").unwrap_err().code, "METADATA");
-    assert_eq!(read(b"#cpis-attendance v1\nevent_id\n").unwrap_err().code, "METADATA");
-    assert_eq!(read(b"#cpis-extract v2\nlocal_id\n").unwrap_err().code, "METADATA");
-    assert_eq!(read(b"#cpis-extract v1\nlocal_id,LOCAL_ID\n").unwrap_err().code, "HEADER");
+    assert_eq!(
+        read(b"#cpis-attendance v1\nevent_id\n").unwrap_err().code,
+        "METADATA"
+    );
+    assert_eq!(
+        read(b"#cpis-extract v2\nlocal_id\n").unwrap_err().code,
+        "METADATA"
+    );
+    assert_eq!(
+        read(b"#cpis-extract v1\nlocal_id,LOCAL_ID\n")
+            .unwrap_err()
+            .code,
+        "HEADER"
+    );
     assert_eq!(read(b"#cpis-extract v1\n").unwrap_err().code, "HEADER");
-    assert_eq!(read(b"#cpis-extract v1 a=\xe9\n").unwrap_err().code, "ENCODING");
+    assert_eq!(
+        read(b"#cpis-extract v1 a=\xe9\n").unwrap_err().code,
+        "ENCODING"
+    );
 }
 
 #[test]
@@ -61,11 +87,19 @@ fn xml_records_entities_and_unknown_elements() {
   <Record><LocalId><![CDATA[C<D]]></LocalId><PlanType/></Record>
 </CpisExtract>"#;
     let (prelude, items) = read(data).unwrap();
-    assert_eq!(prelude.metadata.get("extracted_at"), Some("2026-11-21T01:30:00Z"));
+    assert_eq!(
+        prelude.metadata.get("extracted_at"),
+        Some("2026-11-21T01:30:00Z")
+    );
     let rs = records(&items);
     assert_eq!((rs[0].line, rs[0].get(1)), (1, Some("A & B")));
-    assert_eq!((rs[1].line, rs[1].get(1), rs[1].get(3)), (2, Some("C<D"), None));
-    assert!(items.iter().any(|i| matches!(i, Item::Warning(p) if p.code == "UNKNOWN_COLUMN" && p.field == "shoe")));
+    assert_eq!(
+        (rs[1].line, rs[1].get(1), rs[1].get(3)),
+        (2, Some("C<D"), None)
+    );
+    assert!(items
+        .iter()
+        .any(|i| matches!(i, Item::Warning(p) if p.code == "UNKNOWN_COLUMN" && p.field == "shoe")));
 }
 
 #[test]
@@ -74,14 +108,17 @@ fn xml_refusals() {
     assert_eq!(read(doctype).unwrap_err().code, "XML_DOCTYPE");
     let wrong_ns = br#"<CpisExtract xmlns="urn:other"></CpisExtract>"#;
     assert_eq!(read(wrong_ns).unwrap_err().code, "METADATA");
-    let latin = br#"<?xml version="1.0" encoding="ISO-8859-1"?><CpisExtract xmlns="urn:cpis-hub:v1"/>"#;
+    let latin =
+        br#"<?xml version="1.0" encoding="ISO-8859-1"?><CpisExtract xmlns="urn:cpis-hub:v1"/>"#;
     assert_eq!(read(latin).unwrap_err().code, "ENCODING");
     let entity = br#"<CpisExtract xmlns="urn:cpis-hub:v1"><Record><LocalId>&nope;</LocalId></Record></CpisExtract>"#;
     let (_, items) = read(entity).unwrap();
     assert!(matches!(items.last(), Some(Item::Fatal(p)) if p.code == "XML_MALFORMED"));
     let cut = br#"<CpisExtract xmlns="urn:cpis-hub:v1"><Record><LocalId>A</LocalId></Record>"#;
     let (_, items) = read(cut).unwrap();
-    assert!(matches!(items.last(), Some(Item::Fatal(p)) if p.code == "XML_MALFORMED" && p.message.contains("truncated")));
+    assert!(
+        matches!(items.last(), Some(Item::Fatal(p)) if p.code == "XML_MALFORMED" && p.message.contains("truncated"))
+    );
 }
 
 #[test]

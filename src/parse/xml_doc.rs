@@ -9,7 +9,10 @@ use quick_xml::name::ResolveResult;
 use quick_xml::NsReader;
 
 use super::limits::{self, LineLimit};
-use super::{meta, snake, FileProblem, FormatSpec, Item, Prelude, RawRecord, Syntax, MAX_LINE_BYTES, MAX_XML_DEPTH};
+use super::{
+    meta, snake, FileProblem, FormatSpec, Item, Prelude, RawRecord, Syntax, MAX_LINE_BYTES,
+    MAX_XML_DEPTH,
+};
 
 pub const NAMESPACE: &str = "urn:cpis-hub:v1";
 
@@ -30,8 +33,16 @@ fn xml_problem(e: quick_xml::Error, at: u64) -> FileProblem {
             let (code, message) = limits::classify(&io);
             FileProblem::new(code, "", message)
         }
-        quick_xml::Error::Encoding(err) => FileProblem::new("ENCODING", "", format!("the XML is not valid UTF-8 near byte {at}: {err}")),
-        other => FileProblem::new("XML_MALFORMED", "", format!("the XML is malformed near byte {at}: {other}")),
+        quick_xml::Error::Encoding(err) => FileProblem::new(
+            "ENCODING",
+            "",
+            format!("the XML is not valid UTF-8 near byte {at}: {err}"),
+        ),
+        other => FileProblem::new(
+            "XML_MALFORMED",
+            "",
+            format!("the XML is malformed near byte {at}: {other}"),
+        ),
     }
 }
 
@@ -40,8 +51,12 @@ fn doctype() -> FileProblem {
 }
 
 impl<R: Read> XmlDoc<R> {
-    pub(super) fn open(source: BufReader<R>, spec: &'static FormatSpec) -> Result<(Self, Prelude), FileProblem> {
-        let limited = BufReader::with_capacity(64 * 1024, LineLimit::new(source, b'>', MAX_LINE_BYTES));
+    pub(super) fn open(
+        source: BufReader<R>,
+        spec: &'static FormatSpec,
+    ) -> Result<(Self, Prelude), FileProblem> {
+        let limited =
+            BufReader::with_capacity(64 * 1024, LineLimit::new(source, b'>', MAX_LINE_BYTES));
         let mut reader = NsReader::from_reader(limited);
         reader.config_mut().trim_text(true);
         reader.config_mut().expand_empty_elements = true;
@@ -49,13 +64,19 @@ impl<R: Read> XmlDoc<R> {
         loop {
             buf.clear();
             let at = reader.buffer_position();
-            let (ns, event) = reader.read_resolved_event_into(&mut buf).map_err(|e| xml_problem(e, at))?;
+            let (ns, event) = reader
+                .read_resolved_event_into(&mut buf)
+                .map_err(|e| xml_problem(e, at))?;
             match event {
                 Event::Decl(decl) => {
                     if let Some(Ok(enc)) = decl.encoding() {
                         let enc = String::from_utf8_lossy(&enc).to_ascii_lowercase();
                         if enc != "utf-8" && enc != "utf8" {
-                            return Err(FileProblem::new("ENCODING", "", format!("the XML declares encoding {enc:?}: send UTF-8")));
+                            return Err(FileProblem::new(
+                                "ENCODING",
+                                "",
+                                format!("the XML declares encoding {enc:?}: send UTF-8"),
+                            ));
                         }
                     }
                 }
@@ -82,9 +103,16 @@ impl<R: Read> XmlDoc<R> {
                             continue;
                         }
                         let name = snake(&String::from_utf8_lossy(key.local_name().as_ref()));
-                        let value = attr.unescape_value().map_err(|e| xml_problem(e, at))?.into_owned();
+                        let value = attr
+                            .unescape_value()
+                            .map_err(|e| xml_problem(e, at))?
+                            .into_owned();
                         if pairs.iter().any(|(k, _)| *k == name) {
-                            return Err(FileProblem::new("METADATA", "", format!("attribute {name} appears twice")));
+                            return Err(FileProblem::new(
+                                "METADATA",
+                                "",
+                                format!("attribute {name} appears twice"),
+                            ));
                         }
                         pairs.push((name, value));
                     }
@@ -111,8 +139,20 @@ impl<R: Read> XmlDoc<R> {
                         },
                     ));
                 }
-                Event::Eof => return Err(FileProblem::new("XML_MALFORMED", "", "the XML document has no root element")),
-                _ => return Err(FileProblem::new("XML_MALFORMED", "", format!("unexpected content before the root element near byte {at}"))),
+                Event::Eof => {
+                    return Err(FileProblem::new(
+                        "XML_MALFORMED",
+                        "",
+                        "the XML document has no root element",
+                    ))
+                }
+                _ => {
+                    return Err(FileProblem::new(
+                        "XML_MALFORMED",
+                        "",
+                        format!("unexpected content before the root element near byte {at}"),
+                    ))
+                }
             }
         }
     }
@@ -179,7 +219,14 @@ impl<R: Read> XmlDoc<R> {
                         return self.read_record().map(|r| Some(Item::Record(r)));
                     }
                     self.skip_element(2)?;
-                    if let Some(w) = self.warn_once("UNKNOWN_ELEMENT", local.clone(), format!("element <{local}> is not part of {}; it was ignored", self.spec.name)) {
+                    if let Some(w) = self.warn_once(
+                        "UNKNOWN_ELEMENT",
+                        local.clone(),
+                        format!(
+                            "element <{local}> is not part of {}; it was ignored",
+                            self.spec.name
+                        ),
+                    ) {
                         return Ok(Some(w));
                     }
                 }
@@ -192,7 +239,13 @@ impl<R: Read> XmlDoc<R> {
                                 return Ok(None);
                             }
                             Event::Comment(_) | Event::PI(_) | Event::Text(_) => {}
-                            _ => return Err(FileProblem::new("XML_MALFORMED", "", "content after the root element")),
+                            _ => {
+                                return Err(FileProblem::new(
+                                    "XML_MALFORMED",
+                                    "",
+                                    "content after the root element",
+                                ))
+                            }
                         }
                     }
                 }
@@ -221,11 +274,15 @@ impl<R: Read> XmlDoc<R> {
                     match index {
                         Some(i) => {
                             if seen[i] {
-                                record.malformed.get_or_insert(format!("element <{local}> appears twice in the record"));
+                                record.malformed.get_or_insert(format!(
+                                    "element <{local}> appears twice in the record"
+                                ));
                             }
                             seen[i] = true;
                             if nested {
-                                record.malformed.get_or_insert(format!("element <{local}> contains other elements"));
+                                record.malformed.get_or_insert(format!(
+                                    "element <{local}> contains other elements"
+                                ));
                             }
                             let trimmed = text.trim();
                             if !trimmed.is_empty() {
@@ -241,7 +298,9 @@ impl<R: Read> XmlDoc<R> {
                 Event::Text(t) => {
                     let text = t.unescape().map_err(|e| xml_problem(e, 0))?;
                     if !text.trim().is_empty() {
-                        record.malformed.get_or_insert("a <Record> holds text outside its elements".into());
+                        record
+                            .malformed
+                            .get_or_insert("a <Record> holds text outside its elements".into());
                     }
                 }
                 _ => {}
@@ -250,7 +309,14 @@ impl<R: Read> XmlDoc<R> {
         for local in pending_warnings {
             let column = snake(&local);
             if self.warned.insert(format!("UNKNOWN_COLUMN/{column}")) {
-                self.deferred.push_back(FileProblem::new("UNKNOWN_COLUMN", column, format!("element <{local}> is not a column of {}; it was ignored", self.spec.name)));
+                self.deferred.push_back(FileProblem::new(
+                    "UNKNOWN_COLUMN",
+                    column,
+                    format!(
+                        "element <{local}> is not a column of {}; it was ignored",
+                        self.spec.name
+                    ),
+                ));
             }
         }
         Ok(record)
@@ -266,7 +332,13 @@ impl<R: Read> XmlDoc<R> {
                 Event::Text(t) => text.push_str(&t.unescape().map_err(|e| xml_problem(e, 0))?),
                 Event::CData(c) => match std::str::from_utf8(&c) {
                     Ok(s) => text.push_str(s),
-                    Err(_) => return Err(FileProblem::new("ENCODING", "", "a CDATA section is not UTF-8")),
+                    Err(_) => {
+                        return Err(FileProblem::new(
+                            "ENCODING",
+                            "",
+                            "a CDATA section is not UTF-8",
+                        ))
+                    }
                 },
                 Event::Start(_) => {
                     nested = true;
@@ -282,9 +354,17 @@ impl<R: Read> XmlDoc<R> {
 }
 
 fn too_deep() -> FileProblem {
-    FileProblem::new("XML_MALFORMED", "", format!("the XML is nested deeper than {MAX_XML_DEPTH} levels"))
+    FileProblem::new(
+        "XML_MALFORMED",
+        "",
+        format!("the XML is nested deeper than {MAX_XML_DEPTH} levels"),
+    )
 }
 
 fn truncated(spec: &FormatSpec) -> FileProblem {
-    FileProblem::new("XML_MALFORMED", "", format!("the file ends before </{}>: it is truncated", spec.root))
+    FileProblem::new(
+        "XML_MALFORMED",
+        "",
+        format!("the file ends before </{}>: it is truncated", spec.root),
+    )
 }

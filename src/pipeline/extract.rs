@@ -18,7 +18,9 @@ use crate::config::HubSettings;
 use crate::formats::EXTRACT;
 use crate::index::{self, Counts, IndexError};
 use crate::parse::{limits, DocReader, Item};
-use crate::validate::{self, Action, ExtractHeader, ExtractRules, ExtractType, PlanType, Problem, Severity};
+use crate::validate::{
+    self, Action, ExtractHeader, ExtractRules, ExtractType, PlanType, Problem, Severity,
+};
 
 /// Why an extract could not be evaluated at all (nothing is decided; retry later).
 #[derive(Debug, thiserror::Error)]
@@ -183,7 +185,14 @@ impl Pass<'_> {
 /// Opens the inbound data (decompressed when needed, bounded in size).
 pub type Opener<'a> = &'a dyn Fn() -> io::Result<Box<dyn Read>>;
 
-fn run_pass(conn: &Connection, job: &Job<'_>, open: Opener<'_>, allow_apply: bool, dups: &HashSet<u128>, sink: &mut dyn Sink) -> Result<PassResult, ExtractError> {
+fn run_pass(
+    conn: &Connection,
+    job: &Job<'_>,
+    open: Opener<'_>,
+    allow_apply: bool,
+    dups: &HashSet<u128>,
+    sink: &mut dyn Sink,
+) -> Result<PassResult, ExtractError> {
     let mut pass = Pass {
         sink,
         warnings: 0,
@@ -228,7 +237,8 @@ fn run_pass(conn: &Connection, job: &Job<'_>, open: Opener<'_>, allow_apply: boo
     for w in prelude.warnings {
         pass.push(conn, Problem::from_file(w))?;
     }
-    let (header, meta_problems) = validate::extract_metadata(&prelude.metadata, job.authority, job.now.now());
+    let (header, meta_problems) =
+        validate::extract_metadata(&prelude.metadata, job.authority, job.now.now());
     for p in meta_problems {
         pass.push(conn, p)?;
     }
@@ -243,7 +253,10 @@ fn run_pass(conn: &Connection, job: &Job<'_>, open: Opener<'_>, allow_apply: boo
             pass.push(conn, Problem::file("SEQUENCE_GAP", "sequence", format!("sequence={seq}, but the last applied file had sequence={last}: a file may be missing (expected {})", last + 1)))?;
         }
     }
-    let last_applied = state.last_extracted_at.as_deref().and_then(clock::parse_rfc3339);
+    let last_applied = state
+        .last_extracted_at
+        .as_deref()
+        .and_then(clock::parse_rfc3339);
     let stale = matches!((header.extracted_at, last_applied), (Some(at), Some(last)) if at < last);
     let reference_date = header.reference_date(today);
     let rules = ExtractRules {
@@ -279,7 +292,9 @@ fn run_pass(conn: &Connection, job: &Job<'_>, open: Opener<'_>, allow_apply: boo
                     let h = key_hash(local_id, *plan);
                     result.hashes.push(h);
                     if dups.contains(&h) {
-                        checked.problems.push(validate::duplicate_record(raw.line, local_id, *plan));
+                        checked
+                            .problems
+                            .push(validate::duplicate_record(raw.line, local_id, *plan));
                         checked.record = None;
                     }
                 }
@@ -288,14 +303,28 @@ fn run_pass(conn: &Connection, job: &Job<'_>, open: Opener<'_>, allow_apply: boo
                         Action::Upsert => {
                             let nhs = record.nhs_number.map(|n| n.as_string()).unwrap_or_default();
                             if let Some((status, replacement)) = index::nhs_status(conn, &nhs)? {
-                                checked.problems.push(validate::nhs_inactive(raw.line, &record.local_id, &status, replacement.as_deref()));
+                                checked.problems.push(validate::nhs_inactive(
+                                    raw.line,
+                                    &record.local_id,
+                                    &status,
+                                    replacement.as_deref(),
+                                ));
                             } else if can_apply {
                                 index::upsert_record(conn, job.authority, &record)?;
                                 result.wrote = true;
                             }
                         }
-                        Action::Delete => match index::find_record(conn, job.authority, &record.local_id, record.plan_type)? {
-                            None => checked.problems.push(validate::unknown_record(raw.line, &record.local_id, record.plan_type)),
+                        Action::Delete => match index::find_record(
+                            conn,
+                            job.authority,
+                            &record.local_id,
+                            record.plan_type,
+                        )? {
+                            None => checked.problems.push(validate::unknown_record(
+                                raw.line,
+                                &record.local_id,
+                                record.plan_type,
+                            )),
                             Some(held) if can_apply => {
                                 index::delete_record(conn, held.id)?;
                                 result.wrote = true;
@@ -304,7 +333,11 @@ fn run_pass(conn: &Connection, job: &Job<'_>, open: Opener<'_>, allow_apply: boo
                         },
                     }
                 }
-                if checked.problems.iter().any(|p| p.severity == Severity::Error) {
+                if checked
+                    .problems
+                    .iter()
+                    .any(|p| p.severity == Severity::Error)
+                {
                     result.invalid += 1;
                 }
                 for p in checked.problems {
@@ -321,7 +354,12 @@ fn run_pass(conn: &Connection, job: &Job<'_>, open: Opener<'_>, allow_apply: boo
         }
     }
     result.hashes.sort_unstable();
-    result.dups = result.hashes.windows(2).filter(|w| w[0] == w[1]).map(|w| w[0]).collect();
+    result.dups = result
+        .hashes
+        .windows(2)
+        .filter(|w| w[0] == w[1])
+        .map(|w| w[0])
+        .collect();
     if full && !pass.file_error {
         let hashes = &result.hashes;
         let mut to_end = Vec::new();
@@ -354,7 +392,12 @@ pub fn mass_end_limit(hub: &HubSettings, open: u64) -> f64 {
 
 /// Evaluates an extract and, when `job.apply` and the decision allows, applies it
 /// (in the caller's transaction). Problems go to `sink`.
-pub fn evaluate(conn: &Connection, job: &Job<'_>, open: Opener<'_>, sink: &mut dyn Sink) -> Result<Outcome, ExtractError> {
+pub fn evaluate(
+    conn: &Connection,
+    job: &Job<'_>,
+    open: Opener<'_>,
+    sink: &mut dyn Sink,
+) -> Result<Outcome, ExtractError> {
     if job.apply {
         conn.execute_batch("SAVEPOINT extract_pass")?;
     }
@@ -368,7 +411,12 @@ pub fn evaluate(conn: &Connection, job: &Job<'_>, open: Opener<'_>, sink: &mut d
     outcome
 }
 
-fn evaluate_inner(conn: &Connection, job: &Job<'_>, open: Opener<'_>, sink: &mut dyn Sink) -> Result<Outcome, ExtractError> {
+fn evaluate_inner(
+    conn: &Connection,
+    job: &Job<'_>,
+    open: Opener<'_>,
+    sink: &mut dyn Sink,
+) -> Result<Outcome, ExtractError> {
     let rerun = |sink: &mut dyn Sink| -> Result<(), ExtractError> {
         if job.apply {
             conn.execute_batch("ROLLBACK TO extract_pass")?;
@@ -386,26 +434,39 @@ fn evaluate_inner(conn: &Connection, job: &Job<'_>, open: Opener<'_>, sink: &mut
     let full = r.header.extract_type == Some(ExtractType::Full);
     let would_end = r.to_end.len() as u64;
     let limit = mass_end_limit(job.hub, r.open_before);
-    let fraction = if r.records > 0 { r.invalid as f64 / r.records as f64 } else { 0.0 };
+    let fraction = if r.records > 0 {
+        r.invalid as f64 / r.records as f64
+    } else {
+        0.0
+    };
     let (status, extra) = if r.file_error {
         (Status::Rejected, None)
     } else if r.stale {
         (Status::Stale, None)
     } else if r.records > 0 && r.invalid == r.records {
         let msg = format!("all {} records are invalid; nothing was applied", r.records);
-        (Status::Rejected, Some(Problem::file("REJECT_FRACTION", "", msg)))
+        (
+            Status::Rejected,
+            Some(Problem::file("REJECT_FRACTION", "", msg)),
+        )
     } else if fraction > job.hub.max_reject_fraction {
         let msg = format!(
             "{} of {} records are invalid ({:.0}%), more than hub.max_reject_fraction {}; nothing was applied: fix the extract and send it again",
             r.invalid, r.records, fraction * 100.0, job.hub.max_reject_fraction
         );
-        (Status::Rejected, Some(Problem::file("REJECT_FRACTION", "", msg)))
+        (
+            Status::Rejected,
+            Some(Problem::file("REJECT_FRACTION", "", msg)),
+        )
     } else if full && job.guard && would_end as f64 > limit {
         let msg = format!(
             "this FULL would end {would_end} of the {} open records (more than {limit:.0}); it is held for an operator (cpis-hub quarantine release|discard)",
             r.open_before
         );
-        (Status::Quarantined, Some(Problem::file("MASS_END", "", msg)))
+        (
+            Status::Quarantined,
+            Some(Problem::file("MASS_END", "", msg)),
+        )
     } else if r.invalid == 0 {
         (Status::Accepted, None)
     } else {
@@ -423,12 +484,23 @@ fn evaluate_inner(conn: &Connection, job: &Job<'_>, open: Opener<'_>, sink: &mut
             index::end_record(conn, *id, r.reference_date, "ABSENT_FROM_FULL")?;
         }
         if let Some(at) = r.header.extracted_at {
-            index::record_applied_extract(conn, job.authority, &clock::rfc3339(at), r.header.sequence, full, &job.now.rfc3339())?;
+            index::record_applied_extract(
+                conn,
+                job.authority,
+                &clock::rfc3339(at),
+                r.header.sequence,
+                full,
+                &job.now.rfc3339(),
+            )?;
         }
     }
     let counts = Counts {
         records: r.records,
-        applied: if status.applies() { r.records - r.invalid } else { 0 },
+        applied: if status.applies() {
+            r.records - r.invalid
+        } else {
+            0
+        },
         rejected: r.invalid,
         warnings: r.warnings,
     };

@@ -7,6 +7,7 @@
 //! 2. the receipt written to `out/` (re-rendered from the index: byte-identical);
 //! 3. the inbound file moved to `archive/`, `failed/` or `quarantine/`;
 //! 4. the ledger row and outbound row marked done.
+//!
 //! A restart runs [`recover`] first, which redoes 2-4 for anything left half-way.
 //! Before 1 commits, nothing happened: the file is still in `in/` and is read again.
 //!
@@ -90,7 +91,12 @@ impl PassReport {
 }
 
 /// One whole pass.
-pub fn run_pass(config: &Config, index: &mut Index, now: Clock, options: PassOptions) -> Result<PassReport, PassError> {
+pub fn run_pass(
+    config: &Config,
+    index: &mut Index,
+    now: Clock,
+    options: PassOptions,
+) -> Result<PassReport, PassError> {
     let mut report = PassReport::default();
     transport::ensure_mailboxes(config).map_err(io_at(&config.hub.root))?;
     recover(config, index)?;
@@ -106,11 +112,15 @@ pub fn run_pass(config: &Config, index: &mut Index, now: Clock, options: PassOpt
         for item in found {
             let name = item.item.name().to_string_lossy().into_owned();
             match process_message(config, index, now, partner, &item) {
-                Ok(Some(status)) => report.messages.push((partner.mailbox.clone(), name, status)),
+                Ok(Some(status)) => report
+                    .messages
+                    .push((partner.mailbox.clone(), name, status)),
                 Ok(None) => {}
                 Err(e) => {
                     warn!(event = "file_error", mailbox = %partner.mailbox, file = %name, error = %e, "message left in in/");
-                    report.errors.push(format!("{}/{name}: {e}", partner.mailbox));
+                    report
+                        .errors
+                        .push(format!("{}/{name}: {e}", partner.mailbox));
                 }
             }
         }
@@ -142,9 +152,16 @@ fn move_message(config: &Config, m: &MessageRow) -> Result<(), PassError> {
     let to = config.folder(&m.mailbox, &m.dest_folder);
     // The .ctl moves first: a lone .dat waits harmlessly, a lone .ctl would be refused.
     if let (Some(ctl), Some(dest_ctl)) = (&m.src_ctl_name, &m.dest_ctl_name) {
-        transport::move_entry(&from, &name_from(ctl), &to, &name_from(dest_ctl)).map_err(io_at(&from))?;
+        transport::move_entry(&from, &name_from(ctl), &to, &name_from(dest_ctl))
+            .map_err(io_at(&from))?;
     }
-    transport::move_entry(&from, &name_from(&m.src_name), &to, &name_from(&m.dest_name)).map_err(io_at(&from))
+    transport::move_entry(
+        &from,
+        &name_from(&m.src_name),
+        &to,
+        &name_from(&m.dest_name),
+    )
+    .map_err(io_at(&from))
 }
 
 fn dest_folder(status: Status, now: &Clock) -> String {
@@ -178,14 +195,27 @@ fn sha256_file(path: &Path) -> io::Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// The `.ctl` checks of §1.3: file-level problems, and whether the `.dat` is gzip.
 fn check_ctl(partner: &Partner, data: &[u8]) -> (Vec<Problem>, bool) {
     let control = match ctl::parse(data) {
         Ok(c) => c,
-        Err(why) => return (vec![Problem::file("XML_MALFORMED", "ctl", format!("{why}: the message cannot be trusted"))], false),
+        Err(why) => {
+            return (
+                vec![Problem::file(
+                    "XML_MALFORMED",
+                    "ctl",
+                    format!("{why}: the message cannot be trusted"),
+                )],
+                false,
+            )
+        }
     };
     let mut problems = Vec::new();
     if control.flag("Encrypted") {
@@ -201,7 +231,11 @@ fn check_ctl(partner: &Partner, data: &[u8]) -> (Vec<Problem>, bool) {
         other => problems.push(Problem::file(
             "WORKFLOW",
             "WorkflowId",
-            format!("WorkflowId {:?} is not one this partner may send: use {}", other.unwrap_or(""), partner.inbound_workflow()),
+            format!(
+                "WorkflowId {:?} is not one this partner may send: use {}",
+                other.unwrap_or(""),
+                partner.inbound_workflow()
+            ),
         )),
     }
     (problems, control.flag("Compress"))
@@ -209,7 +243,13 @@ fn check_ctl(partner: &Partner, data: &[u8]) -> (Vec<Problem>, bool) {
 
 /// Decides, records and finishes one ready message. `Ok(None)`: not for this build
 /// to process (left in `in/`).
-fn process_message(config: &Config, index: &mut Index, now: Clock, partner: &Partner, found: &Found) -> Result<Option<Status>, PassError> {
+fn process_message(
+    config: &Config,
+    index: &mut Index,
+    now: Clock,
+    partner: &Partner,
+    found: &Found,
+) -> Result<Option<Status>, PassError> {
     let dir = intake::in_dir(&config.hub.root, &partner.mailbox);
     let mut m = MessageRow {
         mailbox: partner.mailbox.clone(),
@@ -225,7 +265,15 @@ fn process_message(config: &Config, index: &mut Index, now: Clock, partner: &Par
             m.kind = "refused".into();
             let problem = Problem::file(code, "", message.clone());
             let tx = index.begin()?;
-            record_simple(config, &tx, &now, &mut m, Status::Rejected, Counts::default(), vec![problem])?;
+            record_simple(
+                config,
+                &tx,
+                &now,
+                &mut m,
+                Status::Rejected,
+                Counts::default(),
+                vec![problem],
+            )?;
             tx.commit()?;
             Status::Rejected
         }
@@ -258,7 +306,15 @@ fn process_message(config: &Config, index: &mut Index, now: Clock, partner: &Par
 }
 
 /// Writes the ledger row, a receipt with `problems`, and reserves the receipt.
-fn record_simple(config: &Config, conn: &Connection, now: &Clock, m: &mut MessageRow, status: Status, counts: Counts, problems: Vec<Problem>) -> Result<(), PassError> {
+fn record_simple(
+    config: &Config,
+    conn: &Connection,
+    now: &Clock,
+    m: &mut MessageRow,
+    status: Status,
+    counts: Counts,
+    problems: Vec<Problem>,
+) -> Result<(), PassError> {
     m.status = status.as_str().into();
     m.dest_folder = dest_folder(status, now);
     m.records = counts.records;
@@ -270,14 +326,26 @@ fn record_simple(config: &Config, conn: &Connection, now: &Clock, m: &mut Messag
         index::insert_problem(conn, receipt, i as u64 + 1, p)?;
     }
     let copy = (m.dest_folder == "failed").then_some("failed");
-    emit::render::reserve(conn, config, &m.mailbox, Kind::Receipt, now, Some(receipt), copy)?;
+    emit::render::reserve(
+        conn,
+        config,
+        &m.mailbox,
+        Kind::Receipt,
+        now,
+        Some(receipt),
+        copy,
+    )?;
     log_decision(m, status);
     Ok(())
 }
 
 fn log_decision(m: &MessageRow, status: Status) {
     let file = String::from_utf8_lossy(&m.name);
-    let event = if status.applies() { "file_applied" } else { "file_rejected" };
+    let event = if status.applies() {
+        "file_applied"
+    } else {
+        "file_rejected"
+    };
     info!(event, mailbox = %m.mailbox, file = %file, status = status.as_str(), records = m.records, applied = m.applied, rejected = m.rejected, warnings = m.warnings);
 }
 
@@ -292,12 +360,30 @@ fn opener(path: &Path, compressed: bool, max: u64) -> impl Fn() -> io::Result<Bo
     }
 }
 
-fn apply_extract(config: &Config, index: &mut Index, now: Clock, partner: &Partner, mut m: MessageRow, pre_problems: Vec<Problem>, data_path: &Path) -> Result<Status, PassError> {
+fn apply_extract(
+    config: &Config,
+    index: &mut Index,
+    now: Clock,
+    partner: &Partner,
+    mut m: MessageRow,
+    pre_problems: Vec<Problem>,
+    data_path: &Path,
+) -> Result<Status, PassError> {
     let authority = partner.authority_code().unwrap_or_default().to_string();
     let tx = index.begin()?;
-    if let Some(earlier) = index::find_duplicate(&tx, &m.mailbox, m.sha256.as_deref().unwrap_or_default())? {
+    if let Some(earlier) =
+        index::find_duplicate(&tx, &m.mailbox, m.sha256.as_deref().unwrap_or_default())?
+    {
         let _ = earlier;
-        record_simple(config, &tx, &now, &mut m, Status::Duplicate, Counts::default(), Vec::new())?;
+        record_simple(
+            config,
+            &tx,
+            &now,
+            &mut m,
+            Status::Duplicate,
+            Counts::default(),
+            Vec::new(),
+        )?;
         tx.commit()?;
         return Ok(Status::Duplicate);
     }
@@ -317,7 +403,12 @@ fn apply_extract(config: &Config, index: &mut Index, now: Clock, partner: &Partn
     let mut sink = DbSink::new(receipt);
     let outcome = match extract::evaluate(&tx, &job, &open, &mut sink) {
         Ok(o) => o,
-        Err(ExtractError::Io(e)) => return Err(PassError::Io { path: data_path.display().to_string(), source: e }),
+        Err(ExtractError::Io(e)) => {
+            return Err(PassError::Io {
+                path: data_path.display().to_string(),
+                source: e,
+            })
+        }
         Err(ExtractError::Index(e)) => return Err(e.into()),
     };
     finish_extract(config, &tx, &now, &mut m, receipt, &outcome, "pass")?;
@@ -328,7 +419,15 @@ fn apply_extract(config: &Config, index: &mut Index, now: Clock, partner: &Partn
 }
 
 /// Records an extract's outcome in the ledger, reserves its receipt, audits it.
-fn finish_extract(config: &Config, conn: &Connection, now: &Clock, m: &mut MessageRow, receipt: i64, o: &extract::Outcome, actor: &str) -> Result<(), PassError> {
+fn finish_extract(
+    config: &Config,
+    conn: &Connection,
+    now: &Clock,
+    m: &mut MessageRow,
+    receipt: i64,
+    o: &extract::Outcome,
+    actor: &str,
+) -> Result<(), PassError> {
     let status = o.status;
     m.status = status.as_str().into();
     m.records = o.counts.records;
@@ -343,7 +442,15 @@ fn finish_extract(config: &Config, conn: &Connection, now: &Clock, m: &mut Messa
     index::update_message(conn, m)?;
     index::update_receipt(conn, receipt, status.as_str(), o.counts)?;
     let copy = (m.dest_folder == "failed").then_some("failed");
-    emit::render::reserve(conn, config, &m.mailbox, Kind::Receipt, now, Some(receipt), copy)?;
+    emit::render::reserve(
+        conn,
+        config,
+        &m.mailbox,
+        Kind::Receipt,
+        now,
+        Some(receipt),
+        copy,
+    )?;
     index::audit(
         conn,
         &now.rfc3339(),
@@ -360,9 +467,16 @@ fn finish_extract(config: &Config, conn: &Connection, now: &Clock, m: &mut Messa
 }
 
 /// Carries out queued quarantine decisions (§6.6).
-fn carry_out_decisions(config: &Config, index: &mut Index, now: Clock, report: &mut PassReport) -> Result<(), PassError> {
+fn carry_out_decisions(
+    config: &Config,
+    index: &mut Index,
+    now: Clock,
+    report: &mut PassReport,
+) -> Result<(), PassError> {
     for d in index::pending_decisions(&index.conn)? {
-        let Some(mut m) = index::message(&index.conn, d.message_id)? else { continue };
+        let Some(mut m) = index::message(&index.conn, d.message_id)? else {
+            continue;
+        };
         let tx = index.begin()?;
         if m.status != "QUARANTINED" || m.state != "done" {
             index::finish_decisions(&tx, m.id, &now.rfc3339())?;
@@ -384,31 +498,78 @@ fn carry_out_decisions(config: &Config, index: &mut Index, now: Clock, report: &
                 guard: false,
                 apply: true,
             };
-            let path = config.folder(&m.mailbox, "quarantine").join(name_from(&m.src_name));
+            let path = config
+                .folder(&m.mailbox, "quarantine")
+                .join(name_from(&m.src_name));
             let open = opener(&path, m.compressed, config.hub.max_file_bytes);
             let mut sink = DbSink::new(receipt);
             let outcome = extract::evaluate(&tx, &job, &open, &mut sink).map_err(|e| match e {
-                ExtractError::Io(e) => PassError::Io { path: path.display().to_string(), source: e },
+                ExtractError::Io(e) => PassError::Io {
+                    path: path.display().to_string(),
+                    source: e,
+                },
                 ExtractError::Index(e) => e.into(),
             })?;
-            finish_extract(config, &tx, &now, &mut m, receipt, &outcome, &format!("operator:{}", d.requested_by))?;
-            report.messages.push((m.mailbox.clone(), file_name.clone(), outcome.status));
+            finish_extract(
+                config,
+                &tx,
+                &now,
+                &mut m,
+                receipt,
+                &outcome,
+                &format!("operator:{}", d.requested_by),
+            )?;
+            report
+                .messages
+                .push((m.mailbox.clone(), file_name.clone(), outcome.status));
             outcome.status
         } else {
-            let counts = Counts { records: m.records, ..Counts::default() };
+            let counts = Counts {
+                records: m.records,
+                ..Counts::default()
+            };
             let receipt = index::insert_receipt(&tx, m.id, "REJECTED", counts)?;
-            index::insert_problem(&tx, receipt, 1, &Problem::file("DISCARDED", "", "an operator discarded this quarantined file; nothing was applied"))?;
+            index::insert_problem(
+                &tx,
+                receipt,
+                1,
+                &Problem::file(
+                    "DISCARDED",
+                    "",
+                    "an operator discarded this quarantined file; nothing was applied",
+                ),
+            )?;
             m.status = "REJECTED".into();
             m.applied = 0;
             m.dest_folder = "failed".into();
             place(config, &mut m);
             index::update_message(&tx, &m)?;
-            emit::render::reserve(&tx, config, &m.mailbox, Kind::Receipt, &now, Some(receipt), Some("failed"))?;
-            index::audit(&tx, &now.rfc3339(), &format!("operator:{}", d.requested_by), "quarantine_discard", &json!({"message_id": m.id, "file": file_name}))?;
+            emit::render::reserve(
+                &tx,
+                config,
+                &m.mailbox,
+                Kind::Receipt,
+                &now,
+                Some(receipt),
+                Some("failed"),
+            )?;
+            index::audit(
+                &tx,
+                &now.rfc3339(),
+                &format!("operator:{}", d.requested_by),
+                "quarantine_discard",
+                &json!({"message_id": m.id, "file": file_name}),
+            )?;
             Status::Rejected
         };
         if d.decision == "release" {
-            index::audit(&tx, &now.rfc3339(), &format!("operator:{}", d.requested_by), "quarantine_release", &json!({"message_id": m.id, "file": file_name, "status": status.as_str()}))?;
+            index::audit(
+                &tx,
+                &now.rfc3339(),
+                &format!("operator:{}", d.requested_by),
+                "quarantine_release",
+                &json!({"message_id": m.id, "file": file_name, "status": status.as_str()}),
+            )?;
         }
         index::finish_decisions(&tx, m.id, &now.rfc3339())?;
         tx.commit()?;
@@ -424,18 +585,32 @@ pub fn housekeeping(config: &Config, index: &mut Index, now: Clock) -> Result<()
     let ended = index::end_at_18(&tx, today)?;
     let purged = index::purge(&tx, today, config.hub.retention_days)?;
     if ended > 0 {
-        index::audit(&tx, &now.rfc3339(), "pass", "age_18", &json!({"ended": ended}))?;
+        index::audit(
+            &tx,
+            &now.rfc3339(),
+            "pass",
+            "age_18",
+            &json!({"ended": ended}),
+        )?;
         info!(event = "age_18", ended);
     }
     for (authority, count) in &purged {
-        index::audit(&tx, &now.rfc3339(), "pass", "purge", &json!({"authority": authority, "purged": count}))?;
+        index::audit(
+            &tx,
+            &now.rfc3339(),
+            "pass",
+            "purge",
+            &json!({"authority": authority, "purged": count}),
+        )?;
         info!(event = "purge", authority = %authority, purged = count);
     }
     tx.commit()?;
     let cutoff = crate::clock::add_days(today, -i64::from(config.hub.archive_days));
     for partner in &config.partners {
         let dir = config.folder(&partner.mailbox, "archive");
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let name = entry.file_name();
             if let Some(day) = crate::clock::parse_date(&name.to_string_lossy()) {
@@ -453,7 +628,15 @@ pub fn housekeeping(config: &Config, index: &mut Index, now: Clock) -> Result<()
 pub fn emit_holdings(config: &Config, index: &mut Index, now: Clock) -> Result<(), PassError> {
     let tx = index.begin()?;
     for partner in config.authorities() {
-        emit::render::reserve(&tx, config, &partner.mailbox, Kind::Holdings, &now, None, None)?;
+        emit::render::reserve(
+            &tx,
+            config,
+            &partner.mailbox,
+            Kind::Holdings,
+            &now,
+            None,
+            None,
+        )?;
     }
     tx.commit()?;
     recover(config, index)
@@ -476,7 +659,13 @@ pub fn partner_of_file<'c>(config: &'c Config, path: &Path) -> Option<&'c Partne
 }
 
 /// Checks a file against the rules and the index without changing anything (§7).
-pub fn validate_file(config: &Config, conn: &Connection, path: &Path, partner: Option<&Partner>, now: Clock) -> Result<Validation, PassError> {
+pub fn validate_file(
+    config: &Config,
+    conn: &Connection,
+    path: &Path,
+    partner: Option<&Partner>,
+    now: Clock,
+) -> Result<Validation, PassError> {
     let sha256 = sha256_file(path).map_err(io_at(path))?;
     let Some(partner) = partner else {
         let problem = Problem::file(
@@ -504,7 +693,11 @@ pub fn validate_file(config: &Config, conn: &Connection, path: &Path, partner: O
         });
     }
     let Some(authority) = partner.authority_code() else {
-        let problem = Problem::file("WORKFLOW", "", "this build validates authority extracts only");
+        let problem = Problem::file(
+            "WORKFLOW",
+            "",
+            "this build validates authority extracts only",
+        );
         return Ok(Validation {
             partner_key,
             sha256,
@@ -524,7 +717,10 @@ pub fn validate_file(config: &Config, conn: &Connection, path: &Path, partner: O
     let open = opener(path, false, config.hub.max_file_bytes);
     let mut sink = extract::MemorySink::default();
     let outcome = extract::evaluate(conn, &job, &open, &mut sink).map_err(|e| match e {
-        ExtractError::Io(e) => PassError::Io { path: path.display().to_string(), source: e },
+        ExtractError::Io(e) => PassError::Io {
+            path: path.display().to_string(),
+            source: e,
+        },
         ExtractError::Index(e) => e.into(),
     })?;
     let mut problems = sink.0;

@@ -20,7 +20,11 @@ fn raw(fields: &[(&str, &str)]) -> RawRecord {
         let i = columns.iter().position(|c| c == k).unwrap();
         values[i] = Some(v.to_string());
     }
-    RawRecord { line: 3, values, malformed: None }
+    RawRecord {
+        line: 3,
+        values,
+        malformed: None,
+    }
 }
 
 fn good() -> Vec<(&'static str, &'static str)> {
@@ -90,9 +94,15 @@ fn each_rule_has_its_code() {
         }
     }
     let long: &'static str = Box::leak("x".repeat(65).into_boxed_str());
-    assert_eq!(codes(&full.check(&with(&[("local_id", long)]))), ["FIELD_TOO_LONG"]);
+    assert_eq!(
+        codes(&full.check(&with(&[("local_id", long)]))),
+        ["FIELD_TOO_LONG"]
+    );
     let long_team: &'static str = Box::leak("t".repeat(101).into_boxed_str());
-    assert_eq!(codes(&full.check(&with(&[("team", long_team)]))), ["FIELD_TOO_LONG"]);
+    assert_eq!(
+        codes(&full.check(&with(&[("team", long_team)]))),
+        ["FIELD_TOO_LONG"]
+    );
 }
 
 #[test]
@@ -105,17 +115,43 @@ fn test_numbers_need_the_setting() {
 #[test]
 fn eighteen_with_the_plan_ended_is_fine_and_ucpp_needs_no_dob() {
     let full = rules(ExtractType::Full);
-    assert!(full.check(&with(&[("date_of_birth", "2008-11-21"), ("end_date", "2026-11-20")])).problems.is_empty());
-    assert!(full.check(&with(&[("date_of_birth", "2008-11-22")])).problems.is_empty(), "17 until tomorrow");
-    assert!(full.check(&with(&[("plan_type", "UCPP"), ("date_of_birth", "")])).problems.is_empty());
-    assert!(full.check(&with(&[("plan_type", "UCPP"), ("date_of_birth", "1990-01-01")])).problems.is_empty(), "a mother is over 18");
+    assert!(full
+        .check(&with(&[
+            ("date_of_birth", "2008-11-21"),
+            ("end_date", "2026-11-20")
+        ]))
+        .problems
+        .is_empty());
+    assert!(
+        full.check(&with(&[("date_of_birth", "2008-11-22")]))
+            .problems
+            .is_empty(),
+        "17 until tomorrow"
+    );
+    assert!(full
+        .check(&with(&[("plan_type", "UCPP"), ("date_of_birth", "")]))
+        .problems
+        .is_empty());
+    assert!(
+        full.check(&with(&[
+            ("plan_type", "UCPP"),
+            ("date_of_birth", "1990-01-01")
+        ]))
+        .problems
+        .is_empty(),
+        "a mother is over 18"
+    );
 }
 
 #[test]
 fn delta_needs_action_and_delete_needs_only_the_key() {
     let delta = rules(ExtractType::Delta);
     assert_eq!(codes(&delta.check(&raw(&good()))), ["ACTION"]);
-    let del = delta.check(&raw(&[("action", "DELETE"), ("local_id", "C1"), ("plan_type", "LAC")]));
+    let del = delta.check(&raw(&[
+        ("action", "DELETE"),
+        ("local_id", "C1"),
+        ("plan_type", "LAC"),
+    ]));
     assert!(del.problems.is_empty());
     assert_eq!(del.record.unwrap().action, Action::Delete);
 }
@@ -132,7 +168,10 @@ fn no_problem_text_carries_the_nhs_number() {
     for bad in ["9990010006", "999 001 000"] {
         let c = rules(ExtractType::Full).check(&with(&[("nhs_number", bad)]));
         for p in &c.problems {
-            assert!(!p.message.contains(bad) && !p.reference.contains(bad), "{p:?}");
+            assert!(
+                !p.message.contains(bad) && !p.reference.contains(bad),
+                "{p:?}"
+            );
         }
     }
 }
@@ -143,10 +182,25 @@ fn metadata_rules() {
     let meta = |line: &str| crate::parse::meta::parse_line(line).unwrap();
     let (h, p) = extract_metadata(&meta("#cpis-extract v1 authority=LA1 type=FULL extracted_at=2026-11-21T01:30:00Z sequence=3 records=2"), "LA1", now);
     assert!(p.is_empty(), "{p:?}");
-    assert_eq!((h.extract_type, h.sequence, h.records), (Some(ExtractType::Full), Some(3), Some(2)));
-    let (_, p) = extract_metadata(&meta("#cpis-extract v1 authority=LA2 type=WEEKLY extracted_at=yesterday records=x"), "LA1", now);
+    assert_eq!(
+        (h.extract_type, h.sequence, h.records),
+        (Some(ExtractType::Full), Some(3), Some(2))
+    );
+    let (_, p) = extract_metadata(
+        &meta("#cpis-extract v1 authority=LA2 type=WEEKLY extracted_at=yesterday records=x"),
+        "LA1",
+        now,
+    );
     let got: Vec<_> = p.iter().map(|p| (p.code, p.field.as_str())).collect();
-    assert_eq!(got, [("PARTNER_MISMATCH", "authority"), ("METADATA", "type"), ("METADATA", "extracted_at"), ("METADATA", "records")]);
+    assert_eq!(
+        got,
+        [
+            ("PARTNER_MISMATCH", "authority"),
+            ("METADATA", "type"),
+            ("METADATA", "extracted_at"),
+            ("METADATA", "records")
+        ]
+    );
 }
 
 #[test]
@@ -154,7 +208,10 @@ fn header_needs_action_only_in_a_delta() {
     let mut present = vec![true; crate::formats::EXTRACT.columns.len()];
     present[crate::formats::extract_col::ACTION] = false;
     assert!(extract_columns(&present, Some(ExtractType::Full)).is_empty());
-    assert_eq!(extract_columns(&present, Some(ExtractType::Delta))[0].field, "action");
+    assert_eq!(
+        extract_columns(&present, Some(ExtractType::Delta))[0].field,
+        "action"
+    );
 }
 
 proptest! {

@@ -19,7 +19,10 @@ fn snapshot(hub: &Hub) -> (BTreeMap<String, Vec<u8>>, Vec<Vec<String>>) {
             if path.is_dir() {
                 stack.push(path);
             } else {
-                files.insert(path.strip_prefix(&root).unwrap().display().to_string(), fs::read(&path).unwrap());
+                files.insert(
+                    path.strip_prefix(&root).unwrap().display().to_string(),
+                    fs::read(&path).unwrap(),
+                );
             }
         }
     }
@@ -36,14 +39,26 @@ fn scenario(fault: Option<&str>, mesh: bool) -> (BTreeMap<String, Vec<u8>>, Vec<
     hub.drop("X26LA204", "first.csv", &fixture("extract_full.csv"));
     hub.process(0);
     if mesh {
-        hub.drop_mesh("X26LA317", "M1", &fixture("mesh/LA317MSG0001.dat"), &fixture("mesh/LA317MSG0001.ctl"));
+        hub.drop_mesh(
+            "X26LA317",
+            "M1",
+            &fixture("mesh/LA317MSG0001.dat"),
+            &fixture("mesh/LA317MSG0001.ctl"),
+        );
     } else {
         hub.drop("X26LA204", "second.csv", &fixture("extract_delta.csv"));
     }
     if let Some(point) = fault {
         let out = hub.run_env(&["process"], &[("CPIS_HUB_FAULT", point)]);
-        assert!(!out.status.success(), "{point}: the fault did not fire: {}", String::from_utf8_lossy(&out.stderr));
-        assert!(String::from_utf8_lossy(&out.stderr).contains("fault injected"), "{point}");
+        assert!(
+            !out.status.success(),
+            "{point}: the fault did not fire: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("fault injected"),
+            "{point}"
+        );
     }
     hub.process(0);
     hub.process(0); // a further pass changes nothing
@@ -57,11 +72,21 @@ fn a_crash_at_any_step_ends_where_an_uninterrupted_run_ends() {
         assert_eq!(expected.1[0][6..], ["0".to_string(), "0".to_string()]);
         for point in cpis_hub::fault::POINTS {
             let got = scenario(Some(point), mesh);
-            assert_eq!(got.1, expected.1, "index after a crash at {point} (mesh={mesh})");
+            assert_eq!(
+                got.1, expected.1,
+                "index after a crash at {point} (mesh={mesh})"
+            );
             let names = |s: &BTreeMap<String, Vec<u8>>| s.keys().cloned().collect::<Vec<_>>();
-            assert_eq!(names(&got.0), names(&expected.0), "files after a crash at {point} (mesh={mesh})");
+            assert_eq!(
+                names(&got.0),
+                names(&expected.0),
+                "files after a crash at {point} (mesh={mesh})"
+            );
             for (name, bytes) in &expected.0 {
-                assert!(got.0[name] == *bytes, "{name} differs after a crash at {point} (mesh={mesh})");
+                assert!(
+                    got.0[name] == *bytes,
+                    "{name} differs after a crash at {point} (mesh={mesh})"
+                );
             }
         }
     }
@@ -75,8 +100,20 @@ fn a_receipt_written_before_the_crash_is_rewritten_byte_identical() {
     assert!(!out.status.success());
     let before = hub.out("X26LA204", "RECEIPT");
     assert_eq!(before.len(), 1);
-    assert_eq!(hub.names("X26LA204", "in"), ["first.csv"], "the file waits in in/ until its receipt is marked");
+    assert_eq!(
+        hub.names("X26LA204", "in"),
+        ["first.csv"],
+        "the file waits in in/ until its receipt is marked"
+    );
     hub.process(0);
-    assert_eq!(hub.out("X26LA204", "RECEIPT"), before, "same name, same bytes");
-    assert_eq!(hub.sql("SELECT COUNT(*) FROM messages")[0][0], "1", "not applied twice");
+    assert_eq!(
+        hub.out("X26LA204", "RECEIPT"),
+        before,
+        "same name, same bytes"
+    );
+    assert_eq!(
+        hub.sql("SELECT COUNT(*) FROM messages")[0][0],
+        "1",
+        "not applied twice"
+    );
 }

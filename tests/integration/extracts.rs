@@ -8,12 +8,25 @@ fn full_fixture_is_accepted_and_held() {
     hub.drop("X26LA204", "nightly.csv", &fixture("extract_full.csv"));
     hub.process(0);
     let r = hub.receipt("X26LA204", "nightly.csv");
-    assert_eq!((r.meta("status"), r.meta("records"), r.meta("applied")), ("ACCEPTED", "4", "4"));
+    assert_eq!(
+        (r.meta("status"), r.meta("records"), r.meta("applied")),
+        ("ACCEPTED", "4", "4")
+    );
     let h = hub.holdings("X26LA204");
     assert_eq!(h.rows.len(), 4);
     let ended = h.row("local_id", "C-1003");
-    assert_eq!((field(ended, "status"), field(ended, "ended_reason"), field(ended, "purge_after")), ("ENDED", "AUTHORITY", "2027-11-01"));
-    assert_eq!(field(h.row("local_id", "C-1002"), "nhs_number"), "9990010013");
+    assert_eq!(
+        (
+            field(ended, "status"),
+            field(ended, "ended_reason"),
+            field(ended, "purge_after")
+        ),
+        ("ENDED", "AUTHORITY", "2027-11-01")
+    );
+    assert_eq!(
+        field(h.row("local_id", "C-1002"), "nhs_number"),
+        "9990010013"
+    );
 }
 
 #[test]
@@ -33,12 +46,23 @@ fn delta_upserts_ends_and_deletes() {
     hub.drop("X26LA204", "full.csv", &fixture("extract_full.csv"));
     hub.drop("X26LA204", "delta.csv", &fixture("extract_delta.csv"));
     hub.process(0);
-    assert_eq!(hub.receipt("X26LA204", "delta.csv").meta("status"), "ACCEPTED");
+    assert_eq!(
+        hub.receipt("X26LA204", "delta.csv").meta("status"),
+        "ACCEPTED"
+    );
     let h = hub.holdings("X26LA204");
     let ids: Vec<&str> = h.rows.iter().map(|r| field(r, "local_id")).collect();
-    assert_eq!(ids, ["C-1001", "C-1002", "C-1003", "C-1004"], "M-2001 deleted at once, C-1004 added");
+    assert_eq!(
+        ids,
+        ["C-1001", "C-1002", "C-1003", "C-1004"],
+        "M-2001 deleted at once, C-1004 added"
+    );
     assert_eq!(field(h.row("local_id", "C-1002"), "end_date"), "2026-11-20");
-    assert_eq!(hub.sql("SELECT COUNT(*) FROM removed")[0][0], "1", "a DELETE leaves a tombstone for alert REMOVE");
+    assert_eq!(
+        hub.sql("SELECT COUNT(*) FROM removed")[0][0],
+        "1",
+        "a DELETE leaves a tombstone for alert REMOVE"
+    );
 }
 
 #[test]
@@ -47,12 +71,34 @@ fn reject_fraction_over_limit_rejects_the_whole_file_but_lists_every_bad_line() 
     hub.drop("X26LA204", "bad.csv", &fixture("extract_bad_lines.csv"));
     hub.process(1);
     let r = hub.receipt("X26LA204", "bad.csv");
-    assert_eq!((r.meta("status"), r.meta("applied"), r.meta("rejected")), ("REJECTED", "0", "7"));
-    for code in ["REJECT_FRACTION", "UNKNOWN_COLUMN", "NHS_CHECK_DIGIT", "NHS_FORMAT", "PLAN_TYPE", "DOB_MISSING", "END_BEFORE_START", "UNKNOWN_RECORD", "OVER_18"] {
-        assert!(r.codes().iter().any(|c| c == code), "{code} missing from {}", r.text);
+    assert_eq!(
+        (r.meta("status"), r.meta("applied"), r.meta("rejected")),
+        ("REJECTED", "0", "7")
+    );
+    for code in [
+        "REJECT_FRACTION",
+        "UNKNOWN_COLUMN",
+        "NHS_CHECK_DIGIT",
+        "NHS_FORMAT",
+        "PLAN_TYPE",
+        "DOB_MISSING",
+        "END_BEFORE_START",
+        "UNKNOWN_RECORD",
+        "OVER_18",
+    ] {
+        assert!(
+            r.codes().iter().any(|c| c == code),
+            "{code} missing from {}",
+            r.text
+        );
     }
-    assert!(!r.text.contains("9990010015"), "an NHS number in the receipt");
-    assert!(hub.names("X26LA204", "failed").contains(&"bad.csv".to_string()));
+    assert!(
+        !r.text.contains("9990010015"),
+        "an NHS number in the receipt"
+    );
+    assert!(hub
+        .names("X26LA204", "failed")
+        .contains(&"bad.csv".to_string()));
     assert!(hub.holdings("X26LA204").rows.is_empty(), "nothing applied");
 }
 
@@ -60,30 +106,75 @@ fn reject_fraction_over_limit_rejects_the_whole_file_but_lists_every_bad_line() 
 fn full_ends_absent_records_but_a_rejected_readable_line_still_counts_as_mentioned() {
     let hub = Hub::new();
     let rows: Vec<String> = (1..=4).map(|i| child(&format!("K{i}"), i)).collect();
-    hub.drop("X26LA204", "one.csv", &extract("FULL", "2026-11-21T01:00:00Z", &rows));
+    hub.drop(
+        "X26LA204",
+        "one.csv",
+        &extract("FULL", "2026-11-21T01:00:00Z", &rows),
+    );
     hub.process(0);
     // K2 has a typo in its NHS number: rejected, but mentioned; K4 is left out.
-    let second = [rows[0].clone(), format!("UPSERT,K2,{}0,CPP,2016-04-01,2026-01-10,", &nhs(2)[..9]), rows[2].clone()];
-    hub.drop("X26LA204", "two.csv", &extract("FULL", "2026-11-22T01:00:00Z", &second));
+    let second = [
+        rows[0].clone(),
+        format!("UPSERT,K2,{}0,CPP,2016-04-01,2026-01-10,", &nhs(2)[..9]),
+        rows[2].clone(),
+    ];
+    hub.drop(
+        "X26LA204",
+        "two.csv",
+        &extract("FULL", "2026-11-22T01:00:00Z", &second),
+    );
     hub.process(0);
     assert_eq!(hub.receipt("X26LA204", "two.csv").meta("status"), "PARTIAL");
     let h = hub.holdings("X26LA204");
-    assert_eq!(field(h.row("local_id", "K2"), "status"), "ACTIVE", "a typo never ends a plan");
+    assert_eq!(
+        field(h.row("local_id", "K2"), "status"),
+        "ACTIVE",
+        "a typo never ends a plan"
+    );
     let k4 = h.row("local_id", "K4");
-    assert_eq!((field(k4, "status"), field(k4, "ended_reason"), field(k4, "end_date")), ("ENDED", "ABSENT_FROM_FULL", "2026-11-22"));
+    assert_eq!(
+        (
+            field(k4, "status"),
+            field(k4, "ended_reason"),
+            field(k4, "end_date")
+        ),
+        ("ENDED", "ABSENT_FROM_FULL", "2026-11-22")
+    );
 }
 
 #[test]
 fn a_record_twice_in_one_file_is_rejected_at_every_occurrence() {
     let hub = Hub::new();
-    let rows = [child("D1", 1), child("D2", 2), child("D1", 3), child("D3", 4)];
-    hub.drop("X26LA204", "dup.csv", &extract("DELTA", "2026-11-21T01:00:00Z", &rows));
+    let rows = [
+        child("D1", 1),
+        child("D2", 2),
+        child("D1", 3),
+        child("D3", 4),
+    ];
+    hub.drop(
+        "X26LA204",
+        "dup.csv",
+        &extract("DELTA", "2026-11-21T01:00:00Z", &rows),
+    );
     hub.process(0);
     let r = hub.receipt("X26LA204", "dup.csv");
-    assert_eq!((r.meta("status"), r.meta("applied"), r.meta("rejected")), ("PARTIAL", "2", "2"));
-    let lines: Vec<&str> = r.rows.iter().filter(|row| field(row, "code") == "DUPLICATE_RECORD").map(|row| field(row, "line")).collect();
+    assert_eq!(
+        (r.meta("status"), r.meta("applied"), r.meta("rejected")),
+        ("PARTIAL", "2", "2")
+    );
+    let lines: Vec<&str> = r
+        .rows
+        .iter()
+        .filter(|row| field(row, "code") == "DUPLICATE_RECORD")
+        .map(|row| field(row, "line"))
+        .collect();
     assert_eq!(lines, ["3", "5"]);
-    let ids: Vec<String> = hub.holdings("X26LA204").rows.iter().map(|r| field(r, "local_id").to_string()).collect();
+    let ids: Vec<String> = hub
+        .holdings("X26LA204")
+        .rows
+        .iter()
+        .map(|r| field(r, "local_id").to_string())
+        .collect();
     assert_eq!(ids, ["D2", "D3"]);
 }
 
@@ -91,33 +182,62 @@ fn a_record_twice_in_one_file_is_rejected_at_every_occurrence() {
 fn upsert_without_end_date_reopens_an_ended_record() {
     let hub = Hub::new();
     let ended = format!("UPSERT,R1,{},CPP,2016-04-01,2026-01-10,2026-11-01", nhs(1));
-    hub.drop("X26LA204", "a.csv", &extract("DELTA", "2026-11-21T01:00:00Z", &[ended]));
-    hub.drop("X26LA204", "b.csv", &extract("DELTA", "2026-11-21T02:00:00Z", &[child("R1", 1)]));
+    hub.drop(
+        "X26LA204",
+        "a.csv",
+        &extract("DELTA", "2026-11-21T01:00:00Z", &[ended]),
+    );
+    hub.drop(
+        "X26LA204",
+        "b.csv",
+        &extract("DELTA", "2026-11-21T02:00:00Z", &[child("R1", 1)]),
+    );
     hub.process(0);
     let h = hub.holdings("X26LA204");
     let r1 = h.row("local_id", "R1");
-    assert_eq!((field(r1, "status"), field(r1, "end_date"), field(r1, "ended_reason")), ("ACTIVE", "", ""));
+    assert_eq!(
+        (
+            field(r1, "status"),
+            field(r1, "end_date"),
+            field(r1, "ended_reason")
+        ),
+        ("ACTIVE", "", "")
+    );
 }
 
 #[test]
 fn unchanged_rows_are_not_written_again() {
     let hub = Hub::new();
     let rows: Vec<String> = (1..=3).map(|i| child(&format!("U{i}"), i)).collect();
-    hub.drop("X26LA204", "a.csv", &extract("FULL", "2026-11-21T01:00:00Z", &rows));
+    hub.drop(
+        "X26LA204",
+        "a.csv",
+        &extract("FULL", "2026-11-21T01:00:00Z", &rows),
+    );
     hub.process(0);
     let before = hub.sql("SELECT value FROM counters WHERE name = 'change_seq'");
-    hub.drop("X26LA204", "b.csv", &extract("FULL", "2026-11-22T01:00:00Z", &rows));
+    hub.drop(
+        "X26LA204",
+        "b.csv",
+        &extract("FULL", "2026-11-22T01:00:00Z", &rows),
+    );
     hub.process(0);
     assert_eq!(hub.receipt("X26LA204", "b.csv").meta("status"), "ACCEPTED");
-    assert_eq!(hub.sql("SELECT value FROM counters WHERE name = 'change_seq'"), before, "an unchanged night changed records");
+    assert_eq!(
+        hub.sql("SELECT value FROM counters WHERE name = 'change_seq'"),
+        before,
+        "an unchanged night changed records"
+    );
 }
 
 #[test]
 fn sequence_gap_is_a_warning_only() {
     let hub = Hub::new();
-    let mut a = String::from_utf8(extract("DELTA", "2026-11-21T01:00:00Z", &[child("S1", 1)])).unwrap();
+    let mut a =
+        String::from_utf8(extract("DELTA", "2026-11-21T01:00:00Z", &[child("S1", 1)])).unwrap();
     a = a.replacen("records=1", "sequence=7 records=1", 1);
-    let mut b = String::from_utf8(extract("DELTA", "2026-11-21T02:00:00Z", &[child("S2", 2)])).unwrap();
+    let mut b =
+        String::from_utf8(extract("DELTA", "2026-11-21T02:00:00Z", &[child("S2", 2)])).unwrap();
     b = b.replacen("records=1", "sequence=9 records=1", 1);
     hub.drop("X26LA204", "a.csv", a.as_bytes());
     hub.drop("X26LA204", "b.csv", b.as_bytes());
@@ -131,19 +251,38 @@ fn sequence_gap_is_a_warning_only() {
 fn test_numbers_are_refused_when_not_allowed() {
     let hub = Hub::with("allow_test_nhs_numbers = false");
     hub.write_config();
-    let text = std::fs::read_to_string(hub.config()).unwrap().replacen("allow_test_nhs_numbers = true\n", "", 1);
+    let text = std::fs::read_to_string(hub.config()).unwrap().replacen(
+        "allow_test_nhs_numbers = true\n",
+        "",
+        1,
+    );
     std::fs::write(hub.config(), text).unwrap();
-    hub.drop("X26LA204", "a.csv", &extract("DELTA", "2026-11-21T01:00:00Z", &[child("T1", 1), child("T2", 2)]));
+    hub.drop(
+        "X26LA204",
+        "a.csv",
+        &extract(
+            "DELTA",
+            "2026-11-21T01:00:00Z",
+            &[child("T1", 1), child("T2", 2)],
+        ),
+    );
     hub.process(1);
     let r = hub.receipt("X26LA204", "a.csv");
     assert_eq!(r.meta("status"), "REJECTED");
-    assert_eq!(r.codes().iter().filter(|c| *c == "NHS_TEST_NUMBER").count(), 2);
+    assert_eq!(
+        r.codes().iter().filter(|c| *c == "NHS_TEST_NUMBER").count(),
+        2
+    );
 }
 
 #[test]
 fn extracted_at_in_the_future_is_a_metadata_error() {
     let hub = Hub::new();
-    hub.drop("X26LA204", "a.csv", &extract("DELTA", "2026-11-23T01:00:00Z", &[child("F1", 1)]));
+    hub.drop(
+        "X26LA204",
+        "a.csv",
+        &extract("DELTA", "2026-11-23T01:00:00Z", &[child("F1", 1)]),
+    );
     hub.process(1);
     let r = hub.receipt("X26LA204", "a.csv");
     assert_eq!(r.meta("status"), "REJECTED");
@@ -169,12 +308,17 @@ fn validate_answers_like_process_and_changes_nothing() {
 fn validate_of_a_file_naming_no_partner_is_rejected_partner_mismatch() {
     let hub = Hub::new();
     let path = hub.path().join("other.csv");
-    let text = String::from_utf8(fixture("extract_full.csv")).unwrap().replace("LA204", "LA999");
+    let text = String::from_utf8(fixture("extract_full.csv"))
+        .unwrap()
+        .replace("LA204", "LA999");
     std::fs::write(&path, text).unwrap();
     let out = hub.run(&["validate", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let printed = Doc::parse("stdout", &out.stdout);
-    assert_eq!((printed.meta("status"), printed.codes()[0].as_str()), ("REJECTED", "PARTNER_MISMATCH"));
+    assert_eq!(
+        (printed.meta("status"), printed.codes()[0].as_str()),
+        ("REJECTED", "PARTNER_MISMATCH")
+    );
 }
 
 #[test]
@@ -189,23 +333,41 @@ fn config_errors_name_the_key_and_exit_2() {
 fn age_18_ends_the_plan_on_the_birthday_at_the_next_pass() {
     let mut hub = Hub::new();
     let teen = "UPSERT,T1,9990010005,LAC,2008-12-01,2026-01-10,".to_string();
-    hub.drop("X26LA204", "a.csv", &extract("DELTA", "2026-11-21T01:00:00Z", &[teen]));
+    hub.drop(
+        "X26LA204",
+        "a.csv",
+        &extract("DELTA", "2026-11-21T01:00:00Z", &[teen]),
+    );
     hub.process(0);
     hub.now = "2026-12-03T10:00:00Z".into();
     let h = hub.holdings("X26LA204");
     let t1 = h.row("local_id", "T1");
-    assert_eq!((field(t1, "status"), field(t1, "ended_reason"), field(t1, "end_date")), ("ENDED", "AGE_18", "2026-12-01"));
+    assert_eq!(
+        (
+            field(t1, "status"),
+            field(t1, "ended_reason"),
+            field(t1, "end_date")
+        ),
+        ("ENDED", "AGE_18", "2026-12-01")
+    );
 }
 
 #[test]
 fn retention_purges_and_leaves_only_counts_in_the_audit_log() {
     let mut hub = Hub::new();
     let ended = "UPSERT,P1,9990010005,CPP,2016-04-01,2025-01-10,2025-11-01".to_string();
-    hub.drop("X26LA204", "a.csv", &extract("DELTA", "2026-11-21T01:00:00Z", &[ended]));
+    hub.drop(
+        "X26LA204",
+        "a.csv",
+        &extract("DELTA", "2026-11-21T01:00:00Z", &[ended]),
+    );
     hub.process(0);
     hub.now = "2026-11-23T10:00:00Z".into(); // end 2025-11-01 + 365 days = 2026-11-01: already due
     assert!(hub.holdings("X26LA204").rows.is_empty());
     let audit = hub.sql("SELECT detail FROM audit WHERE action = 'purge'");
     assert_eq!(audit.len(), 1);
-    assert!(audit[0][0].contains("\"purged\":1") && !audit[0][0].contains("9990010005"), "{audit:?}");
+    assert!(
+        audit[0][0].contains("\"purged\":1") && !audit[0][0].contains("9990010005"),
+        "{audit:?}"
+    );
 }

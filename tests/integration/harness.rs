@@ -14,7 +14,8 @@ pub fn project_dir() -> PathBuf {
 }
 
 pub fn fixture(name: &str) -> Vec<u8> {
-    fs::read(project_dir().join("fixtures").join(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+    fs::read(project_dir().join("fixtures").join(name))
+        .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
 }
 
 pub struct Hub {
@@ -97,8 +98,15 @@ mailbox = "X26PDS01"
     /// Runs `cpis-hub --config C --now NOW ARGS` with optional extra environment.
     pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut cmd = Command::new(BIN);
-        cmd.arg("--config").arg(self.config()).arg("--now").arg(&self.now).args(args).current_dir(self.path());
-        cmd.env_remove("CPIS_HUB_FAULT").env_remove("CPIS_HUB_CONFIG").env("RUST_LOG", "warn");
+        cmd.arg("--config")
+            .arg(self.config())
+            .arg("--now")
+            .arg(&self.now)
+            .args(args)
+            .current_dir(self.path());
+        cmd.env_remove("CPIS_HUB_FAULT")
+            .env_remove("CPIS_HUB_CONFIG")
+            .env("RUST_LOG", "warn");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -112,7 +120,12 @@ mailbox = "X26PDS01"
     /// `process`, asserting the exit code.
     pub fn process(&self, expect: i32) -> Output {
         let out = self.run(&["process"]);
-        assert_eq!(out.status.code(), Some(expect), "process: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(expect),
+            "process: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out
     }
 
@@ -139,7 +152,9 @@ mailbox = "X26PDS01"
     /// Names in a mailbox folder, sorted.
     pub fn names(&self, mailbox: &str, folder: &str) -> Vec<String> {
         let mut names: Vec<String> = match fs::read_dir(self.folder(mailbox, folder)) {
-            Ok(entries) => entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
+            Ok(entries) => entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect(),
             Err(_) => Vec::new(),
         };
         names.sort();
@@ -150,7 +165,9 @@ mailbox = "X26PDS01"
     pub fn out(&self, mailbox: &str, kind: &str) -> Vec<(String, Vec<u8>)> {
         self.names(mailbox, "out")
             .into_iter()
-            .filter(|n| n.starts_with(&format!("{kind}_")) && !n.ends_with(".ctl") && !n.starts_with('.'))
+            .filter(|n| {
+                n.starts_with(&format!("{kind}_")) && !n.ends_with(".ctl") && !n.starts_with('.')
+            })
             .map(|n| {
                 let data = fs::read(self.folder(mailbox, "out").join(&n)).unwrap();
                 (n, data)
@@ -166,15 +183,27 @@ mailbox = "X26PDS01"
             .map(|(n, d)| Doc::parse(&n, &d))
             .filter(|d| d.meta("source") == name)
             .collect();
-        assert_eq!(found.len(), 1, "receipts for {name}: {:?}", self.names(mailbox, "out"));
+        assert_eq!(
+            found.len(),
+            1,
+            "receipts for {name}: {:?}",
+            self.names(mailbox, "out")
+        );
         found.into_iter().next().unwrap()
     }
 
     /// A fresh HOLDINGS file for an authority mailbox (runs process --emit holdings).
     pub fn holdings(&self, mailbox: &str) -> Doc {
         let out = self.run(&["process", "--emit", "holdings"]);
-        assert!(out.status.code().is_some_and(|c| c < 2), "{}", String::from_utf8_lossy(&out.stderr));
-        let (name, data) = self.out(mailbox, "HOLDINGS").pop().expect("a HOLDINGS file");
+        assert!(
+            out.status.code().is_some_and(|c| c < 2),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (name, data) = self
+            .out(mailbox, "HOLDINGS")
+            .pop()
+            .expect("a HOLDINGS file");
         Doc::parse(&name, &data)
     }
 
@@ -188,7 +217,9 @@ mailbox = "X26PDS01"
                     rusqlite::types::ValueRef::Null => String::new(),
                     rusqlite::types::ValueRef::Integer(v) => v.to_string(),
                     rusqlite::types::ValueRef::Real(v) => v.to_string(),
-                    rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => String::from_utf8_lossy(t).into_owned(),
+                    rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                        String::from_utf8_lossy(t).into_owned()
+                    }
                 })
                 .collect())
         })
@@ -201,7 +232,8 @@ mailbox = "X26PDS01"
 /// Sets a file's modification time ten minutes back (readiness uses the real clock).
 pub fn settle(path: &Path) {
     let f = fs::File::options().write(true).open(path).unwrap();
-    f.set_modified(SystemTime::now() - Duration::from_secs(600)).unwrap();
+    f.set_modified(SystemTime::now() - Duration::from_secs(600))
+        .unwrap();
 }
 
 /// A parsed CSV outbound document (metadata, header, rows).
@@ -222,42 +254,74 @@ impl Doc {
             .skip(2)
             .map(|t| {
                 let (k, v) = t.split_once('=').unwrap();
-                (k.to_string(), cpis_hub::parse::meta::percent_decode(v).unwrap())
+                (
+                    k.to_string(),
+                    cpis_hub::parse::meta::percent_decode(v).unwrap(),
+                )
             })
             .collect();
-        let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(body.as_bytes());
-        let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_string).collect();
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .from_reader(body.as_bytes());
+        let header: Vec<String> = reader
+            .headers()
+            .unwrap()
+            .iter()
+            .map(str::to_string)
+            .collect();
         let rows = reader
             .records()
-            .map(|r| header.iter().cloned().zip(r.unwrap().iter().map(str::to_string)).collect())
+            .map(|r| {
+                header
+                    .iter()
+                    .cloned()
+                    .zip(r.unwrap().iter().map(str::to_string))
+                    .collect()
+            })
             .collect();
         let _ = name;
         Doc { text, meta, rows }
     }
 
     pub fn meta(&self, key: &str) -> &str {
-        self.meta.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).unwrap_or("")
+        self.meta
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
     }
 
     pub fn codes(&self) -> Vec<String> {
-        self.rows.iter().map(|r| field(r, "code").to_string()).collect()
+        self.rows
+            .iter()
+            .map(|r| field(r, "code").to_string())
+            .collect()
     }
 
     /// The row whose column `key` is `value`.
     pub fn row(&self, key: &str, value: &str) -> &Vec<(String, String)> {
-        self.rows.iter().find(|r| field(r, key) == value).unwrap_or_else(|| panic!("no row with {key}={value} in {}", self.text))
+        self.rows
+            .iter()
+            .find(|r| field(r, key) == value)
+            .unwrap_or_else(|| panic!("no row with {key}={value} in {}", self.text))
     }
 }
 
 pub fn field<'r>(row: &'r [(String, String)], key: &str) -> &'r str {
-    row.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).unwrap_or("")
+    row.iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("")
 }
 
 /// Valid 999-range NHS numbers, distinct per call.
 pub fn nhs(n: u32) -> String {
     let mut body = 999_100_000 + n * 3;
     loop {
-        let digits: Vec<u32> = format!("{body:09}").bytes().map(|b| u32::from(b - b'0')).collect();
+        let digits: Vec<u32> = format!("{body:09}")
+            .bytes()
+            .map(|b| u32::from(b - b'0'))
+            .collect();
         let total: u32 = digits.iter().zip((2..=10).rev()).map(|(d, w)| d * w).sum();
         let check = 11 - total % 11;
         if check != 10 {
@@ -269,7 +333,10 @@ pub fn nhs(n: u32) -> String {
 
 /// A CSV extract for LA204 with one CPP child per local id.
 pub fn extract(kind: &str, extracted_at: &str, rows: &[String]) -> Vec<u8> {
-    let mut text = format!("#cpis-extract v1 authority=LA204 type={kind} extracted_at={extracted_at} records={}\n", rows.len());
+    let mut text = format!(
+        "#cpis-extract v1 authority=LA204 type={kind} extracted_at={extracted_at} records={}\n",
+        rows.len()
+    );
     text.push_str("action,local_id,nhs_number,plan_type,date_of_birth,start_date,end_date\n");
     for r in rows {
         text.push_str(r);

@@ -13,7 +13,10 @@ fn ctl(workflow: &str, from: &str, compress: &str, encrypted: &str) -> Vec<u8> {
 }
 
 fn la317(data: &[u8]) -> Vec<u8> {
-    String::from_utf8(data.to_vec()).unwrap().replace("authority=LA204", "authority=LA317").into_bytes()
+    String::from_utf8(data.to_vec())
+        .unwrap()
+        .replace("authority=LA204", "authority=LA317")
+        .into_bytes()
 }
 
 #[test]
@@ -22,14 +25,29 @@ fn gzip_dat_is_accepted_when_compress_is_y() {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(&la317(&fixture("extract_full.csv"))).unwrap();
     let dat = gz.finish().unwrap();
-    hub.drop_mesh("X26LA317", "MSG1", &dat, &ctl("CPISHUB_EXTRACT", "x26la317", "Y", "N"));
+    hub.drop_mesh(
+        "X26LA317",
+        "MSG1",
+        &dat,
+        &ctl("CPISHUB_EXTRACT", "x26la317", "Y", "N"),
+    );
     hub.process(0);
     assert_eq!(hub.names("X26LA317", "in"), Vec::<String>::new());
     let archived = hub.names("X26LA317", "archive");
     assert_eq!(archived, ["2026-11-22"]);
-    assert_eq!(fs::read_dir(hub.folder("X26LA317", "archive/2026-11-22")).unwrap().count(), 2, ".ctl moves with its .dat");
+    assert_eq!(
+        fs::read_dir(hub.folder("X26LA317", "archive/2026-11-22"))
+            .unwrap()
+            .count(),
+        2,
+        ".ctl moves with its .dat"
+    );
     let receipt = hub.out("X26LA317", "RECEIPT");
-    assert!(String::from_utf8_lossy(&receipt[0].1).contains("status=\"ACCEPTED\""), "{}", String::from_utf8_lossy(&receipt[0].1));
+    assert!(
+        String::from_utf8_lossy(&receipt[0].1).contains("status=\"ACCEPTED\""),
+        "{}",
+        String::from_utf8_lossy(&receipt[0].1)
+    );
 }
 
 #[test]
@@ -41,26 +59,52 @@ fn a_bomb_past_the_size_limit_is_rejected_too_large() {
     gz.write_all(&big).unwrap();
     let dat = gz.finish().unwrap();
     assert!(dat.len() < 4096);
-    hub.drop_mesh("X26LA317", "BOMB", &dat, &ctl("CPISHUB_EXTRACT", "X26LA317", "Y", "N"));
+    hub.drop_mesh(
+        "X26LA317",
+        "BOMB",
+        &dat,
+        &ctl("CPISHUB_EXTRACT", "X26LA317", "Y", "N"),
+    );
     hub.process(1);
     let receipt = String::from_utf8(hub.out("X26LA317", "RECEIPT")[0].1.clone()).unwrap();
-    assert!(receipt.contains("<Code>TOO_LARGE</Code>") && receipt.contains("status=\"REJECTED\""), "{receipt}");
+    assert!(
+        receipt.contains("<Code>TOO_LARGE</Code>") && receipt.contains("status=\"REJECTED\""),
+        "{receipt}"
+    );
 }
 
 #[test]
 fn ctl_checks_reject_the_whole_message() {
     for (ctl_bytes, code) in [
         (ctl("CPISHUB_ATTEND", "X26LA317", "N", "N"), "WORKFLOW"),
-        (ctl("CPISHUB_EXTRACT", "X26LA204", "N", "N"), "PARTNER_MISMATCH"),
+        (
+            ctl("CPISHUB_EXTRACT", "X26LA204", "N", "N"),
+            "PARTNER_MISMATCH",
+        ),
         (ctl("CPISHUB_EXTRACT", "X26LA317", "N", "Y"), "ENCRYPTED"),
         (b"<nonsense".to_vec(), "XML_MALFORMED"),
     ] {
         let hub = Hub::new();
-        hub.drop_mesh("X26LA317", "M", &la317(&fixture("extract_full.csv")), &ctl_bytes);
+        hub.drop_mesh(
+            "X26LA317",
+            "M",
+            &la317(&fixture("extract_full.csv")),
+            &ctl_bytes,
+        );
         hub.process(1);
         let receipt = String::from_utf8(hub.out("X26LA317", "RECEIPT")[0].1.clone()).unwrap();
-        assert!(receipt.contains(&format!("<Code>{code}</Code>")), "{code}: {receipt}");
-        assert_eq!(hub.names("X26LA317", "failed").iter().filter(|n| n.starts_with("M.")).count(), 2, "{code}: pair in failed/");
+        assert!(
+            receipt.contains(&format!("<Code>{code}</Code>")),
+            "{code}: {receipt}"
+        );
+        assert_eq!(
+            hub.names("X26LA317", "failed")
+                .iter()
+                .filter(|n| n.starts_with("M."))
+                .count(),
+            2,
+            "{code}: pair in failed/"
+        );
     }
 }
 
@@ -69,7 +113,11 @@ fn ctl_without_dat_is_dat_missing_and_dat_without_ctl_waits() {
     let hub = Hub::new();
     let dir = hub.folder("X26LA317", "in");
     fs::create_dir_all(&dir).unwrap();
-    fs::write(dir.join("LONE.ctl"), ctl("CPISHUB_EXTRACT", "X26LA317", "N", "N")).unwrap();
+    fs::write(
+        dir.join("LONE.ctl"),
+        ctl("CPISHUB_EXTRACT", "X26LA317", "N", "N"),
+    )
+    .unwrap();
     settle(&dir.join("LONE.ctl"));
     fs::write(dir.join("WAIT.dat"), la317(&fixture("extract_full.csv"))).unwrap();
     settle(&dir.join("WAIT.dat"));
@@ -92,13 +140,30 @@ fn symlinks_folders_and_odd_names_go_to_failed_unfollowed() {
     hub.process(1);
     assert!(hub.names("X26LA204", "in").is_empty());
     let failed = hub.names("X26LA204", "failed");
-    assert!(failed.contains(&"link.csv".to_string()) && failed.contains(&"folder.csv".to_string()), "{failed:?}");
-    assert!(fs::symlink_metadata(hub.folder("X26LA204", "failed").join("link.csv")).unwrap().file_type().is_symlink());
-    assert_eq!(fs::read(&secret).unwrap(), fixture("extract_full.csv"), "the link's target was touched");
+    assert!(
+        failed.contains(&"link.csv".to_string()) && failed.contains(&"folder.csv".to_string()),
+        "{failed:?}"
+    );
+    assert!(
+        fs::symlink_metadata(hub.folder("X26LA204", "failed").join("link.csv"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(
+        fs::read(&secret).unwrap(),
+        fixture("extract_full.csv"),
+        "the link's target was touched"
+    );
     let receipts = hub.out("X26LA204", "RECEIPT");
     assert_eq!(receipts.len(), 3);
-    assert!(receipts.iter().all(|(_, d)| String::from_utf8_lossy(d).contains("status=REJECTED")));
-    assert!(hub.holdings("X26LA204").rows.is_empty(), "the link was followed");
+    assert!(receipts
+        .iter()
+        .all(|(_, d)| String::from_utf8_lossy(d).contains("status=REJECTED")));
+    assert!(
+        hub.holdings("X26LA204").rows.is_empty(),
+        "the link was followed"
+    );
 }
 
 #[test]
@@ -106,9 +171,16 @@ fn doctype_and_truncated_files_are_rejected_whole() {
     let hub = Hub::new();
     hub.drop("X26LA204", "doctype.xml", &fixture("extract_doctype.xml"));
     hub.drop("X26LA204", "short.csv", &fixture("extract_truncated.csv"));
-    hub.drop("X26LA204", "nocol.csv", &fixture("extract_missing_column.csv"));
+    hub.drop(
+        "X26LA204",
+        "nocol.csv",
+        &fixture("extract_missing_column.csv"),
+    );
     hub.process(1);
-    assert!(hub.receipt("X26LA204", "doctype.xml").codes().contains(&"XML_DOCTYPE".to_string()));
+    assert!(hub
+        .receipt("X26LA204", "doctype.xml")
+        .codes()
+        .contains(&"XML_DOCTYPE".to_string()));
     let short = hub.receipt("X26LA204", "short.csv");
     assert!(short.codes().contains(&"RECORD_COUNT".to_string()));
     assert_eq!(short.meta("records"), "2");
@@ -123,20 +195,30 @@ fn truncated_xml_and_deep_xml_are_malformed() {
     let full = String::from_utf8(fixture("extract_full.xml")).unwrap();
     let cut = &full[..full.len() - 40];
     hub.drop("X26LA204", "cut.xml", cut.as_bytes());
-    let deep = full.replacen("<Team>Children's Services, North</Team>", "<Team><a><b><c><d><e><f>x</f></e></d></c></b></a></Team>", 1);
+    let deep = full.replacen(
+        "<Team>Children's Services, North</Team>",
+        "<Team><a><b><c><d><e><f>x</f></e></d></c></b></a></Team>",
+        1,
+    );
     hub.drop("X26LA204", "deep.xml", deep.as_bytes());
     hub.process(1);
     for name in ["cut.xml", "deep.xml"] {
         let r = hub.receipt("X26LA204", name);
         assert_eq!(r.meta("status"), "REJECTED");
-        assert!(r.codes().contains(&"XML_MALFORMED".to_string()), "{name}: {}", r.text);
+        assert!(
+            r.codes().contains(&"XML_MALFORMED".to_string()),
+            "{name}: {}",
+            r.text
+        );
     }
 }
 
 #[test]
 fn bom_crlf_and_quoting_are_read() {
     let hub = Hub::new();
-    let text = String::from_utf8(fixture("extract_full.csv")).unwrap().replace('\n', "\r\n");
+    let text = String::from_utf8(fixture("extract_full.csv"))
+        .unwrap()
+        .replace('\n', "\r\n");
     let mut data = b"\xEF\xBB\xBF".to_vec();
     data.extend_from_slice(text.as_bytes());
     hub.drop("X26LA204", "bom.csv", &data);
@@ -153,16 +235,24 @@ fn latin1_file_is_rejected_encoding() {
     data.splice(pos..pos, [b'\xE9']);
     hub.drop("X26LA204", "latin.csv", &data);
     hub.process(1);
-    assert!(hub.receipt("X26LA204", "latin.csv").codes().contains(&"ENCODING".to_string()));
+    assert!(hub
+        .receipt("X26LA204", "latin.csv")
+        .codes()
+        .contains(&"ENCODING".to_string()));
 }
 
 #[test]
 fn a_second_process_is_refused_while_the_lock_is_held() {
     let hub = Hub::new();
     hub.process(0);
-    let _held = cpis_hub::lock::Lock::acquire(&hub.path().join("db/cpis-hub.sqlite3.lock")).unwrap();
+    let _held =
+        cpis_hub::lock::Lock::acquire(&hub.path().join("db/cpis-hub.sqlite3.lock")).unwrap();
     let out = hub.run(&["process"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("another cpis-hub process"));
-    assert_eq!(hub.run(&["quarantine", "list"]).status.code(), Some(0), "operator commands still work");
+    assert_eq!(
+        hub.run(&["quarantine", "list"]).status.code(),
+        Some(0),
+        "operator commands still work"
+    );
 }

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod conformance;
 mod crash;
 mod extracts;
 mod golden;

@@ -1,0 +1,65 @@
+//! Runs the shared black-box conformance suite (`../shared/conformance`) against
+//! the binary under test, for the cases whose features this build has. Cases of
+//! later stages (attendance, alerts, NHS number status, the daemon) join the list
+//! as those stages land.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::harness::*;
+
+const CASES: &[&str] = &[
+    "full_extract_accepted",
+    "holdings_list_applied_records",
+    "bad_check_digit_line_is_partial",
+    "missing_required_column_rejects_file",
+    "record_count_mismatch_rejects_file",
+    "delta_delete_removes_record",
+    "full_ends_absent_records",
+    "same_bytes_again_is_duplicate",
+    "older_extract_is_stale",
+    "partner_mismatch_leaves_other_authority_untouched",
+    "nhs_number_separators_accepted",
+    "xml_extract_equivalent_to_csv",
+    "doctype_xml_rejected",
+    "age_18_ends_plan",
+    "xml_partner_gets_xml_receipt",
+    "mesh_framing_in_and_out",
+    "receipt_source_is_percent_encoded",
+    "ignored_and_unsupported_names",
+    "validate_prints_receipt_and_changes_nothing",
+    "process_exit_codes",
+    "lookup_is_audited_with_reason",
+];
+
+#[test]
+fn shared_conformance_cases_pass() {
+    let runner = project_dir().join("../shared/conformance/run.py");
+    if !runner.exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the conformance suite, but {} is missing",
+            runner.display()
+        );
+        eprintln!(
+            "skipped: {} not found (the shared folder sits beside the project)",
+            runner.display()
+        );
+        return;
+    }
+    let mut cmd = Command::new("python3");
+    cmd.arg(&runner)
+        .env("CPIS_HUB_BIN", PathBuf::from(BIN))
+        .current_dir(project_dir());
+    for case in CASES {
+        cmd.arg("-k").arg(case);
+    }
+    let out = cmd.output().expect("python3 runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let passed = text.lines().filter(|l| l.starts_with("PASS ")).count();
+    assert!(
+        out.status.success() && passed >= CASES.len(),
+        "conformance:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
