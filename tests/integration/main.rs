@@ -9,3 +9,4 @@ mod extracts;
 mod golden;
 mod intake;
 mod quarantine;
+mod schemas;
