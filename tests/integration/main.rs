@@ -9,4 +9,5 @@ mod extracts;
 mod golden;
 mod intake;
 mod quarantine;
+mod readme;
 mod schemas;
