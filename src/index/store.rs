@@ -10,7 +10,8 @@ use crate::validate::{ExtractRecord, PlanType, Problem, Severity};
 type Result<T> = std::result::Result<T, IndexError>;
 
 fn date_text(d: Option<NaiveDate>) -> Option<String> {
-    d.map(|d| d.format("%Y-%m-%d").to_string())
+    use chrono::Datelike;
+    d.map(|d| format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day()))
 }
 
 // ---------------------------------------------------------------------------
@@ -371,13 +372,36 @@ pub struct StoredRecord {
     pub email: Option<String>,
 }
 
-/// Takes the next value of the change counter (orders changes for alert DELTAs).
-pub fn next_change_seq(conn: &Connection) -> Result<i64> {
-    Ok(conn
-        .prepare_cached(
-            "UPDATE counters SET value = value + 1 WHERE name = 'change_seq' RETURNING value",
+/// Hands out change sequence numbers (they order changes for the sites' alert
+/// DELTAs) from memory; [`ChangeSeq::save`] stores the last one given before the
+/// transaction commits. Numbers only grow; a rolled-back savepoint leaves a gap.
+#[derive(Debug)]
+pub struct ChangeSeq {
+    next: i64,
+}
+
+impl ChangeSeq {
+    /// Reads the counter (inside the transaction that will use it).
+    pub fn load(conn: &Connection) -> Result<ChangeSeq> {
+        let last: i64 = conn
+            .prepare_cached("SELECT value FROM counters WHERE name = 'change_seq'")?
+            .query_row([], |r| r.get(0))?;
+        Ok(ChangeSeq { next: last + 1 })
+    }
+
+    fn take(&mut self) -> i64 {
+        self.next += 1;
+        self.next - 1
+    }
+
+    /// Writes the counter back (never lowering it).
+    pub fn save(&self, conn: &Connection) -> Result<()> {
+        conn.prepare_cached(
+            "UPDATE counters SET value = max(value, ?1) WHERE name = 'change_seq'",
         )?
-        .query_row([], |r| r.get(0))?)
+        .execute([self.next - 1])?;
+        Ok(())
+    }
 }
 
 pub fn find_record(
@@ -417,7 +441,12 @@ pub enum Upserted {
 }
 
 /// Upserts a valid record: an unchanged record costs one read and no write.
-pub fn upsert_record(conn: &Connection, authority: &str, r: &ExtractRecord) -> Result<Upserted> {
+pub fn upsert_record(
+    conn: &Connection,
+    seqs: &mut ChangeSeq,
+    authority: &str,
+    r: &ExtractRecord,
+) -> Result<Upserted> {
     let nhs = r.nhs_number.map(|n| n.as_string()).unwrap_or_default();
     let dob = date_text(r.date_of_birth);
     let start = date_text(r.start_date).unwrap_or_default();
@@ -440,7 +469,7 @@ pub fn upsert_record(conn: &Connection, authority: &str, r: &ExtractRecord) -> R
             return Ok(Upserted::Unchanged);
         }
     }
-    let seq = next_change_seq(conn)?;
+    let seq = seqs.take();
     match existing {
         Some(s) => {
             conn.prepare_cached(
@@ -466,8 +495,8 @@ pub fn upsert_record(conn: &Connection, authority: &str, r: &ExtractRecord) -> R
 }
 
 /// Removes a record at once, leaving a tombstone for the sites' alert REMOVE row.
-pub fn delete_record(conn: &Connection, id: i64) -> Result<()> {
-    let seq = next_change_seq(conn)?;
+pub fn delete_record(conn: &Connection, seqs: &mut ChangeSeq, id: i64) -> Result<()> {
+    let seq = seqs.take();
     conn.prepare_cached(
         "INSERT OR REPLACE INTO removed (alert_id, nhs_number, change_seq) SELECT alert_id, nhs_number, ?2 FROM records WHERE id = ?1",
     )?
@@ -504,13 +533,26 @@ pub fn for_each_open(
 }
 
 /// Ends a record on a date with a reason (ABSENT_FROM_FULL, AGE_18).
-pub fn end_record(conn: &Connection, id: i64, on: NaiveDate, reason: &str) -> Result<()> {
-    let seq = next_change_seq(conn)?;
+pub fn end_record(
+    conn: &Connection,
+    seqs: &mut ChangeSeq,
+    id: i64,
+    on: NaiveDate,
+    reason: &str,
+) -> Result<()> {
+    let seq = seqs.take();
     conn.prepare_cached(
         "UPDATE records SET end_date = ?2, ended_reason = ?3, change_seq = ?4 WHERE id = ?1",
     )?
     .execute(params![id, date_text(Some(on)), reason, seq])?;
     Ok(())
+}
+
+/// Whether any NHS number is marked superseded or inactive (if none, no lookup is needed).
+pub fn any_nhs_status(conn: &Connection) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM nhs_status)")?
+        .query_row([], |r| r.get(0))?)
 }
 
 /// The status of an NHS number when it is superseded or inactive: (status, replacement).
@@ -523,7 +565,7 @@ pub fn nhs_status(conn: &Connection, nhs: &str) -> Result<Option<(String, Option
 
 /// Ends open CPP/LAC records of children who are 18 on or before `today`, on their
 /// 18th birthday. Returns how many were ended.
-pub fn end_at_18(conn: &Connection, today: NaiveDate) -> Result<u64> {
+pub fn end_at_18(conn: &Connection, seqs: &mut ChangeSeq, today: NaiveDate) -> Result<u64> {
     let mut due = Vec::new();
     {
         let mut stmt = conn.prepare_cached(
@@ -547,7 +589,7 @@ pub fn end_at_18(conn: &Connection, today: NaiveDate) -> Result<u64> {
         }
     }
     for (id, on) in &due {
-        end_record(conn, *id, *on, "AGE_18")?;
+        end_record(conn, seqs, *id, *on, "AGE_18")?;
     }
     Ok(due.len() as u64)
 }
@@ -556,6 +598,7 @@ pub fn end_at_18(conn: &Connection, today: NaiveDate) -> Result<u64> {
 /// Returns how many were purged, by authority.
 pub fn purge(
     conn: &Connection,
+    seqs: &mut ChangeSeq,
     today: NaiveDate,
     retention_days: u32,
 ) -> Result<Vec<(String, u64)>> {
@@ -570,7 +613,7 @@ pub fn purge(
     }
     let mut counts: Vec<(String, u64)> = Vec::new();
     for (id, authority) in due {
-        delete_record(conn, id)?;
+        delete_record(conn, seqs, id)?;
         match counts.last_mut() {
             Some((a, n)) if *a == authority => *n += 1,
             _ => counts.push((authority, 1)),

@@ -266,6 +266,8 @@ fn run_pass(
     };
     let can_apply = allow_apply && !pass.file_error && !stale && header.extract_type.is_some();
     let full = header.extract_type == Some(ExtractType::Full);
+    let check_nhs_status = index::any_nhs_status(conn)?;
+    let mut seqs = index::ChangeSeq::load(conn)?;
     if full {
         result.open_before = index::count_open(conn, job.authority, reference_date)?;
     }
@@ -302,7 +304,12 @@ fn run_pass(
                     match record.action {
                         Action::Upsert => {
                             let nhs = record.nhs_number.map(|n| n.as_string()).unwrap_or_default();
-                            if let Some((status, replacement)) = index::nhs_status(conn, &nhs)? {
+                            let inactive = if check_nhs_status {
+                                index::nhs_status(conn, &nhs)?
+                            } else {
+                                None
+                            };
+                            if let Some((status, replacement)) = inactive {
                                 checked.problems.push(validate::nhs_inactive(
                                     raw.line,
                                     &record.local_id,
@@ -310,7 +317,7 @@ fn run_pass(
                                     replacement.as_deref(),
                                 ));
                             } else if can_apply {
-                                index::upsert_record(conn, job.authority, &record)?;
+                                index::upsert_record(conn, &mut seqs, job.authority, &record)?;
                                 result.wrote = true;
                             }
                         }
@@ -326,7 +333,7 @@ fn run_pass(
                                 record.plan_type,
                             )),
                             Some(held) if can_apply => {
-                                index::delete_record(conn, held.id)?;
+                                index::delete_record(conn, &mut seqs, held.id)?;
                                 result.wrote = true;
                             }
                             Some(_) => {}
@@ -371,6 +378,9 @@ fn run_pass(
             }
         })?;
         result.to_end = to_end;
+    }
+    if allow_apply {
+        seqs.save(conn)?;
     }
     if stale && !pass.file_error {
         let last = state.last_extracted_at.clone().unwrap_or_default();
@@ -480,9 +490,11 @@ fn evaluate_inner(
         sink.push(conn, p)?;
     }
     if status.applies() && job.apply {
+        let mut seqs = index::ChangeSeq::load(conn)?;
         for id in &r.to_end {
-            index::end_record(conn, *id, r.reference_date, "ABSENT_FROM_FULL")?;
+            index::end_record(conn, &mut seqs, *id, r.reference_date, "ABSENT_FROM_FULL")?;
         }
+        seqs.save(conn)?;
         if let Some(at) = r.header.extracted_at {
             index::record_applied_extract(
                 conn,

@@ -582,8 +582,10 @@ fn carry_out_decisions(
 pub fn housekeeping(config: &Config, index: &mut Index, now: Clock) -> Result<(), PassError> {
     let today = now.today();
     let tx = index.begin()?;
-    let ended = index::end_at_18(&tx, today)?;
-    let purged = index::purge(&tx, today, config.hub.retention_days)?;
+    let mut seqs = index::ChangeSeq::load(&tx)?;
+    let ended = index::end_at_18(&tx, &mut seqs, today)?;
+    let purged = index::purge(&tx, &mut seqs, today, config.hub.retention_days)?;
+    seqs.save(&tx)?;
     if ended > 0 {
         index::audit(
             &tx,

@@ -14,10 +14,24 @@ fn readme_quick_start_works_as_written() {
     // The same steps in a scratch copy: deploy/ and fixtures/ beside an empty var/.
     let dir = tempfile::tempdir().unwrap();
     fs::create_dir(dir.path().join("deploy")).unwrap();
-    fs::copy(project_dir().join("deploy/cpis-hub.example.toml"), dir.path().join("deploy/cpis-hub.example.toml")).unwrap();
+    fs::copy(
+        project_dir().join("deploy/cpis-hub.example.toml"),
+        dir.path().join("deploy/cpis-hub.example.toml"),
+    )
+    .unwrap();
     let run = |args: &[&str]| {
-        let out = Command::new(BIN).args(["--config", "deploy/cpis-hub.example.toml"]).args(args).current_dir(dir.path()).output().unwrap();
-        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(BIN)
+            .args(["--config", "deploy/cpis-hub.example.toml"])
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out
     };
     run(&["process"]);
@@ -27,10 +41,16 @@ fn readme_quick_start_works_as_written() {
     settle(&inbox.join("nightly.csv"));
     run(&["process"]);
     let out = dir.path().join("var/mailboxes/X26LA204/out");
-    let receipt: Vec<_> = fs::read_dir(&out).unwrap().map(|e| e.unwrap().path()).collect();
+    let receipt: Vec<_> = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(receipt.len(), 1);
     let text = fs::read_to_string(&receipt[0]).unwrap();
-    assert!(text.contains("status=ACCEPTED records=4 applied=4"), "{text}");
+    assert!(
+        text.contains("status=ACCEPTED records=4 applied=4"),
+        "{text}"
+    );
     let v = Command::new(BIN)
         .args(["--config", "deploy/cpis-hub.example.toml", "validate"])
         .arg(project_dir().join("fixtures/extract_bad_lines.csv"))
@@ -47,9 +67,23 @@ fn init_writes_a_working_config_and_refuses_to_overwrite() {
     let init = |d: &std::path::Path| Command::new(BIN).arg("init").arg(d).output().unwrap();
     assert_eq!(init(dir.path()).status.code(), Some(0));
     assert!(dir.path().join("var/mailboxes/X26LA204/in").is_dir());
-    assert_eq!(init(dir.path()).status.code(), Some(2), "init never overwrites");
-    let out = Command::new(BIN).arg("--config").arg(dir.path().join("cpis-hub.toml")).arg("process").output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        init(dir.path()).status.code(),
+        Some(2),
+        "init never overwrites"
+    );
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(dir.path().join("cpis-hub.toml"))
+        .arg("process")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(dir.path().join("var/cpis-hub.sqlite3").exists());
 }
 

@@ -7,16 +7,31 @@ use crate::harness::*;
 #[test]
 fn xml_fixtures_and_golden_outputs_validate_against_their_schemas() {
     if Command::new("xmllint").arg("--version").output().is_err() {
-        assert!(std::env::var_os("CI").is_none(), "CI must validate the schemas: install libxml2-utils");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must validate the schemas: install libxml2-utils"
+        );
         eprintln!("skipped: xmllint not installed (apt-get install libxml2-utils)");
         return;
     }
     let dir = project_dir();
     for (schema, files) in [
         ("cpis-extract.xsd", vec!["fixtures/extract_full.xml"]),
-        ("cpis-receipt.xsd", vec!["fixtures/golden/receipt_accepted.xml", "fixtures/golden/receipt_partial.xml"]),
+        (
+            "cpis-receipt.xsd",
+            vec![
+                "fixtures/golden/receipt_accepted.xml",
+                "fixtures/golden/receipt_partial.xml",
+            ],
+        ),
         ("cpis-holdings.xsd", vec!["fixtures/golden/holdings.xml"]),
-        ("dts-control.xsd", vec!["fixtures/golden/receipt_partial.ctl", "fixtures/mesh/LA317MSG0001.ctl"]),
+        (
+            "dts-control.xsd",
+            vec![
+                "fixtures/golden/receipt_partial.ctl",
+                "fixtures/mesh/LA317MSG0001.ctl",
+            ],
+        ),
     ] {
         for file in files {
             let out = Command::new("xmllint")
@@ -26,7 +41,11 @@ fn xml_fixtures_and_golden_outputs_validate_against_their_schemas() {
                 .arg(dir.join(file))
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "{file} against {schema}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{file} against {schema}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
 }
