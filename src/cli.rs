@@ -13,6 +13,7 @@ use serde_json::json;
 
 use crate::clock::{self, Clock};
 use crate::config::{self, Config, Format};
+use crate::emit::render::{problem_row, ReceiptHead};
 use crate::emit::TableWriter;
 use crate::formats;
 use crate::index::{self, Index};
@@ -289,33 +290,22 @@ fn validate(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let c = v.counts;
-    let metadata = [
-        (v.partner_key.0, v.partner_key.1.clone()),
-        ("source", source),
-        ("sha256", v.sha256.clone()),
-        ("status", v.status.as_str().to_string()),
-        ("records", c.records.to_string()),
-        ("applied", c.applied.to_string()),
-        ("rejected", c.rejected.to_string()),
-        ("warnings", c.warnings.to_string()),
-        ("sequence", sequence.to_string()),
-        ("created_at", now.rfc3339()),
-    ];
+    let created_at = now.rfc3339();
+    let head = ReceiptHead {
+        partner: (v.partner_key.0, &v.partner_key.1),
+        source: &source,
+        sha256: &v.sha256,
+        status: v.status.as_str(),
+        counts: v.counts,
+        sequence,
+        created_at: &created_at,
+    };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let syntax = if xml { Format::Xml } else { Format::Csv };
-    let mut table = TableWriter::begin(&mut out, &formats::RECEIPT, syntax, &metadata)?;
+    let mut table = TableWriter::begin(&mut out, &formats::RECEIPT, syntax, &head.metadata())?;
     for p in &v.problems {
-        let line = p.line.map(|l| l.to_string()).unwrap_or_default();
-        table.row(&[
-            &line,
-            &p.reference,
-            p.severity.as_str(),
-            p.code,
-            &p.field,
-            &p.message,
-        ])?;
+        problem_row(&mut table, p)?;
     }
     table.finish()?;
     out.flush()?;

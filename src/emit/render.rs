@@ -10,8 +10,9 @@ use super::{write_atomic, TableWriter};
 use crate::clock;
 use crate::config::{Config, Format, Framing};
 use crate::formats::{self, Kind};
-use crate::index::{self, IndexError, OutboundRow};
+use crate::index::{self, Counts, IndexError, OutboundRow};
 use crate::parse::ctl;
+use crate::validate::Problem;
 
 /// Why an outbound file could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -152,36 +153,21 @@ pub fn render(
                 .ok_or_else(|| EmitError::Missing(row.stem.clone()))?;
             let message = index::message(conn, receipt.message_id)?
                 .ok_or_else(|| EmitError::Missing(row.stem.clone()))?;
-            let c = receipt.counts;
-            let metadata = [
-                (key, value),
-                (
-                    "source",
-                    String::from_utf8_lossy(&message.name).into_owned(),
-                ),
-                ("sha256", message.sha256.clone().unwrap_or_default()),
-                ("status", receipt.status.clone()),
-                ("records", c.records.to_string()),
-                ("applied", c.applied.to_string()),
-                ("rejected", c.rejected.to_string()),
-                ("warnings", c.warnings.to_string()),
-                ("sequence", row.sequence.to_string()),
-                ("created_at", row.created_at.clone()),
-            ];
-            let mut table = TableWriter::begin(out, &formats::RECEIPT, format_of(row), &metadata)
+            let source = String::from_utf8_lossy(&message.name);
+            let head = ReceiptHead {
+                partner: (key, &value),
+                source: &source,
+                sha256: message.sha256.as_deref().unwrap_or_default(),
+                status: &receipt.status,
+                counts: receipt.counts,
+                sequence: row.sequence,
+                created_at: &row.created_at,
+            };
+            let mut table =
+                TableWriter::begin(out, &formats::RECEIPT, format_of(row), &head.metadata())
+                    .map_err(io)?;
+            index::for_each_problem(conn, receipt_id, |p| problem_row(&mut table, &p))?
                 .map_err(io)?;
-            index::for_each_problem(conn, receipt_id, |p| {
-                let line = p.line.map(|l| l.to_string()).unwrap_or_default();
-                table.row(&[
-                    &line,
-                    &p.reference,
-                    p.severity.as_str(),
-                    p.code,
-                    &p.field,
-                    &p.message,
-                ])
-            })?
-            .map_err(io)?;
             table.finish().map_err(io)
         }
         Some(Kind::Holdings) => {
@@ -189,6 +175,9 @@ pub fn render(
             let as_of = clock::parse_rfc3339(&row.created_at).unwrap_or_default();
             let today = clock::london_date(as_of);
             let retention = i64::from(config.hub.retention_days);
+            // One read snapshot for the count in the metadata and the rows.
+            let snapshot = conn.unchecked_transaction().map_err(IndexError::from)?;
+            let conn: &Connection = &snapshot;
             let count = index::count_held(conn, &authority)?;
             let metadata = [
                 (key, value),
@@ -237,6 +226,49 @@ pub fn render(
             row.stem, row.kind
         ))),
     }
+}
+
+/// The metadata of a receipt (§4.1), in the order every receipt writes it.
+pub struct ReceiptHead<'a> {
+    /// The partner key and value (`authority=LA204`, `site=R0A`, `mailbox=...`).
+    pub partner: (&'a str, &'a str),
+    pub source: &'a str,
+    pub sha256: &'a str,
+    pub status: &'a str,
+    pub counts: Counts,
+    pub sequence: u64,
+    pub created_at: &'a str,
+}
+
+impl ReceiptHead<'_> {
+    pub fn metadata(&self) -> Vec<(&str, String)> {
+        let c = self.counts;
+        vec![
+            (self.partner.0, self.partner.1.to_string()),
+            ("source", self.source.to_string()),
+            ("sha256", self.sha256.to_string()),
+            ("status", self.status.to_string()),
+            ("records", c.records.to_string()),
+            ("applied", c.applied.to_string()),
+            ("rejected", c.rejected.to_string()),
+            ("warnings", c.warnings.to_string()),
+            ("sequence", self.sequence.to_string()),
+            ("created_at", self.created_at.to_string()),
+        ]
+    }
+}
+
+/// Writes one problem as a receipt row.
+pub fn problem_row(table: &mut TableWriter<'_>, p: &Problem) -> io::Result<()> {
+    let line = p.line.map(|l| l.to_string()).unwrap_or_default();
+    table.row(&[
+        &line,
+        &p.reference,
+        p.severity.as_str(),
+        p.code,
+        &p.field,
+        &p.message,
+    ])
 }
 
 /// Reserves an outbound file for a partner (inside the caller's transaction).

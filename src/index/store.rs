@@ -643,33 +643,42 @@ pub fn count_held(conn: &Connection, authority: &str) -> Result<u64> {
         .query_row([authority], |r| r.get(0))?)
 }
 
+/// The columns of a [`Holding`], read by [`holding_row`]; the authority comes first.
+const HOLDING_SELECT: &str = "SELECT r.authority, r.local_id, r.nhs_number, r.plan_type, r.date_of_birth, r.start_date, r.end_date,
+        r.ended_reason, s.status, (SELECT COUNT(*) FROM accesses a WHERE a.record_id = r.id),
+        (SELECT MAX(accessed_at) FROM accesses a WHERE a.record_id = r.id)
+ FROM records r LEFT JOIN nhs_status s ON s.nhs_number = r.nhs_number";
+
+fn holding_row(r: &Row<'_>) -> rusqlite::Result<(String, Holding)> {
+    Ok((
+        r.get(0)?,
+        Holding {
+            local_id: r.get(1)?,
+            nhs_number: r.get(2)?,
+            plan_type: r.get(3)?,
+            date_of_birth: r.get(4)?,
+            start_date: r.get(5)?,
+            end_date: r.get(6)?,
+            ended_reason: r.get(7)?,
+            nhs_status: r.get(8)?,
+            accesses: r.get(9)?,
+            last_accessed_at: r.get(10)?,
+        },
+    ))
+}
+
 /// Streams an authority's holdings, ordered by local_id and plan type.
 pub fn for_each_holding(
     conn: &Connection,
     authority: &str,
     mut f: impl FnMut(Holding) -> std::io::Result<()>,
 ) -> Result<std::io::Result<()>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT r.local_id, r.nhs_number, r.plan_type, r.date_of_birth, r.start_date, r.end_date, r.ended_reason, s.status,
-                (SELECT COUNT(*) FROM accesses a WHERE a.record_id = r.id), (SELECT MAX(accessed_at) FROM accesses a WHERE a.record_id = r.id)
-         FROM records r LEFT JOIN nhs_status s ON s.nhs_number = r.nhs_number
-         WHERE r.authority = ?1 ORDER BY r.local_id, r.plan_type",
-    )?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "{HOLDING_SELECT} WHERE r.authority = ?1 ORDER BY r.local_id, r.plan_type"
+    ))?;
     let mut rows = stmt.query([authority])?;
     while let Some(r) = rows.next()? {
-        let h = Holding {
-            local_id: r.get(0)?,
-            nhs_number: r.get(1)?,
-            plan_type: r.get(2)?,
-            date_of_birth: r.get(3)?,
-            start_date: r.get(4)?,
-            end_date: r.get(5)?,
-            ended_reason: r.get(6)?,
-            nhs_status: r.get(7)?,
-            accesses: r.get(8)?,
-            last_accessed_at: r.get(9)?,
-        };
-        if let Err(e) = f(h) {
+        if let Err(e) = f(holding_row(r)?.1) {
             return Ok(Err(e));
         }
     }
@@ -678,29 +687,11 @@ pub fn for_each_holding(
 
 /// Held records (any authority) with an NHS number, for `lookup`.
 pub fn records_by_nhs(conn: &Connection, nhs: &str) -> Result<Vec<(String, Holding)>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT r.authority, r.local_id, r.nhs_number, r.plan_type, r.date_of_birth, r.start_date, r.end_date, r.ended_reason, s.status,
-                (SELECT COUNT(*) FROM accesses a WHERE a.record_id = r.id), (SELECT MAX(accessed_at) FROM accesses a WHERE a.record_id = r.id)
-         FROM records r LEFT JOIN nhs_status s ON s.nhs_number = r.nhs_number WHERE r.nhs_number = ?1 ORDER BY r.authority, r.local_id",
-    )?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "{HOLDING_SELECT} WHERE r.nhs_number = ?1 ORDER BY r.authority, r.local_id"
+    ))?;
     let rows = stmt
-        .query_map([nhs], |r| {
-            Ok((
-                r.get(0)?,
-                Holding {
-                    local_id: r.get(1)?,
-                    nhs_number: r.get(2)?,
-                    plan_type: r.get(3)?,
-                    date_of_birth: r.get(4)?,
-                    start_date: r.get(5)?,
-                    end_date: r.get(6)?,
-                    ended_reason: r.get(7)?,
-                    nhs_status: r.get(8)?,
-                    accesses: r.get(9)?,
-                    last_accessed_at: r.get(10)?,
-                },
-            ))
-        })?
+        .query_map([nhs], holding_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }

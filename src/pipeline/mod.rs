@@ -305,6 +305,27 @@ fn process_message(
     Ok(Some(status))
 }
 
+/// Reserves a message's receipt; one for `failed/` also gets a copy there (§1.1).
+fn reserve_receipt(
+    config: &Config,
+    conn: &Connection,
+    now: &Clock,
+    m: &MessageRow,
+    receipt: i64,
+) -> Result<(), PassError> {
+    let copy = (m.dest_folder == "failed").then_some("failed");
+    emit::render::reserve(
+        conn,
+        config,
+        &m.mailbox,
+        Kind::Receipt,
+        now,
+        Some(receipt),
+        copy,
+    )?;
+    Ok(())
+}
+
 /// Writes the ledger row, a receipt with `problems`, and reserves the receipt.
 fn record_simple(
     config: &Config,
@@ -325,16 +346,7 @@ fn record_simple(
     for (i, p) in problems.iter().enumerate() {
         index::insert_problem(conn, receipt, i as u64 + 1, p)?;
     }
-    let copy = (m.dest_folder == "failed").then_some("failed");
-    emit::render::reserve(
-        conn,
-        config,
-        &m.mailbox,
-        Kind::Receipt,
-        now,
-        Some(receipt),
-        copy,
-    )?;
+    reserve_receipt(config, conn, now, m, receipt)?;
     log_decision(m, status);
     Ok(())
 }
@@ -441,16 +453,7 @@ fn finish_extract(
     place(config, m);
     index::update_message(conn, m)?;
     index::update_receipt(conn, receipt, status.as_str(), o.counts)?;
-    let copy = (m.dest_folder == "failed").then_some("failed");
-    emit::render::reserve(
-        conn,
-        config,
-        &m.mailbox,
-        Kind::Receipt,
-        now,
-        Some(receipt),
-        copy,
-    )?;
+    reserve_receipt(config, conn, now, m, receipt)?;
     index::audit(
         conn,
         &now.rfc3339(),
@@ -544,15 +547,7 @@ fn carry_out_decisions(
             m.dest_folder = "failed".into();
             place(config, &mut m);
             index::update_message(&tx, &m)?;
-            emit::render::reserve(
-                &tx,
-                config,
-                &m.mailbox,
-                Kind::Receipt,
-                &now,
-                Some(receipt),
-                Some("failed"),
-            )?;
+            reserve_receipt(config, &tx, &now, &m, receipt)?;
             index::audit(
                 &tx,
                 &now.rfc3339(),
