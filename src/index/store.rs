@@ -723,7 +723,8 @@ pub fn authority_state(conn: &Connection, authority: &str) -> Result<AuthoritySt
         .unwrap_or_default())
 }
 
-/// Records an applied extract: its time (kept as the latest), sequence and type.
+/// Records an applied extract: its time (never older than the last: a STALE file is
+/// not applied), sequence and type.
 pub fn record_applied_extract(
     conn: &Connection,
     authority: &str,
@@ -736,7 +737,7 @@ pub fn record_applied_extract(
         "INSERT INTO authority_state (authority, last_extracted_at, last_sequence, last_full_at, last_delta_at)
          VALUES (?1, ?2, ?3, CASE WHEN ?4 THEN ?5 END, CASE WHEN ?4 THEN NULL ELSE ?5 END)
          ON CONFLICT (authority) DO UPDATE SET
-           last_extracted_at = max(coalesce(last_extracted_at, ''), excluded.last_extracted_at),
+           last_extracted_at = excluded.last_extracted_at,
            last_sequence = coalesce(excluded.last_sequence, last_sequence),
            last_full_at = CASE WHEN ?4 THEN ?5 ELSE last_full_at END,
            last_delta_at = CASE WHEN ?4 THEN last_delta_at ELSE ?5 END",

@@ -499,7 +499,7 @@ fn evaluate_inner(
             index::record_applied_extract(
                 conn,
                 job.authority,
-                &clock::rfc3339(at),
+                &at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
                 r.header.sequence,
                 full,
                 &job.now.rfc3339(),

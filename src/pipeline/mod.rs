@@ -277,6 +277,29 @@ fn process_message(
             tx.commit()?;
             Status::Rejected
         }
+        Ready::Mesh { ctl, size, .. } if *size > config.hub.max_file_bytes => {
+            // Refused before reading: the pair goes to failed/ together.
+            m.kind = "refused".into();
+            m.ctl_name = Some(name_bytes(ctl));
+            m.src_ctl_name = m.ctl_name.clone();
+            let message = format!(
+                "the .dat is {size} bytes; the limit is {} (hub.max_file_bytes)",
+                config.hub.max_file_bytes
+            );
+            let tx = index.begin()?;
+            let problem = Problem::file("TOO_LARGE", "", message);
+            record_simple(
+                config,
+                &tx,
+                &now,
+                &mut m,
+                Status::Rejected,
+                Counts::default(),
+                vec![problem],
+            )?;
+            tx.commit()?;
+            Status::Rejected
+        }
         Ready::Plain { name, .. } | Ready::Mesh { dat: name, .. } => {
             if !matches!(partner.role, Role::Authority { .. }) {
                 return Ok(None);

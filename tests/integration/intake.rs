@@ -256,3 +256,43 @@ fn a_second_process_is_refused_while_the_lock_is_held() {
         "operator commands still work"
     );
 }
+
+#[test]
+fn an_oversized_mesh_dat_is_refused_with_its_ctl() {
+    let hub = Hub::with("max_file_bytes = 100");
+    hub.drop_mesh(
+        "X26LA317",
+        "BIG",
+        &la317(&fixture("extract_full.csv")),
+        &ctl("CPISHUB_EXTRACT", "X26LA317", "N", "N"),
+    );
+    hub.process(1);
+    assert_eq!(
+        hub.names("X26LA317", "failed")
+            .iter()
+            .filter(|n| n.starts_with("BIG."))
+            .count(),
+        2
+    );
+    let receipt = String::from_utf8(hub.out("X26LA317", "RECEIPT")[0].1.clone()).unwrap();
+    assert!(receipt.contains("<Code>TOO_LARGE</Code>"), "{receipt}");
+}
+
+#[test]
+fn stale_compares_instants_not_text() {
+    let hub = Hub::new();
+    hub.drop(
+        "X26LA204",
+        "a.csv",
+        &extract("DELTA", "2026-11-21T01:30:00.700Z", &[child("P1", 1)]),
+    );
+    hub.process(0);
+    // Half a second older, and written with an offset: STALE.
+    hub.drop(
+        "X26LA204",
+        "b.csv",
+        &extract("DELTA", "2026-11-21T02:30:00.200+01:00", &[child("P2", 2)]),
+    );
+    hub.process(1);
+    assert_eq!(hub.receipt("X26LA204", "b.csv").meta("status"), "STALE");
+}
