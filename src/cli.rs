@@ -82,7 +82,7 @@ pub enum Command {
         after_help = "Example:\n  cpis-hub --config /srv/cpis/cpis-hub.toml process --emit holdings"
     )]
     Process {
-        /// Scheduled outputs to write in this pass, comma-separated: holdings.
+        /// Scheduled outputs to write in this pass, comma-separated: alerts, holdings.
         #[arg(long, value_delimiter = ',')]
         emit: Vec<EmitKind>,
     },
@@ -114,6 +114,9 @@ pub enum Command {
         #[arg(long, required = true)]
         reason: String,
     },
+    /// Queue a FULL alert extract for a site organisation (written by the next pass).
+    #[command(subcommand, after_help = "Example:\n  cpis-hub alerts full --site R0A")]
+    Alerts(AlertsCommand),
     /// Print the audit log: applies, purges, quarantine decisions, lookups.
     #[command(after_help = "Example:\n  cpis-hub audit --since 2026-11-01 --json")]
     Audit {
@@ -123,6 +126,16 @@ pub enum Command {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AlertsCommand {
+    /// Queue a FULL alert extract for one site organisation.
+    Full {
+        /// The site organisation code (e.g. R0A).
+        #[arg(long)]
+        site: String,
     },
 }
 
@@ -139,6 +152,7 @@ pub enum QuarantineCommand {
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum EmitKind {
     Holdings,
+    Alerts,
 }
 
 /// A failure with the exit code it calls for.
@@ -193,6 +207,7 @@ fn run(cli: Cli) -> Result<i32, Exit> {
             let mut index = Index::open(&config.hub.database).map_err(usage)?;
             let options = PassOptions {
                 emit_holdings: emit.contains(&EmitKind::Holdings),
+                emit_alerts: emit.contains(&EmitKind::Alerts),
             };
             let report = pipeline::run_pass(&config, &mut index, now, options)
                 .map_err(|e| Exit(1, e.into()))?;
@@ -217,6 +232,31 @@ fn run(cli: Cli) -> Result<i32, Exit> {
                 )));
             }
             lookup(&config, &nhs_number, &reason, now)
+        }
+        Command::Alerts(AlertsCommand::Full { site }) => {
+            let config = load_config(&cli.config)?;
+            if config.site(&site).is_none() {
+                return Err(usage(anyhow::anyhow!(
+                    "--site {site} is not a configured site organisation"
+                )));
+            }
+            let run = || -> anyhow::Result<i32> {
+                let mut index = Index::open(&config.hub.database)?;
+                let by = operator();
+                let tx = index.begin()?;
+                index::queue_alert_request(&tx, &site, &now.rfc3339(), &by)?;
+                index::audit(
+                    &tx,
+                    &now.rfc3339(),
+                    &format!("operator:{by}"),
+                    "alerts_full_requested",
+                    &json!({"site": site}),
+                )?;
+                tx.commit()?;
+                println!("FULL alert extract for {site} queued: the next pass (the running daemon, or the next `cpis-hub process`) writes it");
+                Ok(0)
+            };
+            run().map_err(|e| Exit(1, e))
         }
         Command::Audit { since, json } => {
             let config = load_config(&cli.config)?;

@@ -132,3 +132,77 @@ impl Kind {
         .find(|k| k.as_str() == text)
     }
 }
+
+pub static ACCESS: OutFormat = OutFormat {
+    name: "cpis-access",
+    root: "CpisAccess",
+    columns: &[
+        "notification_id",
+        "local_id",
+        "nhs_number",
+        "plan_type",
+        "plan_status",
+        "plan_end_date",
+        "accessed_at",
+        "site_ods_code",
+        "site_name",
+        "setting",
+        "user_name",
+        "user_role",
+    ],
+};
+
+pub static ALERTS: OutFormat = OutFormat {
+    name: "cpis-alerts",
+    root: "CpisAlerts",
+    columns: &[
+        "change",
+        "alert_id",
+        "nhs_number",
+        "subject",
+        "plan_type",
+        "date_of_birth",
+        "start_date",
+        "end_date",
+        "authority_code",
+        "authority_name",
+        "team",
+        "office_hours_phone",
+        "out_of_hours_phone",
+        "email",
+    ],
+};
+
+pub static INACTIVE: OutFormat = OutFormat {
+    name: "cpis-inactive",
+    root: "CpisInactive",
+    columns: &[
+        "local_id",
+        "nhs_number",
+        "plan_type",
+        "status",
+        "replacement_nhs_number",
+        "effective_date",
+    ],
+};
+
+/// Index of each attendance column in [`ATTENDANCE`]`.columns`.
+pub mod attendance_col {
+    pub const EVENT_ID: usize = 0;
+    pub const NHS_NUMBER: usize = 1;
+    pub const ACCESSED_AT: usize = 2;
+    pub const SITE_ODS_CODE: usize = 3;
+    pub const SITE_NAME: usize = 4;
+    pub const SETTING: usize = 5;
+    pub const UNSCHEDULED: usize = 6;
+    pub const USER_NAME: usize = 7;
+    pub const USER_ROLE: usize = 8;
+}
+
+/// Index of each NHS number status column in [`NHS_STATUS`]`.columns`.
+pub mod status_col {
+    pub const NHS_NUMBER: usize = 0;
+    pub const STATUS: usize = 1;
+    pub const REPLACEMENT: usize = 2;
+    pub const EFFECTIVE_DATE: usize = 3;
+}

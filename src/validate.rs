@@ -7,6 +7,10 @@
 //! Must never put an NHS number in a problem's text (except the replacement named by
 //! `NHS_INACTIVE`, §4.1).
 
+mod feeds;
+
+pub use feeds::*;
+
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::clock::{self, birthday};

@@ -1,6 +1,7 @@
 //! Renders reserved outbound files from what the index holds, and writes them to
 //! the partner's `out/` folder (MESH: `.dat` then `.ctl`).
 
+use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -8,7 +9,7 @@ use rusqlite::Connection;
 
 use super::{write_atomic, TableWriter};
 use crate::clock;
-use crate::config::{Config, Format, Framing};
+use crate::config::{Config, Format, Framing, Role};
 use crate::formats::{self, Kind};
 use crate::index::{self, Counts, IndexError, OutboundRow};
 use crate::parse::ctl;
@@ -100,6 +101,13 @@ pub fn write(config: &Config, conn: &Connection, row: &OutboundRow) -> Result<()
             })?;
         }
     }
+    write_ctl(config, row)
+}
+
+/// The MESH control file of an outbound file (written after its `.dat`).
+fn write_ctl(config: &Config, row: &OutboundRow) -> Result<(), EmitError> {
+    let kind = Kind::parse(&row.kind);
+    let out_dir = config.folder(&row.mailbox, "out");
     if row.framing == "mesh" {
         let partner = config.partner(&row.mailbox);
         let workflow = match (kind, partner) {
@@ -121,7 +129,10 @@ pub fn write(config: &Config, conn: &Connection, row: &OutboundRow) -> Result<()
         write_atomic(&out_dir, &ctl_name, OUT_MODE, |w| {
             w.write_all(text.as_bytes())
         })
-        .map_err(io_err(&out_dir.join(&ctl_name)))?;
+        .map_err(|source| EmitError::Io {
+            path: out_dir.join(&ctl_name),
+            source,
+        })?;
     }
     Ok(())
 }
@@ -133,13 +144,7 @@ pub fn render(
     row: &OutboundRow,
     out: &mut dyn Write,
 ) -> Result<(), EmitError> {
-    let (key, value) = match config.partner(&row.mailbox) {
-        Some(p) => {
-            let (k, v) = p.key();
-            (k, v.to_string())
-        }
-        None => ("mailbox", row.mailbox.clone()),
-    };
+    let (key, value) = partner_key(config, row);
     let io = |e: io::Error| EmitError::Io {
         path: PathBuf::from(&row.stem),
         source: e,
@@ -221,10 +226,278 @@ pub fn render(
             .map_err(io)?;
             table.finish().map_err(io)
         }
+        Some(Kind::Access) => {
+            let count = index::count_rows(conn, "notifications", row.id)?;
+            let metadata = simple_metadata(key, value, row, count);
+            let mut table =
+                TableWriter::begin(out, &formats::ACCESS, format_of(row), &metadata).map_err(io)?;
+            index::for_each_notification(conn, row.id, |n| {
+                table.row(&[
+                    &n.id.to_string(),
+                    &n.local_id,
+                    &n.nhs_number,
+                    &n.plan_type,
+                    &n.plan_status,
+                    n.plan_end_date.as_deref().unwrap_or(""),
+                    &n.accessed_at,
+                    &n.site_ods_code,
+                    &n.site_name,
+                    &n.setting,
+                    &n.user_name,
+                    &n.user_role,
+                ])
+            })?
+            .map_err(io)?;
+            table.finish().map_err(io)
+        }
+        Some(Kind::Inactive) => {
+            let count = index::count_rows(conn, "inactive_notices", row.id)?;
+            let metadata = simple_metadata(key, value, row, count);
+            let mut table = TableWriter::begin(out, &formats::INACTIVE, format_of(row), &metadata)
+                .map_err(io)?;
+            index::for_each_inactive(conn, row.id, |n| {
+                table.row(&[
+                    &n.local_id,
+                    &n.nhs_number,
+                    &n.plan_type,
+                    &n.status,
+                    n.replacement.as_deref().unwrap_or(""),
+                    &n.effective_date,
+                ])
+            })?
+            .map_err(io)?;
+            table.finish().map_err(io)
+        }
+        Some(Kind::Alerts) => {
+            let params = AlertParams::of(row)?;
+            let snapshot = conn.unchecked_transaction().map_err(IndexError::from)?;
+            let count = params.count(&snapshot)?;
+            TableWriter::head(
+                out,
+                &formats::ALERTS,
+                format_of(row),
+                &params.metadata(key, &value, row, count),
+            )
+            .map_err(io)?;
+            write_alert_rows(config, &snapshot, &params, format_of(row), out)
+        }
         _ => Err(EmitError::Missing(format!(
             "{} (kind {} is not rendered by this build)",
             row.stem, row.kind
         ))),
+    }
+}
+
+/// Metadata of the files that carry only the partner key and the common keys.
+fn simple_metadata<'k>(
+    key: &'k str,
+    value: String,
+    row: &OutboundRow,
+    count: u64,
+) -> Vec<(&'k str, String)> {
+    vec![
+        (key, value),
+        ("created_at", row.created_at.clone()),
+        ("records", count.to_string()),
+        ("sequence", row.sequence.to_string()),
+    ]
+}
+
+/// What an ALERTS file covers, stored with its reservation.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AlertParams {
+    /// `FULL` or `DELTA`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// DELTA: changes after this change_seq...
+    pub from: i64,
+    /// ...up to and including this one (FULL: the state at this point).
+    pub upto: i64,
+    /// DELTA: the created_at of the previous file delivered to the site.
+    pub since: Option<String>,
+}
+
+impl AlertParams {
+    fn of(row: &OutboundRow) -> Result<AlertParams, EmitError> {
+        row.params
+            .as_deref()
+            .and_then(|p| serde_json::from_str(p).ok())
+            .ok_or_else(|| EmitError::Missing(format!("{} (its alert parameters)", row.stem)))
+    }
+
+    fn full(&self) -> bool {
+        self.kind == "FULL"
+    }
+
+    fn count(&self, conn: &Connection) -> Result<u64, IndexError> {
+        if self.full() {
+            index::count_alerts_full(conn)
+        } else {
+            index::count_alerts_delta(conn, self.from, self.upto)
+        }
+    }
+
+    fn metadata<'k>(
+        &self,
+        key: &'k str,
+        value: &str,
+        row: &OutboundRow,
+        count: u64,
+    ) -> Vec<(&'k str, String)> {
+        let mut m = vec![
+            (key, value.to_string()),
+            ("type", self.kind.clone()),
+            ("created_at", row.created_at.clone()),
+        ];
+        if let Some(since) = &self.since {
+            m.push(("since", since.clone()));
+        }
+        m.push(("records", count.to_string()));
+        m.push(("sequence", row.sequence.to_string()));
+        m
+    }
+}
+
+/// The rows of an alert file (and, for XML, the closing tag): the part that is the
+/// same for every site receiving the same FULL.
+fn write_alert_rows(
+    config: &Config,
+    conn: &Connection,
+    params: &AlertParams,
+    syntax: Format,
+    out: &mut dyn Write,
+) -> Result<(), EmitError> {
+    let io = |e: io::Error| EmitError::Io {
+        path: PathBuf::from("alerts"),
+        source: e,
+    };
+    let mut table = TableWriter::body(out, &formats::ALERTS, syntax);
+    let mut write = |r: index::AlertRow| -> io::Result<()> {
+        if r.change == "REMOVE" {
+            return table.row(&[
+                "REMOVE",
+                &r.alert_id,
+                &r.nhs_number,
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+            ]);
+        }
+        let (name, office, out_of_hours, email) =
+            match config.authority(&r.authority).map(|p| &p.role) {
+                Some(Role::Authority {
+                    name,
+                    office_hours_phone,
+                    out_of_hours_phone,
+                    email,
+                    ..
+                }) => (
+                    name.as_str(),
+                    office_hours_phone.as_str(),
+                    out_of_hours_phone.as_str(),
+                    email.as_str(),
+                ),
+                _ => ("", "", "", ""),
+            };
+        let subject = if r.plan_type == "UCPP" {
+            "MOTHER"
+        } else {
+            "CHILD"
+        };
+        table.row(&[
+            r.change,
+            &r.alert_id,
+            &r.nhs_number,
+            subject,
+            &r.plan_type,
+            r.date_of_birth.as_deref().unwrap_or(""),
+            &r.start_date,
+            r.end_date.as_deref().unwrap_or(""),
+            &r.authority,
+            name,
+            r.team.as_deref().unwrap_or(""),
+            r.office_hours_phone.as_deref().unwrap_or(office),
+            r.out_of_hours_phone.as_deref().unwrap_or(out_of_hours),
+            r.email.as_deref().unwrap_or(email),
+        ])
+    };
+    if params.full() {
+        index::for_each_alert_full(conn, &mut write)?.map_err(io)?;
+    } else {
+        index::for_each_alert_delta(conn, params.from, params.upto, &mut write)?.map_err(io)?;
+    }
+    table.finish().map_err(io)
+}
+
+/// Writes many reserved FULL alert files at once: the rows are rendered once per
+/// syntax into a staging file, then each site's file is its head plus that body.
+/// The bytes are those [`write`] would produce for each file alone.
+pub fn write_full_alerts(
+    config: &Config,
+    conn: &Connection,
+    rows: &[OutboundRow],
+) -> Result<(), EmitError> {
+    let staging = config.hub.root.join(".staging");
+    let io_at = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| EmitError::Io { path, source }
+    };
+    super::ensure_dir(&staging).map_err(io_at(&staging))?;
+    let snapshot = conn.unchecked_transaction().map_err(IndexError::from)?;
+    let count = index::count_alerts_full(&snapshot)?;
+    for syntax in [Format::Csv, Format::Xml] {
+        let wanted: Vec<&OutboundRow> = rows.iter().filter(|r| format_of(r) == syntax).collect();
+        let Some(first) = wanted.first() else {
+            continue;
+        };
+        let params = AlertParams::of(first)?;
+        let body_path = staging.join(format!(
+            "alerts-full.{}",
+            if syntax == Format::Xml { "xml" } else { "csv" }
+        ));
+        {
+            let file = File::create(&body_path).map_err(io_at(&body_path))?;
+            let mut w = io::BufWriter::with_capacity(256 * 1024, file);
+            write_alert_rows(config, &snapshot, &params, syntax, &mut w)?;
+            w.flush().map_err(io_at(&body_path))?;
+        }
+        for row in wanted {
+            let params = AlertParams::of(row)?;
+            let (key, value) = partner_key(config, row);
+            let out_dir = config.folder(&row.mailbox, "out");
+            let name = data_name(row);
+            write_atomic(&out_dir, &name, OUT_MODE, |w| {
+                TableWriter::head(
+                    w,
+                    &formats::ALERTS,
+                    syntax,
+                    &params.metadata(key, &value, row, count),
+                )?;
+                io::copy(&mut File::open(&body_path)?, w).map(|_| ())
+            })
+            .map_err(io_at(&out_dir.join(&name)))?;
+            write_ctl(config, row)?;
+        }
+        let _ = std::fs::remove_file(&body_path);
+    }
+    Ok(())
+}
+
+fn partner_key(config: &Config, row: &OutboundRow) -> (&'static str, String) {
+    match config.partner(&row.mailbox) {
+        Some(p) => {
+            let (k, v) = p.key();
+            (k, v.to_string())
+        }
+        None => ("mailbox", row.mailbox.clone()),
     }
 }
 
@@ -301,6 +574,7 @@ pub fn reserve(
         .into(),
         receipt_id,
         copy_to: copy_to.map(str::to_string),
+        params: None,
         state: "pending".into(),
     };
     row.id = index::insert_outbound(conn, &row)?;

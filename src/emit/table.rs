@@ -24,26 +24,34 @@ enum Out<'w> {
 }
 
 impl<'w> TableWriter<'w> {
-    /// Writes the metadata and (CSV) the header row.
+    /// Writes the metadata and (CSV) the header row, and returns the writer of rows.
     pub fn begin(
         out: &'w mut dyn Write,
         format: &'static OutFormat,
         syntax: Format,
         metadata: &[(&str, String)],
     ) -> io::Result<Self> {
+        Self::head(out, format, syntax, metadata)?;
+        Ok(Self::body(out, format, syntax))
+    }
+
+    /// Writes only the head of a document: the metadata line and header row (CSV),
+    /// or the declaration and the root's start tag (XML).
+    pub fn head(
+        out: &mut dyn Write,
+        format: &'static OutFormat,
+        syntax: Format,
+        metadata: &[(&str, String)],
+    ) -> io::Result<()> {
         match syntax {
             Format::Csv => {
                 out.write_all(meta::write_line(format.name, metadata).as_bytes())?;
                 out.write_all(b"\n")?;
                 let mut csv = csv::WriterBuilder::new()
                     .terminator(csv::Terminator::Any(b'\n'))
-                    .buffer_capacity(64 * 1024)
                     .from_writer(out);
                 csv.write_record(format.columns)?;
-                Ok(TableWriter {
-                    format,
-                    out: Out::Csv(Box::new(csv)),
-                })
+                csv.flush()
             }
             Format::Xml => {
                 write!(
@@ -54,13 +62,24 @@ impl<'w> TableWriter<'w> {
                 for (k, v) in metadata {
                     write!(out, " {}=\"{}\"", camel(k), escape(v.as_str()))?;
                 }
-                out.write_all(b">\n")?;
-                Ok(TableWriter {
-                    format,
-                    out: Out::Xml(out),
-                })
+                out.write_all(b">\n")
             }
         }
+    }
+
+    /// A writer of rows only (what follows [`TableWriter::head`]): a body rendered once
+    /// can follow many heads.
+    pub fn body(out: &'w mut dyn Write, format: &'static OutFormat, syntax: Format) -> Self {
+        let out = match syntax {
+            Format::Csv => Out::Csv(Box::new(
+                csv::WriterBuilder::new()
+                    .terminator(csv::Terminator::Any(b'\n'))
+                    .buffer_capacity(64 * 1024)
+                    .from_writer(out),
+            )),
+            Format::Xml => Out::Xml(out),
+        };
+        TableWriter { format, out }
     }
 
     /// Writes one row; `values` follow the format's columns.

@@ -6,6 +6,7 @@
 //! transaction (`BEGIN IMMEDIATE` ... `COMMIT`), the schema is versioned with
 //! `PRAGMA user_version`. Must never write files, and never log an NHS number.
 
+pub mod flows;
 mod schema;
 pub mod store;
 
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
+pub use flows::*;
 pub use schema::VERSION as SCHEMA_VERSION;
 pub use store::*;
 

@@ -66,6 +66,7 @@ pub const MIGRATIONS: &[&str] = &[
         framing     TEXT NOT NULL,        -- plain | mesh
         receipt_id  INTEGER,
         copy_to     TEXT,                 -- a second folder for a copy (failed/)
+        params      TEXT,                 -- kind-specific, JSON (alerts: type, seq range, since)
         state       TEXT NOT NULL         -- pending | written
     );
     CREATE INDEX outbound_pending ON outbound(state) WHERE state <> 'written';
@@ -91,6 +92,7 @@ pub const MIGRATIONS: &[&str] = &[
         out_of_hours_phone  TEXT,
         email               TEXT,
         alert_id            TEXT NOT NULL UNIQUE,
+        created_seq         INTEGER NOT NULL,   -- change_seq when inserted: ADD vs UPDATE
         change_seq          INTEGER NOT NULL,
         UNIQUE (authority, local_id, plan_type)
     );
@@ -101,8 +103,10 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE TABLE removed (                -- tombstones of purged and deleted records, for alert REMOVE rows
         alert_id    TEXT PRIMARY KEY,
         nhs_number  TEXT NOT NULL,
+        created_seq INTEGER NOT NULL,
         change_seq  INTEGER NOT NULL
     ) WITHOUT ROWID;
+    CREATE INDEX removed_by_change ON removed(change_seq);
 
     CREATE TABLE accesses (
         record_id    INTEGER NOT NULL REFERENCES records(id) ON DELETE CASCADE,
@@ -145,6 +149,64 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+
+    CREATE TABLE events_seen (            -- (site, event_id) processed once, across files
+        site     TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        seen_on  TEXT NOT NULL,
+        PRIMARY KEY (site, event_id)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE notifications (          -- access notification rows, as sent (re-sent byte-identical)
+        id              INTEGER PRIMARY KEY,
+        message_id      INTEGER NOT NULL,
+        authority       TEXT NOT NULL,
+        outbound_id     INTEGER,
+        local_id        TEXT NOT NULL,
+        nhs_number      TEXT NOT NULL,
+        plan_type       TEXT NOT NULL,
+        plan_status     TEXT NOT NULL,
+        plan_end_date   TEXT,
+        accessed_at     TEXT NOT NULL,
+        site_ods_code   TEXT NOT NULL,
+        site_name       TEXT NOT NULL,
+        setting         TEXT NOT NULL,
+        user_name       TEXT NOT NULL,
+        user_role       TEXT NOT NULL,
+        created_on      TEXT NOT NULL
+    );
+    CREATE INDEX notifications_by_outbound ON notifications(outbound_id);
+    CREATE INDEX notifications_by_message ON notifications(message_id, authority);
+
+    CREATE TABLE inactive_notices (       -- inactive NHS number rows, as sent
+        id              INTEGER PRIMARY KEY,
+        message_id      INTEGER NOT NULL,
+        authority       TEXT NOT NULL,
+        outbound_id     INTEGER,
+        local_id        TEXT NOT NULL,
+        nhs_number      TEXT NOT NULL,
+        plan_type       TEXT NOT NULL,
+        status          TEXT NOT NULL,
+        replacement     TEXT,
+        effective_date  TEXT NOT NULL,
+        created_on      TEXT NOT NULL
+    );
+    CREATE INDEX inactive_by_outbound ON inactive_notices(outbound_id);
+    CREATE INDEX inactive_by_message ON inactive_notices(message_id, authority);
+
+    CREATE TABLE site_state (             -- what each site was last sent
+        site            TEXT PRIMARY KEY,
+        last_created_at TEXT NOT NULL,
+        last_seq        INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE alert_requests (         -- operator requests for a FULL alert extract
+        id            INTEGER PRIMARY KEY,
+        site          TEXT NOT NULL,
+        requested_at  TEXT NOT NULL,
+        requested_by  TEXT NOT NULL,
+        done_at       TEXT
+    );
 
     CREATE TABLE counters (
         name  TEXT PRIMARY KEY,

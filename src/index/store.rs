@@ -275,6 +275,7 @@ pub struct OutboundRow {
     pub framing: String,
     pub receipt_id: Option<i64>,
     pub copy_to: Option<String>,
+    pub params: Option<String>,
     pub state: String,
 }
 
@@ -290,10 +291,13 @@ pub fn next_sequence(conn: &Connection, mailbox: &str, kind: &str) -> Result<u64
 
 pub fn insert_outbound(conn: &Connection, o: &OutboundRow) -> Result<i64> {
     conn.prepare_cached(
-        "INSERT INTO outbound (mailbox, kind, sequence, created_at, stem, format, framing, receipt_id, copy_to, state)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO outbound (mailbox, kind, sequence, created_at, stem, format, framing, receipt_id, copy_to, state, params)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
-    .execute(params![o.mailbox, o.kind, o.sequence, o.created_at, o.stem, o.format, o.framing, o.receipt_id, o.copy_to, o.state])?;
+    .execute(params![
+        o.mailbox, o.kind, o.sequence, o.created_at, o.stem, o.format, o.framing, o.receipt_id, o.copy_to, o.state,
+        o.params
+    ])?;
     Ok(conn.last_insert_rowid())
 }
 
@@ -310,11 +314,12 @@ fn outbound_row(r: &Row<'_>) -> rusqlite::Result<OutboundRow> {
         receipt_id: r.get(8)?,
         copy_to: r.get(9)?,
         state: r.get(10)?,
+        params: r.get(11)?,
     })
 }
 
 const OUTBOUND_COLUMNS: &str =
-    "id, mailbox, kind, sequence, created_at, stem, format, framing, receipt_id, copy_to, state";
+    "id, mailbox, kind, sequence, created_at, stem, format, framing, receipt_id, copy_to, state, params";
 
 /// Outbound files reserved but not yet written, oldest first.
 pub fn pending_outbound(conn: &Connection) -> Result<Vec<OutboundRow>> {
@@ -482,8 +487,8 @@ pub fn upsert_record(
         None => {
             conn.prepare_cached(
                 "INSERT INTO records (authority, local_id, plan_type, nhs_number, date_of_birth, start_date, end_date, ended_reason,
-                 team, office_hours_phone, out_of_hours_phone, email, alert_id, change_seq)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, lower(hex(randomblob(12))), ?13)",
+                 team, office_hours_phone, out_of_hours_phone, email, alert_id, created_seq, change_seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, lower(hex(randomblob(12))), ?13, ?13)",
             )?
             .execute(params![
                 authority, r.local_id, r.plan_type.as_str(), nhs, dob, start, end, reason, r.team, r.office_hours_phone,
@@ -498,7 +503,7 @@ pub fn upsert_record(
 pub fn delete_record(conn: &Connection, seqs: &mut ChangeSeq, id: i64) -> Result<()> {
     let seq = seqs.take();
     conn.prepare_cached(
-        "INSERT OR REPLACE INTO removed (alert_id, nhs_number, change_seq) SELECT alert_id, nhs_number, ?2 FROM records WHERE id = ?1",
+        "INSERT OR REPLACE INTO removed (alert_id, nhs_number, created_seq, change_seq) SELECT alert_id, nhs_number, created_seq, ?2 FROM records WHERE id = ?1",
     )?
     .execute(params![id, seq])?;
     conn.prepare_cached("DELETE FROM records WHERE id = ?1")?

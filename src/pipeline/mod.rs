@@ -15,7 +15,9 @@
 //! never move an inbound file before its receipt is written, and never log an NHS
 //! number.
 
+pub mod alerts;
 pub mod extract;
+pub mod feeds;
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -67,6 +69,7 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> PassError + '_ {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PassOptions {
     pub emit_holdings: bool,
+    pub emit_alerts: bool,
 }
 
 /// What a pass did, for the exit code and the log.
@@ -125,6 +128,7 @@ pub fn run_pass(
             }
         }
     }
+    alerts::emit_alerts(config, index, now, options.emit_alerts)?;
     if options.emit_holdings {
         emit_holdings(config, index, now)?;
     }
@@ -301,9 +305,6 @@ fn process_message(
             Status::Rejected
         }
         Ready::Plain { name, .. } | Ready::Mesh { dat: name, .. } => {
-            if !matches!(partner.role, Role::Authority { .. }) {
-                return Ok(None);
-            }
             let data_path = dir.join(name);
             let (pre_problems, compressed) = match &found.item {
                 Ready::Mesh { ctl: ctl_name, .. } => {
@@ -319,9 +320,13 @@ fn process_message(
                 _ => (Vec::new(), false),
             };
             m.compressed = compressed;
-            m.kind = "extract".into();
             m.sha256 = Some(sha256_file(&data_path).map_err(io_at(&data_path))?);
-            apply_extract(config, index, now, partner, m, pre_problems, &data_path)?
+            if matches!(partner.role, Role::Authority { .. }) {
+                m.kind = "extract".into();
+                apply_extract(config, index, now, partner, m, pre_problems, &data_path)?
+            } else {
+                apply_feed(config, index, now, partner, m, pre_problems, &data_path)?
+            }
         }
     };
     recover(config, index)?;
@@ -453,6 +458,91 @@ fn apply_extract(
     Ok(outcome.status)
 }
 
+/// Applies an attendance file or an NHS number status file (one transaction).
+fn apply_feed(
+    config: &Config,
+    index: &mut Index,
+    now: Clock,
+    partner: &Partner,
+    mut m: MessageRow,
+    pre_problems: Vec<Problem>,
+    data_path: &Path,
+) -> Result<Status, PassError> {
+    let tx = index.begin()?;
+    m.kind = match partner.role {
+        Role::Site { .. } => "attendance",
+        _ => "nhs_status",
+    }
+    .into();
+    if index::find_duplicate(&tx, &m.mailbox, m.sha256.as_deref().unwrap_or_default())?.is_some() {
+        record_simple(
+            config,
+            &tx,
+            &now,
+            &mut m,
+            Status::Duplicate,
+            Counts::default(),
+            Vec::new(),
+        )?;
+        tx.commit()?;
+        return Ok(Status::Duplicate);
+    }
+    m.status = "PENDING".into();
+    m.dest_folder = "failed".into();
+    m.id = index::insert_message(&tx, &m)?;
+    let receipt = index::insert_receipt(&tx, m.id, "PENDING", Counts::default())?;
+    let open = opener(data_path, m.compressed, config.hub.max_file_bytes);
+    let mut sink = DbSink::new(receipt);
+    let io_err = |e: ExtractError| match e {
+        ExtractError::Io(e) => PassError::Io {
+            path: data_path.display().to_string(),
+            source: e,
+        },
+        ExtractError::Index(e) => e.into(),
+    };
+    let (outcome, detail) = match &partner.role {
+        Role::Site {
+            code,
+            name,
+            site_codes,
+            ..
+        } => {
+            let mut h = feeds::Attendance::new(config, code, name, site_codes, now, m.id);
+            let o = feeds::evaluate(
+                &tx,
+                &mut h,
+                &config.hub,
+                &pre_problems,
+                &open,
+                true,
+                &mut sink,
+            )
+            .map_err(io_err)?;
+            let d = json!({"site": code, "notified": h.notified, "silent_reads": h.silent_reads, "not_held": h.not_held, "duplicate_events": h.duplicates});
+            (o, d)
+        }
+        _ => {
+            let mut h = feeds::NhsStatus::new(config, now, m.id);
+            let o = feeds::evaluate(
+                &tx,
+                &mut h,
+                &config.hub,
+                &pre_problems,
+                &open,
+                true,
+                &mut sink,
+            )
+            .map_err(io_err)?;
+            (o, json!({"marked": h.marked, "notices": h.notices}))
+        }
+    };
+    finish_message(config, &tx, &now, &mut m, receipt, &outcome, "pass", detail)?;
+    crate::fault::point("before_commit");
+    tx.commit()?;
+    crate::fault::point("after_commit");
+    Ok(outcome.status)
+}
+
 /// Records an extract's outcome in the ledger, reserves its receipt, audits it.
 fn finish_extract(
     config: &Config,
@@ -463,31 +553,50 @@ fn finish_extract(
     o: &extract::Outcome,
     actor: &str,
 ) -> Result<(), PassError> {
+    m.extract_type = o.header.extract_type.map(|t| t.as_str().to_string());
+    m.extracted_at = o.header.extracted_at.map(crate::clock::rfc3339);
+    m.sequence = o.header.sequence;
+    let ended = if o.status.applies() { o.would_end } else { 0 };
+    let detail = json!({"type": m.extract_type, "ended_absent": ended});
+    finish_message(config, conn, now, m, receipt, o, actor, detail)
+}
+
+/// Records a message's outcome in the ledger, reserves its receipt, audits it
+/// (`detail` adds the kind's own counts; never an NHS number).
+#[allow(clippy::too_many_arguments)]
+fn finish_message(
+    config: &Config,
+    conn: &Connection,
+    now: &Clock,
+    m: &mut MessageRow,
+    receipt: i64,
+    o: &extract::Outcome,
+    actor: &str,
+    detail: serde_json::Value,
+) -> Result<(), PassError> {
     let status = o.status;
     m.status = status.as_str().into();
     m.records = o.counts.records;
     m.applied = o.counts.applied;
     m.rejected = o.counts.rejected;
     m.warnings = o.counts.warnings;
-    m.extract_type = o.header.extract_type.map(|t| t.as_str().to_string());
-    m.extracted_at = o.header.extracted_at.map(crate::clock::rfc3339);
-    m.sequence = o.header.sequence;
     m.dest_folder = dest_folder(status, now);
     place(config, m);
     index::update_message(conn, m)?;
     index::update_receipt(conn, receipt, status.as_str(), o.counts)?;
     reserve_receipt(config, conn, now, m, receipt)?;
-    index::audit(
-        conn,
-        &now.rfc3339(),
-        actor,
-        "extract",
-        &json!({
-            "message_id": m.id, "authority": m.authority, "file": String::from_utf8_lossy(&m.name),
-            "status": status.as_str(), "type": m.extract_type, "records": o.counts.records, "applied": o.counts.applied,
-            "rejected": o.counts.rejected, "ended_absent": if status.applies() { o.would_end } else { 0 },
-        }),
-    )?;
+    let mut entry = json!({
+        "message_id": m.id, "mailbox": m.mailbox, "file": String::from_utf8_lossy(&m.name),
+        "status": status.as_str(), "records": o.counts.records, "applied": o.counts.applied,
+        "rejected": o.counts.rejected, "warnings": o.counts.warnings,
+    });
+    if let (Some(map), serde_json::Value::Object(extra)) = (entry.as_object_mut(), detail) {
+        map.extend(extra);
+        if let Some(a) = &m.authority {
+            map.insert("authority".into(), json!(a));
+        }
+    }
+    index::audit(conn, &now.rfc3339(), actor, &m.kind, &entry)?;
     log_decision(m, status);
     Ok(())
 }
@@ -604,6 +713,8 @@ pub fn housekeeping(config: &Config, index: &mut Index, now: Clock) -> Result<()
     let ended = index::end_at_18(&tx, &mut seqs, today)?;
     let purged = index::purge(&tx, &mut seqs, today, config.hub.retention_days)?;
     seqs.save(&tx)?;
+    let cutoff = crate::clock::add_days(today, -i64::from(config.hub.retention_days));
+    index::purge_flows(&tx, &cutoff.to_string())?;
     if ended > 0 {
         index::audit(
             &tx,
@@ -671,11 +782,27 @@ pub struct Validation {
     pub problems: Vec<Problem>,
 }
 
-/// The partner a file speaks for, from its own metadata (`authority=`).
+/// The partner a file speaks for, from its own metadata: `authority=` of an
+/// extract, `site=` of attendance events; an NHS number status file is the
+/// demographics feed's.
 pub fn partner_of_file<'c>(config: &'c Config, path: &Path) -> Option<&'c Partner> {
-    let file = File::open(path).ok()?;
-    let (_, prelude) = crate::parse::DocReader::open(file, &crate::formats::EXTRACT).ok()?;
-    config.authority(prelude.metadata.get("authority")?)
+    use crate::formats::{ATTENDANCE, EXTRACT, NHS_STATUS};
+    for spec in [&EXTRACT, &ATTENDANCE, &NHS_STATUS] {
+        let file = File::open(path).ok()?;
+        let Ok((_, prelude)) = crate::parse::DocReader::open(file, spec) else {
+            continue;
+        };
+        let meta = &prelude.metadata;
+        return match spec.name {
+            "cpis-extract" => config.authority(meta.get("authority")?),
+            "cpis-attendance" => config.site(meta.get("site")?),
+            _ => config
+                .partners
+                .iter()
+                .find(|p| matches!(p.role, Role::Demographics)),
+        };
+    }
+    None
 }
 
 /// Checks a file against the rules and the index without changing anything (§7).
@@ -712,20 +839,49 @@ pub fn validate_file(
             problems: Vec::new(),
         });
     }
-    let Some(authority) = partner.authority_code() else {
-        let problem = Problem::file(
-            "WORKFLOW",
-            "",
-            "this build validates authority extracts only",
-        );
+    let open = opener(path, false, config.hub.max_file_bytes);
+    let mut sink = extract::MemorySink::default();
+    let io_err = |e: ExtractError| match e {
+        ExtractError::Io(e) => PassError::Io {
+            path: path.display().to_string(),
+            source: e,
+        },
+        ExtractError::Index(e) => e.into(),
+    };
+    let feed_outcome = match &partner.role {
+        Role::Authority { .. } => None,
+        Role::Site {
+            code,
+            name,
+            site_codes,
+            ..
+        } => {
+            let mut h = feeds::Attendance::new(config, code, name, site_codes, now, 0);
+            Some(
+                feeds::evaluate(conn, &mut h, &config.hub, &[], &open, false, &mut sink)
+                    .map_err(io_err)?,
+            )
+        }
+        Role::Demographics => {
+            let mut h = feeds::NhsStatus::new(config, now, 0);
+            Some(
+                feeds::evaluate(conn, &mut h, &config.hub, &[], &open, false, &mut sink)
+                    .map_err(io_err)?,
+            )
+        }
+    };
+    if let Some(outcome) = feed_outcome {
+        let mut problems = sink.0;
+        problems.sort_by_key(|p| p.line.map_or((0, 0), |l| (1, l)));
         return Ok(Validation {
             partner_key,
             sha256,
-            status: Status::Rejected,
-            counts: Counts::default(),
-            problems: vec![problem],
+            status: outcome.status,
+            counts: outcome.counts,
+            problems,
         });
-    };
+    }
+    let authority = partner.authority_code().unwrap_or_default();
     let job = Job {
         hub: &config.hub,
         authority,
@@ -734,8 +890,6 @@ pub fn validate_file(
         guard: true,
         apply: false,
     };
-    let open = opener(path, false, config.hub.max_file_bytes);
-    let mut sink = extract::MemorySink::default();
     let outcome = extract::evaluate(conn, &job, &open, &mut sink).map_err(|e| match e {
         ExtractError::Io(e) => PassError::Io {
             path: path.display().to_string(),

@@ -1,0 +1,497 @@
+//! Index functions of the NHS-side flows: attendance events and access
+//! notifications, NHS number status and inactive notices, alert extracts.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::IndexError;
+
+type Result<T> = std::result::Result<T, IndexError>;
+
+/// How many accesses are kept per record (SPEC §5.2, CP-IS: the 25 most recent).
+pub const ACCESSES_KEPT: i64 = 25;
+
+// ---------------------------------------------------------------------------
+// Attendance events
+// ---------------------------------------------------------------------------
+
+/// Was (site, event_id) processed before, in any file?
+pub fn event_seen(conn: &Connection, site: &str, event_id: &str) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM events_seen WHERE site = ?1 AND event_id = ?2)",
+        )?
+        .query_row(params![site, event_id], |r| r.get(0))?)
+}
+
+/// Records (site, event_id) as processed; false when it already was.
+pub fn mark_event_seen(conn: &Connection, site: &str, event_id: &str, today: &str) -> Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO events_seen (site, event_id, seen_on) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![site, event_id, today])?;
+    Ok(n == 1)
+}
+
+/// A held record as an access notification needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldRecord {
+    pub id: i64,
+    pub authority: String,
+    pub local_id: String,
+    pub plan_type: String,
+    pub end_date: Option<String>,
+}
+
+/// Every held record (any authority) with this NHS number.
+pub fn held_by_nhs(conn: &Connection, nhs: &str) -> Result<Vec<HeldRecord>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, authority, local_id, plan_type, end_date FROM records WHERE nhs_number = ?1 ORDER BY authority, local_id, plan_type",
+    )?;
+    let rows = stmt
+        .query_map([nhs], |r| {
+            Ok(HeldRecord {
+                id: r.get(0)?,
+                authority: r.get(1)?,
+                local_id: r.get(2)?,
+                plan_type: r.get(3)?,
+                end_date: r.get(4)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// One access notification row, as it will be sent (§4.2).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Notification {
+    pub id: i64,
+    pub message_id: i64,
+    pub authority: String,
+    pub local_id: String,
+    pub nhs_number: String,
+    pub plan_type: String,
+    pub plan_status: String,
+    pub plan_end_date: Option<String>,
+    pub accessed_at: String,
+    pub site_ods_code: String,
+    pub site_name: String,
+    pub setting: String,
+    pub user_name: String,
+    pub user_role: String,
+    pub created_on: String,
+}
+
+pub fn insert_notification(conn: &Connection, n: &Notification) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO notifications (message_id, authority, local_id, nhs_number, plan_type, plan_status, plan_end_date, accessed_at,
+         site_ods_code, site_name, setting, user_name, user_role, created_on)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    )?
+    .execute(params![
+        n.message_id, n.authority, n.local_id, n.nhs_number, n.plan_type, n.plan_status, n.plan_end_date, n.accessed_at,
+        n.site_ods_code, n.site_name, n.setting, n.user_name, n.user_role, n.created_on
+    ])?;
+    Ok(())
+}
+
+/// Adds an access to a record's history and keeps only the newest [`ACCESSES_KEPT`].
+pub fn add_access(
+    conn: &Connection,
+    record_id: i64,
+    accessed_at: &str,
+    site_ods_code: &str,
+    setting: &str,
+) -> Result<()> {
+    conn.prepare_cached("INSERT INTO accesses (record_id, accessed_at, site_ods_code, setting) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![record_id, accessed_at, site_ods_code, setting])?;
+    conn.prepare_cached(
+        "DELETE FROM accesses WHERE record_id = ?1 AND rowid NOT IN
+         (SELECT rowid FROM accesses WHERE record_id = ?1 ORDER BY accessed_at DESC, rowid DESC LIMIT ?2)",
+    )?
+    .execute(params![record_id, ACCESSES_KEPT])?;
+    Ok(())
+}
+
+/// The newest accesses of a record, newest first: (accessed_at, site_ods_code, setting).
+pub fn recent_accesses(
+    conn: &Connection,
+    authority: &str,
+    local_id: &str,
+    plan_type: &str,
+) -> Result<Vec<(String, String, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT a.accessed_at, a.site_ods_code, a.setting FROM accesses a JOIN records r ON r.id = a.record_id
+         WHERE r.authority = ?1 AND r.local_id = ?2 AND r.plan_type = ?3 ORDER BY a.accessed_at DESC, a.rowid DESC",
+    )?;
+    let rows = stmt
+        .query_map(params![authority, local_id, plan_type], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// The authorities a message produced rows for in `table`, in order.
+fn authorities_of(conn: &Connection, table: &str, message_id: i64) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT DISTINCT authority FROM {table} WHERE message_id = ?1 ORDER BY authority"
+    ))?;
+    let rows = stmt
+        .query_map([message_id], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// Links a message's rows for one authority to the outbound file that carries them.
+fn attach(
+    conn: &Connection,
+    table: &str,
+    message_id: i64,
+    authority: &str,
+    outbound_id: i64,
+) -> Result<u64> {
+    let n = conn
+        .prepare_cached(&format!(
+            "UPDATE {table} SET outbound_id = ?3 WHERE message_id = ?1 AND authority = ?2"
+        ))?
+        .execute(params![message_id, authority, outbound_id])?;
+    Ok(n as u64)
+}
+
+pub fn notification_authorities(conn: &Connection, message_id: i64) -> Result<Vec<String>> {
+    authorities_of(conn, "notifications", message_id)
+}
+
+pub fn attach_notifications(
+    conn: &Connection,
+    message_id: i64,
+    authority: &str,
+    outbound_id: i64,
+) -> Result<u64> {
+    attach(conn, "notifications", message_id, authority, outbound_id)
+}
+
+pub fn inactive_authorities(conn: &Connection, message_id: i64) -> Result<Vec<String>> {
+    authorities_of(conn, "inactive_notices", message_id)
+}
+
+pub fn attach_inactive(
+    conn: &Connection,
+    message_id: i64,
+    authority: &str,
+    outbound_id: i64,
+) -> Result<u64> {
+    attach(conn, "inactive_notices", message_id, authority, outbound_id)
+}
+
+/// Rows carried by an outbound file.
+pub fn count_rows(conn: &Connection, table: &str, outbound_id: i64) -> Result<u64> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT COUNT(*) FROM {table} WHERE outbound_id = ?1"
+        ))?
+        .query_row([outbound_id], |r| r.get(0))?)
+}
+
+fn notification_row(r: &Row<'_>) -> rusqlite::Result<Notification> {
+    Ok(Notification {
+        id: r.get(0)?,
+        message_id: r.get(1)?,
+        authority: r.get(2)?,
+        local_id: r.get(3)?,
+        nhs_number: r.get(4)?,
+        plan_type: r.get(5)?,
+        plan_status: r.get(6)?,
+        plan_end_date: r.get(7)?,
+        accessed_at: r.get(8)?,
+        site_ods_code: r.get(9)?,
+        site_name: r.get(10)?,
+        setting: r.get(11)?,
+        user_name: r.get(12)?,
+        user_role: r.get(13)?,
+        created_on: r.get(14)?,
+    })
+}
+
+/// The notifications an ACCESS file carries, in order.
+pub fn for_each_notification(
+    conn: &Connection,
+    outbound_id: i64,
+    mut f: impl FnMut(Notification) -> std::io::Result<()>,
+) -> Result<std::io::Result<()>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, message_id, authority, local_id, nhs_number, plan_type, plan_status, plan_end_date, accessed_at, site_ods_code,
+                site_name, setting, user_name, user_role, created_on
+         FROM notifications WHERE outbound_id = ?1 ORDER BY id",
+    )?;
+    let mut rows = stmt.query([outbound_id])?;
+    while let Some(r) = rows.next()? {
+        if let Err(e) = f(notification_row(r)?) {
+            return Ok(Err(e));
+        }
+    }
+    Ok(Ok(()))
+}
+
+// ---------------------------------------------------------------------------
+// NHS number status
+// ---------------------------------------------------------------------------
+
+pub fn set_nhs_status(
+    conn: &Connection,
+    nhs: &str,
+    status: &str,
+    replacement: Option<&str>,
+    effective_date: &str,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO nhs_status (nhs_number, status, replacement, effective_date) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (nhs_number) DO UPDATE SET status = excluded.status, replacement = excluded.replacement, effective_date = excluded.effective_date",
+    )?
+    .execute(params![nhs, status, replacement, effective_date])?;
+    Ok(())
+}
+
+/// One row of an INACTIVE file (§4.4).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct InactiveNotice {
+    pub message_id: i64,
+    pub authority: String,
+    pub local_id: String,
+    pub nhs_number: String,
+    pub plan_type: String,
+    pub status: String,
+    pub replacement: Option<String>,
+    pub effective_date: String,
+    pub created_on: String,
+}
+
+pub fn insert_inactive(conn: &Connection, n: &InactiveNotice) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO inactive_notices (message_id, authority, local_id, nhs_number, plan_type, status, replacement, effective_date, created_on)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![n.message_id, n.authority, n.local_id, n.nhs_number, n.plan_type, n.status, n.replacement, n.effective_date, n.created_on])?;
+    Ok(())
+}
+
+pub fn for_each_inactive(
+    conn: &Connection,
+    outbound_id: i64,
+    mut f: impl FnMut(InactiveNotice) -> std::io::Result<()>,
+) -> Result<std::io::Result<()>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT message_id, authority, local_id, nhs_number, plan_type, status, replacement, effective_date, created_on
+         FROM inactive_notices WHERE outbound_id = ?1 ORDER BY id",
+    )?;
+    let mut rows = stmt.query([outbound_id])?;
+    while let Some(r) = rows.next()? {
+        let n = InactiveNotice {
+            message_id: r.get(0)?,
+            authority: r.get(1)?,
+            local_id: r.get(2)?,
+            nhs_number: r.get(3)?,
+            plan_type: r.get(4)?,
+            status: r.get(5)?,
+            replacement: r.get(6)?,
+            effective_date: r.get(7)?,
+            created_on: r.get(8)?,
+        };
+        if let Err(e) = f(n) {
+            return Ok(Err(e));
+        }
+    }
+    Ok(Ok(()))
+}
+
+// ---------------------------------------------------------------------------
+// Alerts
+// ---------------------------------------------------------------------------
+
+/// What a site was last sent: (created_at of that file, change_seq it covered).
+pub fn site_state(conn: &Connection, site: &str) -> Result<Option<(String, i64)>> {
+    Ok(conn
+        .prepare_cached("SELECT last_created_at, last_seq FROM site_state WHERE site = ?1")?
+        .query_row([site], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
+}
+
+pub fn set_site_state(conn: &Connection, site: &str, created_at: &str, seq: i64) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO site_state (site, last_created_at, last_seq) VALUES (?1, ?2, ?3)
+         ON CONFLICT (site) DO UPDATE SET last_created_at = excluded.last_created_at, last_seq = excluded.last_seq",
+    )?
+    .execute(params![site, created_at, seq])?;
+    Ok(())
+}
+
+/// The last change sequence number handed out.
+pub fn last_change_seq(conn: &Connection) -> Result<i64> {
+    Ok(conn
+        .prepare_cached("SELECT value FROM counters WHERE name = 'change_seq'")?
+        .query_row([], |r| r.get(0))?)
+}
+
+/// Whether anything changed in (from, to].
+pub fn changed_between(conn: &Connection, from: i64, to: i64) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM records WHERE change_seq > ?1 AND change_seq <= ?2)
+                 OR EXISTS (SELECT 1 FROM removed WHERE change_seq > ?1 AND change_seq <= ?2 AND created_seq <= ?1)",
+        )?
+        .query_row([from, to], |r| r.get(0))?)
+}
+
+/// One alert row (§4.3). A REMOVE carries only `alert_id` and `nhs_number`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AlertRow {
+    pub change: &'static str,
+    pub alert_id: String,
+    pub nhs_number: String,
+    pub plan_type: String,
+    pub date_of_birth: Option<String>,
+    pub start_date: String,
+    pub end_date: Option<String>,
+    pub authority: String,
+    pub team: Option<String>,
+    pub office_hours_phone: Option<String>,
+    pub out_of_hours_phone: Option<String>,
+    pub email: Option<String>,
+}
+
+const ALERT_SELECT: &str =
+    "SELECT alert_id, nhs_number, plan_type, date_of_birth, start_date, end_date, authority, team,
+        office_hours_phone, out_of_hours_phone, email, created_seq FROM records";
+
+fn alert_row(r: &Row<'_>, from: Option<i64>) -> rusqlite::Result<AlertRow> {
+    let created: i64 = r.get(11)?;
+    Ok(AlertRow {
+        change: match from {
+            Some(f) if created <= f => "UPDATE",
+            _ => "ADD",
+        },
+        alert_id: r.get(0)?,
+        nhs_number: r.get(1)?,
+        plan_type: r.get(2)?,
+        date_of_birth: r.get(3)?,
+        start_date: r.get(4)?,
+        end_date: r.get(5)?,
+        authority: r.get(6)?,
+        team: r.get(7)?,
+        office_hours_phone: r.get(8)?,
+        out_of_hours_phone: r.get(9)?,
+        email: r.get(10)?,
+    })
+}
+
+/// Rows of a FULL alert extract: every record held, in a stable order.
+pub fn count_alerts_full(conn: &Connection) -> Result<u64> {
+    Ok(conn
+        .prepare_cached("SELECT COUNT(*) FROM records")?
+        .query_row([], |r| r.get(0))?)
+}
+
+pub fn for_each_alert_full(
+    conn: &Connection,
+    mut f: impl FnMut(AlertRow) -> std::io::Result<()>,
+) -> Result<std::io::Result<()>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "{ALERT_SELECT} ORDER BY nhs_number, plan_type, authority, alert_id"
+    ))?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        if let Err(e) = f(alert_row(r, None)?) {
+            return Ok(Err(e));
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// Rows of a DELTA covering changes in (from, to]: ADD/UPDATE of current records,
+/// REMOVE of records the site was sent and that were purged or deleted since.
+pub fn count_alerts_delta(conn: &Connection, from: i64, to: i64) -> Result<u64> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT (SELECT COUNT(*) FROM records WHERE change_seq > ?1 AND change_seq <= ?2)
+                  + (SELECT COUNT(*) FROM removed WHERE change_seq > ?1 AND change_seq <= ?2 AND created_seq <= ?1)",
+        )?
+        .query_row([from, to], |r| r.get(0))?)
+}
+
+pub fn for_each_alert_delta(
+    conn: &Connection,
+    from: i64,
+    to: i64,
+    mut f: impl FnMut(AlertRow) -> std::io::Result<()>,
+) -> Result<std::io::Result<()>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT alert_id, nhs_number, change_seq FROM removed WHERE change_seq > ?1 AND change_seq <= ?2 AND created_seq <= ?1 ORDER BY change_seq",
+    )?;
+    let mut rows = stmt.query([from, to])?;
+    while let Some(r) = rows.next()? {
+        let row = AlertRow {
+            change: "REMOVE",
+            alert_id: r.get(0)?,
+            nhs_number: r.get(1)?,
+            ..AlertRow::default()
+        };
+        if let Err(e) = f(row) {
+            return Ok(Err(e));
+        }
+    }
+    let mut stmt = conn.prepare_cached(&format!(
+        "{ALERT_SELECT} WHERE change_seq > ?1 AND change_seq <= ?2 ORDER BY change_seq"
+    ))?;
+    let mut rows = stmt.query([from, to])?;
+    while let Some(r) = rows.next()? {
+        if let Err(e) = f(alert_row(r, Some(from))?) {
+            return Ok(Err(e));
+        }
+    }
+    Ok(Ok(()))
+}
+
+pub fn queue_alert_request(conn: &Connection, site: &str, at: &str, by: &str) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO alert_requests (site, requested_at, requested_by) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![site, at, by])?;
+    Ok(())
+}
+
+/// Sites with a FULL requested and not yet sent.
+pub fn pending_alert_requests(conn: &Connection) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT site FROM alert_requests WHERE done_at IS NULL ORDER BY site",
+    )?;
+    let rows = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+pub fn finish_alert_requests(conn: &Connection, site: &str, at: &str) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE alert_requests SET done_at = ?2 WHERE site = ?1 AND done_at IS NULL",
+    )?
+    .execute(params![site, at])?;
+    Ok(())
+}
+
+/// Forgets what retention allows: event ids, sent notification rows and alert
+/// tombstones older than `cutoff` (YYYY-MM-DD), and tombstones every site has seen.
+pub fn purge_flows(conn: &Connection, cutoff: &str) -> Result<()> {
+    conn.prepare_cached("DELETE FROM events_seen WHERE seen_on < ?1")?
+        .execute([cutoff])?;
+    conn.prepare_cached(
+        "DELETE FROM notifications WHERE created_on < ?1 AND outbound_id IS NOT NULL",
+    )?
+    .execute([cutoff])?;
+    conn.prepare_cached(
+        "DELETE FROM inactive_notices WHERE created_on < ?1 AND outbound_id IS NOT NULL",
+    )?
+    .execute([cutoff])?;
+    conn.prepare_cached("DELETE FROM removed WHERE change_seq <= (SELECT coalesce(MIN(last_seq), -1) FROM site_state)")?.execute([])?;
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! Alert extracts to sites (SPEC §4.3): a FULL at a site's first alerts emit, on an
+//! operator's request, and at each scheduled emit for sites configured
+//! `alerts = "full"`; otherwise a DELTA of what changed since the site's last file,
+//! written only when something changed.
+//!
+//! What each file covers (a range of change sequence numbers) is reserved in one
+//! transaction with the site's new state; the files are written after the commit,
+//! and a FULL going to many sites is rendered once.
+
+use serde_json::json;
+use tracing::info;
+
+use super::PassError;
+use crate::clock::Clock;
+use crate::config::{AlertsMode, Config, Role};
+use crate::emit::{self, render::AlertParams};
+use crate::formats::Kind;
+use crate::index::{self, Index, OutboundRow};
+
+/// Reserves and writes alert files. `scheduled`: this is an alerts emit (every site
+/// gets what is due); otherwise only sites whose FULL an operator requested.
+pub fn emit_alerts(
+    config: &Config,
+    index: &mut Index,
+    now: Clock,
+    scheduled: bool,
+) -> Result<(), PassError> {
+    let requested = index::pending_alert_requests(&index.conn)?;
+    if !scheduled && requested.is_empty() {
+        return Ok(());
+    }
+    let tx = index.begin()?;
+    let upto = index::last_change_seq(&tx)?;
+    let mut fulls: Vec<OutboundRow> = Vec::new();
+    for partner in &config.partners {
+        let Role::Site { code, alerts, .. } = &partner.role else {
+            continue;
+        };
+        let state = index::site_state(&tx, code)?;
+        let asked = requested.contains(code);
+        if !scheduled && !asked {
+            continue;
+        }
+        let params = match &state {
+            None => Some(("FULL", 0, None)),
+            Some(_) if asked || *alerts == AlertsMode::Full => Some(("FULL", 0, None)),
+            Some((last_created_at, last_seq)) if index::changed_between(&tx, *last_seq, upto)? => {
+                Some(("DELTA", *last_seq, Some(last_created_at.clone())))
+            }
+            Some(_) => None,
+        };
+        let Some((kind, from, since)) = params else {
+            continue;
+        };
+        let mut row = emit::render::reserve(
+            &tx,
+            config,
+            &partner.mailbox,
+            Kind::Alerts,
+            &now,
+            None,
+            None,
+        )?;
+        let params = AlertParams {
+            kind: kind.to_string(),
+            from,
+            upto,
+            since,
+        };
+        row.params = Some(json!(params).to_string());
+        tx.execute(
+            "UPDATE outbound SET params = ?2 WHERE id = ?1",
+            rusqlite::params![row.id, row.params],
+        )?;
+        index::set_site_state(&tx, code, &now.rfc3339(), upto)?;
+        if asked {
+            index::finish_alert_requests(&tx, code, &now.rfc3339())?;
+        }
+        info!(event = "alerts_reserved", site = %code, kind, sequence = row.sequence);
+        if kind == "FULL" {
+            fulls.push(row);
+        }
+    }
+    tx.commit()?;
+    // FULL files first, rendered once for all sites; then everything else.
+    if !fulls.is_empty() {
+        emit::render::write_full_alerts(config, &index.conn, &fulls)?;
+        for row in &fulls {
+            index::mark_outbound_written(&index.conn, row.id)?;
+            info!(event = "outbound_written", mailbox = %row.mailbox, file = %emit::render::data_name(row));
+        }
+    }
+    super::recover(config, index)
+}

@@ -1,0 +1,500 @@
+//! Evaluating and applying the NHS-side inbound files: attendance events (§3.1,
+//! §5.2) and NHS number status changes (§3.2, §4.4).
+//!
+//! Both follow the extract's shape: one streaming pass that applies as it goes,
+//! inside a savepoint; if the decision at the end forbids applying (a file-level
+//! error, every record invalid, the reject fraction), the pass is rolled back and
+//! read again to list the problems only. The rows each file produces for an
+//! authority (access notifications, inactive notices) are stored as they will be
+//! sent and tied to one reserved outbound file per authority, so a re-send after a
+//! crash is byte-identical and no row is sent twice or lost.
+
+use std::collections::HashSet;
+use std::io;
+
+use rusqlite::Connection;
+
+use super::extract::{ExtractError, Opener, Outcome, Sink, Status};
+use crate::clock::{self, Clock};
+use crate::config::{Config, HubSettings};
+use crate::emit;
+use crate::formats::{self, Kind};
+use crate::index::{self, Counts, IndexError};
+use crate::parse::{DocReader, FormatSpec, Item, RawRecord};
+use crate::validate::{self, AttendanceRules, Problem, Severity, StatusRules};
+
+/// What one feed does with its records.
+pub trait FeedHandler {
+    fn spec(&self) -> &'static FormatSpec;
+    /// The metadata key and value that must name the sender, if any.
+    fn owner(&self) -> Option<(&str, &str)>;
+    fn required(&self) -> &'static [usize];
+    /// Starts a pass (forget per-pass state).
+    fn begin(&mut self);
+    /// Checks one record and, when `apply`, applies it. Problems go to `problems`.
+    /// Returns whether the record is invalid (has an ERROR).
+    fn record(
+        &mut self,
+        conn: &Connection,
+        raw: &RawRecord,
+        apply: bool,
+        problems: &mut Vec<Problem>,
+    ) -> Result<bool, IndexError>;
+    /// After an applied pass: reserve the outbound files the rows go in.
+    fn finish(&mut self, conn: &Connection) -> Result<(), IndexError>;
+}
+
+/// The basic decision of §4.1 for files without STALE or the mass-end guard.
+pub fn basic_decision(
+    file_error: bool,
+    records: u64,
+    invalid: u64,
+    hub: &HubSettings,
+) -> (Status, Option<Problem>) {
+    let fraction = if records > 0 {
+        invalid as f64 / records as f64
+    } else {
+        0.0
+    };
+    if file_error {
+        (Status::Rejected, None)
+    } else if records > 0 && invalid == records {
+        (
+            Status::Rejected,
+            Some(Problem::file(
+                "REJECT_FRACTION",
+                "",
+                format!("all {records} records are invalid; nothing was applied"),
+            )),
+        )
+    } else if fraction > hub.max_reject_fraction {
+        let msg = format!(
+            "{invalid} of {records} records are invalid ({:.0}%), more than hub.max_reject_fraction {}; nothing was applied: fix the file and send it again",
+            fraction * 100.0,
+            hub.max_reject_fraction
+        );
+        (
+            Status::Rejected,
+            Some(Problem::file("REJECT_FRACTION", "", msg)),
+        )
+    } else if invalid == 0 {
+        (Status::Accepted, None)
+    } else {
+        (Status::Partial, None)
+    }
+}
+
+struct PassCounts {
+    records: u64,
+    invalid: u64,
+    warnings: u64,
+    file_error: bool,
+}
+
+fn run_pass(
+    conn: &Connection,
+    handler: &mut dyn FeedHandler,
+    pre: &[Problem],
+    open: Opener<'_>,
+    apply: bool,
+    sink: &mut dyn Sink,
+) -> Result<PassCounts, ExtractError> {
+    let mut c = PassCounts {
+        records: 0,
+        invalid: 0,
+        warnings: 0,
+        file_error: false,
+    };
+    let mut push = |conn: &Connection, c: &mut PassCounts, p: Problem| -> Result<(), IndexError> {
+        if p.severity == Severity::Warning {
+            c.warnings += 1;
+        } else if p.line.is_none() {
+            c.file_error = true;
+        }
+        sink.push(conn, p)
+    };
+    handler.begin();
+    for p in pre {
+        push(conn, &mut c, p.clone())?;
+    }
+    let (reader, prelude) = match DocReader::open(open()?, handler.spec()) {
+        Ok(ok) => ok,
+        Err(fp) if fp.code == "READ_ERROR" => {
+            return Err(ExtractError::Io(io::Error::other(fp.message)))
+        }
+        Err(fp) => {
+            push(conn, &mut c, Problem::from_file(fp))?;
+            return Ok(c);
+        }
+    };
+    for w in prelude.warnings {
+        push(conn, &mut c, Problem::from_file(w))?;
+    }
+    let (header, meta_problems) = validate::feed_metadata(&prelude.metadata, handler.owner());
+    for p in meta_problems {
+        push(conn, &mut c, p)?;
+    }
+    let columns =
+        validate::required_columns(&prelude.present, handler.spec().columns, handler.required());
+    let columns_ok = columns.is_empty();
+    for p in columns {
+        push(conn, &mut c, p)?;
+    }
+    let can_apply = apply && !c.file_error;
+    let mut fatal = false;
+    let mut problems = Vec::new();
+    for item in reader {
+        match item {
+            Item::Warning(w) => push(conn, &mut c, Problem::from_file(w))?,
+            Item::Fatal(fp) if fp.code == "READ_ERROR" => {
+                return Err(ExtractError::Io(io::Error::other(fp.message)))
+            }
+            Item::Fatal(fp) => {
+                push(conn, &mut c, Problem::from_file(fp))?;
+                fatal = true;
+                break;
+            }
+            Item::Record(raw) => {
+                c.records += 1;
+                if !columns_ok {
+                    continue;
+                }
+                problems.clear();
+                if handler.record(conn, &raw, can_apply, &mut problems)? {
+                    c.invalid += 1;
+                }
+                for p in problems.drain(..) {
+                    push(conn, &mut c, p)?;
+                }
+            }
+        }
+    }
+    if !fatal {
+        if let Some(declared) = header.records {
+            if declared != c.records {
+                let msg = format!("the metadata declares records={declared} but the file holds {} records: the file may be truncated; send it again", c.records);
+                push(conn, &mut c, Problem::file("RECORD_COUNT", "records", msg))?;
+            }
+        }
+    }
+    Ok(c)
+}
+
+/// Evaluates a feed file and, when `apply` and the decision allows, applies it in the
+/// caller's transaction.
+pub fn evaluate(
+    conn: &Connection,
+    handler: &mut dyn FeedHandler,
+    hub: &HubSettings,
+    pre: &[Problem],
+    open: Opener<'_>,
+    apply: bool,
+    sink: &mut dyn Sink,
+) -> Result<Outcome, ExtractError> {
+    if apply {
+        conn.execute_batch("SAVEPOINT feed_pass")?;
+    }
+    let result = (|| {
+        let mut c = run_pass(conn, handler, pre, open, apply, sink)?;
+        let (status, extra) = basic_decision(c.file_error, c.records, c.invalid, hub);
+        if apply && !status.applies() {
+            conn.execute_batch("ROLLBACK TO feed_pass")?;
+            sink.reset();
+            c = run_pass(conn, handler, pre, open, false, sink)?;
+        }
+        if let Some(p) = extra {
+            sink.push(conn, p)?;
+        }
+        if apply && status.applies() {
+            handler.finish(conn)?;
+        }
+        Ok(Outcome {
+            status,
+            counts: Counts {
+                records: c.records,
+                applied: if status.applies() {
+                    c.records - c.invalid
+                } else {
+                    0
+                },
+                rejected: c.invalid,
+                warnings: c.warnings,
+            },
+            header: validate::ExtractHeader {
+                extract_type: None,
+                extracted_at: None,
+                sequence: None,
+                records: None,
+            },
+            would_end: 0,
+        })
+    })();
+    if apply {
+        match &result {
+            Ok(_) => conn.execute_batch("RELEASE feed_pass")?,
+            Err(_) => conn.execute_batch("ROLLBACK TO feed_pass; RELEASE feed_pass")?,
+        }
+    }
+    result
+}
+
+/// Attendance events from one site organisation.
+pub struct Attendance<'a> {
+    pub config: &'a Config,
+    pub site_code: &'a str,
+    pub site_name: &'a str,
+    pub site_codes: &'a [String],
+    pub now: Clock,
+    pub message_id: i64,
+    /// Event ids met in this pass (for in-file duplicates when not applying).
+    seen: HashSet<String>,
+    pub notified: u64,
+    pub silent_reads: u64,
+    pub not_held: u64,
+    pub duplicates: u64,
+}
+
+impl<'a> Attendance<'a> {
+    pub fn new(
+        config: &'a Config,
+        site_code: &'a str,
+        site_name: &'a str,
+        site_codes: &'a [String],
+        now: Clock,
+        message_id: i64,
+    ) -> Self {
+        Attendance {
+            config,
+            site_code,
+            site_name,
+            site_codes,
+            now,
+            message_id,
+            seen: HashSet::new(),
+            notified: 0,
+            silent_reads: 0,
+            not_held: 0,
+            duplicates: 0,
+        }
+    }
+}
+
+impl FeedHandler for Attendance<'_> {
+    fn spec(&self) -> &'static FormatSpec {
+        &formats::ATTENDANCE
+    }
+    fn owner(&self) -> Option<(&str, &str)> {
+        Some(("site", self.site_code))
+    }
+    fn required(&self) -> &'static [usize] {
+        validate::ATTENDANCE_REQUIRED
+    }
+    fn begin(&mut self) {
+        self.seen.clear();
+        self.notified = 0;
+        self.silent_reads = 0;
+        self.not_held = 0;
+        self.duplicates = 0;
+    }
+
+    fn record(
+        &mut self,
+        conn: &Connection,
+        raw: &RawRecord,
+        apply: bool,
+        problems: &mut Vec<Problem>,
+    ) -> Result<bool, IndexError> {
+        let rules = AttendanceRules {
+            site_codes: self.site_codes,
+            now: self.now.now(),
+            allow_test_numbers: self.config.hub.allow_test_nhs_numbers,
+        };
+        let (event, _, mut found) = rules.check(raw);
+        let invalid = !found.is_empty();
+        problems.append(&mut found);
+        let Some(ev) = event else { return Ok(invalid) };
+        let today = self.now.today().to_string();
+        let first = if apply {
+            index::mark_event_seen(conn, self.site_code, &ev.event_id, &today)?
+        } else {
+            !index::event_seen(conn, self.site_code, &ev.event_id)?
+                && self.seen.insert(ev.event_id.clone())
+        };
+        if !first {
+            self.duplicates += 1;
+            problems.push(Problem {
+                line: Some(raw.line),
+                reference: ev.event_id.clone(),
+                severity: Severity::Warning,
+                code: "DUPLICATE_EVENT",
+                field: "event_id".into(),
+                message: "this event was processed before (earlier in this file or in an earlier file); it was not notified again".into(),
+            });
+            return Ok(false);
+        }
+        if !ev.unscheduled {
+            self.silent_reads += 1;
+            return Ok(false);
+        }
+        let nhs = ev.nhs_number.as_string();
+        let held = index::held_by_nhs(conn, &nhs)?;
+        if held.is_empty() {
+            self.not_held += 1;
+            return Ok(false);
+        }
+        if !apply {
+            return Ok(false);
+        }
+        let accessed_at = clock::rfc3339(ev.accessed_at);
+        let today_date = self.now.today();
+        for r in held {
+            let ended = r
+                .end_date
+                .as_deref()
+                .and_then(clock::parse_date)
+                .is_some_and(|e| e <= today_date);
+            index::insert_notification(
+                conn,
+                &index::Notification {
+                    message_id: self.message_id,
+                    authority: r.authority.clone(),
+                    local_id: r.local_id.clone(),
+                    nhs_number: nhs.clone(),
+                    plan_type: r.plan_type.clone(),
+                    plan_status: if ended { "ENDED" } else { "ACTIVE" }.into(),
+                    plan_end_date: r.end_date.clone(),
+                    accessed_at: accessed_at.clone(),
+                    site_ods_code: ev.site_ods_code.clone(),
+                    site_name: ev
+                        .site_name
+                        .clone()
+                        .unwrap_or_else(|| self.site_name.to_string()),
+                    setting: ev.setting.clone(),
+                    user_name: ev.user_name.clone(),
+                    user_role: ev.user_role.clone(),
+                    created_on: today.clone(),
+                    ..Default::default()
+                },
+            )?;
+            index::add_access(conn, r.id, &accessed_at, &ev.site_ods_code, &ev.setting)?;
+            self.notified += 1;
+        }
+        Ok(false)
+    }
+
+    fn finish(&mut self, conn: &Connection) -> Result<(), IndexError> {
+        for authority in index::notification_authorities(conn, self.message_id)? {
+            let Some(partner) = self.config.authority(&authority) else {
+                continue;
+            };
+            let row = emit::render::reserve(
+                conn,
+                self.config,
+                &partner.mailbox,
+                Kind::Access,
+                &self.now,
+                None,
+                None,
+            )?;
+            index::attach_notifications(conn, self.message_id, &authority, row.id)?;
+        }
+        Ok(())
+    }
+}
+
+/// NHS number status changes from the demographics feed.
+pub struct NhsStatus<'a> {
+    pub config: &'a Config,
+    pub now: Clock,
+    pub message_id: i64,
+    pub marked: u64,
+    pub notices: u64,
+}
+
+impl<'a> NhsStatus<'a> {
+    pub fn new(config: &'a Config, now: Clock, message_id: i64) -> Self {
+        NhsStatus {
+            config,
+            now,
+            message_id,
+            marked: 0,
+            notices: 0,
+        }
+    }
+}
+
+impl FeedHandler for NhsStatus<'_> {
+    fn spec(&self) -> &'static FormatSpec {
+        &formats::NHS_STATUS
+    }
+    fn owner(&self) -> Option<(&str, &str)> {
+        None
+    }
+    fn required(&self) -> &'static [usize] {
+        validate::STATUS_REQUIRED
+    }
+    fn begin(&mut self) {
+        self.marked = 0;
+        self.notices = 0;
+    }
+
+    fn record(
+        &mut self,
+        conn: &Connection,
+        raw: &RawRecord,
+        apply: bool,
+        problems: &mut Vec<Problem>,
+    ) -> Result<bool, IndexError> {
+        let rules = StatusRules {
+            allow_test_numbers: self.config.hub.allow_test_nhs_numbers,
+        };
+        let (change, mut found) = rules.check(raw);
+        let invalid = !found.is_empty();
+        problems.append(&mut found);
+        let (Some(c), true) = (change, apply) else {
+            return Ok(invalid);
+        };
+        let nhs = c.nhs_number.as_string();
+        let replacement = c.replacement.map(|r| r.as_string());
+        let effective = c.effective_date.to_string();
+        index::set_nhs_status(conn, &nhs, c.status, replacement.as_deref(), &effective)?;
+        self.marked += 1;
+        for r in index::held_by_nhs(conn, &nhs)? {
+            index::insert_inactive(
+                conn,
+                &index::InactiveNotice {
+                    message_id: self.message_id,
+                    authority: r.authority,
+                    local_id: r.local_id,
+                    nhs_number: nhs.clone(),
+                    plan_type: r.plan_type,
+                    status: c.status.to_string(),
+                    replacement: replacement.clone(),
+                    effective_date: effective.clone(),
+                    created_on: self.now.today().to_string(),
+                },
+            )?;
+            self.notices += 1;
+        }
+        Ok(false)
+    }
+
+    fn finish(&mut self, conn: &Connection) -> Result<(), IndexError> {
+        for authority in index::inactive_authorities(conn, self.message_id)? {
+            let Some(partner) = self.config.authority(&authority) else {
+                continue;
+            };
+            let row = emit::render::reserve(
+                conn,
+                self.config,
+                &partner.mailbox,
+                Kind::Inactive,
+                &self.now,
+                None,
+                None,
+            )?;
+            index::attach_inactive(conn, self.message_id, &authority, row.id)?;
+        }
+        Ok(())
+    }
+}
