@@ -455,31 +455,48 @@ fn lookup(config: &Config, text: &str, reason: &str, now: Clock) -> Result<i32, 
             println!("nothing is held for {number}");
             return Ok(0);
         }
-        println!(
-            "{:<10} {:<30} {:<5} {:<11} {:<11} {:<11} {:<17} {:<9} ACCESSES",
-            "AUTHORITY", "LOCAL_ID", "PLAN", "DOB", "START", "END", "ENDED_REASON", "NHS"
-        );
+        let today = now.today();
         for (authority, h) in held {
-            let name = config
-                .authority(&authority)
-                .and_then(|p| match &p.role {
-                    crate::config::Role::Authority { name, .. } => Some(name.clone()),
-                    _ => None,
-                })
-                .unwrap_or_default();
+            let (name, office, emergency) = match config.authority(&authority).map(|p| &p.role) {
+                Some(crate::config::Role::Authority {
+                    name,
+                    office_hours_phone,
+                    out_of_hours_phone,
+                    ..
+                }) => (
+                    name.as_str(),
+                    office_hours_phone.as_str(),
+                    out_of_hours_phone.as_str(),
+                ),
+                _ => ("(authority no longer configured)", "", ""),
+            };
+            let end = h.end_date.as_deref().and_then(clock::parse_date);
+            let status = if end.is_some_and(|e| e <= today) {
+                "ENDED"
+            } else {
+                "ACTIVE"
+            };
+            println!("{authority}  {name}  office hours {office}  out of hours {emergency}");
             println!(
-                "{:<10} {:<30} {:<5} {:<11} {:<11} {:<11} {:<17} {:<9} {} {}",
-                authority,
+                "  local_id {}  plan {}  {}  dob {}  start {}  end {}{}  nhs_status {}",
                 h.local_id,
                 h.plan_type,
-                h.date_of_birth.unwrap_or_default(),
+                status,
+                h.date_of_birth.as_deref().unwrap_or("-"),
                 h.start_date,
-                h.end_date.unwrap_or_default(),
-                h.ended_reason.unwrap_or_default(),
-                h.nhs_status.unwrap_or_else(|| "ACTIVE".into()),
-                h.accesses,
-                name,
+                h.end_date.as_deref().unwrap_or("-"),
+                h.ended_reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default(),
+                h.nhs_status.as_deref().unwrap_or("ACTIVE"),
             );
+            let accesses =
+                index::recent_accesses(&index.conn, &authority, &h.local_id, &h.plan_type)?;
+            println!("  recent unscheduled-care accesses: {}", accesses.len());
+            for (at, site, setting) in accesses {
+                println!("    {at}  {site}  {setting}");
+            }
         }
         Ok(0)
     };

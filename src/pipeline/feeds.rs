@@ -32,16 +32,26 @@ pub trait FeedHandler {
     /// Starts a pass (forget per-pass state).
     fn begin(&mut self);
     /// Checks one record and, when `apply`, applies it. Problems go to `problems`.
-    /// Returns whether the record is invalid (has an ERROR).
     fn record(
         &mut self,
         conn: &Connection,
         raw: &RawRecord,
         apply: bool,
         problems: &mut Vec<Problem>,
-    ) -> Result<bool, IndexError>;
+    ) -> Result<Verdict, IndexError>;
     /// After an applied pass: reserve the outbound files the rows go in.
     fn finish(&mut self, conn: &Connection) -> Result<(), IndexError>;
+}
+
+/// What became of one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid: applied (or would be).
+    Applied,
+    /// Has an ERROR: not applied, counts in `rejected`.
+    Invalid,
+    /// Valid but not applied again (`DUPLICATE_EVENT`): counts in neither.
+    Skipped,
 }
 
 /// The basic decision of §4.1 for files without STALE or the mass-end guard.
@@ -87,6 +97,7 @@ pub fn basic_decision(
 struct PassCounts {
     records: u64,
     invalid: u64,
+    skipped: u64,
     warnings: u64,
     file_error: bool,
 }
@@ -102,6 +113,7 @@ fn run_pass(
     let mut c = PassCounts {
         records: 0,
         invalid: 0,
+        skipped: 0,
         warnings: 0,
         file_error: false,
     };
@@ -160,8 +172,10 @@ fn run_pass(
                     continue;
                 }
                 problems.clear();
-                if handler.record(conn, &raw, can_apply, &mut problems)? {
-                    c.invalid += 1;
+                match handler.record(conn, &raw, can_apply, &mut problems)? {
+                    Verdict::Applied => {}
+                    Verdict::Invalid => c.invalid += 1,
+                    Verdict::Skipped => c.skipped += 1,
                 }
                 for p in problems.drain(..) {
                     push(conn, &mut c, p)?;
@@ -213,7 +227,7 @@ pub fn evaluate(
             counts: Counts {
                 records: c.records,
                 applied: if status.applies() {
-                    c.records - c.invalid
+                    c.records - c.invalid - c.skipped
                 } else {
                     0
                 },
@@ -303,16 +317,17 @@ impl FeedHandler for Attendance<'_> {
         raw: &RawRecord,
         apply: bool,
         problems: &mut Vec<Problem>,
-    ) -> Result<bool, IndexError> {
+    ) -> Result<Verdict, IndexError> {
         let rules = AttendanceRules {
             site_codes: self.site_codes,
             now: self.now.now(),
             allow_test_numbers: self.config.hub.allow_test_nhs_numbers,
         };
         let (event, _, mut found) = rules.check(raw);
-        let invalid = !found.is_empty();
         problems.append(&mut found);
-        let Some(ev) = event else { return Ok(invalid) };
+        let Some(ev) = event else {
+            return Ok(Verdict::Invalid);
+        };
         let today = self.now.today().to_string();
         let first = if apply {
             index::mark_event_seen(conn, self.site_code, &ev.event_id, &today)?
@@ -330,20 +345,20 @@ impl FeedHandler for Attendance<'_> {
                 field: "event_id".into(),
                 message: "this event was processed before (earlier in this file or in an earlier file); it was not notified again".into(),
             });
-            return Ok(false);
+            return Ok(Verdict::Skipped);
         }
         if !ev.unscheduled {
             self.silent_reads += 1;
-            return Ok(false);
+            return Ok(Verdict::Applied);
         }
         let nhs = ev.nhs_number.as_string();
         let held = index::held_by_nhs(conn, &nhs)?;
         if held.is_empty() {
             self.not_held += 1;
-            return Ok(false);
+            return Ok(Verdict::Applied);
         }
         if !apply {
-            return Ok(false);
+            return Ok(Verdict::Applied);
         }
         let accessed_at = clock::rfc3339(ev.accessed_at);
         let today_date = self.now.today();
@@ -379,7 +394,7 @@ impl FeedHandler for Attendance<'_> {
             index::add_access(conn, r.id, &accessed_at, &ev.site_ods_code, &ev.setting)?;
             self.notified += 1;
         }
-        Ok(false)
+        Ok(Verdict::Applied)
     }
 
     fn finish(&mut self, conn: &Connection) -> Result<(), IndexError> {
@@ -444,16 +459,18 @@ impl FeedHandler for NhsStatus<'_> {
         raw: &RawRecord,
         apply: bool,
         problems: &mut Vec<Problem>,
-    ) -> Result<bool, IndexError> {
+    ) -> Result<Verdict, IndexError> {
         let rules = StatusRules {
             allow_test_numbers: self.config.hub.allow_test_nhs_numbers,
         };
         let (change, mut found) = rules.check(raw);
-        let invalid = !found.is_empty();
         problems.append(&mut found);
-        let (Some(c), true) = (change, apply) else {
-            return Ok(invalid);
+        let Some(c) = change else {
+            return Ok(Verdict::Invalid);
         };
+        if !apply {
+            return Ok(Verdict::Applied);
+        }
         let nhs = c.nhs_number.as_string();
         let replacement = c.replacement.map(|r| r.as_string());
         let effective = c.effective_date.to_string();
@@ -476,7 +493,7 @@ impl FeedHandler for NhsStatus<'_> {
             )?;
             self.notices += 1;
         }
-        Ok(false)
+        Ok(Verdict::Applied)
     }
 
     fn finish(&mut self, conn: &Connection) -> Result<(), IndexError> {

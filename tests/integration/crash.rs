@@ -9,7 +9,7 @@ use std::fs;
 use crate::harness::*;
 
 /// Everything under the mailbox root (name -> bytes), plus the facts of the index.
-fn snapshot(hub: &Hub) -> (BTreeMap<String, Vec<u8>>, Vec<Vec<String>>) {
+pub fn snapshot(hub: &Hub) -> (BTreeMap<String, Vec<u8>>, Vec<Vec<String>>) {
     let mut files = BTreeMap::new();
     let root = hub.path().join("mailboxes");
     let mut stack = vec![root.clone()];

@@ -71,6 +71,14 @@ name = "Example University Hospitals NHS FT"
 mailbox = "X26R0A01"
 site_codes = ["R0A02", "R0A66"]
 
+[[site]]
+code = "R0B"
+name = "Example Ambulance Service NHS Trust"
+mailbox = "X26R0B01"
+site_codes = ["R0B01"]
+alerts = "full"
+format = "xml"
+
 [demographics]
 mailbox = "X26PDS01"
 "#,

@@ -8,6 +8,7 @@ mod crash;
 mod extracts;
 mod golden;
 mod intake;
+mod nhs_side;
 mod quarantine;
 mod readme;
 mod schemas;
