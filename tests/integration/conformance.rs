@@ -1,7 +1,6 @@
 //! Runs the shared black-box conformance suite (`../shared/conformance`) against
-//! the binary under test, for the cases whose features this build has. Cases of
-//! later stages (attendance, alerts, NHS number status, the daemon) join the list
-//! as those stages land.
+//! the binary under test, for the cases whose features this build has. The
+//! daemon's case (`process_refused_while_daemon_runs`) joins when `run` lands.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -30,6 +29,13 @@ const CASES: &[&str] = &[
     "validate_prints_receipt_and_changes_nothing",
     "process_exit_codes",
     "lookup_is_audited_with_reason",
+    "retention_purge_shows_remove_in_next_delta",
+    "access_notification_to_holding_authority_only",
+    "silent_read_not_notified",
+    "unknown_nhs_number_is_forgotten",
+    "alerts_full_then_delta",
+    "superseded_number_notifies_and_blocks_upserts",
+    "outbound_files_names_and_metadata",
 ];
 
 #[test]

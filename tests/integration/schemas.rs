@@ -32,6 +32,11 @@ fn xml_fixtures_and_golden_outputs_validate_against_their_schemas() {
                 "fixtures/mesh/LA317MSG0001.ctl",
             ],
         ),
+        ("cpis-attendance.xsd", vec!["fixtures/attendance.xml"]),
+        ("cpis-nhs-status.xsd", vec!["fixtures/nhs_status.xml"]),
+        ("cpis-access.xsd", vec!["fixtures/golden/access.xml"]),
+        ("cpis-inactive.xsd", vec!["fixtures/golden/inactive.xml"]),
+        ("cpis-alerts.xsd", vec!["fixtures/golden/alerts_full.xml"]),
     ] {
         for file in files {
             let out = Command::new("xmllint")
