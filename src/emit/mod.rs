@@ -44,18 +44,31 @@ pub fn write_atomic(
     mode: u32,
     body: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> io::Result<()> {
+    write_atomic_file(dir, name, mode, |file| {
+        let mut out = BufWriter::with_capacity(256 * 1024, file);
+        body(&mut out)?;
+        out.flush()
+    })
+}
+
+/// [`write_atomic`] handing the body the open file itself (so that a copy from
+/// another file can stay in the kernel).
+pub fn write_atomic_file(
+    dir: &Path,
+    name: &str,
+    mode: u32,
+    body: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<()> {
     ensure_dir(dir)?;
     let tmp = dir.join(format!(".{name}.tmp"));
     let result = (|| {
-        let file = OpenOptions::new()
+        let mut file = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(mode)
             .open(&tmp)?;
-        let mut out = BufWriter::with_capacity(256 * 1024, file);
-        body(&mut out)?;
-        let file = out.into_inner().map_err(|e| e.into_error())?;
+        body(&mut file)?;
         file.sync_all()?;
         drop(file);
         fs::rename(&tmp, dir.join(name))?;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 
-use super::{write_atomic, TableWriter};
+use super::{write_atomic, write_atomic_file, TableWriter};
 use crate::clock;
 use crate::config::{Config, Format, Framing, Role};
 use crate::formats::{self, Kind};
@@ -474,14 +474,17 @@ pub fn write_full_alerts(
             let (key, value) = partner_key(config, row);
             let out_dir = config.folder(&row.mailbox, "out");
             let name = data_name(row);
-            write_atomic(&out_dir, &name, OUT_MODE, |w| {
+            // The head is small; the body is copied file to file (in the kernel).
+            write_atomic_file(&out_dir, &name, OUT_MODE, |file| {
+                let mut head = Vec::new();
                 TableWriter::head(
-                    w,
+                    &mut head,
                     &formats::ALERTS,
                     syntax,
                     &params.metadata(key, &value, row, count),
                 )?;
-                io::copy(&mut File::open(&body_path)?, w).map(|_| ())
+                file.write_all(&head)?;
+                io::copy(&mut File::open(&body_path)?, file).map(|_| ())
             })
             .map_err(io_at(&out_dir.join(&name)))?;
             write_ctl(config, row)?;

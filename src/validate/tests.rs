@@ -227,3 +227,161 @@ proptest! {
         }
     }
 }
+
+mod feeds {
+    use super::super::*;
+    use crate::formats::ATTENDANCE;
+    use crate::parse::RawRecord;
+
+    fn event(fields: &[(&str, &str)]) -> RawRecord {
+        let mut base: Vec<(&str, &str)> = vec![
+            ("event_id", "EV-1"),
+            ("nhs_number", "9990010005"),
+            ("accessed_at", "2026-11-22T07:00:00Z"),
+            ("site_ods_code", "R0A02"),
+            ("setting", "ED"),
+            ("user_name", "Dr Example"),
+            ("user_role", "Registrar"),
+        ];
+        for (k, v) in fields {
+            base.retain(|(key, _)| key != k);
+            if !v.is_empty() {
+                base.push((k, v));
+            }
+        }
+        let mut values = vec![None; ATTENDANCE.columns.len()];
+        for (k, v) in base {
+            values[ATTENDANCE.columns.iter().position(|c| *c == k).unwrap()] = Some(v.to_string());
+        }
+        RawRecord {
+            line: 3,
+            values,
+            malformed: None,
+        }
+    }
+
+    fn check(fields: &[(&str, &str)]) -> (Option<Event>, Vec<&'static str>) {
+        let sites = vec!["R0A02".to_string(), "R0A66".to_string()];
+        let rules = AttendanceRules {
+            site_codes: &sites,
+            now: crate::clock::parse_rfc3339("2026-11-22T10:00:00Z").unwrap(),
+            allow_test_numbers: true,
+        };
+        let (e, _, p) = rules.check(&event(fields));
+        (e, p.iter().map(|p| p.code).collect())
+    }
+
+    #[test]
+    fn a_good_event_passes_and_defaults_to_unscheduled() {
+        let (e, codes) = check(&[]);
+        assert!(codes.is_empty(), "{codes:?}");
+        let e = e.unwrap();
+        assert!(e.unscheduled);
+        assert_eq!(e.site_name, None);
+    }
+
+    #[test]
+    fn each_event_rule_has_its_code() {
+        for (fields, code) in [
+            (vec![("event_id", "")], "FIELD_MISSING"),
+            (vec![("nhs_number", "")], "NHS_MISSING"),
+            (vec![("nhs_number", "9990010006")], "NHS_CHECK_DIGIT"),
+            (vec![("accessed_at", "")], "TIMESTAMP"),
+            (vec![("accessed_at", "22/11/2026 07:00")], "TIMESTAMP"),
+            (vec![("accessed_at", "2026-11-22T11:30:00Z")], "TIMESTAMP"),
+            (vec![("site_ods_code", "RXA01")], "SITE_CODE"),
+            (vec![("site_ods_code", "")], "SITE_CODE"),
+            (vec![("setting", "THEATRE")], "SETTING"),
+            (vec![("unscheduled", "maybe")], "FIELD_FORMAT"),
+            (vec![("user_name", "")], "FIELD_MISSING"),
+            (vec![("user_role", "")], "FIELD_MISSING"),
+        ] {
+            let (e, codes) = check(&fields);
+            assert_eq!(codes, [code], "{fields:?}");
+            assert!(e.is_none());
+        }
+        assert!(
+            check(&[("accessed_at", "2026-11-22T10:59:00Z")])
+                .1
+                .is_empty(),
+            "within the hour of skew"
+        );
+        assert!(!check(&[("unscheduled", "n")]).0.unwrap().unscheduled);
+    }
+
+    #[test]
+    fn status_rules() {
+        let rules = StatusRules {
+            allow_test_numbers: true,
+        };
+        let raw = |fields: &[(&str, &str)]| {
+            let mut values = vec![None; crate::formats::NHS_STATUS.columns.len()];
+            for (k, v) in fields {
+                values[crate::formats::NHS_STATUS
+                    .columns
+                    .iter()
+                    .position(|c| c == k)
+                    .unwrap()] = Some(v.to_string());
+            }
+            RawRecord {
+                line: 3,
+                values,
+                malformed: None,
+            }
+        };
+        let (c, p) = rules.check(&raw(&[
+            ("nhs_number", "9990010013"),
+            ("status", "superseded"),
+            ("replacement_nhs_number", "9990010110"),
+            ("effective_date", "2026-11-21"),
+        ]));
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(c.unwrap().status, "SUPERSEDED");
+        let codes = |fields: &[(&str, &str)]| {
+            rules
+                .check(&raw(fields))
+                .1
+                .iter()
+                .map(|p| p.code)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            codes(&[
+                ("nhs_number", "9990010013"),
+                ("status", "GONE"),
+                ("effective_date", "2026-11-21")
+            ]),
+            ["FIELD_FORMAT"]
+        );
+        assert_eq!(
+            codes(&[
+                ("nhs_number", "9990010013"),
+                ("status", "INACTIVE"),
+                ("replacement_nhs_number", "9990010110"),
+                ("effective_date", "2026-11-21")
+            ]),
+            ["FIELD_FORMAT"]
+        );
+        assert_eq!(
+            codes(&[
+                ("nhs_number", "9990010013"),
+                ("status", "SUPERSEDED"),
+                ("replacement_nhs_number", "9990010013"),
+                ("effective_date", "2026-11-21")
+            ]),
+            ["FIELD_FORMAT"]
+        );
+        assert_eq!(
+            codes(&[
+                ("nhs_number", "9990010013"),
+                ("status", "INACTIVE"),
+                ("effective_date", "21-11-2026")
+            ]),
+            ["DATE_FORMAT"]
+        );
+        assert_eq!(
+            codes(&[("status", "INACTIVE"), ("effective_date", "2026-11-21")]),
+            ["NHS_MISSING"]
+        );
+    }
+}
