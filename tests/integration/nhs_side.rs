@@ -111,7 +111,7 @@ fn attendance_notifies_each_holding_authority_of_its_own_record_only() {
             "R0A02",
             "Example ED",
             "Dr Ada Example",
-            "2026-11-22T07:15:00Z"
+            "2026-11-21T07:15:00Z"
         )
     );
     assert_eq!(
@@ -132,7 +132,7 @@ fn attendance_notifies_each_holding_authority_of_its_own_record_only() {
     assert_eq!(field(h.row("local_id", "C-1001"), "accesses"), "1");
     assert_eq!(
         field(h.row("local_id", "C-1001"), "last_accessed_at"),
-        "2026-11-22T07:15:00Z"
+        "2026-11-21T07:15:00Z"
     );
     assert_eq!(
         field(h.row("local_id", "C-1002"), "accesses"),
@@ -159,8 +159,8 @@ fn an_event_is_notified_once_across_files() {
     let again = String::from_utf8(fixture("attendance.csv"))
         .unwrap()
         .replace(
-            "sent_at=2026-11-22T08:00:00Z",
-            "sent_at=2026-11-22T08:05:00Z",
+            "sent_at=2026-11-21T08:00:00Z",
+            "sent_at=2026-11-21T08:05:00Z",
         );
     hub.drop("X26R0A01", "b.csv", again.as_bytes());
     hub.process(0);
@@ -485,7 +485,7 @@ fn lookup_shows_records_and_recent_accesses_and_is_audited() {
             && text.contains("Example County Council"),
         "{text}"
     );
-    assert!(text.contains("2026-11-22T07:15:00Z  R0A02  ED"), "{text}");
+    assert!(text.contains("2026-11-21T07:15:00Z  R0A02  ED"), "{text}");
     assert_eq!(
         hub.run(&["lookup", "9990010005"]).status.code(),
         Some(2),

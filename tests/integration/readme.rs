@@ -93,3 +93,45 @@ fn version_names_the_schema() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("database schema 1"), "{text}");
 }
+
+#[test]
+fn readme_attendance_demo_notifies_on_the_real_clock() {
+    let readme = fs::read_to_string(project_dir().join("README.md")).unwrap();
+    assert!(readme.contains("Drop `fixtures/attendance.csv` into `var/mailboxes/X26R0A01/in/`"));
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join("deploy")).unwrap();
+    fs::copy(
+        project_dir().join("deploy/cpis-hub.example.toml"),
+        dir.path().join("deploy/cpis-hub.example.toml"),
+    )
+    .unwrap();
+    let process = || {
+        Command::new(BIN)
+            .args(["--config", "deploy/cpis-hub.example.toml", "process"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    process();
+    let drop = |mailbox: &str, name: &str, fixture_name: &str| {
+        let path = dir
+            .path()
+            .join("var/mailboxes")
+            .join(mailbox)
+            .join("in")
+            .join(name);
+        fs::write(&path, fixture(fixture_name)).unwrap();
+        settle(&path);
+    };
+    drop("X26LA204", "nightly.csv", "extract_full.csv");
+    assert_eq!(process().status.code(), Some(0));
+    drop("X26R0A01", "attendance.csv", "attendance.csv");
+    process();
+    let out = dir.path().join("var/mailboxes/X26LA204/out");
+    let access: Vec<_> = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("ACCESS_"))
+        .collect();
+    assert_eq!(access.len(), 1, "{:?}", fs::read_dir(&out).unwrap().count());
+}
