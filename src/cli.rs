@@ -207,12 +207,24 @@ fn run(cli: Cli) -> Result<i32, Exit> {
             let mut index = Index::open(&config.hub.database).map_err(usage)?;
             let options = PassOptions {
                 emit_holdings: emit.contains(&EmitKind::Holdings),
-                emit_alerts: emit.contains(&EmitKind::Alerts),
+                alert_deltas: emit.contains(&EmitKind::Alerts),
+                alert_fulls: emit.contains(&EmitKind::Alerts),
+                ..PassOptions::default()
             };
-            let report = pipeline::run_pass(&config, &mut index, now, options)
+            let report = pipeline::run_pass(&config, &mut index, now, &options)
                 .map_err(|e| Exit(1, e.into()))?;
             for e in &report.errors {
-                eprintln!("cpis-hub: {e}");
+                let what = if e.transient {
+                    "left in in/, try again"
+                } else {
+                    "moved to failed/"
+                };
+                eprintln!(
+                    "cpis-hub: {}/{}: {} ({what})",
+                    e.mailbox,
+                    e.name.to_string_lossy(),
+                    e.message
+                );
             }
             Ok(report.exit_code())
         }

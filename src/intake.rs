@@ -93,13 +93,23 @@ pub struct Rules {
     pub max_file_bytes: u64,
 }
 
+/// What a scan found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Ready items, oldest arrival first.
+    pub found: Vec<Found>,
+    /// When the soonest entry still settling will be ready (to wake up then).
+    pub wake_at: Option<SystemTime>,
+}
+
 /// Lists what is ready in `dir`, oldest arrival first. Entries still being written
 /// (not settled, `.dat` without `.ctl`, temporary names) are left alone.
-pub fn scan(dir: &Path, rules: Rules, real_now: SystemTime) -> std::io::Result<Vec<Found>> {
+pub fn scan(dir: &Path, rules: Rules, real_now: SystemTime) -> std::io::Result<Scan> {
     let mut found = Vec::new();
+    let mut wake_at: Option<SystemTime> = None;
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Scan::default()),
         Err(e) => return Err(e),
     };
     let mut names: Vec<(OsString, std::fs::Metadata)> = Vec::new();
@@ -113,12 +123,17 @@ pub fn scan(dir: &Path, rules: Rules, real_now: SystemTime) -> std::io::Result<V
         };
         names.push((entry.file_name(), meta));
     }
-    let settled = |m: &std::fs::Metadata| {
+    let mut settled = |m: &std::fs::Metadata| {
         let modified = m.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-        real_now
+        let ready = real_now
             .duration_since(modified)
             .map(|age| age >= rules.settle)
-            .unwrap_or(false)
+            .unwrap_or(false);
+        if !ready {
+            let at = modified + rules.settle;
+            wake_at = Some(wake_at.map_or(at, |w| w.min(at)));
+        }
+        ready
     };
     let arrived = |m: &std::fs::Metadata| m.modified().unwrap_or(SystemTime::UNIX_EPOCH);
     let lookup = |wanted: &OsString| names.iter().find(|(n, _)| n == wanted).map(|(_, m)| m);
@@ -229,7 +244,7 @@ pub fn scan(dir: &Path, rules: Rules, real_now: SystemTime) -> std::io::Result<V
             .cmp(&b.arrived)
             .then_with(|| a.item.name().cmp(b.item.name()))
     });
-    Ok(found)
+    Ok(Scan { found, wake_at })
 }
 
 /// The `in/` folder of a mailbox.
@@ -282,7 +297,7 @@ mod tests {
         fs::create_dir(d.join("folder")).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", d.join("link.csv")).unwrap();
         let now = SystemTime::now() + Duration::from_secs(5);
-        let mut got = names(&scan(d, rules(), now).unwrap());
+        let mut got = names(&scan(d, rules(), now).unwrap().found);
         got.sort();
         assert_eq!(
             got,
@@ -307,7 +322,9 @@ mod tests {
             settle: Duration::from_secs(60),
             max_file_bytes: 100,
         };
-        assert!(scan(dir.path(), r, SystemTime::now()).unwrap().is_empty());
+        let s = scan(dir.path(), r, SystemTime::now()).unwrap();
+        assert!(s.found.is_empty());
+        assert!(s.wake_at.is_some(), "a settling file asks to be woken");
     }
 
     #[test]

@@ -17,16 +17,18 @@ use crate::emit::{self, render::AlertParams};
 use crate::formats::Kind;
 use crate::index::{self, Index, OutboundRow};
 
-/// Reserves and writes alert files. `scheduled`: this is an alerts emit (every site
-/// gets what is due); otherwise only sites whose FULL an operator requested.
+/// Reserves and writes alert files: `deltas` — DELTAs to `alerts = "delta"` sites
+/// (and a FULL to any site never sent one); `fulls_due` — the nightly FULL to
+/// `alerts = "full"` sites. Operators' FULL requests are always carried out.
 pub fn emit_alerts(
     config: &Config,
     index: &mut Index,
     now: Clock,
-    scheduled: bool,
+    deltas: bool,
+    fulls_due: bool,
 ) -> Result<(), PassError> {
     let requested = index::pending_alert_requests(&index.conn)?;
-    if !scheduled && requested.is_empty() {
+    if !deltas && !fulls_due && requested.is_empty() {
         return Ok(());
     }
     let tx = index.begin()?;
@@ -38,16 +40,17 @@ pub fn emit_alerts(
         };
         let state = index::site_state(&tx, code)?;
         let asked = requested.contains(code);
-        if !scheduled && !asked {
-            continue;
-        }
+        let full_mode = *alerts == AlertsMode::Full;
         let params = match &state {
-            None => Some(("FULL", 0, None)),
-            Some(_) if asked || *alerts == AlertsMode::Full => Some(("FULL", 0, None)),
-            Some((last_created_at, last_seq)) if index::changed_between(&tx, *last_seq, upto)? => {
+            _ if asked => Some(("FULL", 0, None)),
+            None if deltas || (full_mode && fulls_due) => Some(("FULL", 0, None)),
+            Some(_) if full_mode && fulls_due => Some(("FULL", 0, None)),
+            Some((last_created_at, last_seq))
+                if deltas && !full_mode && index::changed_between(&tx, *last_seq, upto)? =>
+            {
                 Some(("DELTA", *last_seq, Some(last_created_at.clone())))
             }
-            Some(_) => None,
+            _ => None,
         };
         let Some((kind, from, since)) = params else {
             continue;

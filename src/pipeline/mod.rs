@@ -19,9 +19,13 @@ pub mod alerts;
 pub mod extract;
 pub mod feeds;
 
+use std::collections::HashSet;
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use flate2::read::GzDecoder;
@@ -66,10 +70,34 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> PassError + '_ {
 }
 
 /// What a pass asks for beyond consuming inbound messages.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct PassOptions {
     pub emit_holdings: bool,
-    pub emit_alerts: bool,
+    /// Alert DELTAs (and first FULLs) to `alerts = "delta"` sites.
+    pub alert_deltas: bool,
+    /// The nightly FULL to `alerts = "full"` sites.
+    pub alert_fulls: bool,
+    /// Set by the daemon when it must stop: the pass ends after the message in hand.
+    pub stop: Option<Arc<AtomicBool>>,
+    /// (mailbox, file name) of messages not to try in this pass (backing off).
+    pub skip: HashSet<(String, OsString)>,
+}
+
+impl PassOptions {
+    fn stopping(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+    }
+}
+
+/// A message that could not be processed in this pass.
+#[derive(Debug)]
+pub struct FileError {
+    pub mailbox: String,
+    pub name: OsString,
+    /// Worth retrying later (the file stays in `in/`); otherwise it was moved to
+    /// `failed/` with a receipt.
+    pub transient: bool,
+    pub message: String,
 }
 
 /// What a pass did, for the exit code and the log.
@@ -77,8 +105,11 @@ pub struct PassOptions {
 pub struct PassReport {
     /// (mailbox, file name, final status) of each message decided in this pass.
     pub messages: Vec<(String, String, Status)>,
-    /// Messages that could not be processed (left in place, tried again later).
-    pub errors: Vec<String>,
+    pub errors: Vec<FileError>,
+    /// When a file seen but not yet ready (settling) will be: the daemon wakes then.
+    pub wake_at: Option<SystemTime>,
+    /// The pass ended early because it was asked to stop.
+    pub stopped: bool,
 }
 
 impl PassReport {
@@ -98,41 +129,157 @@ pub fn run_pass(
     config: &Config,
     index: &mut Index,
     now: Clock,
-    options: PassOptions,
+    options: &PassOptions,
 ) -> Result<PassReport, PassError> {
     let mut report = PassReport::default();
     transport::ensure_mailboxes(config).map_err(io_at(&config.hub.root))?;
     recover(config, index)?;
     carry_out_decisions(config, index, now, &mut report)?;
     housekeeping(config, index, now)?;
-    for partner in &config.partners {
+    'partners: for partner in &config.partners {
         let dir = intake::in_dir(&config.hub.root, &partner.mailbox);
         let rules = intake::Rules {
             settle: config.hub.settle,
             max_file_bytes: config.hub.max_file_bytes,
         };
-        let found = intake::scan(&dir, rules, SystemTime::now()).map_err(io_at(&dir))?;
-        for item in found {
+        let scan = intake::scan(&dir, rules, SystemTime::now()).map_err(io_at(&dir))?;
+        report.wake_at = match (report.wake_at, scan.wake_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        for item in scan.found {
+            if options.stopping() {
+                report.stopped = true;
+                break 'partners;
+            }
+            let key = (partner.mailbox.clone(), item.item.name().clone());
+            if options.skip.contains(&key) {
+                continue;
+            }
             let name = item.item.name().to_string_lossy().into_owned();
+            info!(event = "file_ready", mailbox = %partner.mailbox, file = %name);
             match process_message(config, index, now, partner, &item) {
                 Ok(Some(status)) => report
                     .messages
                     .push((partner.mailbox.clone(), name, status)),
                 Ok(None) => {}
+                Err(e) if e.kind() == ErrorKind::Vanished => {
+                    info!(event = "file_vanished", mailbox = %partner.mailbox, file = %name);
+                }
+                Err(e) if e.kind() == ErrorKind::Transient => {
+                    warn!(event = "file_retry", mailbox = %partner.mailbox, file = %name, error = %e, "left in in/, tried again later");
+                    report.errors.push(FileError {
+                        mailbox: key.0,
+                        name: key.1,
+                        transient: true,
+                        message: e.to_string(),
+                    });
+                }
                 Err(e) => {
-                    warn!(event = "file_error", mailbox = %partner.mailbox, file = %name, error = %e, "message left in in/");
-                    report
-                        .errors
-                        .push(format!("{}/{name}: {e}", partner.mailbox));
+                    warn!(event = "file_failed", mailbox = %partner.mailbox, file = %name, error = %e, "moved to failed/");
+                    let message = e.to_string();
+                    fail_permanently(config, index, now, partner, &item, &message)?;
+                    report.errors.push(FileError {
+                        mailbox: key.0,
+                        name: key.1,
+                        transient: false,
+                        message,
+                    });
                 }
             }
         }
     }
-    alerts::emit_alerts(config, index, now, options.emit_alerts)?;
+    if options.stopping() {
+        report.stopped = true;
+        return Ok(report);
+    }
+    alerts::emit_alerts(
+        config,
+        index,
+        now,
+        options.alert_deltas,
+        options.alert_fulls,
+    )?;
     if options.emit_holdings {
         emit_holdings(config, index, now)?;
     }
     Ok(report)
+}
+
+/// How a failure to process a message is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Retry later with backoff; the file stays in `in/` (disk full, permission
+    /// denied, database busy, an outbound folder not writable...).
+    Transient,
+    /// Will never succeed: the file goes to `failed/` with a `READ_ERROR` receipt.
+    Permanent,
+    /// The file disappeared (its sender took it back): nothing to do.
+    Vanished,
+}
+
+impl PassError {
+    /// Classifies a failure explicitly (see [`ErrorKind`]).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            PassError::Index(_) | PassError::Emit(_) => ErrorKind::Transient,
+            PassError::Io { source, .. } => classify_io(source),
+        }
+    }
+}
+
+/// Transient unless the error says the object itself can never be read.
+pub fn classify_io(e: &io::Error) -> ErrorKind {
+    use io::ErrorKind as K;
+    match e.kind() {
+        K::NotFound => ErrorKind::Vanished,
+        K::InvalidData | K::InvalidInput | K::IsADirectory | K::FileTooLarge | K::Unsupported => {
+            ErrorKind::Permanent
+        }
+        _ => ErrorKind::Transient,
+    }
+}
+
+/// Moves a message that can never be read to `failed/`, with a `READ_ERROR` receipt.
+fn fail_permanently(
+    config: &Config,
+    index: &mut Index,
+    now: Clock,
+    partner: &Partner,
+    found: &Found,
+    message: &str,
+) -> Result<(), PassError> {
+    let mut m = MessageRow {
+        mailbox: partner.mailbox.clone(),
+        name: name_bytes(found.item.name()),
+        src_name: name_bytes(found.item.name()),
+        received_at: now.rfc3339(),
+        src_folder: "in".into(),
+        kind: "refused".into(),
+        authority: partner.authority_code().map(str::to_string),
+        ..MessageRow::default()
+    };
+    if let Ready::Mesh { ctl, .. } = &found.item {
+        m.ctl_name = Some(name_bytes(ctl));
+        m.src_ctl_name = m.ctl_name.clone();
+    }
+    let problem = Problem::file(
+        "READ_ERROR",
+        "",
+        format!("the file cannot be read: {message}"),
+    );
+    let tx = index.begin()?;
+    record_simple(
+        config,
+        &tx,
+        &now,
+        &mut m,
+        Status::Rejected,
+        Counts::default(),
+        vec![problem],
+    )?;
+    tx.commit()?;
+    recover(config, index)
 }
 
 /// Writes every reserved outbound file and finishes every half-done move.
