@@ -75,6 +75,20 @@ pub enum Command {
     /// Write an example config into DIR (default: .) and create its mailbox folders.
     #[command(after_help = "Example:\n  cpis-hub init /srv/cpis")]
     Init { dir: Option<PathBuf> },
+    /// The daemon: watch every mailbox, process files as they become ready, run the
+    /// schedule (alerts, holdings, retention); SIGTERM or SIGINT stops it cleanly.
+    #[command(
+        after_help = "Example:\n  cpis-hub --config /srv/cpis/cpis-hub.toml --log-format json run"
+    )]
+    Run,
+    /// What the hub is doing: per partner the last file in and out and the backlog,
+    /// quarantined files, stale authorities, the last run of each scheduled job.
+    #[command(after_help = "Example:\n  cpis-hub status --json")]
+    Status {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// One pass: decisions, age 18 and retention, every ready inbound message, then exit.
     /// Exit 0 when every file ended ACCEPTED, PARTIAL or DUPLICATE; 1 otherwise; 2 on a
     /// usage, config or lock error.
@@ -228,6 +242,47 @@ fn run(cli: Cli) -> Result<i32, Exit> {
             }
             Ok(report.exit_code())
         }
+        Command::Run => {
+            let config = load_config(&cli.config)?;
+            let _lock = Lock::acquire(&config.lock_path()).map_err(usage)?;
+            let index = Index::open(&config.hub.database).map_err(usage)?;
+            let clock: crate::daemon::ClockSource = match cli.now {
+                Some(base) => {
+                    let started = std::time::Instant::now();
+                    std::sync::Arc::new(move || {
+                        let elapsed =
+                            chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
+                        Clock::at(base + elapsed)
+                    })
+                }
+                None => std::sync::Arc::new(Clock::real),
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Exit(1, e.into()))?;
+            runtime
+                .block_on(async move {
+                    let shutdown = stop_signal()
+                        .map_err(|e| crate::daemon::DaemonError::Task(e.to_string()))?;
+                    crate::daemon::run(config, index, clock, shutdown).await
+                })
+                .map_err(|e| Exit(1, e.into()))?;
+            Ok(0)
+        }
+        Command::Status { json } => {
+            let config = load_config(&cli.config)?;
+            let status = crate::status::gather(&config, now).map_err(|e| Exit(1, e.into()))?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&status).map_err(|e| Exit(1, e.into()))?
+                );
+            } else {
+                print!("{}", crate::status::render_text(&status));
+            }
+            Ok(0)
+        }
         Command::Validate { file, partner, xml } => {
             let config = load_config(&cli.config)?;
             validate(&config, &file, partner.as_deref(), xml, now).map_err(|e| Exit(2, e))
@@ -275,6 +330,19 @@ fn run(cli: Cli) -> Result<i32, Exit> {
             audit(&config, since.as_deref(), json)
         }
     }
+}
+
+/// SIGTERM or SIGINT, as a future (registered now, so no signal is missed).
+fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }
 
 fn init(dir: &Path) -> anyhow::Result<i32> {

@@ -12,6 +12,7 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod daemon;
 pub mod emit;
 pub mod fault;
 pub mod formats;
@@ -21,5 +22,6 @@ pub mod lock;
 pub mod nhs;
 pub mod parse;
 pub mod pipeline;
+pub mod status;
 pub mod transport;
 pub mod validate;

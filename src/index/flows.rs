@@ -495,3 +495,26 @@ pub fn purge_flows(conn: &Connection, cutoff: &str) -> Result<()> {
     conn.prepare_cached("DELETE FROM removed WHERE change_seq <= (SELECT coalesce(MIN(last_seq), -1) FROM site_state)")?.execute([])?;
     Ok(())
 }
+
+// ---------------------------------------------------------------------------
+// Scheduled jobs
+// ---------------------------------------------------------------------------
+
+/// When a job last ran, and (daily jobs) for which Europe/London date.
+pub fn job_state(conn: &Connection, name: &str) -> Result<(Option<String>, Option<String>)> {
+    Ok(conn
+        .prepare_cached("SELECT last_run_at, last_day FROM jobs WHERE name = ?1")?
+        .query_row([name], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?
+        .unwrap_or((None, None)))
+}
+
+/// Records a run of a job (`day`: the date a daily job ran for, kept if `None`).
+pub fn set_job_run(conn: &Connection, name: &str, at: &str, day: Option<&str>) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO jobs (name, last_run_at, last_day) VALUES (?1, ?2, ?3)
+         ON CONFLICT (name) DO UPDATE SET last_run_at = excluded.last_run_at, last_day = coalesce(excluded.last_day, last_day)",
+    )?
+    .execute(params![name, at, day])?;
+    Ok(())
+}

@@ -208,6 +208,12 @@ pub const MIGRATIONS: &[&str] = &[
         done_at       TEXT
     );
 
+    CREATE TABLE jobs (                   -- the daemon's scheduled jobs
+        name        TEXT PRIMARY KEY,     -- alerts_delta | alerts_full | holdings
+        last_run_at TEXT,
+        last_day    TEXT                  -- daily jobs: the Europe/London date last run for
+    ) WITHOUT ROWID;
+
     CREATE TABLE counters (
         name  TEXT PRIMARY KEY,
         value INTEGER NOT NULL

@@ -1,0 +1,294 @@
+//! The daemon (`cpis-hub run`, SPEC §5.4, §6): watches every mailbox's `in/`,
+//! rescans every `hub.rescan_every`, runs the schedule, retries transient failures
+//! with bounded exponential backoff, and stops cleanly.
+//!
+//! Owns the index for its whole life (moved into a blocking task for each pass:
+//! SQLite and file I/O never run on the async workers), the backoff table, and the
+//! file-system watcher. The stop signal is a future passed in; the loop only stops
+//! between messages: a pass in hand finishes the message it is on, and its
+//! post-commit steps, before the daemon exits. Must never process without holding
+//! the lock (taken by the caller for the daemon's whole life).
+
+pub mod schedule;
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use crate::clock::{self, Clock};
+use crate::config::Config;
+use crate::index::{self, Index};
+use crate::pipeline::{self, PassOptions, PassReport};
+
+/// What makes the daemon stop running.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("the processing task failed: {0}")]
+    Task(String),
+    #[error(transparent)]
+    Index(#[from] index::IndexError),
+    #[error("cannot create the mailbox folders: {0}")]
+    Folders(std::io::Error),
+}
+
+/// The daemon's time: the real clock, or `--now` moving on from when it started.
+pub type ClockSource = Arc<dyn Fn() -> Clock + Send + Sync>;
+
+/// The longest wait between two tries of a file that failed transiently.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    attempts: u32,
+    next_try: SystemTime,
+}
+
+/// The delay before try `attempts + 1`: 1 s, 2 s, 4 s ... at most [`MAX_BACKOFF`].
+pub fn backoff_delay(attempts: u32) -> Duration {
+    let secs = 1u64
+        .checked_shl(attempts.saturating_sub(1))
+        .unwrap_or(u64::MAX);
+    Duration::from_secs(secs).min(MAX_BACKOFF)
+}
+
+/// The scheduled jobs due now.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DueJobs {
+    pub alerts_delta: bool,
+    pub alerts_full: Option<chrono::NaiveDate>,
+    pub holdings: Option<chrono::NaiveDate>,
+}
+
+fn parse_time(text: Option<String>) -> Option<DateTime<Utc>> {
+    text.as_deref().and_then(clock::parse_rfc3339)
+}
+
+fn parse_day(text: Option<String>) -> Option<chrono::NaiveDate> {
+    text.as_deref().and_then(clock::parse_date)
+}
+
+/// What is due now, and when the next job will be.
+fn due_jobs(
+    config: &Config,
+    index: &Index,
+    now: DateTime<Utc>,
+) -> Result<(DueJobs, DateTime<Utc>), index::IndexError> {
+    let hub = &config.hub;
+    let (delta_last, _) = index::job_state(&index.conn, "alerts_delta")?;
+    let (_, full_day) = index::job_state(&index.conn, "alerts_full")?;
+    let (_, holdings_day) = index::job_state(&index.conn, "holdings")?;
+    let delta_last = parse_time(delta_last);
+    let (full_day, holdings_day) = (parse_day(full_day), parse_day(holdings_day));
+    let due = DueJobs {
+        alerts_delta: schedule::interval_due(now, hub.alerts_every, delta_last),
+        alerts_full: schedule::daily_due(now, hub.alerts_full_at, full_day),
+        holdings: schedule::daily_due(now, hub.holdings_at, holdings_day),
+    };
+    let next = [
+        schedule::interval_next(now, hub.alerts_every, delta_last),
+        schedule::daily_next(now, hub.alerts_full_at, full_day),
+        schedule::daily_next(now, hub.holdings_at, holdings_day),
+    ]
+    .into_iter()
+    .min()
+    .unwrap_or(now);
+    Ok((due, next))
+}
+
+/// One pass with the jobs due, recording their runs.
+fn pass(
+    config: &Config,
+    index: &mut Index,
+    now: Clock,
+    due: &DueJobs,
+    options: PassOptions,
+) -> Result<PassReport, pipeline::PassError> {
+    let options = PassOptions {
+        alert_deltas: due.alerts_delta,
+        alert_fulls: due.alerts_full.is_some(),
+        emit_holdings: due.holdings.is_some(),
+        ..options
+    };
+    let report = pipeline::run_pass(config, index, now, &options)?;
+    if report.stopped {
+        return Ok(report);
+    }
+    let at = now.rfc3339();
+    let tx = index.begin()?;
+    if due.alerts_delta {
+        index::set_job_run(&tx, "alerts_delta", &at, None)?;
+    }
+    if let Some(day) = due.alerts_full {
+        index::set_job_run(&tx, "alerts_full", &at, Some(&day.to_string()))?;
+    }
+    if let Some(day) = due.holdings {
+        index::set_job_run(&tx, "holdings", &at, Some(&day.to_string()))?;
+    }
+    tx.commit()?;
+    for (job, ran) in [
+        ("alerts_delta", due.alerts_delta),
+        ("alerts_full", due.alerts_full.is_some()),
+        ("holdings", due.holdings.is_some()),
+    ] {
+        if ran {
+            info!(event = "job_run", job);
+        }
+    }
+    Ok(report)
+}
+
+/// Watches every partner's `in/`; each event wakes the loop (coalesced).
+fn watch(config: &Config, wake: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let mut watcher = match notify::recommended_watcher(
+        move |_event: notify::Result<notify::Event>| {
+            // Full channel: a wake-up is already pending, which is all we need.
+            let _ = wake.try_send(());
+        },
+    ) {
+        Ok(w) => w,
+        Err(e) => {
+            warn!(event = "watcher_error", error = %e, "no file-system events: relying on rescans");
+            return None;
+        }
+    };
+    for partner in &config.partners {
+        let dir = config.folder(&partner.mailbox, "in");
+        if let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
+            warn!(event = "watcher_error", mailbox = %partner.mailbox, error = %e, "relying on rescans for this mailbox");
+        }
+    }
+    Some(watcher)
+}
+
+/// Runs the daemon until `shutdown` completes; then finishes the message in hand and
+/// returns.
+pub async fn run(
+    config: Config,
+    index: Index,
+    clock: ClockSource,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let config = Arc::new(config);
+    crate::transport::ensure_mailboxes(&config).map_err(DaemonError::Folders)?;
+    let (wake_tx, mut wake_rx) = mpsc::channel::<()>(1);
+    let _watcher = watch(&config, wake_tx);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut backoff: HashMap<(String, OsString), Backoff> = HashMap::new();
+    let mut index = Some(index);
+    tokio::pin!(shutdown);
+    info!(event = "daemon_started", mailboxes = config.partners.len(), rescan_every = ?config.hub.rescan_every);
+
+    loop {
+        let now = clock();
+        let real_now = SystemTime::now();
+        let Some(idx) = index.take() else { break };
+        let (due, next_job) = match due_jobs(&config, &idx, now.now()) {
+            Ok(d) => d,
+            Err(e) => {
+                error!(event = "schedule_error", error = %e);
+                (
+                    DueJobs::default(),
+                    now.now() + chrono::Duration::seconds(30),
+                )
+            }
+        };
+        let skip = backoff
+            .iter()
+            .filter(|(_, b)| b.next_try > real_now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let options = PassOptions {
+            stop: Some(stop.clone()),
+            skip,
+            ..PassOptions::default()
+        };
+        let cfg = config.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let mut idx = idx;
+            let result = pass(&cfg, &mut idx, now, &due, options);
+            (idx, result)
+        });
+        tokio::pin!(task);
+        let joined = tokio::select! {
+            joined = &mut task => joined,
+            () = &mut shutdown => {
+                info!(event = "daemon_stopping", "finishing the file in hand");
+                stop.store(true, Ordering::SeqCst);
+                let joined = task.await;
+                if let Ok((idx, _)) = joined {
+                    drop(idx);
+                }
+                info!(event = "daemon_stopped");
+                return Ok(());
+            }
+        };
+        let (idx, result) = joined.map_err(|e| DaemonError::Task(e.to_string()))?;
+        index = Some(idx);
+
+        let mut wake_at = real_now + config.hub.rescan_every;
+        match result {
+            Ok(report) => {
+                for (mailbox, name, _) in &report.messages {
+                    backoff.remove(&(mailbox.clone(), OsString::from(name)));
+                }
+                for e in report.errors {
+                    let key = (e.mailbox, e.name);
+                    if e.transient {
+                        let attempts = backoff.get(&key).map_or(0, |b| b.attempts) + 1;
+                        let delay = backoff_delay(attempts);
+                        info!(event = "retry_scheduled", mailbox = %key.0, file = %key.1.to_string_lossy(), attempts, delay_s = delay.as_secs());
+                        backoff.insert(
+                            key,
+                            Backoff {
+                                attempts,
+                                next_try: SystemTime::now() + delay,
+                            },
+                        );
+                    } else {
+                        backoff.remove(&key);
+                    }
+                }
+                if let Some(at) = report.wake_at {
+                    wake_at = wake_at.min(at);
+                }
+            }
+            Err(e) => {
+                // A failure outside any one file (the database, a folder): try again soon.
+                error!(event = "pass_failed", error = %e, "trying again");
+                wake_at = wake_at.min(SystemTime::now() + Duration::from_secs(5));
+            }
+        }
+        if let Some(b) = backoff.values().map(|b| b.next_try).min() {
+            wake_at = wake_at.min(b);
+        }
+        let until_job = (next_job - clock().now())
+            .to_std()
+            .unwrap_or(Duration::ZERO);
+        let sleep = wake_at
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO)
+            .min(until_job)
+            .max(Duration::from_millis(10));
+        tokio::select! {
+            () = &mut shutdown => {
+                info!(event = "daemon_stopped");
+                return Ok(());
+            }
+            _ = wake_rx.recv() => {
+                // A burst of events: let it land, then drain what queued meanwhile.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                while wake_rx.try_recv().is_ok() {}
+            }
+            () = tokio::time::sleep(sleep) => {}
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,247 @@
+//! `cpis-hub status` (SPEC §5.3, issue 4): what the hub is doing, from the index
+//! (read-only) and the mailbox folders. Works while the daemon runs.
+//!
+//! Owns nothing. Must never write, and never show an NHS number.
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::clock::{self, Clock};
+use crate::config::{Config, Role};
+use crate::index::{self, Index, IndexError};
+use crate::intake;
+use crate::lock::Lock;
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub now: String,
+    pub daemon_running: bool,
+    pub lock_holder: Option<String>,
+    pub partners: Vec<PartnerStatus>,
+    pub quarantined: Vec<Quarantined>,
+    pub stale_authorities: Vec<Stale>,
+    pub jobs: Vec<JobRun>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PartnerStatus {
+    pub mailbox: String,
+    pub role: String,
+    pub code: String,
+    pub last_in: Option<FileSeen>,
+    pub last_out: Option<FileSeen>,
+    /// Entries waiting in `in/` (temporary names excluded).
+    pub backlog: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FileSeen {
+    pub at: String,
+    pub name: String,
+    /// Inbound: the final status; outbound: the kind.
+    pub status: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Quarantined {
+    pub id: i64,
+    pub mailbox: String,
+    pub name: String,
+    pub received_at: String,
+    pub decision_queued: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Stale {
+    pub authority: String,
+    /// When an extract was last applied (`None`: never).
+    pub last_applied: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct JobRun {
+    pub job: String,
+    pub last_run_at: Option<String>,
+}
+
+fn backlog(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| {
+                    !intake::is_temporary(std::os::unix::ffi::OsStrExt::as_bytes(
+                        e.file_name().as_os_str(),
+                    ))
+                })
+                .count() as u64
+        })
+        .unwrap_or(0)
+}
+
+/// Gathers the status.
+pub fn gather(config: &Config, now: Clock) -> Result<Status, IndexError> {
+    let lock = config.lock_path();
+    let daemon_running = Lock::is_held(&lock);
+    let lock_holder = daemon_running
+        .then(|| std::fs::read_to_string(&lock).ok())
+        .flatten()
+        .map(|s| format!("pid {}", s.trim()));
+    let index = Index::open_read_only(&config.hub.database)?;
+    let mut partners = Vec::new();
+    for p in &config.partners {
+        let (role, code) = match &p.role {
+            Role::Authority { code, .. } => ("authority", code.clone()),
+            Role::Site { code, .. } => ("site", code.clone()),
+            Role::Demographics => ("demographics", String::new()),
+        };
+        let (last_in, last_out) = match &index {
+            Some(ix) => (
+                ix.conn
+                    .query_row(
+                        "SELECT received_at, name, status FROM messages WHERE mailbox = ?1 ORDER BY id DESC LIMIT 1",
+                        [&p.mailbox],
+                        |r| Ok(FileSeen { at: r.get(0)?, name: String::from_utf8_lossy(&r.get::<_, Vec<u8>>(1)?).into_owned(), status: r.get(2)? }),
+                    )
+                    .ok(),
+                index::last_outbound(&ix.conn, &p.mailbox)?
+                    .into_iter()
+                    .max_by(|a, b| a.2.cmp(&b.2))
+                    .map(|(kind, stem, at)| FileSeen { at, name: stem, status: kind }),
+            ),
+            None => (None, None),
+        };
+        partners.push(PartnerStatus {
+            mailbox: p.mailbox.clone(),
+            role: role.into(),
+            code,
+            last_in,
+            last_out,
+            backlog: backlog(&config.folder(&p.mailbox, "in")),
+        });
+    }
+    let mut quarantined = Vec::new();
+    let mut stale_authorities = Vec::new();
+    let mut jobs = Vec::new();
+    let stale_after =
+        chrono::Duration::from_std(config.hub.stale_after).unwrap_or(chrono::Duration::MAX);
+    for a in config.authorities() {
+        let code = a.authority_code().unwrap_or_default();
+        let last = match &index {
+            Some(ix) => {
+                let s = index::authority_state(&ix.conn, code)?;
+                [s.last_full_at, s.last_delta_at]
+                    .into_iter()
+                    .flatten()
+                    .max()
+            }
+            None => None,
+        };
+        let at: Option<DateTime<Utc>> = last.as_deref().and_then(clock::parse_rfc3339);
+        if at.is_none_or(|t| now.now() - t > stale_after) {
+            stale_authorities.push(Stale {
+                authority: code.to_string(),
+                last_applied: last,
+            });
+        }
+    }
+    if let Some(ix) = &index {
+        for (m, decision) in index::quarantined(&ix.conn)? {
+            quarantined.push(Quarantined {
+                id: m.id,
+                mailbox: m.mailbox,
+                name: String::from_utf8_lossy(&m.name).into_owned(),
+                received_at: m.received_at,
+                decision_queued: decision,
+            });
+        }
+        for job in ["alerts_delta", "alerts_full", "holdings"] {
+            jobs.push(JobRun {
+                job: job.into(),
+                last_run_at: index::job_state(&ix.conn, job)?.0,
+            });
+        }
+    }
+    Ok(Status {
+        now: now.rfc3339(),
+        daemon_running,
+        lock_holder,
+        partners,
+        quarantined,
+        stale_authorities,
+        jobs,
+    })
+}
+
+/// The human form: aligned tables.
+pub fn render_text(s: &Status) -> String {
+    let mut out = String::new();
+    let daemon = if s.daemon_running {
+        format!(
+            "running ({})",
+            s.lock_holder.as_deref().unwrap_or("pid unknown")
+        )
+    } else {
+        "not running".into()
+    };
+    out.push_str(&format!(
+        "cpis-hub status at {}\ndaemon: {daemon}\n\n",
+        s.now
+    ));
+    out.push_str(&format!(
+        "{:<10} {:<13} {:<6} {:>7}  {:<58}  {}\n",
+        "MAILBOX", "ROLE", "CODE", "BACKLOG", "LAST IN", "LAST OUT"
+    ));
+    for p in &s.partners {
+        let last_in = p
+            .last_in
+            .as_ref()
+            .map(|f| format!("{} {} {}", f.at, f.status, f.name))
+            .unwrap_or_else(|| "-".into());
+        let last_out = p
+            .last_out
+            .as_ref()
+            .map(|f| format!("{} {}", f.at, f.name))
+            .unwrap_or_else(|| "-".into());
+        out.push_str(&format!(
+            "{:<10} {:<13} {:<6} {:>7}  {:<58}  {}\n",
+            p.mailbox, p.role, p.code, p.backlog, last_in, last_out
+        ));
+    }
+    out.push_str(&format!("\nquarantined: {}\n", s.quarantined.len()));
+    for q in &s.quarantined {
+        out.push_str(&format!(
+            "  {:<6} {:<10} {} {}{}\n",
+            q.id,
+            q.mailbox,
+            q.received_at,
+            q.name,
+            q.decision_queued
+                .as_ref()
+                .map(|d| format!(" ({d} queued)"))
+                .unwrap_or_default()
+        ));
+    }
+    out.push_str(&format!(
+        "\nstale authorities (no extract applied within hub.stale_after): {}\n",
+        s.stale_authorities.len()
+    ));
+    for a in &s.stale_authorities {
+        out.push_str(&format!(
+            "  {:<8} last applied {}\n",
+            a.authority,
+            a.last_applied.as_deref().unwrap_or("never")
+        ));
+    }
+    out.push_str("\nscheduled jobs:\n");
+    for j in &s.jobs {
+        out.push_str(&format!(
+            "  {:<14} last run {}\n",
+            j.job,
+            j.last_run_at.as_deref().unwrap_or("never")
+        ));
+    }
+    out
+}
