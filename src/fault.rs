@@ -32,3 +32,21 @@ pub fn point(name: &str) {
         std::process::abort();
     }
 }
+
+/// With `CPIS_HUB_FAULT=transient_read:N`, the first N reads of inbound files fail
+/// with "permission denied" (a transient error), to test retries and backoff.
+pub fn transient_read() -> std::io::Result<()> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static FAILED: AtomicU32 = AtomicU32::new(0);
+    let Some(spec) = armed().and_then(|a| a.strip_prefix("transient_read:")) else {
+        return Ok(());
+    };
+    let limit: u32 = spec.parse().unwrap_or(0);
+    if FAILED.fetch_add(1, Ordering::SeqCst) < limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "fault injected: transient read error",
+        ));
+    }
+    Ok(())
+}

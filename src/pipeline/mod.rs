@@ -336,6 +336,7 @@ fn place(config: &Config, m: &mut MessageRow) {
 
 /// SHA-256 of a file, streamed.
 fn sha256_file(path: &Path) -> io::Result<String> {
+    crate::fault::transient_read()?;
     let mut file = File::open(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];

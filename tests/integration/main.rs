@@ -5,6 +5,7 @@ mod harness;
 
 mod conformance;
 mod crash;
+mod daemon;
 mod extracts;
 mod golden;
 mod intake;

@@ -9,9 +9,10 @@ use crate::harness::*;
 #[test]
 fn readme_quick_start_works_as_written() {
     let readme = fs::read_to_string(project_dir().join("README.md")).unwrap();
-    assert!(readme.contains("cargo run --release -- --config deploy/cpis-hub.example.toml process"));
+    assert!(readme.contains("cargo run --release -- --config deploy/cpis-hub.example.toml run"));
     assert!(readme.contains("cp fixtures/extract_full.csv var/mailboxes/X26LA204/in/nightly.csv"));
-    // The same steps in a scratch copy: deploy/ and fixtures/ beside an empty var/.
+    // The same steps in a scratch copy: deploy/ beside an empty var/, the daemon
+    // running, a fixture copied in (not renamed: the settle time protects it).
     let dir = tempfile::tempdir().unwrap();
     fs::create_dir(dir.path().join("deploy")).unwrap();
     fs::copy(
@@ -19,37 +20,53 @@ fn readme_quick_start_works_as_written() {
         dir.path().join("deploy/cpis-hub.example.toml"),
     )
     .unwrap();
-    let run = |args: &[&str]| {
-        let out = Command::new(BIN)
-            .args(["--config", "deploy/cpis-hub.example.toml"])
-            .args(args)
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    };
-    run(&["process"]);
+    let mut daemon = Command::new(BIN)
+        .args(["--config", "deploy/cpis-hub.example.toml", "run"])
+        .current_dir(dir.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let inbox = dir.path().join("var/mailboxes/X26LA204/in");
-    assert!(inbox.is_dir(), "process creates the mailbox folders");
-    fs::write(inbox.join("nightly.csv"), fixture("extract_full.csv")).unwrap();
-    settle(&inbox.join("nightly.csv"));
-    run(&["process"]);
     let out = dir.path().join("var/mailboxes/X26LA204/out");
-    let receipt: Vec<_> = fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(receipt.len(), 1);
-    let text = fs::read_to_string(&receipt[0]).unwrap();
+    let wait = |what: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while !what() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        what()
+    };
+    assert!(
+        wait(&|| inbox.is_dir()),
+        "the daemon creates the mailbox folders"
+    );
+    fs::write(inbox.join("nightly.csv"), fixture("extract_full.csv")).unwrap();
+    let receipt = || {
+        fs::read_dir(&out)
+            .unwrap()
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().starts_with("RECEIPT_"))
+    };
+    assert!(wait(&|| receipt().is_some()), "no receipt");
+    let text = fs::read_to_string(receipt().unwrap().path()).unwrap();
     assert!(
         text.contains("status=ACCEPTED records=4 applied=4"),
         "{text}"
+    );
+    let status = Command::new(BIN)
+        .args(["--config", "deploy/cpis-hub.example.toml", "status"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&status.stdout).contains("daemon: running"));
+    Command::new("kill")
+        .arg("-INT")
+        .arg(daemon.id().to_string())
+        .status()
+        .unwrap();
+    assert_eq!(
+        daemon.wait().unwrap().code(),
+        Some(0),
+        "Ctrl-C stops it cleanly"
     );
     let v = Command::new(BIN)
         .args(["--config", "deploy/cpis-hub.example.toml", "validate"])
@@ -98,6 +115,7 @@ fn version_names_the_schema() {
 fn readme_attendance_demo_notifies_on_the_real_clock() {
     let readme = fs::read_to_string(project_dir().join("README.md")).unwrap();
     assert!(readme.contains("Drop `fixtures/attendance.csv` into `var/mailboxes/X26R0A01/in/`"));
+    assert!(readme.contains("`process --emit alerts,holdings`"));
     let dir = tempfile::tempdir().unwrap();
     fs::create_dir(dir.path().join("deploy")).unwrap();
     fs::copy(

@@ -1,0 +1,353 @@
+//! The daemon as a process (SPEC §5.4, §6.6): started for real, fed files, sent
+//! SIGTERM, killed with -9, restarted.
+
+use std::fs;
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+struct Daemon {
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Daemon {
+    fn start(hub: &Hub, env: &[(&str, &str)]) -> Daemon {
+        let log = hub.path().join(format!(
+            "daemon-{}.log",
+            Instant::now().elapsed().as_nanos()
+        ));
+        let log_file = fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config")
+            .arg(hub.config())
+            .arg("run")
+            .current_dir(hub.path());
+        cmd.env_remove("CPIS_HUB_FAULT")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log_file);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap();
+        let d = Daemon { child, log };
+        assert!(
+            wait_for(10, || d.output().contains("daemon_started")),
+            "daemon did not start: {}",
+            d.output()
+        );
+        d
+    }
+
+    fn output(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// SIGTERM, then the exit code (None if it did not stop within 20 s).
+    fn terminate(mut self) -> Option<i32> {
+        self.signal("TERM");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        None
+    }
+
+    fn kill9(mut self) {
+        self.signal("KILL");
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for(seconds: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
+
+/// A daemon on the real clock (no --now): the harness's `run` adds --now, so the
+/// daemon is started directly; this hub's extracts are dated in the past.
+fn receipts(hub: &Hub, mailbox: &str) -> Vec<Doc> {
+    hub.out(mailbox, "RECEIPT")
+        .into_iter()
+        .map(|(n, d)| Doc::parse(&n, &d))
+        .collect()
+}
+
+/// A FULL extract of `n` records for LA204, dated before the real clock.
+fn big_full(n: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n as usize * 48);
+    writeln!(
+        out,
+        "#cpis-extract v1 authority=LA204 type=FULL extracted_at=2026-11-21T01:00:00Z records={n}"
+    )
+    .unwrap();
+    writeln!(
+        out,
+        "local_id,nhs_number,plan_type,date_of_birth,start_date"
+    )
+    .unwrap();
+    for i in 0..n {
+        writeln!(
+            out,
+            "B{i:07},{},CPP,2016-04-01,2026-01-10",
+            nhs(i % 200_000)
+        )
+        .unwrap();
+    }
+    out
+}
+
+#[test]
+fn the_daemon_takes_files_as_they_arrive_holds_the_lock_and_stops_on_sigterm() {
+    let hub = Hub::new();
+    let d = Daemon::start(&hub, &[]);
+    hub.drop_mesh(
+        "X26LA317",
+        "M1",
+        &fixture("mesh/LA317MSG0001.dat"),
+        &fixture("mesh/LA317MSG0001.ctl"),
+    );
+    assert!(
+        wait_for(10, || hub.out("X26LA317", "RECEIPT").len() == 1),
+        "no receipt: {}",
+        d.output()
+    );
+    hub.drop("X26LA204", "nightly.csv", &fixture("extract_full.csv"));
+    assert!(
+        wait_for(10, || receipts(&hub, "X26LA204")
+            .iter()
+            .any(|r| r.meta("source") == "nightly.csv")),
+        "{}",
+        d.output()
+    );
+
+    let second = Command::new(BIN)
+        .arg("--config")
+        .arg(hub.config())
+        .arg("run")
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(2), "a second daemon");
+    assert!(String::from_utf8_lossy(&second.stderr).contains("another cpis-hub process"));
+    let process = Command::new(BIN)
+        .arg("--config")
+        .arg(hub.config())
+        .arg("process")
+        .output()
+        .unwrap();
+    assert_eq!(process.status.code(), Some(2));
+
+    let status = Command::new(BIN)
+        .arg("--config")
+        .arg(hub.config())
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(status.status.code(), Some(0));
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(json["daemon_running"], true);
+    let la204 = json["partners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["mailbox"] == "X26LA204")
+        .unwrap();
+    assert_eq!(la204["last_in"]["status"], "ACCEPTED");
+    assert_eq!(la204["last_in"]["name"], "nightly.csv");
+    assert!(la204["last_out"]["name"]
+        .as_str()
+        .unwrap()
+        .starts_with("RECEIPT_X26LA204_"));
+    let text = String::from_utf8(
+        Command::new(BIN)
+            .arg("--config")
+            .arg(hub.config())
+            .arg("status")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(
+        text.contains("daemon: running") && text.contains("X26LA204"),
+        "{text}"
+    );
+
+    let log = d.output();
+    assert!(
+        log.contains("file_ready")
+            && log.contains("file_applied")
+            && log.contains("outbound_written"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("9990010005") && !log.contains("2017-03-14"),
+        "an NHS number or a date of birth in the log"
+    );
+    assert_eq!(d.terminate(), Some(0));
+    let after = Command::new(BIN)
+        .arg("--config")
+        .arg(hub.config())
+        .arg("status")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&after.stdout).contains("daemon: not running"));
+}
+
+#[test]
+fn a_burst_is_taken_in_arrival_order_and_a_broken_file_holds_up_nobody() {
+    let hub = Hub::new();
+    let d = Daemon::start(&hub, &[]);
+    hub.drop("X26LA204", "a_broken.csv", b"not an extract at all");
+    for i in 0..5 {
+        let rows = [child(&format!("R{i}"), i)];
+        hub.drop(
+            "X26LA204",
+            &format!("z_{i}.csv"),
+            &extract("DELTA", &format!("2026-11-21T02:0{i}:00Z"), &rows),
+        );
+    }
+    hub.drop("X26R0A01", "att.csv", &fixture("attendance.csv"));
+    assert!(
+        wait_for(15, || receipts(&hub, "X26LA204").len() == 6
+            && hub.out("X26R0A01", "RECEIPT").len() == 1),
+        "{}",
+        d.output()
+    );
+    let statuses: Vec<(String, String)> = receipts(&hub, "X26LA204")
+        .iter()
+        .map(|r| (r.meta("source").to_string(), r.meta("status").to_string()))
+        .collect();
+    assert_eq!(
+        statuses[0],
+        ("a_broken.csv".to_string(), "REJECTED".to_string())
+    );
+    assert!(
+        statuses[1..].iter().all(|(_, s)| s == "ACCEPTED"),
+        "{statuses:?}: in order, none STALE"
+    );
+    assert_eq!(d.terminate(), Some(0));
+}
+
+#[test]
+fn kill_9_in_the_middle_of_a_large_file_loses_nothing_and_applies_nothing_twice() {
+    let hub = Hub::new();
+    let d = Daemon::start(&hub, &[]);
+    hub.drop("X26LA204", "big.csv", &big_full(150_000));
+    assert!(
+        wait_for(10, || d.output().contains("file_ready")),
+        "{}",
+        d.output()
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let receipts_at_kill = hub.out("X26LA204", "RECEIPT").len();
+    d.kill9();
+    let d = Daemon::start(&hub, &[]);
+    assert!(
+        wait_for(60, || hub.out("X26LA204", "RECEIPT").len() == 1),
+        "{}",
+        d.output()
+    );
+    assert_eq!(d.terminate(), Some(0));
+    let r = hub.receipt("X26LA204", "big.csv");
+    assert_eq!(
+        (r.meta("status"), r.meta("records"), r.meta("applied")),
+        ("ACCEPTED", "150000", "150000")
+    );
+    assert_eq!(
+        hub.sql("SELECT COUNT(*), group_concat(status), group_concat(state) FROM messages"),
+        [vec!["1".to_string(), "ACCEPTED".into(), "done".into()]]
+    );
+    assert!(hub.names("X26LA204", "in").is_empty());
+    assert_eq!(hub.holdings("X26LA204").rows.len(), 150_000);
+    eprintln!("receipts present when killed: {receipts_at_kill}");
+}
+
+#[test]
+fn sigterm_finishes_the_file_in_hand_then_exits_0() {
+    let hub = Hub::new();
+    let d = Daemon::start(&hub, &[]);
+    hub.drop("X26LA204", "big.csv", &big_full(100_000));
+    assert!(
+        wait_for(10, || d.output().contains("file_ready")),
+        "{}",
+        d.output()
+    );
+    assert_eq!(d.terminate(), Some(0));
+    let r = hub.receipt("X26LA204", "big.csv");
+    assert_eq!(
+        r.meta("status"),
+        "ACCEPTED",
+        "the file in hand was finished"
+    );
+    assert!(
+        hub.folder("X26LA204", "archive")
+            .read_dir()
+            .unwrap()
+            .count()
+            == 1
+    );
+}
+
+#[test]
+fn transient_read_errors_are_retried_with_backoff_and_the_file_waits_in_in() {
+    let hub = Hub::new();
+    let d = Daemon::start(&hub, &[("CPIS_HUB_FAULT", "transient_read:2")]);
+    hub.drop("X26LA204", "nightly.csv", &fixture("extract_full.csv"));
+    assert!(
+        wait_for(20, || hub.out("X26LA204", "RECEIPT").len() == 1),
+        "{}",
+        d.output()
+    );
+    let log = d.output();
+    assert_eq!(log.matches("retry_scheduled").count(), 2, "{log}");
+    assert_eq!(
+        hub.receipt("X26LA204", "nightly.csv").meta("status"),
+        "ACCEPTED"
+    );
+    assert_eq!(d.terminate(), Some(0));
+}
+
+#[test]
+fn process_leaves_a_transiently_unreadable_file_in_in_and_exits_1() {
+    let hub = Hub::new();
+    hub.drop("X26LA204", "nightly.csv", &fixture("extract_full.csv"));
+    let out = hub.run_env(&["process"], &[("CPIS_HUB_FAULT", "transient_read:1")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("left in in/"));
+    assert_eq!(hub.names("X26LA204", "in"), ["nightly.csv"]);
+    hub.process(0);
+    assert_eq!(
+        hub.receipt("X26LA204", "nightly.csv").meta("status"),
+        "ACCEPTED"
+    );
+}
