@@ -148,9 +148,18 @@ fn pass(
 fn watch(config: &Config, wake: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher;
     let mut watcher = match notify::recommended_watcher(
-        move |_event: notify::Result<notify::Event>| {
-            // Full channel: a wake-up is already pending, which is all we need.
-            let _ = wake.try_send(());
+        move |event: notify::Result<notify::Event>| {
+            // Only changes wake the loop: reading a folder (as every scan does) is an
+            // access event, and waking on it would spin. Errors (e.g. an overflowed
+            // queue) wake it too: a rescan is the remedy.
+            let relevant = match &event {
+                Ok(e) => !matches!(e.kind, notify::EventKind::Access(_)),
+                Err(_) => true,
+            };
+            if relevant {
+                // Full channel: a wake-up is already pending, which is all we need.
+                let _ = wake.try_send(());
+            }
         },
     ) {
         Ok(w) => w,
@@ -232,6 +241,7 @@ pub async fn run(
         };
         let (idx, result) = joined.map_err(|e| DaemonError::Task(e.to_string()))?;
         index = Some(idx);
+        tracing::debug!(event = "pass_done");
 
         let mut wake_at = real_now + config.hub.rescan_every;
         match result {

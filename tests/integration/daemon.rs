@@ -351,3 +351,65 @@ fn process_leaves_a_transiently_unreadable_file_in_in_and_exits_1() {
         "ACCEPTED"
     );
 }
+
+#[test]
+fn an_idle_daemon_does_not_spin() {
+    // Regression: reading in/ is an inotify access event; waking on it made the
+    // loop run passes back to back (30% CPU while idle).
+    let hub = Hub::new();
+    let d = Daemon::start(&hub, &[("RUST_LOG", "debug")]);
+    hub.drop("X26LA204", "nightly.csv", &fixture("extract_full.csv"));
+    assert!(wait_for(10, || hub.out("X26LA204", "RECEIPT").len() == 1));
+    let before = d.output().matches("pass_done").count();
+    std::thread::sleep(Duration::from_secs(2));
+    let after = d.output().matches("pass_done").count();
+    assert!(
+        after - before <= 3,
+        "{} passes in 2 idle seconds (rescan_every is 30 s)",
+        after - before
+    );
+    assert_eq!(d.terminate(), Some(0));
+}
+
+#[test]
+fn json_logs_carry_the_event_vocabulary_and_no_personal_data() {
+    let hub = Hub::new();
+    hub.drop("X26LA204", "nightly.csv", &fixture("extract_full.csv"));
+    hub.drop("X26R0A01", "att.csv", &fixture("attendance.csv"));
+    let out = hub.run_env(
+        &[
+            "--log-format",
+            "json",
+            "process",
+            "--emit",
+            "alerts,holdings",
+        ],
+        &[("RUST_LOG", "info")],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stderr).unwrap();
+    let mut events = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if let Some(e) = v["fields"]["event"].as_str() {
+            events.insert(e.to_string());
+        }
+    }
+    for e in [
+        "file_ready",
+        "file_applied",
+        "outbound_written",
+        "alerts_reserved",
+    ] {
+        assert!(events.contains(e), "{e} missing from {events:?}");
+    }
+    for personal in ["9990010005", "2017-03-14", "Dr Ada Example", "Mid Wife"] {
+        assert!(!text.contains(personal), "{personal} in the log");
+    }
+}
