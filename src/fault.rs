@@ -33,20 +33,24 @@ pub fn point(name: &str) {
     }
 }
 
-/// With `CPIS_HUB_FAULT=transient_read:N`, the first N reads of inbound files fail
-/// with "permission denied" (a transient error), to test retries and backoff.
+/// With `CPIS_HUB_FAULT=transient_read:N` the first N reads of inbound files fail
+/// with "permission denied" (transient); with `permanent_read:N`, with "invalid
+/// data" (permanent). For tests of retries, backoff and `failed/`.
 pub fn transient_read() -> std::io::Result<()> {
+    use std::io::{Error, ErrorKind};
     use std::sync::atomic::{AtomicU32, Ordering};
     static FAILED: AtomicU32 = AtomicU32::new(0);
-    let Some(spec) = armed().and_then(|a| a.strip_prefix("transient_read:")) else {
+    let Some(armed) = armed() else { return Ok(()) };
+    let (kind, spec) = if let Some(n) = armed.strip_prefix("transient_read:") {
+        (ErrorKind::PermissionDenied, n)
+    } else if let Some(n) = armed.strip_prefix("permanent_read:") {
+        (ErrorKind::InvalidData, n)
+    } else {
         return Ok(());
     };
     let limit: u32 = spec.parse().unwrap_or(0);
     if FAILED.fetch_add(1, Ordering::SeqCst) < limit {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::PermissionDenied,
-            "fault injected: transient read error",
-        ));
+        return Err(Error::new(kind, "fault injected: read error"));
     }
     Ok(())
 }

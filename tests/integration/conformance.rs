@@ -1,6 +1,5 @@
 //! Runs the shared black-box conformance suite (`../shared/conformance`) against
-//! the binary under test, for the cases whose features this build has. The
-//! daemon's case (`process_refused_while_daemon_runs`) joins when `run` lands.
+//! the binary under test: every public case.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -36,6 +35,7 @@ const CASES: &[&str] = &[
     "alerts_full_then_delta",
     "superseded_number_notifies_and_blocks_upserts",
     "outbound_files_names_and_metadata",
+    "process_refused_while_daemon_runs",
 ];
 
 #[test]

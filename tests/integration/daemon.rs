@@ -413,3 +413,21 @@ fn json_logs_carry_the_event_vocabulary_and_no_personal_data() {
         assert!(!text.contains(personal), "{personal} in the log");
     }
 }
+
+#[test]
+fn a_file_that_can_never_be_read_goes_to_failed_with_a_receipt() {
+    let hub = Hub::new();
+    hub.drop("X26LA204", "nightly.csv", &fixture("extract_full.csv"));
+    let out = hub.run_env(&["process"], &[("CPIS_HUB_FAULT", "permanent_read:1")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("moved to failed/"));
+    let r = hub.receipt("X26LA204", "nightly.csv");
+    assert_eq!(
+        (r.meta("status"), r.codes()[0].as_str()),
+        ("REJECTED", "READ_ERROR")
+    );
+    assert!(hub
+        .names("X26LA204", "failed")
+        .contains(&"nightly.csv".to_string()));
+    assert!(hub.names("X26LA204", "in").is_empty());
+}
