@@ -225,8 +225,13 @@ fn run(cli: Cli) -> Result<i32, Exit> {
                 alert_fulls: emit.contains(&EmitKind::Alerts),
                 ..PassOptions::default()
             };
+            let mut failures = crate::transport::sftp::download_all(&config, &now);
             let report = pipeline::run_pass(&config, &mut index, now, &options)
                 .map_err(|e| Exit(1, e.into()))?;
+            failures.extend(crate::transport::sftp::upload_all(&config));
+            for f in &failures {
+                eprintln!("cpis-hub: SFTP {}: {}", f.mailbox, f.error);
+            }
             for e in &report.errors {
                 let what = if e.transient {
                     "left in in/, try again"
@@ -240,7 +245,11 @@ fn run(cli: Cli) -> Result<i32, Exit> {
                     e.message
                 );
             }
-            Ok(report.exit_code())
+            Ok(if failures.is_empty() {
+                report.exit_code()
+            } else {
+                1
+            })
         }
         Command::Run => {
             let config = load_config(&cli.config)?;

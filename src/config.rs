@@ -160,6 +160,14 @@ pub struct SftpRemote {
     pub remote_in: String,
     pub remote_out: String,
     pub poll_every: Duration,
+    /// An environment variable holding the private key's passphrase.
+    pub passphrase_env: Option<String>,
+    /// A file holding the private key's passphrase (its first line).
+    pub passphrase_file: Option<PathBuf>,
+    /// Move downloaded files to `remote_in/processed/` instead of removing them.
+    pub move_to_processed: bool,
+    pub connect_timeout: Duration,
+    pub io_timeout: Duration,
 }
 
 /// The whole validated configuration.
@@ -334,6 +342,12 @@ struct RawSftp {
     remote_in: String,
     remote_out: String,
     poll_every: Option<String>,
+    passphrase_env: Option<String>,
+    passphrase_file: Option<String>,
+    #[serde(default)]
+    move_to_processed: bool,
+    connect_timeout: Option<String>,
+    io_timeout: Option<String>,
 }
 
 // ---------------------------------------------------------------------------
@@ -594,6 +608,11 @@ fn build(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError
             remote_in: non_empty(&k("remote_in"), &s.remote_in)?,
             remote_out: non_empty(&k("remote_out"), &s.remote_out)?,
             poll_every: duration(&k("poll_every"), s.poll_every.as_deref(), "60s")?,
+            passphrase_env: s.passphrase_env.clone(),
+            passphrase_file: s.passphrase_file.as_deref().map(|p| resolve(p)),
+            move_to_processed: s.move_to_processed,
+            connect_timeout: duration(&k("connect_timeout"), s.connect_timeout.as_deref(), "15s")?,
+            io_timeout: duration(&k("io_timeout"), s.io_timeout.as_deref(), "60s")?,
         });
     }
 

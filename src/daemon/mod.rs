@@ -177,6 +177,66 @@ fn watch(config: &Config, wake: mpsc::Sender<()>) -> Option<notify::RecommendedW
     Some(watcher)
 }
 
+/// One partner's SFTP remote: poll every `poll_every`, upload when kicked (after a
+/// pass wrote files for it), back off on failure. Runs beside the main loop, so an
+/// unreachable server delays nobody else.
+async fn remote_loop(
+    config: Arc<Config>,
+    remote: crate::config::SftpRemote,
+    clock: ClockSource,
+    kick: Arc<tokio::sync::Notify>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use crate::transport::sftp;
+    let mut listings = Some(sftp::Listings::default());
+    let mut attempts = 0u32;
+    let mut next_poll = tokio::time::Instant::now();
+    loop {
+        let downloads = tokio::time::Instant::now() >= next_poll;
+        let (cfg, r, now) = (config.clone(), remote.clone(), clock());
+        let mut l = listings.take().unwrap_or_default();
+        let joined = tokio::task::spawn_blocking(move || {
+            let result = sftp::sync(&r, &cfg, &now, &mut l, downloads);
+            (l, result)
+        })
+        .await;
+        let wait = match joined {
+            Ok((l, Ok(report))) => {
+                listings = Some(l);
+                attempts = 0;
+                if downloads {
+                    next_poll = tokio::time::Instant::now() + remote.poll_every;
+                }
+                if !report.downloaded.is_empty() || !report.uploaded.is_empty() {
+                    info!(event = "sftp_synced", mailbox = %remote.mailbox, downloaded = report.downloaded.len(), uploaded = report.uploaded.len());
+                }
+                next_poll.saturating_duration_since(tokio::time::Instant::now())
+            }
+            Ok((l, Err(e))) => {
+                listings = Some(l);
+                sftp::log_failure(&remote, &e);
+                attempts += 1;
+                let delay =
+                    backoff_delay(attempts).min(remote.poll_every.max(Duration::from_secs(1)));
+                next_poll = tokio::time::Instant::now() + delay;
+                delay
+            }
+            Err(e) => {
+                error!(event = "sftp_failed", mailbox = %remote.mailbox, error = %e);
+                remote.poll_every
+            }
+        };
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = kick.notified() => {}
+            () = tokio::time::sleep(wait) => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
+    }
+}
+
 /// Runs the daemon until `shutdown` completes; then finishes the message in hand and
 /// returns.
 pub async fn run(
@@ -192,6 +252,29 @@ pub async fn run(
     let stop = Arc::new(AtomicBool::new(false));
     let mut backoff: HashMap<(String, OsString), Backoff> = HashMap::new();
     let mut index = Some(index);
+    let (remote_stop, remote_stop_rx) = tokio::sync::watch::channel(false);
+    let mut remotes = Vec::new();
+    for remote in &config.sftp {
+        let kick = Arc::new(tokio::sync::Notify::new());
+        let task = tokio::spawn(remote_loop(
+            config.clone(),
+            remote.clone(),
+            clock.clone(),
+            kick.clone(),
+            remote_stop_rx.clone(),
+        ));
+        remotes.push((remote.mailbox.clone(), kick, task));
+    }
+    let stop_remotes = |remotes: Vec<(
+        String,
+        Arc<tokio::sync::Notify>,
+        tokio::task::JoinHandle<()>,
+    )>| async move {
+        let _ = remote_stop.send(true);
+        for (_, _, task) in remotes {
+            let _ = task.await;
+        }
+    };
     tokio::pin!(shutdown);
     info!(event = "daemon_started", mailboxes = config.partners.len(), rescan_every = ?config.hub.rescan_every);
 
@@ -235,6 +318,7 @@ pub async fn run(
                 if let Ok((idx, _)) = joined {
                     drop(idx);
                 }
+                stop_remotes(remotes).await;
                 info!(event = "daemon_stopped");
                 return Ok(());
             }
@@ -242,6 +326,11 @@ pub async fn run(
         let (idx, result) = joined.map_err(|e| DaemonError::Task(e.to_string()))?;
         index = Some(idx);
         tracing::debug!(event = "pass_done");
+        for (mailbox, kick, _) in &remotes {
+            if crate::transport::sftp::has_outbound(&config, mailbox) {
+                kick.notify_one();
+            }
+        }
 
         let mut wake_at = real_now + config.hub.rescan_every;
         match result {
@@ -289,6 +378,7 @@ pub async fn run(
             .max(Duration::from_millis(10));
         tokio::select! {
             () = &mut shutdown => {
+                stop_remotes(remotes).await;
                 info!(event = "daemon_stopped");
                 return Ok(());
             }

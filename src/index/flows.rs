@@ -518,3 +518,49 @@ pub fn set_job_run(conn: &Connection, name: &str, at: &str, day: Option<&str>) -
     .execute(params![name, at, day])?;
     Ok(())
 }
+
+// ---------------------------------------------------------------------------
+// SFTP downloads
+// ---------------------------------------------------------------------------
+
+/// The state of a remote file's download: `downloading`, `local` or `done`.
+pub fn sftp_download_state(
+    conn: &Connection,
+    mailbox: &str,
+    name: &str,
+    size: u64,
+    mtime: u64,
+) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT state FROM sftp_downloads WHERE mailbox = ?1 AND name = ?2 AND size = ?3 AND mtime = ?4")?
+        .query_row(params![mailbox, name, size, mtime], |r| r.get(0))
+        .optional()?)
+}
+
+pub fn set_sftp_download(
+    conn: &Connection,
+    mailbox: &str,
+    name: &str,
+    size: u64,
+    mtime: u64,
+    state: &str,
+    at: &str,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO sftp_downloads (mailbox, name, size, mtime, state, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (mailbox, name, size, mtime) DO UPDATE SET state = excluded.state, at = excluded.at",
+    )?
+    .execute(params![mailbox, name, size, mtime, state, at])?;
+    Ok(())
+}
+
+/// Downloads whose local copy is durable but whose remote file was not yet removed.
+pub fn sftp_local_pending(conn: &Connection, mailbox: &str) -> Result<Vec<(String, u64, u64)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT name, size, mtime FROM sftp_downloads WHERE mailbox = ?1 AND state = 'local'",
+    )?;
+    let rows = stmt
+        .query_map([mailbox], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}

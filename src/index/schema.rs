@@ -214,6 +214,16 @@ pub const MIGRATIONS: &[&str] = &[
         last_day    TEXT                  -- daily jobs: the Europe/London date last run for
     ) WITHOUT ROWID;
 
+    CREATE TABLE sftp_downloads (         -- files taken from a partner's SFTP remote_in
+        mailbox  TEXT NOT NULL,
+        name     TEXT NOT NULL,           -- the remote file name
+        size     INTEGER NOT NULL,
+        mtime    INTEGER NOT NULL,
+        state    TEXT NOT NULL,           -- downloading | local (durable in in/) | done (removed remotely)
+        at       TEXT NOT NULL,
+        PRIMARY KEY (mailbox, name, size, mtime)
+    ) WITHOUT ROWID;
+
     CREATE TABLE counters (
         name  TEXT PRIMARY KEY,
         value INTEGER NOT NULL

@@ -6,6 +6,8 @@
 //! file (it is renamed, so it exists in exactly one place), and never delete one
 //! except by the archive retention.
 
+pub mod sftp;
+
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
@@ -25,6 +27,9 @@ pub fn ensure_mailboxes(config: &Config) -> io::Result<()> {
         for folder in FOLDERS {
             ensure_dir(&config.folder(&partner.mailbox, folder))?;
         }
+    }
+    for remote in &config.sftp {
+        ensure_dir(&config.folder(&remote.mailbox, "out/sent"))?;
     }
     Ok(())
 }

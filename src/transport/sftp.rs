@@ -1,0 +1,601 @@
+//! SFTP mailboxes (SPEC §6.4, `[[sftp]]`): a partner's remote folders, synchronised
+//! with its local `in/` and `out/`.
+//!
+//! Download: each complete remote file (plain: a name that is not temporary and a
+//! size unchanged across two listings; MESH: the `.dat` once its `.ctl` is there) is
+//! recorded as `downloading`, copied to a dot-temporary name in the local `in/`,
+//! checked against the remote size, fsynced and renamed into place, recorded
+//! `local`, and only then removed from the remote (or moved to `processed/`) and
+//! recorded `done`. A `.ctl` is placed after its `.dat`. Upload: every file in the
+//! local `out/` (a MESH `.dat` only with its `.ctl`, which follows it) is written to
+//! the remote under a temporary name, renamed (overwriting: a re-upload after a
+//! crash is the same bytes), and the local file moved to `out/sent/`.
+//!
+//! Owns one SSH session at a time per remote. Blocking (ssh2): run it on its own
+//! thread, never on the async workers. Must never trust an unknown or changed host
+//! key, never read a passphrase from the config, never leave a partial file under a
+//! final name locally, and never remove a remote file before the local copy is
+//! durable and recorded.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use ssh2::{CheckResult, KnownHostFileKind, RenameFlags, Session, Sftp};
+use tracing::{info, warn};
+
+use crate::clock::Clock;
+use crate::config::{Config, Framing, SftpRemote};
+use crate::emit::{ensure_dir, sync_dir};
+use crate::index::{self, Index, IndexError};
+use crate::intake::is_temporary;
+
+/// Why a remote could not be served; every kind is retried later (with backoff),
+/// but those that need an operator say so.
+#[derive(Debug, thiserror::Error)]
+pub enum SftpError {
+    #[error("cannot connect to {host}:{port}: {source} (is the server up and reachable?)")]
+    Connect {
+        host: String,
+        port: u16,
+        source: io::Error,
+    },
+    #[error("host key of {host}:{port} is not in {known_hosts}: refusing to connect (add the partner's key to known_hosts after checking its fingerprint with them)")]
+    UnknownHostKey {
+        host: String,
+        port: u16,
+        known_hosts: PathBuf,
+    },
+    #[error("host key of {host}:{port} does NOT match {known_hosts}: refusing to connect (possible interception; confirm a key change with the partner before updating known_hosts)")]
+    ChangedHostKey {
+        host: String,
+        port: u16,
+        known_hosts: PathBuf,
+    },
+    #[error("private key {0} is readable by other users: chmod 600 it")]
+    KeyPermissions(PathBuf),
+    #[error("cannot read {path}: {source}")]
+    File { path: PathBuf, source: io::Error },
+    #[error("the passphrase variable {0} is not set")]
+    Passphrase(String),
+    #[error("authentication as {user} with {key} failed: {source} (is the public key in the partner's authorized_keys?)")]
+    Auth {
+        user: String,
+        key: PathBuf,
+        source: ssh2::Error,
+    },
+    #[error("SSH/SFTP error on {what}: {source}")]
+    Ssh { what: String, source: ssh2::Error },
+    #[error("transfer failed while {what}: {source} (the connection may have dropped; it is tried again)")]
+    Transfer { what: String, source: io::Error },
+    #[error("local file error on {path}: {source}")]
+    Local { path: PathBuf, source: io::Error },
+    #[error("{name}: downloaded {got} bytes but the remote file has {want}: the transfer was cut; it is tried again")]
+    ShortDownload { name: String, got: u64, want: u64 },
+    #[error(transparent)]
+    Index(#[from] IndexError),
+}
+
+impl SftpError {
+    /// Errors an operator must fix (keys, known_hosts); the others are passing.
+    pub fn needs_operator(&self) -> bool {
+        matches!(
+            self,
+            SftpError::UnknownHostKey { .. }
+                | SftpError::ChangedHostKey { .. }
+                | SftpError::KeyPermissions(_)
+                | SftpError::Passphrase(_)
+                | SftpError::Auth { .. }
+        )
+    }
+}
+
+fn ssh(what: impl Into<String>) -> impl FnOnce(ssh2::Error) -> SftpError {
+    let what = what.into();
+    move |source| SftpError::Ssh { what, source }
+}
+
+fn local(path: &Path) -> impl FnOnce(io::Error) -> SftpError + '_ {
+    move |source| SftpError::Local {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Opens an authenticated SFTP session, checking the host key first.
+pub fn connect(remote: &SftpRemote) -> Result<(Session, Sftp), SftpError> {
+    let meta = fs::metadata(&remote.private_key).map_err(|source| SftpError::File {
+        path: remote.private_key.clone(),
+        source,
+    })?;
+    if meta.permissions().mode() & 0o007 != 0 {
+        return Err(SftpError::KeyPermissions(remote.private_key.clone()));
+    }
+    let passphrase = match (&remote.passphrase_env, &remote.passphrase_file) {
+        (Some(var), _) => Some(std::env::var(var).map_err(|_| SftpError::Passphrase(var.clone()))?),
+        (None, Some(file)) => {
+            let text = fs::read_to_string(file).map_err(|source| SftpError::File {
+                path: file.clone(),
+                source,
+            })?;
+            Some(text.lines().next().unwrap_or_default().to_string())
+        }
+        (None, None) => None,
+    };
+    let connect_err = |source| SftpError::Connect {
+        host: remote.host.clone(),
+        port: remote.port,
+        source,
+    };
+    let addr = (remote.host.as_str(), remote.port)
+        .to_socket_addrs()
+        .map_err(connect_err)?
+        .next()
+        .ok_or_else(|| connect_err(io::Error::new(io::ErrorKind::NotFound, "no address")))?;
+    let tcp = TcpStream::connect_timeout(&addr, remote.connect_timeout).map_err(connect_err)?;
+    tcp.set_read_timeout(Some(remote.io_timeout))
+        .map_err(connect_err)?;
+    tcp.set_write_timeout(Some(remote.io_timeout))
+        .map_err(connect_err)?;
+    let mut session = Session::new().map_err(ssh("session"))?;
+    session.set_tcp_stream(tcp);
+    session.set_timeout(remote.io_timeout.as_millis().min(u128::from(u32::MAX)) as u32);
+    session.handshake().map_err(ssh("handshake"))?;
+
+    let (key, _) = session
+        .host_key()
+        .ok_or_else(|| SftpError::UnknownHostKey {
+            host: remote.host.clone(),
+            port: remote.port,
+            known_hosts: remote.known_hosts.clone(),
+        })?;
+    let mut known = session.known_hosts().map_err(ssh("known_hosts"))?;
+    known
+        .read_file(&remote.known_hosts, KnownHostFileKind::OpenSSH)
+        .map_err(|e| SftpError::File {
+            path: remote.known_hosts.clone(),
+            source: io::Error::other(e.to_string()),
+        })?;
+    match known.check_port(&remote.host, remote.port, key) {
+        CheckResult::Match => {}
+        CheckResult::Mismatch => {
+            return Err(SftpError::ChangedHostKey {
+                host: remote.host.clone(),
+                port: remote.port,
+                known_hosts: remote.known_hosts.clone(),
+            })
+        }
+        CheckResult::NotFound | CheckResult::Failure => {
+            return Err(SftpError::UnknownHostKey {
+                host: remote.host.clone(),
+                port: remote.port,
+                known_hosts: remote.known_hosts.clone(),
+            })
+        }
+    }
+    session
+        .userauth_pubkey_file(
+            &remote.user,
+            None,
+            &remote.private_key,
+            passphrase.as_deref(),
+        )
+        .map_err(|source| SftpError::Auth {
+            user: remote.user.clone(),
+            key: remote.private_key.clone(),
+            source,
+        })?;
+    let sftp = session.sftp().map_err(ssh("sftp subsystem"))?;
+    Ok((session, sftp))
+}
+
+/// Sizes seen at the previous listing of a remote, to tell a complete plain file
+/// (same size twice) from one still being written.
+#[derive(Debug, Default)]
+pub struct Listings {
+    sizes: HashMap<String, u64>,
+}
+
+/// What one synchronisation did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    pub downloaded: Vec<String>,
+    pub uploaded: Vec<String>,
+}
+
+struct RemoteFile {
+    name: String,
+    size: u64,
+    mtime: u64,
+}
+
+fn list(sftp: &Sftp, dir: &str) -> Result<Vec<RemoteFile>, SftpError> {
+    let entries = sftp
+        .readdir(Path::new(dir))
+        .map_err(ssh(format!("listing {dir}")))?;
+    let mut files: Vec<RemoteFile> = entries
+        .into_iter()
+        .filter(|(_, stat)| stat.is_file())
+        .filter_map(|(path, stat)| {
+            let name = path.file_name()?.to_str()?.to_string();
+            Some(RemoteFile {
+                name,
+                size: stat.size.unwrap_or(0),
+                mtime: stat.mtime.unwrap_or(0),
+            })
+        })
+        .collect();
+    files.sort_by(|a, b| a.mtime.cmp(&b.mtime).then_with(|| a.name.cmp(&b.name)));
+    Ok(files)
+}
+
+fn remote_path(dir: &str, name: &str) -> PathBuf {
+    Path::new(dir).join(name)
+}
+
+/// Downloads one remote file into `in/` (atomically, size checked, durable).
+fn download_one(
+    sftp: &Sftp,
+    remote: &SftpRemote,
+    file: &RemoteFile,
+    in_dir: &Path,
+) -> Result<(), SftpError> {
+    let tmp = in_dir.join(format!(".{}.sftp.part", file.name));
+    let result = (|| {
+        let mut src = sftp
+            .open(&remote_path(&remote.remote_in, &file.name))
+            .map_err(ssh(format!("opening {}", file.name)))?;
+        let mut dst = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode_0600()
+            .open(&tmp)
+            .map_err(local(&tmp))?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut got = 0u64;
+        loop {
+            let n = src.read(&mut buf).map_err(|source| SftpError::Transfer {
+                what: format!("reading {}", file.name),
+                source,
+            })?;
+            if n == 0 {
+                break;
+            }
+            dst.write_all(&buf[..n]).map_err(local(&tmp))?;
+            got += n as u64;
+        }
+        if got != file.size {
+            return Err(SftpError::ShortDownload {
+                name: file.name.clone(),
+                got,
+                want: file.size,
+            });
+        }
+        dst.sync_all().map_err(local(&tmp))?;
+        drop(dst);
+        fs::rename(&tmp, in_dir.join(&file.name)).map_err(local(&tmp))?;
+        sync_dir(in_dir).map_err(local(in_dir))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Removes a downloaded file from the remote (or moves it to `processed/`).
+fn retire(sftp: &Sftp, remote: &SftpRemote, name: &str) -> Result<(), SftpError> {
+    let path = remote_path(&remote.remote_in, name);
+    if remote.move_to_processed {
+        let dir = remote_path(&remote.remote_in, "processed");
+        if sftp.stat(&dir).is_err() {
+            sftp.mkdir(&dir, 0o700)
+                .map_err(ssh(format!("creating {}", dir.display())))?;
+        }
+        sftp.rename(
+            &path,
+            &dir.join(name),
+            Some(RenameFlags::OVERWRITE | RenameFlags::ATOMIC | RenameFlags::NATIVE),
+        )
+        .map_err(ssh(format!("moving {name} to processed/")))
+    } else {
+        match sftp.unlink(&path) {
+            Ok(()) => Ok(()),
+            // Already gone (a retire finished before a crash): nothing to do.
+            Err(_) if sftp.stat(&path).is_err() => Ok(()),
+            Err(e) => Err(ssh(format!("removing {name}"))(e)),
+        }
+    }
+}
+
+/// Takes every complete file from the remote's `remote_in` into the local `in/`.
+pub fn download(
+    sftp: &Sftp,
+    remote: &SftpRemote,
+    config: &Config,
+    index: &Index,
+    now: &Clock,
+    listings: &mut Listings,
+) -> Result<Vec<String>, SftpError> {
+    let in_dir = config.folder(&remote.mailbox, "in");
+    ensure_dir(&in_dir).map_err(local(&in_dir))?;
+    let files = list(sftp, &remote.remote_in)?;
+    let by_name: HashMap<&str, &RemoteFile> = files.iter().map(|f| (f.name.as_str(), f)).collect();
+    let at = now.rfc3339();
+    let mailbox = &remote.mailbox;
+
+    // Finish what a crash left: local copies durable, remote not yet retired.
+    for (name, size, mtime) in index::sftp_local_pending(&index.conn, mailbox)? {
+        if by_name
+            .get(name.as_str())
+            .is_some_and(|f| f.size == size && f.mtime == mtime)
+        {
+            retire(sftp, remote, &name)?;
+        }
+        index::set_sftp_download(&index.conn, mailbox, &name, size, mtime, "done", &at)?;
+    }
+
+    let mut order: Vec<&RemoteFile> = Vec::new();
+    for f in &files {
+        if is_temporary(f.name.as_bytes()) || f.name == "processed" {
+            continue;
+        }
+        let lower = f.name.to_ascii_lowercase();
+        if lower.ends_with(".dat") {
+            continue; // taken with its .ctl
+        }
+        if lower.ends_with(".ctl") {
+            let dat = format!("{}.dat", &f.name[..f.name.len() - 4]);
+            if let Some(d) = by_name.get(dat.as_str()) {
+                order.push(d);
+            }
+            order.push(f);
+            continue;
+        }
+        // Plain: complete once its size is the same at two listings.
+        if listings.sizes.get(&f.name) == Some(&f.size) {
+            order.push(f);
+        }
+    }
+    listings.sizes = files.iter().map(|f| (f.name.clone(), f.size)).collect();
+
+    let mut done = Vec::new();
+    for f in order {
+        match index::sftp_download_state(&index.conn, mailbox, &f.name, f.size, f.mtime)?.as_deref()
+        {
+            Some("local") => {}
+            Some("done") | Some("downloading") | None => {
+                if in_dir.join(&f.name).exists() {
+                    // The previous file of that name is still waiting to be processed.
+                    continue;
+                }
+                index::set_sftp_download(
+                    &index.conn,
+                    mailbox,
+                    &f.name,
+                    f.size,
+                    f.mtime,
+                    "downloading",
+                    &at,
+                )?;
+                download_one(sftp, remote, f, &in_dir)?;
+                index::set_sftp_download(
+                    &index.conn,
+                    mailbox,
+                    &f.name,
+                    f.size,
+                    f.mtime,
+                    "local",
+                    &at,
+                )?;
+                info!(event = "sftp_downloaded", mailbox = %mailbox, file = %f.name, bytes = f.size);
+            }
+            Some(_) => continue,
+        }
+        retire(sftp, remote, &f.name)?;
+        index::set_sftp_download(&index.conn, mailbox, &f.name, f.size, f.mtime, "done", &at)?;
+        done.push(f.name.clone());
+    }
+    Ok(done)
+}
+
+/// Uploads every outbound file waiting in the local `out/`, then moves it to `out/sent/`.
+pub fn upload(sftp: &Sftp, remote: &SftpRemote, config: &Config) -> Result<Vec<String>, SftpError> {
+    let out_dir = config.folder(&remote.mailbox, "out");
+    let sent_dir = out_dir.join("sent");
+    let mesh = config
+        .partner(&remote.mailbox)
+        .is_some_and(|p| p.framing == Framing::Mesh);
+    let mut names: Vec<String> = match fs::read_dir(&out_dir) {
+        Ok(entries) => entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|n| !is_temporary(n.as_bytes()))
+            .collect(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(local(&out_dir)(e)),
+    };
+    names.sort();
+    let mut batches: Vec<Vec<String>> = Vec::new();
+    for name in &names {
+        if name.ends_with(".ctl") {
+            continue;
+        }
+        if name.ends_with(".dat") || mesh {
+            let ctl = format!("{}.ctl", name.trim_end_matches(".dat"));
+            if names.contains(&ctl) {
+                batches.push(vec![name.clone(), ctl]);
+            }
+            // A .dat whose .ctl is not written yet waits for the next round.
+        } else {
+            batches.push(vec![name.clone()]);
+        }
+    }
+    let mut uploaded = Vec::new();
+    for batch in batches {
+        for name in &batch {
+            let path = out_dir.join(name);
+            let tmp = remote_path(&remote.remote_out, &format!(".{name}.part"));
+            let dst = remote_path(&remote.remote_out, name);
+            let mut src = fs::File::open(&path).map_err(local(&path))?;
+            let mut file = sftp
+                .create(&tmp)
+                .map_err(ssh(format!("creating {}", tmp.display())))?;
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = src.read(&mut buf).map_err(local(&path))?;
+                if n == 0 {
+                    break;
+                }
+                file.write_all(&buf[..n])
+                    .map_err(|source| SftpError::Transfer {
+                        what: format!("writing {}", tmp.display()),
+                        source,
+                    })?;
+            }
+            let _ = file.fsync();
+            drop(file);
+            sftp.rename(
+                &tmp,
+                &dst,
+                Some(RenameFlags::OVERWRITE | RenameFlags::ATOMIC | RenameFlags::NATIVE),
+            )
+            .map_err(ssh(format!("renaming {}", dst.display())))?;
+        }
+        // Delivered: move the batch (the .ctl last, as it went) to out/sent/.
+        ensure_dir(&sent_dir).map_err(local(&sent_dir))?;
+        for name in &batch {
+            fs::rename(out_dir.join(name), sent_dir.join(name)).map_err(local(&out_dir))?;
+            info!(event = "sftp_uploaded", mailbox = %remote.mailbox, file = %name);
+            uploaded.push(name.clone());
+        }
+        sync_dir(&sent_dir).map_err(local(&sent_dir))?;
+        sync_dir(&out_dir).map_err(local(&out_dir))?;
+    }
+    Ok(uploaded)
+}
+
+/// One synchronisation of a remote: connect, download, upload.
+pub fn sync(
+    remote: &SftpRemote,
+    config: &Config,
+    now: &Clock,
+    listings: &mut Listings,
+    downloads: bool,
+) -> Result<SyncReport, SftpError> {
+    let index = Index::open(&config.hub.database)?;
+    let (_session, sftp) = connect(remote)?;
+    let mut report = SyncReport::default();
+    if downloads {
+        report.downloaded = download(&sftp, remote, config, &index, now, listings)?;
+    }
+    report.uploaded = upload(&sftp, remote, config)?;
+    Ok(report)
+}
+
+/// Logs a failed synchronisation (never with personal data: names of files only).
+pub fn log_failure(remote: &SftpRemote, e: &SftpError) {
+    if e.needs_operator() {
+        tracing::error!(event = "sftp_failed", mailbox = %remote.mailbox, host = %remote.host, error = %e, "needs an operator");
+    } else {
+        warn!(event = "sftp_failed", mailbox = %remote.mailbox, host = %remote.host, error = %e, "tried again later");
+    }
+}
+
+trait Mode0600 {
+    fn mode_0600(&mut self) -> &mut Self;
+}
+
+impl Mode0600 for fs::OpenOptions {
+    fn mode_0600(&mut self) -> &mut Self {
+        std::os::unix::fs::OpenOptionsExt::mode(self, 0o600)
+    }
+}
+
+/// A failed remote, for a report.
+#[derive(Debug)]
+pub struct RemoteFailure {
+    pub mailbox: String,
+    pub error: SftpError,
+}
+
+/// `process`: download from every remote at once (one thread each, so a slow
+/// server delays only its own partner's files), listing twice `hub.settle` apart so
+/// that plain files are taken only once complete.
+pub fn download_all(config: &Config, now: &Clock) -> Vec<RemoteFailure> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = config
+            .sftp
+            .iter()
+            .map(|remote| {
+                scope.spawn(move || {
+                    let run = || -> Result<Vec<String>, SftpError> {
+                        let index = Index::open(&config.hub.database)?;
+                        let (_session, sftp) = connect(remote)?;
+                        let mut listings = Listings::default();
+                        let mut got = download(&sftp, remote, config, &index, now, &mut listings)?;
+                        std::thread::sleep(config.hub.settle);
+                        got.extend(download(&sftp, remote, config, &index, now, &mut listings)?);
+                        Ok(got)
+                    };
+                    run().err().map(|error| {
+                        log_failure(remote, &error);
+                        RemoteFailure {
+                            mailbox: remote.mailbox.clone(),
+                            error,
+                        }
+                    })
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| h.join().ok().flatten())
+            .collect()
+    })
+}
+
+/// `process`: upload what waits in every remote partner's `out/`, in parallel.
+pub fn upload_all(config: &Config) -> Vec<RemoteFailure> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = config
+            .sftp
+            .iter()
+            .map(|remote| {
+                scope.spawn(move || {
+                    let run = || -> Result<Vec<String>, SftpError> {
+                        let (_session, sftp) = connect(remote)?;
+                        upload(&sftp, remote, config)
+                    };
+                    run().err().map(|error| {
+                        log_failure(remote, &error);
+                        RemoteFailure {
+                            mailbox: remote.mailbox.clone(),
+                            error,
+                        }
+                    })
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| h.join().ok().flatten())
+            .collect()
+    })
+}
+
+/// Whether a partner's `out/` holds files waiting for upload.
+pub fn has_outbound(config: &Config, mailbox: &str) -> bool {
+    fs::read_dir(config.folder(mailbox, "out"))
+        .map(|entries| {
+            entries.flatten().any(|e| {
+                e.file_type().is_ok_and(|t| t.is_file())
+                    && !is_temporary(e.file_name().as_encoded_bytes())
+            })
+        })
+        .unwrap_or(false)
+}
