@@ -270,13 +270,14 @@ fn run(cli: Cli) -> Result<i32, Exit> {
                 .enable_all()
                 .build()
                 .map_err(|e| Exit(1, e.into()))?;
-            runtime
-                .block_on(async move {
-                    let shutdown = stop_signal()
-                        .map_err(|e| crate::daemon::DaemonError::Task(e.to_string()))?;
-                    crate::daemon::run(config, index, clock, shutdown).await
-                })
-                .map_err(|e| Exit(1, e.into()))?;
+            let result = runtime.block_on(async move {
+                let shutdown =
+                    stop_signal().map_err(|e| crate::daemon::DaemonError::Task(e.to_string()))?;
+                crate::daemon::run(config, index, clock, shutdown).await
+            });
+            // Blocking SFTP transfers still running are abandoned (temporary names only).
+            runtime.shutdown_timeout(crate::daemon::REMOTE_STOP_GRACE);
+            result.map_err(|e| Exit(1, e.into()))?;
             Ok(0)
         }
         Command::Status { json } => {

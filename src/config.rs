@@ -609,7 +609,7 @@ fn build(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError
             remote_out: non_empty(&k("remote_out"), &s.remote_out)?,
             poll_every: duration(&k("poll_every"), s.poll_every.as_deref(), "60s")?,
             passphrase_env: s.passphrase_env.clone(),
-            passphrase_file: s.passphrase_file.as_deref().map(|p| resolve(p)),
+            passphrase_file: s.passphrase_file.as_deref().map(&resolve),
             move_to_processed: s.move_to_processed,
             connect_timeout: duration(&k("connect_timeout"), s.connect_timeout.as_deref(), "15s")?,
             io_timeout: duration(&k("io_timeout"), s.io_timeout.as_deref(), "60s")?,

@@ -41,6 +41,9 @@ pub enum DaemonError {
 /// The daemon's time: the real clock, or `--now` moving on from when it started.
 pub type ClockSource = Arc<dyn Fn() -> Clock + Send + Sync>;
 
+/// How long a stop waits for an SFTP transfer in progress.
+pub const REMOTE_STOP_GRACE: Duration = Duration::from_secs(2);
+
 /// The longest wait between two tries of a file that failed transiently.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
@@ -265,14 +268,18 @@ pub async fn run(
         ));
         remotes.push((remote.mailbox.clone(), kick, task));
     }
+    // At a stop, a remote in the middle of a transfer is given a moment, then left:
+    // transfers only ever write temporary names, so abandoning one loses nothing.
     let stop_remotes = |remotes: Vec<(
         String,
         Arc<tokio::sync::Notify>,
         tokio::task::JoinHandle<()>,
     )>| async move {
         let _ = remote_stop.send(true);
-        for (_, _, task) in remotes {
-            let _ = task.await;
+        for (mailbox, _, task) in remotes {
+            if tokio::time::timeout(REMOTE_STOP_GRACE, task).await.is_err() {
+                warn!(event = "sftp_abandoned", mailbox = %mailbox, "a transfer in progress was left (temporary names only)");
+            }
         }
     };
     tokio::pin!(shutdown);

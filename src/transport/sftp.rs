@@ -246,7 +246,7 @@ fn download_one(
     let tmp = in_dir.join(format!(".{}.sftp.part", file.name));
     let result = (|| {
         let mut src = sftp
-            .open(&remote_path(&remote.remote_in, &file.name))
+            .open(remote_path(&remote.remote_in, &file.name))
             .map_err(ssh(format!("opening {}", file.name)))?;
         let mut dst = fs::OpenOptions::new()
             .write(true)
@@ -322,6 +322,16 @@ pub fn download(
 ) -> Result<Vec<String>, SftpError> {
     let in_dir = config.folder(&remote.mailbox, "in");
     ensure_dir(&in_dir).map_err(local(&in_dir))?;
+    // Partial copies left by a stop or a crash: nothing else writes these names.
+    if let Ok(entries) = fs::read_dir(&in_dir) {
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') && name.ends_with(".sftp.part") {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
     let files = list(sftp, &remote.remote_in)?;
     let by_name: HashMap<&str, &RemoteFile> = files.iter().map(|f| (f.name.as_str(), f)).collect();
     let at = now.rfc3339();

@@ -22,6 +22,8 @@ pub struct Hub {
     pub dir: tempfile::TempDir,
     pub now: String,
     pub extra_hub: String,
+    /// Tables appended to the config (e.g. `[[sftp]]` entries).
+    pub extra_tables: String,
 }
 
 impl Hub {
@@ -31,10 +33,16 @@ impl Hub {
 
     /// A hub whose `[hub]` table gets `extra` lines.
     pub fn with(extra: &str) -> Hub {
+        Hub::with_config(extra, "")
+    }
+
+    /// A hub with `extra_hub` lines in `[hub]` and `tables` after the partners.
+    pub fn with_config(extra_hub: &str, tables: &str) -> Hub {
         let hub = Hub {
             dir: tempfile::tempdir().unwrap(),
             now: NOW.to_string(),
-            extra_hub: extra.to_string(),
+            extra_hub: extra_hub.to_string(),
+            extra_tables: tables.to_string(),
         };
         hub.write_config();
         hub
@@ -81,8 +89,11 @@ format = "xml"
 
 [demographics]
 mailbox = "X26PDS01"
+
+{tables}
 "#,
-            extra = self.extra_hub
+            extra = self.extra_hub,
+            tables = self.extra_tables
         );
         fs::write(self.config(), text).unwrap();
     }

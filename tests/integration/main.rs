@@ -13,3 +13,4 @@ mod nhs_side;
 mod quarantine;
 mod readme;
 mod schemas;
+mod sftp;
