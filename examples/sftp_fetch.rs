@@ -16,13 +16,35 @@ fn main() -> anyhow::Result<()> {
         anyhow::bail!("usage: sftp_fetch CONFIG MAILBOX");
     };
     let config = Config::load(std::path::Path::new(config))?;
-    let remote = config.sftp.iter().find(|r| &r.mailbox == mailbox).ok_or_else(|| anyhow::anyhow!("no [[sftp]] for {mailbox}"))?;
+    let remote = config
+        .sftp
+        .iter()
+        .find(|r| &r.mailbox == mailbox)
+        .ok_or_else(|| anyhow::anyhow!("no [[sftp]] for {mailbox}"))?;
     let index = Index::open(&config.hub.database)?;
     let start = Instant::now();
     let (_session, conn) = sftp::connect(remote)?;
     let mut listings = sftp::Listings::default();
-    let mut got = sftp::download(&conn, remote, &config, &index, &Clock::real(), &mut listings)?;
-    got.extend(sftp::download(&conn, remote, &config, &index, &Clock::real(), &mut listings)?);
-    println!("{} files in {:.3} s", got.len(), start.elapsed().as_secs_f64());
+    let mut got = sftp::download(
+        &conn,
+        remote,
+        &config,
+        &index,
+        &Clock::real(),
+        &mut listings,
+    )?;
+    got.extend(sftp::download(
+        &conn,
+        remote,
+        &config,
+        &index,
+        &Clock::real(),
+        &mut listings,
+    )?);
+    println!(
+        "{} files in {:.3} s",
+        got.len(),
+        start.elapsed().as_secs_f64()
+    );
     Ok(())
 }

@@ -521,3 +521,44 @@ fn an_unresponsive_server_delays_no_other_partner() {
     );
     drop(silent);
 }
+
+#[test]
+fn a_passphrase_comes_from_the_environment_never_the_config() {
+    let Some(sshd) = Sshd::start() else { return };
+    let key = sshd.dir.path().join("locked_key");
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "s3cret phrase", "-f"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    fs::copy(
+        key.with_extension("pub"),
+        sshd.dir.path().join("authorized_keys"),
+    )
+    .unwrap();
+    let table = sshd
+        .table("X26LA204", "passphrase_env = \"CPIS_TEST_KEY_PASS\"")
+        .replace(
+            &sshd.client_key.display().to_string(),
+            &key.display().to_string(),
+        );
+    let hub = Hub::with_config("", &table);
+    sshd.put("nightly.csv", &fixture("extract_full.csv"));
+    let without = hub.run(&["process"]);
+    assert_eq!(without.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&without.stderr).contains("CPIS_TEST_KEY_PASS"),
+        "{}",
+        String::from_utf8_lossy(&without.stderr)
+    );
+    let with = hub.run_env(&["process"], &[("CPIS_TEST_KEY_PASS", "s3cret phrase")]);
+    assert_eq!(
+        with.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&with.stderr)
+    );
+    assert!(sshd.in_names().is_empty());
+    assert!(!fs::read_to_string(hub.config()).unwrap().contains("s3cret"));
+}
