@@ -128,6 +128,13 @@ pub enum Command {
         #[arg(long, required = true)]
         reason: String,
     },
+    /// Operator reports: the national summary, a reconciliation of a FULL extract
+    /// against what is held, the lines rejected for NHS numbers.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  cpis-hub report summary\n  cpis-hub report summary --html summary.html\n  cpis-hub report reconcile --authority LA204 nightly.csv\n  cpis-hub report rejections --authority LA204 --since 2026-11-01"
+    )]
+    Report(ReportCommand),
     /// Queue a FULL alert extract for a site organisation (written by the next pass).
     #[command(subcommand, after_help = "Example:\n  cpis-hub alerts full --site R0A")]
     Alerts(AlertsCommand),
@@ -140,6 +147,47 @@ pub enum Command {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReportCommand {
+    /// Per authority: open records by plan type, ended, last FULL/DELTA and staleness,
+    /// files rejected or quarantined, lines rejected by code and notifications sent in
+    /// the last 7 days; national totals.
+    Summary {
+        /// CSV instead of a table.
+        #[arg(long)]
+        csv: bool,
+        /// Also write a self-contained HTML page (table and charts) to this file.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+    },
+    /// Compare a FULL extract file with what is held for an authority, without
+    /// applying it. Exit 0 when they match, 1 when they differ.
+    Reconcile {
+        #[arg(long)]
+        authority: String,
+        file: PathBuf,
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Lines rejected for NHS_MISSING, NHS_FORMAT, NHS_CHECK_DIGIT, NHS_INACTIVE (or
+    /// the codes given, or every code), newest first: file, line, local_id, code.
+    Rejections {
+        #[arg(long)]
+        authority: Option<String>,
+        /// First day (inclusive, Europe/London), YYYY-MM-DD.
+        #[arg(long)]
+        since: Option<String>,
+        /// A code to list instead of the NHS number codes (repeatable).
+        #[arg(long = "code")]
+        codes: Vec<String>,
+        /// Every code.
+        #[arg(long, conflicts_with = "codes")]
+        all: bool,
+        #[arg(long)]
+        csv: bool,
     },
 }
 
@@ -309,6 +357,10 @@ fn run(cli: Cli) -> Result<i32, Exit> {
                 )));
             }
             lookup(&config, &nhs_number, &reason, now)
+        }
+        Command::Report(r) => {
+            let config = load_config(&cli.config)?;
+            report(&config, r, now)
         }
         Command::Alerts(AlertsCommand::Full { site }) => {
             let config = load_config(&cli.config)?;
@@ -593,22 +645,102 @@ fn lookup(config: &Config, text: &str, reason: &str, now: Clock) -> Result<i32, 
     run().map_err(|e| Exit(1, e))
 }
 
-fn audit(config: &Config, since: Option<&str>, json_out: bool) -> Result<i32, Exit> {
-    let since_text = match since {
-        None => None,
+/// `--since DATE` as the RFC 3339 instant of midnight Europe/London that day.
+fn since_instant(since: Option<&str>) -> Result<Option<String>, Exit> {
+    match since {
+        None => Ok(None),
         Some(day) => {
             let date = clock::parse_date(day).ok_or_else(|| {
                 usage(anyhow::anyhow!("--since {day:?} is not a date YYYY-MM-DD"))
             })?;
-            // Midnight Europe/London of that day, in UTC.
-            use chrono::TimeZone;
-            let midnight = chrono_tz::Europe::London
-                .from_local_datetime(&date.and_hms_opt(0, 0, 0).unwrap_or_default())
-                .earliest()
-                .map(|t| t.with_timezone(&chrono::Utc));
-            midnight.map(clock::rfc3339)
+            Ok(Some(clock::rfc3339(
+                crate::daemon::schedule::london_instant(date, chrono::NaiveTime::MIN),
+            )))
         }
-    };
+    }
+}
+
+fn report(config: &Config, command: ReportCommand, now: Clock) -> Result<i32, Exit> {
+    let index = read_index(config).map_err(|e| Exit(1, e))?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let fail = |e: std::io::Error| Exit(1, e.into());
+    match command {
+        ReportCommand::Summary { csv, html } => {
+            let s =
+                crate::report::summary(&index.conn, config, &now).map_err(|e| Exit(1, e.into()))?;
+            if csv {
+                crate::report::write_summary_csv(&s, &mut out).map_err(fail)?;
+            } else {
+                crate::report::write_summary_text(&s, &mut out).map_err(fail)?;
+            }
+            if let Some(path) = html {
+                let mut page = Vec::new();
+                crate::report::html::write(&s, &mut page).map_err(fail)?;
+                std::fs::write(&path, page)
+                    .map_err(|e| Exit(1, anyhow::anyhow!("writing {}: {e}", path.display())))?;
+            }
+            Ok(0)
+        }
+        ReportCommand::Reconcile {
+            authority,
+            file,
+            csv,
+        } => {
+            if config.authority(&authority).is_none() {
+                return Err(usage(anyhow::anyhow!(
+                    "--authority {authority} is not a configured authority"
+                )));
+            }
+            let counts = crate::report::reconcile::reconcile(
+                &index.conn,
+                config,
+                &authority,
+                &file,
+                &now,
+                csv,
+                &mut out,
+            )
+            .map_err(|e| Exit(2, e.into()))?;
+            Ok(if counts.matches() { 0 } else { 1 })
+        }
+        ReportCommand::Rejections {
+            authority,
+            since,
+            codes,
+            all,
+            csv,
+        } => {
+            let since = since_instant(since.as_deref())?;
+            let codes: Vec<String> = if all {
+                Vec::new()
+            } else if codes.is_empty() {
+                crate::report::rejections::NHS_CODES
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect()
+            } else {
+                codes
+            };
+            let rows = crate::report::rejections::rejections(
+                &index.conn,
+                authority.as_deref(),
+                since.as_deref(),
+                &codes,
+            )
+            .map_err(|e| Exit(1, e.into()))?;
+            if csv {
+                crate::report::rejections::write_csv(&rows, &mut out).map_err(fail)?;
+            } else {
+                crate::report::rejections::write_text(&rows, &mut out).map_err(fail)?;
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn audit(config: &Config, since: Option<&str>, json_out: bool) -> Result<i32, Exit> {
+    let since_text = since_instant(since)?;
     let run = || -> anyhow::Result<i32> {
         let Some(index) = Index::open_read_only(&config.hub.database)? else {
             if !json_out {

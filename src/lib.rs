@@ -22,6 +22,7 @@ pub mod lock;
 pub mod nhs;
 pub mod parse;
 pub mod pipeline;
+pub mod report;
 pub mod status;
 pub mod transport;
 pub mod validate;

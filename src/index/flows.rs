@@ -564,3 +564,15 @@ pub fn sftp_local_pending(conn: &Connection, mailbox: &str) -> Result<Vec<(Strin
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }
+
+/// Forgets rejected-line details of messages received before `before` (RFC 3339).
+/// Receipts already sent are not affected.
+pub fn purge_problems(conn: &Connection, before: &str) -> Result<u64> {
+    let n = conn
+        .prepare_cached(
+            "DELETE FROM problems WHERE receipt_id IN (SELECT r.id FROM receipts r JOIN messages m ON m.id = r.message_id
+             WHERE m.received_at < ?1 AND NOT EXISTS (SELECT 1 FROM outbound o WHERE o.receipt_id = r.id AND o.state <> 'written'))",
+        )?
+        .execute([before])?;
+    Ok(n as u64)
+}

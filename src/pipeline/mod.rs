@@ -863,6 +863,9 @@ pub fn housekeeping(config: &Config, index: &mut Index, now: Clock) -> Result<()
     seqs.save(&tx)?;
     let cutoff = crate::clock::add_days(today, -i64::from(config.hub.retention_days));
     index::purge_flows(&tx, &cutoff.to_string())?;
+    let problems_before =
+        now.now() - chrono::Duration::days(crate::report::rejections::REJECTION_DAYS);
+    index::purge_problems(&tx, &crate::clock::rfc3339(problems_before))?;
     if ended > 0 {
         index::audit(
             &tx,

@@ -12,5 +12,6 @@ mod intake;
 mod nhs_side;
 mod quarantine;
 mod readme;
+mod reports;
 mod schemas;
 mod sftp;

@@ -1,0 +1,332 @@
+//! `report reconcile --authority CODE FILE`: a FULL extract file against what is
+//! held for that authority, without applying it. Streams the file (bounded memory:
+//! a 16-byte hash per record to find what is held but not in the file); the list is
+//! spooled to a temporary file so the counts can come first.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use rusqlite::Connection;
+use xxhash_rust::xxh3::xxh3_128;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::formats::EXTRACT;
+use crate::index::{self, IndexError};
+use crate::parse::{DocReader, Item};
+use crate::validate::{self, Action, ExtractRecord, ExtractRules, PlanType};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("cannot read {0}: {1}")]
+    Read(String, io::Error),
+    #[error("{0} cannot be read as an extract: {1}")]
+    Unreadable(String, String),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error("writing the report: {0}")]
+    Write(io::Error),
+}
+
+/// The counts of a reconciliation.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub identical: u64,
+    pub only_in_file: u64,
+    pub only_held: u64,
+    pub differing: u64,
+    /// Lines of the file that fail the extract rules (not compared).
+    pub invalid: u64,
+}
+
+impl Counts {
+    pub fn matches(&self) -> bool {
+        self.only_in_file == 0 && self.only_held == 0 && self.differing == 0 && self.invalid == 0
+    }
+}
+
+fn key_hash(local_id: &str, plan: PlanType) -> u128 {
+    let mut b = local_id.as_bytes().to_vec();
+    b.push(0xFF);
+    b.push(plan as u8);
+    xxh3_128(&b)
+}
+
+fn date(d: Option<chrono::NaiveDate>) -> Option<String> {
+    d.map(|d| d.to_string())
+}
+
+/// The fields that differ between a file's record and the held one.
+fn differing_fields(r: &ExtractRecord, held: &index::StoredRecord) -> Vec<&'static str> {
+    let mut f = Vec::new();
+    if r.nhs_number.map(|n| n.as_string()).as_deref() != Some(held.nhs_number.as_str()) {
+        f.push("nhs_number");
+    }
+    if date(r.date_of_birth) != held.date_of_birth {
+        f.push("date_of_birth");
+    }
+    if date(r.start_date).as_deref() != Some(held.start_date.as_str()) {
+        f.push("start_date");
+    }
+    if date(r.end_date) != held.end_date {
+        f.push("end_date");
+    }
+    for (name, a, b) in [
+        ("team", &r.team, &held.team),
+        (
+            "office_hours_phone",
+            &r.office_hours_phone,
+            &held.office_hours_phone,
+        ),
+        (
+            "out_of_hours_phone",
+            &r.out_of_hours_phone,
+            &held.out_of_hours_phone,
+        ),
+        ("email", &r.email, &held.email),
+    ] {
+        if a != b {
+            f.push(name);
+        }
+    }
+    f
+}
+
+/// One line of the list: kind, local_id, plan_type, fields (or line and code).
+struct Entry<'a> {
+    kind: &'a str,
+    local_id: &'a str,
+    plan_type: &'a str,
+    detail: String,
+}
+
+fn spool(w: &mut dyn Write, e: Entry<'_>) -> io::Result<()> {
+    // Tab-separated in the spool; fields never hold tabs (control characters are refused).
+    writeln!(
+        w,
+        "{}\t{}\t{}\t{}",
+        e.kind, e.local_id, e.plan_type, e.detail
+    )
+}
+
+/// Compares `file` with what `authority` holds. Writes counts then the list.
+pub fn reconcile(
+    conn: &Connection,
+    config: &Config,
+    authority: &str,
+    file: &Path,
+    now: &Clock,
+    csv: bool,
+    out: &mut dyn Write,
+) -> Result<Counts, ReconcileError> {
+    let name = file.display().to_string();
+    let source = File::open(file).map_err(|e| ReconcileError::Read(name.clone(), e))?;
+    let (reader, prelude) = DocReader::open(source, &EXTRACT).map_err(|p| {
+        ReconcileError::Unreadable(name.clone(), format!("{}: {}", p.code, p.message))
+    })?;
+    let (header, _) = validate::extract_metadata(&prelude.metadata, authority, now.now());
+    let today = now.today();
+    let rules = ExtractRules {
+        extract_type: Some(validate::ExtractType::Full),
+        reference_date: header.reference_date(today),
+        allow_test_numbers: config.hub.allow_test_nhs_numbers,
+    };
+    let mut list = BufWriter::new(tempfile::tempfile().map_err(ReconcileError::Write)?);
+    let mut counts = Counts::default();
+    let mut hashes: Vec<u128> = Vec::new();
+    for item in reader {
+        let raw = match item {
+            Item::Record(raw) => raw,
+            Item::Warning(_) => continue,
+            Item::Fatal(p) => {
+                return Err(ReconcileError::Unreadable(
+                    name,
+                    format!("{}: {}", p.code, p.message),
+                ))
+            }
+        };
+        let checked = rules.check(&raw);
+        if let Some((local_id, plan)) = &checked.key {
+            hashes.push(key_hash(local_id, *plan));
+        }
+        let Some(r) = checked.record.filter(|r| r.action == Action::Upsert) else {
+            counts.invalid += 1;
+            let code = checked.problems.first().map(|p| p.code).unwrap_or("ACTION");
+            let (local_id, plan) = checked
+                .key
+                .as_ref()
+                .map(|(l, p)| (l.as_str(), p.as_str()))
+                .unwrap_or(("", ""));
+            spool(
+                &mut list,
+                Entry {
+                    kind: "INVALID",
+                    local_id,
+                    plan_type: plan,
+                    detail: format!("line {} {code}", raw.line),
+                },
+            )
+            .map_err(ReconcileError::Write)?;
+            continue;
+        };
+        match index::find_record(conn, authority, &r.local_id, r.plan_type)? {
+            None => {
+                counts.only_in_file += 1;
+                spool(
+                    &mut list,
+                    Entry {
+                        kind: "ONLY_IN_FILE",
+                        local_id: &r.local_id,
+                        plan_type: r.plan_type.as_str(),
+                        detail: String::new(),
+                    },
+                )
+                .map_err(ReconcileError::Write)?;
+            }
+            Some(held) => {
+                let fields = differing_fields(&r, &held);
+                if fields.is_empty() {
+                    counts.identical += 1;
+                } else {
+                    counts.differing += 1;
+                    spool(
+                        &mut list,
+                        Entry {
+                            kind: "DIFFERS",
+                            local_id: &r.local_id,
+                            plan_type: r.plan_type.as_str(),
+                            detail: fields.join(","),
+                        },
+                    )
+                    .map_err(ReconcileError::Write)?;
+                }
+            }
+        }
+    }
+    hashes.sort_unstable();
+    // Held and open, but not in the file: a FULL would end these.
+    let mut failed: Option<io::Error> = None;
+    index::for_each_open(
+        conn,
+        authority,
+        rules.reference_date,
+        |_, local_id, plan| {
+            if let Some(p) = PlanType::parse(plan) {
+                if hashes.binary_search(&key_hash(local_id, p)).is_err() {
+                    counts.only_held += 1;
+                    if let Err(e) = spool(
+                        &mut list,
+                        Entry {
+                            kind: "ONLY_HELD",
+                            local_id,
+                            plan_type: plan,
+                            detail: String::new(),
+                        },
+                    ) {
+                        failed.get_or_insert(e);
+                    }
+                }
+            }
+        },
+    )?;
+    if let Some(e) = failed {
+        return Err(ReconcileError::Write(e));
+    }
+
+    let mut spooled = list
+        .into_inner()
+        .map_err(|e| ReconcileError::Write(e.into_error()))?;
+    spooled
+        .seek(SeekFrom::Start(0))
+        .map_err(ReconcileError::Write)?;
+    write_report(authority, &name, &counts, BufReader::new(spooled), csv, out)
+        .map_err(ReconcileError::Write)?;
+    Ok(counts)
+}
+
+fn write_report(
+    authority: &str,
+    file: &str,
+    c: &Counts,
+    list: impl BufRead,
+    csv: bool,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    if csv {
+        let mut w = csv::WriterBuilder::new()
+            .terminator(csv::Terminator::Any(b'\n'))
+            .from_writer(out);
+        w.write_record(["kind", "local_id", "plan_type", "detail"])?;
+        for (kind, n) in [
+            ("IDENTICAL", c.identical),
+            ("ONLY_IN_FILE", c.only_in_file),
+            ("ONLY_HELD", c.only_held),
+            ("DIFFERS", c.differing),
+            ("INVALID", c.invalid),
+        ] {
+            w.write_record(["COUNT", kind, "", &n.to_string()])?;
+        }
+        for line in list.lines() {
+            let line = line?;
+            let parts: Vec<&str> = line.splitn(4, '\t').collect();
+            w.write_record(&parts)?;
+        }
+        return w.flush();
+    }
+    writeln!(
+        out,
+        "Reconciliation of {file} against what is held for {authority}"
+    )?;
+    writeln!(out, "  identical     {:>8}", c.identical)?;
+    writeln!(
+        out,
+        "  only in file  {:>8}   (held nowhere: a FULL would add them)",
+        c.only_in_file
+    )?;
+    writeln!(
+        out,
+        "  only held     {:>8}   (open at the hub, not in the file: a FULL would end them)",
+        c.only_held
+    )?;
+    writeln!(
+        out,
+        "  differing     {:>8}   (fields named below)",
+        c.differing
+    )?;
+    writeln!(
+        out,
+        "  invalid lines {:>8}   (fail the extract rules; not compared)",
+        c.invalid
+    )?;
+    writeln!(
+        out,
+        "{}",
+        if c.matches() {
+            "RESULT: the file matches what is held"
+        } else {
+            "RESULT: the file and the hub differ"
+        }
+    )?;
+    let mut first = true;
+    for line in list.lines() {
+        let line = line?;
+        if first {
+            writeln!(out)?;
+            writeln!(
+                out,
+                "{:<13} {:<30} {:<5} DETAIL",
+                "KIND", "LOCAL_ID", "PLAN"
+            )?;
+            first = false;
+        }
+        let parts: Vec<&str> = line.splitn(4, '\t').collect();
+        let get = |i: usize| parts.get(i).copied().unwrap_or("");
+        writeln!(
+            out,
+            "{}",
+            format!("{:<13} {:<30} {:<5} {}", get(0), get(1), get(2), get(3)).trim_end()
+        )?;
+    }
+    Ok(())
+}
