@@ -79,3 +79,67 @@ pub fn write_atomic_file(
     }
     result
 }
+
+/// A file written under a temporary name, not yet flushed nor renamed: many are
+/// published together by [`publish`] (one flush for the batch instead of one each).
+#[derive(Debug)]
+pub struct Staged {
+    tmp: std::path::PathBuf,
+    dst: std::path::PathBuf,
+}
+
+/// Writes `name` in `dir` under a temporary dot-name, without flushing.
+pub fn stage(
+    dir: &Path,
+    name: &str,
+    mode: u32,
+    body: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<Staged> {
+    ensure_dir(dir)?;
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        body(&mut file)
+    })();
+    match result {
+        Ok(()) => Ok(Staged {
+            tmp,
+            dst: dir.join(name),
+        }),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// Flushes every file system under `root` (`syncfs`): one flush for a batch.
+pub fn syncfs(root: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let dir = File::open(root)?;
+    // SAFETY: syncfs takes a file descriptor we own for the duration of the call.
+    let rc = unsafe { libc::syncfs(dir.as_raw_fd()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Publishes staged files atomically and durably, in order: flush their data, rename
+/// each into place (a reader never sees a partial file), flush the folders.
+pub fn publish(root: &Path, staged: &[Staged]) -> io::Result<()> {
+    if staged.is_empty() {
+        return Ok(());
+    }
+    syncfs(root)?;
+    for s in staged {
+        fs::rename(&s.tmp, &s.dst)?;
+    }
+    syncfs(root)
+}

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 
-use super::{write_atomic, write_atomic_file, TableWriter};
+use super::TableWriter;
 use crate::clock;
 use crate::config::{Config, Format, Framing, Role};
 use crate::formats::{self, Kind};
@@ -49,92 +49,109 @@ pub fn data_name(row: &OutboundRow) -> String {
     format!("{}.{ext}", row.stem)
 }
 
-/// Writes a reserved outbound file (and its copy, and its `.ctl`). Rewriting a file
-/// already written produces the same bytes under the same name.
+/// Writes a reserved outbound file (and its copy, and its `.ctl`) at once, flushed.
+/// Rewriting a file already written produces the same bytes under the same name.
 pub fn write(config: &Config, conn: &Connection, row: &OutboundRow) -> Result<(), EmitError> {
+    let staged = stage(config, conn, row)?;
+    super::publish(&config.hub.root, &staged).map_err(|source| EmitError::Io {
+        path: config.folder(&row.mailbox, "out"),
+        source,
+    })
+}
+
+/// Renders a reserved outbound file (its copy in `failed/`, its `.ctl`) to temporary
+/// names, in the order they must appear; [`super::publish`] makes them visible.
+pub fn stage(
+    config: &Config,
+    conn: &Connection,
+    row: &OutboundRow,
+) -> Result<Vec<super::Staged>, EmitError> {
     let out_dir = config.folder(&row.mailbox, "out");
     let name = data_name(row);
     let io_err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| EmitError::Io { path, source }
     };
-    let mut body = Vec::new();
-    let mut rendered: Option<Result<(), EmitError>> = None;
-    // Receipts are small enough to render once and write twice (out/ and failed/);
-    // holdings stream straight to the file.
-    let kind = Kind::parse(&row.kind);
-    if kind == Some(Kind::Receipt) {
-        rendered = Some(render(config, conn, row, &mut body));
-    }
-    match rendered {
-        Some(result) => {
-            result?;
-            write_atomic(&out_dir, &name, OUT_MODE, |w| w.write_all(&body))
-                .map_err(io_err(&out_dir.join(&name)))?;
-            if let Some(copy) = &row.copy_to {
-                let dir = config.folder(&row.mailbox, copy);
-                let copy_name = format!(
-                    "{}.{}",
-                    row.stem,
-                    if row.format == "xml" { "xml" } else { "csv" }
-                );
-                write_atomic(&dir, &copy_name, 0o600, |w| w.write_all(&body))
-                    .map_err(io_err(&dir.join(&copy_name)))?;
+    let mut staged = Vec::new();
+    let mut failure = None;
+    let mut body: Vec<u8> = Vec::new();
+    let keep_copy = row.copy_to.is_some();
+    let data = super::stage(&out_dir, &name, OUT_MODE, |file| {
+        let mut w = io::BufWriter::with_capacity(256 * 1024, file);
+        let result = if keep_copy {
+            render(config, conn, row, &mut body).and_then(|()| {
+                w.write_all(&body).map_err(|e| EmitError::Io {
+                    path: PathBuf::from(&row.stem),
+                    source: e,
+                })
+            })
+        } else {
+            render(config, conn, row, &mut w)
+        };
+        match result {
+            Ok(()) => w.flush(),
+            Err(e) => {
+                let message = e.to_string();
+                failure = Some(e);
+                Err(io::Error::other(message))
             }
         }
-        None => {
-            let mut failure = None;
-            write_atomic(&out_dir, &name, OUT_MODE, |w| {
-                match render(config, conn, row, w) {
-                    Ok(()) => Ok(()),
-                    Err(e) => {
-                        let message = e.to_string();
-                        failure = Some(e);
-                        Err(io::Error::other(message))
-                    }
-                }
-            })
-            .map_err(|e| {
-                failure
-                    .take()
-                    .unwrap_or_else(|| io_err(&out_dir.join(&name))(e))
-            })?;
-        }
+    });
+    staged.push(data.map_err(|e| {
+        failure
+            .take()
+            .unwrap_or_else(|| io_err(&out_dir.join(&name))(e))
+    })?);
+    if let Some(copy) = &row.copy_to {
+        let dir = config.folder(&row.mailbox, copy);
+        let copy_name = format!(
+            "{}.{}",
+            row.stem,
+            if row.format == "xml" { "xml" } else { "csv" }
+        );
+        staged.push(
+            super::stage(&dir, &copy_name, 0o600, |f| f.write_all(&body))
+                .map_err(io_err(&dir.join(&copy_name)))?,
+        );
     }
-    write_ctl(config, row)
+    if let Some(ctl) = stage_ctl(config, row)? {
+        staged.push(ctl);
+    }
+    Ok(staged)
 }
 
-/// The MESH control file of an outbound file (written after its `.dat`).
-fn write_ctl(config: &Config, row: &OutboundRow) -> Result<(), EmitError> {
+/// The MESH control file of an outbound file (published after its `.dat`).
+fn stage_ctl(config: &Config, row: &OutboundRow) -> Result<Option<super::Staged>, EmitError> {
+    if row.framing != "mesh" {
+        return Ok(None);
+    }
     let kind = Kind::parse(&row.kind);
     let out_dir = config.folder(&row.mailbox, "out");
-    if row.framing == "mesh" {
-        let partner = config.partner(&row.mailbox);
-        let workflow = match (kind, partner) {
-            (Some(Kind::Receipt), Some(p)) => p.receipt_workflow(),
-            (Some(Kind::Access), _) => "CPISHUB_ACCESS",
-            (Some(Kind::Inactive), _) => "CPISHUB_INACTIVE",
-            (Some(Kind::Holdings), _) => "CPISHUB_HOLDINGS",
-            (Some(Kind::Alerts), _) => "CPISHUB_ALERTS",
-            _ => "CPISHUB_EXTRACT_ACK",
-        };
-        let text = ctl::write(
-            workflow,
-            &config.hub.mailbox,
-            &row.mailbox,
-            &row.kind,
-            row.sequence,
-        );
-        let ctl_name = format!("{}.ctl", row.stem);
-        write_atomic(&out_dir, &ctl_name, OUT_MODE, |w| {
-            w.write_all(text.as_bytes())
-        })
-        .map_err(|source| EmitError::Io {
-            path: out_dir.join(&ctl_name),
-            source,
-        })?;
-    }
-    Ok(())
+    let partner = config.partner(&row.mailbox);
+    let workflow = match (kind, partner) {
+        (Some(Kind::Receipt), Some(p)) => p.receipt_workflow(),
+        (Some(Kind::Access), _) => "CPISHUB_ACCESS",
+        (Some(Kind::Inactive), _) => "CPISHUB_INACTIVE",
+        (Some(Kind::Holdings), _) => "CPISHUB_HOLDINGS",
+        (Some(Kind::Alerts), _) => "CPISHUB_ALERTS",
+        _ => "CPISHUB_EXTRACT_ACK",
+    };
+    let text = ctl::write(
+        workflow,
+        &config.hub.mailbox,
+        &row.mailbox,
+        &row.kind,
+        row.sequence,
+    );
+    let ctl_name = format!("{}.ctl", row.stem);
+    super::stage(&out_dir, &ctl_name, OUT_MODE, |f| {
+        f.write_all(text.as_bytes())
+    })
+    .map(Some)
+    .map_err(|source| EmitError::Io {
+        path: out_dir.join(&ctl_name),
+        source,
+    })
 }
 
 /// Renders an outbound file's content.
@@ -453,6 +470,7 @@ pub fn write_full_alerts(
     super::ensure_dir(&staging).map_err(io_at(&staging))?;
     let snapshot = conn.unchecked_transaction().map_err(IndexError::from)?;
     let count = index::count_alerts_full(&snapshot)?;
+    let mut staged = Vec::new();
     for syntax in [Format::Csv, Format::Xml] {
         let wanted: Vec<&OutboundRow> = rows.iter().filter(|r| format_of(r) == syntax).collect();
         let Some(first) = wanted.first() else {
@@ -475,7 +493,7 @@ pub fn write_full_alerts(
             let out_dir = config.folder(&row.mailbox, "out");
             let name = data_name(row);
             // The head is small; the body is copied file to file (in the kernel).
-            write_atomic_file(&out_dir, &name, OUT_MODE, |file| {
+            let data = super::stage(&out_dir, &name, OUT_MODE, |file| {
                 let mut head = Vec::new();
                 TableWriter::head(
                     &mut head,
@@ -487,11 +505,15 @@ pub fn write_full_alerts(
                 io::copy(&mut File::open(&body_path)?, file).map(|_| ())
             })
             .map_err(io_at(&out_dir.join(&name)))?;
-            write_ctl(config, row)?;
+            staged.push(data);
+            if let Some(ctl) = stage_ctl(config, row)? {
+                staged.push(ctl);
+            }
         }
         let _ = std::fs::remove_file(&body_path);
     }
-    Ok(())
+    // One flush for all the sites' files, then every rename, then one flush.
+    super::publish(&config.hub.root, &staged).map_err(io_at(&config.hub.root))
 }
 
 fn partner_key(config: &Config, row: &OutboundRow) -> (&'static str, String) {

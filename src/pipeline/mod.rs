@@ -189,6 +189,8 @@ pub fn run_pass(
             }
         }
     }
+    // Receipts out and files moved for everything this pass decided (batched).
+    recover(config, index)?;
     if options.stopping() {
         report.stopped = true;
         return Ok(report);
@@ -283,17 +285,43 @@ fn fail_permanently(
 }
 
 /// Writes every reserved outbound file and finishes every half-done move.
+///
+/// Batched: every reserved file is rendered to a temporary name, all are flushed with
+/// one `syncfs`, renamed into place and flushed again; only then are the inbound
+/// files moved (and flushed), and one transaction marks it all done. The order for
+/// each message is unchanged — receipt durable, then the file moved, then marked —
+/// so a crash anywhere is finished by the next call.
 pub fn recover(config: &Config, index: &mut Index) -> Result<(), PassError> {
-    for row in index::pending_outbound(&index.conn)? {
-        emit::render::write(config, &index.conn, &row)?;
-        crate::fault::point("after_receipt");
-        index::mark_outbound_written(&index.conn, row.id)?;
-        info!(event = "outbound_written", mailbox = %row.mailbox, file = %emit::render::data_name(&row));
+    let rows = index::pending_outbound(&index.conn)?;
+    let mut staged = Vec::new();
+    for row in &rows {
+        staged.extend(emit::render::stage(config, &index.conn, row)?);
     }
-    for m in index::messages_moving(&index.conn)? {
-        move_message(config, &m)?;
+    emit::publish(&config.hub.root, &staged).map_err(io_at(&config.hub.root))?;
+    if !staged.is_empty() {
+        crate::fault::point("after_receipt");
+    }
+    let moving = index::messages_moving(&index.conn)?;
+    for m in &moving {
+        move_message(config, m)?;
+    }
+    if !moving.is_empty() {
+        emit::syncfs(&config.hub.root).map_err(io_at(&config.hub.root))?;
         crate::fault::point("after_move");
-        index::mark_message_done(&index.conn, m.id)?;
+    }
+    if rows.is_empty() && moving.is_empty() {
+        return Ok(());
+    }
+    let tx = index.begin()?;
+    for row in &rows {
+        index::mark_outbound_written(&tx, row.id)?;
+    }
+    for m in &moving {
+        index::mark_message_done(&tx, m.id)?;
+    }
+    tx.commit()?;
+    for row in &rows {
+        info!(event = "outbound_written", mailbox = %row.mailbox, file = %emit::render::data_name(row));
     }
     Ok(())
 }
@@ -477,7 +505,6 @@ fn process_message(
             }
         }
     };
-    recover(config, index)?;
     Ok(Some(status))
 }
 

@@ -16,7 +16,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use crate::config::Config;
-use crate::emit::{ensure_dir, sync_dir};
+use crate::emit::ensure_dir;
 
 /// The folders of every mailbox.
 pub const FOLDERS: &[&str] = &["in", "out", "archive", "failed", "quarantine"];
@@ -50,8 +50,9 @@ pub fn free_name(dir: &Path, name: &OsStr) -> OsString {
 }
 
 /// Moves `from_dir/name` to `to_dir/to_name` (creating `to_dir`), making a regular
-/// file mode 0600 first, and flushes both folders. Succeeds when the source is
-/// already gone and the destination exists (a move finished before a crash).
+/// file mode 0600 first. The caller flushes the folders (one `syncfs` for a batch).
+/// Succeeds when the source is already gone and the destination exists (a move
+/// finished before a crash).
 pub fn move_entry(from_dir: &Path, name: &OsStr, to_dir: &Path, to_name: &OsStr) -> io::Result<()> {
     let from = from_dir.join(name);
     let to = to_dir.join(to_name);
@@ -66,9 +67,7 @@ pub fn move_entry(from_dir: &Path, name: &OsStr, to_dir: &Path, to_name: &OsStr)
         fs::set_permissions(&from, fs::Permissions::from_mode(0o600))?;
     }
     ensure_dir(to_dir)?;
-    fs::rename(&from, &to)?;
-    sync_dir(to_dir)?;
-    sync_dir(from_dir)
+    fs::rename(&from, &to)
 }
 
 /// Name bytes as stored in the ledger.

@@ -342,8 +342,15 @@ fn the_html_summary_renders_in_headless_chromium() {
 #[test]
 fn the_reports_page_shows_the_current_outputs() {
     let page = fs::read_to_string(project_dir().join("docs/reports.md")).unwrap();
-    for golden in ["report_summary.txt", "report_reconcile.txt", "report_rejections.txt"] {
+    for golden in [
+        "report_summary.txt",
+        "report_reconcile.txt",
+        "report_rejections.txt",
+    ] {
         let text = fs::read_to_string(project_dir().join("fixtures/golden").join(golden)).unwrap();
-        assert!(page.contains(text.trim_end()), "docs/reports.md is out of date for {golden}: regenerate its examples");
+        assert!(
+            page.contains(text.trim_end()),
+            "docs/reports.md is out of date for {golden}: regenerate its examples"
+        );
     }
 }
