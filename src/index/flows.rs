@@ -361,17 +361,17 @@ pub struct AlertRow {
 }
 
 const ALERT_SELECT: &str =
-    "SELECT alert_id, nhs_number, plan_type, date_of_birth, start_date, end_date, authority, team,
+    "SELECT id, nhs_number, plan_type, date_of_birth, start_date, end_date, authority, team,
         office_hours_phone, out_of_hours_phone, email, created_seq FROM records";
 
-fn alert_row(r: &Row<'_>, from: Option<i64>) -> rusqlite::Result<AlertRow> {
+fn alert_row(r: &Row<'_>, from: Option<i64>, secret: i64) -> rusqlite::Result<AlertRow> {
     let created: i64 = r.get(11)?;
     Ok(AlertRow {
         change: match from {
             Some(f) if created <= f => "UPDATE",
             _ => "ADD",
         },
-        alert_id: r.get(0)?,
+        alert_id: super::alert_id(secret, r.get(0)?),
         nhs_number: r.get(1)?,
         plan_type: r.get(2)?,
         date_of_birth: r.get(3)?,
@@ -397,11 +397,12 @@ pub fn for_each_alert_full(
     mut f: impl FnMut(AlertRow) -> std::io::Result<()>,
 ) -> Result<std::io::Result<()>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "{ALERT_SELECT} ORDER BY nhs_number, plan_type, authority, alert_id"
+        "{ALERT_SELECT} ORDER BY nhs_number, plan_type, authority, id"
     ))?;
+    let secret = super::alert_secret(conn)?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
-        if let Err(e) = f(alert_row(r, None)?) {
+        if let Err(e) = f(alert_row(r, None, secret)?) {
             return Ok(Err(e));
         }
     }
@@ -440,12 +441,13 @@ pub fn for_each_alert_delta(
             return Ok(Err(e));
         }
     }
+    let secret = super::alert_secret(conn)?;
     let mut stmt = conn.prepare_cached(&format!(
         "{ALERT_SELECT} WHERE change_seq > ?1 AND change_seq <= ?2 ORDER BY change_seq"
     ))?;
     let mut rows = stmt.query([from, to])?;
     while let Some(r) = rows.next()? {
-        if let Err(e) = f(alert_row(r, Some(from))?) {
+        if let Err(e) = f(alert_row(r, Some(from), secret)?) {
             return Ok(Err(e));
         }
     }

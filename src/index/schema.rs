@@ -91,13 +91,12 @@ pub const MIGRATIONS: &[&str] = &[
         office_hours_phone  TEXT,
         out_of_hours_phone  TEXT,
         email               TEXT,
-        alert_id            TEXT NOT NULL UNIQUE,
         created_seq         INTEGER NOT NULL,   -- change_seq when inserted: ADD vs UPDATE
         change_seq          INTEGER NOT NULL,
         UNIQUE (authority, local_id, plan_type)
     );
     CREATE INDEX records_by_nhs ON records(nhs_number);
-    CREATE INDEX records_by_end ON records(end_date);
+    CREATE INDEX records_by_end ON records(end_date) WHERE end_date IS NOT NULL;
     CREATE INDEX records_by_change ON records(change_seq);
 
     CREATE TABLE removed (                -- tombstones of purged and deleted records, for alert REMOVE rows
@@ -229,6 +228,8 @@ pub const MIGRATIONS: &[&str] = &[
         value INTEGER NOT NULL
     ) WITHOUT ROWID;
     INSERT INTO counters VALUES ('change_seq', 0);
+    -- The key of the opaque alert ids (a keyed hash of the record's row id, never of its local_id).
+    INSERT INTO counters VALUES ('alert_secret', random());
     "#,
 ];
 

@@ -487,8 +487,8 @@ pub fn upsert_record(
         None => {
             conn.prepare_cached(
                 "INSERT INTO records (authority, local_id, plan_type, nhs_number, date_of_birth, start_date, end_date, ended_reason,
-                 team, office_hours_phone, out_of_hours_phone, email, alert_id, created_seq, change_seq)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, lower(hex(randomblob(12))), ?13, ?13)",
+                 team, office_hours_phone, out_of_hours_phone, email, created_seq, change_seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)",
             )?
             .execute(params![
                 authority, r.local_id, r.plan_type.as_str(), nhs, dob, start, end, reason, r.team, r.office_hours_phone,
@@ -499,13 +499,31 @@ pub fn upsert_record(
     }
 }
 
+/// The key of this index's alert ids.
+pub fn alert_secret(conn: &Connection) -> Result<i64> {
+    Ok(conn
+        .prepare_cached("SELECT value FROM counters WHERE name = 'alert_secret'")?
+        .query_row([], |r| r.get(0))?)
+}
+
+/// A record's alert id (§4.3): opaque, stable for the record's life, never derived
+/// from its local_id — a keyed hash of its row id, so it needs no index of its own.
+pub fn alert_id(secret: i64, record_id: i64) -> String {
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&secret.to_le_bytes());
+    bytes[8..].copy_from_slice(&record_id.to_le_bytes());
+    let h = xxhash_rust::xxh3::xxh3_128(&bytes);
+    format!("{:024x}", h >> 32)
+}
+
 /// Removes a record at once, leaving a tombstone for the sites' alert REMOVE row.
 pub fn delete_record(conn: &Connection, seqs: &mut ChangeSeq, id: i64) -> Result<()> {
     let seq = seqs.take();
+    let alert = alert_id(alert_secret(conn)?, id);
     conn.prepare_cached(
-        "INSERT OR REPLACE INTO removed (alert_id, nhs_number, created_seq, change_seq) SELECT alert_id, nhs_number, created_seq, ?2 FROM records WHERE id = ?1",
+        "INSERT OR REPLACE INTO removed (alert_id, nhs_number, created_seq, change_seq) SELECT ?3, nhs_number, created_seq, ?2 FROM records WHERE id = ?1",
     )?
-    .execute(params![id, seq])?;
+    .execute(params![id, seq, alert])?;
     conn.prepare_cached("DELETE FROM records WHERE id = ?1")?
         .execute([id])?;
     Ok(())

@@ -29,7 +29,7 @@ pub fn snapshot(hub: &Hub) -> (BTreeMap<String, Vec<u8>>, Vec<Vec<String>>) {
     let facts = hub.sql(
         "SELECT (SELECT COUNT(*) FROM messages), (SELECT group_concat(status) FROM messages), (SELECT COUNT(*) FROM outbound),
                 (SELECT COUNT(*) FROM records), (SELECT group_concat(local_id || ':' || coalesce(end_date, '-')) FROM (SELECT * FROM records ORDER BY local_id)),
-                (SELECT value FROM counters), (SELECT COUNT(*) FROM messages WHERE state <> 'done'), (SELECT COUNT(*) FROM outbound WHERE state <> 'written')",
+                (SELECT value FROM counters WHERE name = 'change_seq'), (SELECT COUNT(*) FROM messages WHERE state <> 'done'), (SELECT COUNT(*) FROM outbound WHERE state <> 'written')",
     );
     (files, facts)
 }
