@@ -64,11 +64,16 @@ pub fn parse_rfc3339(text: &str) -> Option<DateTime<Utc>> {
 
 /// Parses a strict `YYYY-MM-DD` date.
 pub fn parse_date(text: &str) -> Option<NaiveDate> {
-    let t = text.trim();
-    if t.len() != 10 || t.as_bytes()[4] != b'-' || t.as_bytes()[7] != b'-' {
+    let b = text.trim().as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
     }
-    NaiveDate::parse_from_str(t, "%Y-%m-%d").ok()
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |n, d| {
+            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+        })
+    };
+    NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)
 }
 
 /// The day a person born on `dob` turns `years` old. Someone born on 29 February

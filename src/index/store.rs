@@ -445,56 +445,104 @@ pub enum Upserted {
     Unchanged,
 }
 
-/// Upserts a valid record: an unchanged record costs one read and no write.
-pub fn upsert_record(
-    conn: &Connection,
-    seqs: &mut ChangeSeq,
-    authority: &str,
-    r: &ExtractRecord,
-) -> Result<Upserted> {
-    let nhs = r.nhs_number.map(|n| n.as_string()).unwrap_or_default();
-    let dob = date_text(r.date_of_birth);
-    let start = date_text(r.start_date).unwrap_or_default();
-    let end = date_text(r.end_date);
-    let reason = end.as_ref().map(|_| "AUTHORITY".to_string());
-    let existing = find_record(conn, authority, &r.local_id, r.plan_type)?;
-    if let Some(s) = &existing {
-        // An end date the hub set (ABSENT_FROM_FULL, AGE_18) and the authority repeats
-        // keeps its reason only if the authority sent no end date of its own.
-        let same = s.nhs_number == nhs
-            && s.date_of_birth == dob
-            && s.start_date == start
-            && s.end_date == end
-            && (end.is_none() || s.ended_reason == reason)
-            && s.team == r.team
-            && s.office_hours_phone == r.office_hours_phone
-            && s.out_of_hours_phone == r.out_of_hours_phone
-            && s.email == r.email;
-        if same {
-            return Ok(Upserted::Unchanged);
-        }
-    }
-    let seq = seqs.take();
-    match existing {
-        Some(s) => {
-            conn.prepare_cached(
-                "UPDATE records SET nhs_number = ?2, date_of_birth = ?3, start_date = ?4, end_date = ?5, ended_reason = ?6,
-                 team = ?7, office_hours_phone = ?8, out_of_hours_phone = ?9, email = ?10, change_seq = ?11 WHERE id = ?1",
-            )?
-            .execute(params![s.id, nhs, dob, start, end, reason, r.team, r.office_hours_phone, r.out_of_hours_phone, r.email, seq])?;
-            Ok(Upserted::Updated)
-        }
-        None => {
-            conn.prepare_cached(
+/// Upserts valid records with statements prepared once per file: an unchanged
+/// record costs one read and a compare of borrowed column values, no write.
+pub struct RecordWriter<'c> {
+    find: rusqlite::Statement<'c>,
+    insert: rusqlite::Statement<'c>,
+    update: rusqlite::Statement<'c>,
+}
+
+impl<'c> RecordWriter<'c> {
+    pub fn new(conn: &'c Connection) -> Result<Self> {
+        Ok(RecordWriter {
+            find: conn.prepare(
+                "SELECT id, nhs_number, date_of_birth, start_date, end_date, ended_reason, team, office_hours_phone, out_of_hours_phone, email
+                 FROM records WHERE authority = ?1 AND local_id = ?2 AND plan_type = ?3",
+            )?,
+            insert: conn.prepare(
                 "INSERT INTO records (authority, local_id, plan_type, nhs_number, date_of_birth, start_date, end_date, ended_reason,
                  team, office_hours_phone, out_of_hours_phone, email, created_seq, change_seq)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)",
-            )?
-            .execute(params![
-                authority, r.local_id, r.plan_type.as_str(), nhs, dob, start, end, reason, r.team, r.office_hours_phone,
-                r.out_of_hours_phone, r.email, seq
-            ])?;
-            Ok(Upserted::Inserted)
+            )?,
+            update: conn.prepare(
+                "UPDATE records SET nhs_number = ?2, date_of_birth = ?3, start_date = ?4, end_date = ?5, ended_reason = ?6,
+                 team = ?7, office_hours_phone = ?8, out_of_hours_phone = ?9, email = ?10, change_seq = ?11 WHERE id = ?1",
+            )?,
+        })
+    }
+
+    /// Upserts a valid record.
+    pub fn upsert(
+        &mut self,
+        seqs: &mut ChangeSeq,
+        authority: &str,
+        r: &ExtractRecord,
+    ) -> Result<Upserted> {
+        let nhs = r.nhs_number.map(|n| n.as_string()).unwrap_or_default();
+        let dob = date_text(r.date_of_birth);
+        let start = date_text(r.start_date).unwrap_or_default();
+        let end = date_text(r.end_date);
+        let reason = end.as_ref().map(|_| "AUTHORITY");
+        let existing: Option<(i64, bool)> = self
+            .find
+            .query_row(
+                params![authority, r.local_id, r.plan_type.as_str()],
+                |row| {
+                    let text = |i: usize| row.get_ref(i).map(|v| v.as_str_or_null().ok().flatten());
+                    // An end date the hub set (ABSENT_FROM_FULL, AGE_18) that the authority
+                    // now sends itself becomes the authority's (a change).
+                    let same = text(1)? == Some(nhs.as_str())
+                        && text(2)? == dob.as_deref()
+                        && text(3)? == Some(start.as_str())
+                        && text(4)? == end.as_deref()
+                        && (end.is_none() || text(5)? == reason)
+                        && text(6)? == r.team.as_deref()
+                        && text(7)? == r.office_hours_phone.as_deref()
+                        && text(8)? == r.out_of_hours_phone.as_deref()
+                        && text(9)? == r.email.as_deref();
+                    Ok((row.get(0)?, same))
+                },
+            )
+            .optional()?;
+        match existing {
+            Some((_, true)) => Ok(Upserted::Unchanged),
+            Some((id, false)) => {
+                let seq = seqs.take();
+                self.update.execute(params![
+                    id,
+                    nhs,
+                    dob,
+                    start,
+                    end,
+                    reason,
+                    r.team,
+                    r.office_hours_phone,
+                    r.out_of_hours_phone,
+                    r.email,
+                    seq
+                ])?;
+                Ok(Upserted::Updated)
+            }
+            None => {
+                let seq = seqs.take();
+                self.insert.execute(params![
+                    authority,
+                    r.local_id,
+                    r.plan_type.as_str(),
+                    nhs,
+                    dob,
+                    start,
+                    end,
+                    reason,
+                    r.team,
+                    r.office_hours_phone,
+                    r.out_of_hours_phone,
+                    r.email,
+                    seq
+                ])?;
+                Ok(Upserted::Inserted)
+            }
         }
     }
 }

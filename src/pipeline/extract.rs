@@ -268,6 +268,7 @@ fn run_pass(
     let full = header.extract_type == Some(ExtractType::Full);
     let check_nhs_status = index::any_nhs_status(conn)?;
     let mut seqs = index::ChangeSeq::load(conn)?;
+    let mut writer = index::RecordWriter::new(conn)?;
     if full {
         result.open_before = index::count_open(conn, job.authority, reference_date)?;
     }
@@ -317,7 +318,7 @@ fn run_pass(
                                     replacement.as_deref(),
                                 ));
                             } else if can_apply {
-                                index::upsert_record(conn, &mut seqs, job.authority, &record)?;
+                                writer.upsert(&mut seqs, job.authority, &record)?;
                                 result.wrote = true;
                             }
                         }
