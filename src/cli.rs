@@ -135,6 +135,19 @@ pub enum Command {
         after_help = "Examples:\n  cpis-hub report summary\n  cpis-hub report summary --html summary.html\n  cpis-hub report reconcile --authority LA204 nightly.csv\n  cpis-hub report rejections --authority LA204 --since 2026-11-01"
     )]
     Report(ReportCommand),
+    /// Copy the database to FILE, consistently, while the hub runs (VACUUM INTO).
+    #[command(
+        after_help = "Example:\n  cpis-hub backup /srv/backups/cpis-hub-$(date +%F).sqlite3"
+    )]
+    Backup { file: PathBuf },
+    /// Print a shell completion script for bash, zsh, fish, elvish or powershell.
+    #[command(
+        after_help = "Example:\n  cpis-hub completions bash > /etc/bash_completion.d/cpis-hub"
+    )]
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff) generated from this command line.
+    #[command(after_help = "Example:\n  cpis-hub man > /usr/local/share/man/man1/cpis-hub.1")]
+    Man,
     /// Queue a FULL alert extract for a site organisation (written by the next pass).
     #[command(subcommand, after_help = "Example:\n  cpis-hub alerts full --site R0A")]
     Alerts(AlertsCommand),
@@ -155,6 +168,9 @@ pub enum ReportCommand {
     /// Per authority: open records by plan type, ended, last FULL/DELTA and staleness,
     /// files rejected or quarantined, lines rejected by code and notifications sent in
     /// the last 7 days; national totals.
+    #[command(
+        after_help = "Example:\n  cpis-hub report summary --html /srv/cpis/reports/summary.html"
+    )]
     Summary {
         /// CSV instead of a table.
         #[arg(long)]
@@ -165,6 +181,9 @@ pub enum ReportCommand {
     },
     /// Compare a FULL extract file with what is held for an authority, without
     /// applying it. Exit 0 when they match, 1 when they differ.
+    #[command(
+        after_help = "Example:\n  cpis-hub report reconcile --authority LA204 la204-full.csv"
+    )]
     Reconcile {
         #[arg(long)]
         authority: String,
@@ -174,6 +193,9 @@ pub enum ReportCommand {
     },
     /// Lines rejected for NHS_MISSING, NHS_FORMAT, NHS_CHECK_DIGIT, NHS_INACTIVE (or
     /// the codes given, or every code), newest first: file, line, local_id, code.
+    #[command(
+        after_help = "Example:\n  cpis-hub report rejections --authority LA204 --since 2026-11-01 --csv"
+    )]
     Rejections {
         #[arg(long)]
         authority: Option<String>,
@@ -194,6 +216,7 @@ pub enum ReportCommand {
 #[derive(Subcommand, Debug)]
 pub enum AlertsCommand {
     /// Queue a FULL alert extract for one site organisation.
+    #[command(after_help = "Example:\n  cpis-hub alerts full --site R0A")]
     Full {
         /// The site organisation code (e.g. R0A).
         #[arg(long)]
@@ -204,10 +227,13 @@ pub enum AlertsCommand {
 #[derive(Subcommand, Debug)]
 pub enum QuarantineCommand {
     /// Quarantined files with their id, partner, name, time and reason.
+    #[command(after_help = "Example:\n  cpis-hub quarantine list")]
     List,
     /// Apply a quarantined file at the next pass (STALE is checked again).
+    #[command(after_help = "Example:\n  cpis-hub quarantine release 42")]
     Release { id: i64 },
     /// Reject a quarantined file at the next pass (receipt REJECTED, DISCARDED).
+    #[command(after_help = "Example:\n  cpis-hub quarantine discard 42")]
     Discard { id: i64 },
 }
 
@@ -357,6 +383,22 @@ fn run(cli: Cli) -> Result<i32, Exit> {
                 )));
             }
             lookup(&config, &nhs_number, &reason, now)
+        }
+        Command::Backup { file } => {
+            let config = load_config(&cli.config)?;
+            backup(&config, &file, now).map_err(|e| Exit(1, e))
+        }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "cpis-hub", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd)
+                .render(&mut std::io::stdout())
+                .map_err(|e| Exit(1, e.into()))?;
+            Ok(0)
         }
         Command::Report(r) => {
             let config = load_config(&cli.config)?;
@@ -643,6 +685,53 @@ fn lookup(config: &Config, text: &str, reason: &str, now: Clock) -> Result<i32, 
         Ok(0)
     };
     run().map_err(|e| Exit(1, e))
+}
+
+/// A consistent copy of the database (the online `VACUUM INTO`: readers and the
+/// daemon's writer carry on), written 0600, then checked and audited.
+fn backup(config: &Config, file: &Path, now: Clock) -> anyhow::Result<i32> {
+    if file.exists() {
+        bail!("{} exists already; backup never overwrites", file.display());
+    }
+    let Some(index) = Index::open_read_only(&config.hub.database)? else {
+        bail!(
+            "there is no database at {} to back up",
+            config.hub.database.display()
+        );
+    };
+    let target = file.to_str().context("the backup path must be UTF-8")?;
+    index
+        .conn
+        .execute("VACUUM INTO ?1", [target])
+        .with_context(|| format!("backing up to {}", file.display()))?;
+    std::fs::set_permissions(file, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    let copy =
+        rusqlite::Connection::open_with_flags(file, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let check: String = copy.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+    if check != "ok" {
+        bail!(
+            "the backup {} failed its integrity check: {check}",
+            file.display()
+        );
+    }
+    let records: u64 = copy.query_row("SELECT COUNT(*) FROM records", [], |r| r.get(0))?;
+    drop(index);
+    let mut writer = Index::open(&config.hub.database)?;
+    let tx = writer.begin()?;
+    index::audit(
+        &tx,
+        &now.rfc3339(),
+        &format!("operator:{}", operator()),
+        "backup",
+        &json!({"file": file.display().to_string(), "records": records}),
+    )?;
+    tx.commit()?;
+    println!(
+        "backed up {} records to {} (integrity check ok)",
+        records,
+        file.display()
+    );
+    Ok(0)
 }
 
 /// `--since DATE` as the RFC 3339 instant of midnight Europe/London that day.

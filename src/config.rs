@@ -624,12 +624,15 @@ fn build(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError
     })
 }
 
-/// The example configuration shipped in `deploy/` (its paths point at `../var/`).
+/// The production example configuration shipped in `deploy/`.
 pub const EXAMPLE: &str = include_str!("../deploy/cpis-hub.example.toml");
 
-/// The example configuration as `init` writes it into a folder (paths under `var/`).
+/// The demo configuration the README runs (paths under `../var/`, test numbers on).
+pub const DEMO: &str = include_str!("../deploy/cpis-hub.demo.toml");
+
+/// The example configuration as `init` writes it into a folder (data under `var/`).
 pub fn example_for_init() -> String {
-    EXAMPLE.replace("\"../var/", "\"var/")
+    EXAMPLE.replace("\"/var/lib/cpis-hub/", "\"var/")
 }
 
 #[cfg(test)]
@@ -644,10 +647,19 @@ mod tests {
 
     #[test]
     fn example_config_is_valid_and_complete() {
-        let c =
-            Config::parse(EXAMPLE, Path::new("/srv/cpis/deploy/cpis-hub.example.toml")).unwrap();
-        assert_eq!(c.hub.root, Path::new("/srv/cpis/deploy/../var/mailboxes"));
+        let c = Config::parse(EXAMPLE, Path::new("/etc/cpis-hub/cpis-hub.toml")).unwrap();
+        assert_eq!(c.hub.root, Path::new("/var/lib/cpis-hub/mailboxes"));
+        assert!(
+            !c.hub.allow_test_nhs_numbers,
+            "production refuses test numbers"
+        );
         assert!(c.authorities().count() >= 2);
+        let demo = Config::parse(DEMO, Path::new("/srv/cpis/deploy/cpis-hub.demo.toml")).unwrap();
+        assert_eq!(
+            demo.hub.root,
+            Path::new("/srv/cpis/deploy/../var/mailboxes")
+        );
+        assert!(demo.hub.allow_test_nhs_numbers);
         let init = Config::parse(&example_for_init(), Path::new("/srv/x/cpis-hub.toml")).unwrap();
         assert_eq!(init.hub.root, Path::new("/srv/x/var/mailboxes"));
     }

@@ -6,6 +6,7 @@ mod harness;
 mod conformance;
 mod crash;
 mod daemon;
+mod deploy;
 mod extracts;
 mod golden;
 mod intake;

@@ -9,19 +9,19 @@ use crate::harness::*;
 #[test]
 fn readme_quick_start_works_as_written() {
     let readme = fs::read_to_string(project_dir().join("README.md")).unwrap();
-    assert!(readme.contains("cargo run --release -- --config deploy/cpis-hub.example.toml run"));
+    assert!(readme.contains("cargo run --release -- --config deploy/cpis-hub.demo.toml run"));
     assert!(readme.contains("cp fixtures/extract_full.csv var/mailboxes/X26LA204/in/nightly.csv"));
     // The same steps in a scratch copy: deploy/ beside an empty var/, the daemon
     // running, a fixture copied in (not renamed: the settle time protects it).
     let dir = tempfile::tempdir().unwrap();
     fs::create_dir(dir.path().join("deploy")).unwrap();
     fs::copy(
-        project_dir().join("deploy/cpis-hub.example.toml"),
-        dir.path().join("deploy/cpis-hub.example.toml"),
+        project_dir().join("deploy/cpis-hub.demo.toml"),
+        dir.path().join("deploy/cpis-hub.demo.toml"),
     )
     .unwrap();
     let mut daemon = Command::new(BIN)
-        .args(["--config", "deploy/cpis-hub.example.toml", "run"])
+        .args(["--config", "deploy/cpis-hub.demo.toml", "run"])
         .current_dir(dir.path())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -53,7 +53,7 @@ fn readme_quick_start_works_as_written() {
         "{text}"
     );
     let status = Command::new(BIN)
-        .args(["--config", "deploy/cpis-hub.example.toml", "status"])
+        .args(["--config", "deploy/cpis-hub.demo.toml", "status"])
         .current_dir(dir.path())
         .output()
         .unwrap();
@@ -69,7 +69,7 @@ fn readme_quick_start_works_as_written() {
         "Ctrl-C stops it cleanly"
     );
     let v = Command::new(BIN)
-        .args(["--config", "deploy/cpis-hub.example.toml", "validate"])
+        .args(["--config", "deploy/cpis-hub.demo.toml", "validate"])
         .arg(project_dir().join("fixtures/extract_bad_lines.csv"))
         .current_dir(dir.path())
         .output()
@@ -119,13 +119,13 @@ fn readme_attendance_demo_notifies_on_the_real_clock() {
     let dir = tempfile::tempdir().unwrap();
     fs::create_dir(dir.path().join("deploy")).unwrap();
     fs::copy(
-        project_dir().join("deploy/cpis-hub.example.toml"),
-        dir.path().join("deploy/cpis-hub.example.toml"),
+        project_dir().join("deploy/cpis-hub.demo.toml"),
+        dir.path().join("deploy/cpis-hub.demo.toml"),
     )
     .unwrap();
     let process = || {
         Command::new(BIN)
-            .args(["--config", "deploy/cpis-hub.example.toml", "process"])
+            .args(["--config", "deploy/cpis-hub.demo.toml", "process"])
             .current_dir(dir.path())
             .output()
             .unwrap()

@@ -1,0 +1,180 @@
+//! Deployment artefacts and the command line's self-description (issue 8).
+
+use std::fs;
+use std::process::Command;
+
+use crate::harness::*;
+
+#[test]
+fn the_systemd_unit_verifies_and_is_sandboxed() {
+    let unit = fs::read_to_string(project_dir().join("deploy/cpis-hub.service")).unwrap();
+    for line in [
+        "User=cpis-hub",
+        "ProtectSystem=strict",
+        "ReadWritePaths=/var/lib/cpis-hub",
+        "NoNewPrivileges=yes",
+        "PrivateTmp=yes",
+        "ProtectHome=yes",
+        "UMask=0077",
+        "CapabilityBoundingSet=\n",
+        "Restart=on-failure",
+        "KillSignal=SIGTERM",
+        "TimeoutStopSec=",
+    ] {
+        assert!(unit.contains(line), "the unit lacks {line:?}");
+    }
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must verify the unit: install systemd"
+        );
+        eprintln!("skipped: systemd-analyze not installed");
+        return;
+    }
+    // Verified with ExecStart pointing at the binary under test (verify checks it exists).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cpis-hub.service");
+    fs::write(&path, unit.replace("/usr/local/bin/cpis-hub", BIN)).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_containerfile_builds_from_the_tree_and_runs_unprivileged() {
+    let text = fs::read_to_string(project_dir().join("deploy/Containerfile")).unwrap();
+    assert!(text.matches("FROM ").count() >= 2, "multi-stage");
+    assert!(text.contains("USER cpis-hub") && text.contains("VOLUME [\"/var/lib/cpis-hub\"]"));
+    for copied in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "src",
+        "deploy",
+        "deploy/cpis-hub.example.toml",
+    ] {
+        assert!(
+            project_dir().join(copied).exists(),
+            "the Containerfile copies {copied}, which is missing"
+        );
+    }
+}
+
+#[test]
+fn every_command_explains_itself_with_an_example() {
+    let top = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(String::from_utf8_lossy(&top.stdout).contains("Example"));
+    let version =
+        String::from_utf8(Command::new(BIN).arg("--version").output().unwrap().stdout).unwrap();
+    assert!(
+        version.contains(env!("CARGO_PKG_VERSION")) && version.contains("database schema"),
+        "{version}"
+    );
+    for path in [
+        vec!["init"],
+        vec!["run"],
+        vec!["status"],
+        vec!["process"],
+        vec!["validate"],
+        vec!["lookup"],
+        vec!["audit"],
+        vec!["backup"],
+        vec!["completions"],
+        vec!["man"],
+        vec!["quarantine"],
+        vec!["quarantine", "list"],
+        vec!["quarantine", "release"],
+        vec!["quarantine", "discard"],
+        vec!["report"],
+        vec!["report", "summary"],
+        vec!["report", "reconcile"],
+        vec!["report", "rejections"],
+        vec!["alerts"],
+        vec!["alerts", "full"],
+    ] {
+        let out = Command::new(BIN)
+            .args(&path)
+            .arg("--help")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("Example"),
+            "`cpis-hub {} --help` has no example:\n{text}",
+            path.join(" ")
+        );
+    }
+}
+
+#[test]
+fn completions_and_man_page_come_from_the_cli_definition() {
+    let bash = String::from_utf8(
+        Command::new(BIN)
+            .args(["completions", "bash"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(
+        bash.contains("quarantine") && bash.contains("reconcile"),
+        "bash completion lacks subcommands"
+    );
+    let zsh = Command::new(BIN)
+        .args(["completions", "zsh"])
+        .output()
+        .unwrap();
+    assert!(zsh.status.success() && !zsh.stdout.is_empty());
+    let man = String::from_utf8(Command::new(BIN).arg("man").output().unwrap().stdout).unwrap();
+    assert!(
+        man.contains(".TH cpis-hub 1") && man.contains("database schema"),
+        "{}",
+        &man[..man.len().min(200)]
+    );
+}
+
+#[test]
+fn backup_copies_a_consistent_database_and_never_overwrites() {
+    use std::os::unix::fs::PermissionsExt;
+    let hub = Hub::new();
+    hub.drop("X26LA204", "nightly.csv", &fixture("extract_full.csv"));
+    hub.process(0);
+    let copy = hub.path().join("backup.sqlite3");
+    let out = hub.run(&["backup", copy.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("backed up 4 records"));
+    assert_eq!(
+        fs::metadata(&copy).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let conn = rusqlite::Connection::open(&copy).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT COUNT(*) FROM records", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 4);
+    assert_eq!(
+        hub.run(&["backup", copy.to_str().unwrap()]).status.code(),
+        Some(1),
+        "never overwrites"
+    );
+    assert_eq!(
+        hub.sql("SELECT COUNT(*) FROM audit WHERE action = 'backup'")[0][0],
+        "1",
+        "a backup is audited"
+    );
+}
