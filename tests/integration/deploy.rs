@@ -178,3 +178,84 @@ fn backup_copies_a_consistent_database_and_never_overwrites() {
         "a backup is audited"
     );
 }
+
+/// Every `cpis-hub ...` command line in README.md and docs/ is accepted by the real
+/// command line (run with `--help` appended: the syntax is checked, nothing runs).
+#[test]
+fn every_command_in_the_docs_parses() {
+    let mut files = vec![project_dir().join("README.md")];
+    for e in fs::read_dir(project_dir().join("docs")).unwrap() {
+        files.push(e.unwrap().path());
+    }
+    let mut checked = 0;
+    for file in files {
+        let text = fs::read_to_string(&file).unwrap();
+        for raw in text.lines() {
+            let line = raw.trim().trim_start_matches('`').trim_end_matches('`');
+            let Some(pos) = line.find("cpis-hub ") else {
+                continue;
+            };
+            let rest = &line[pos + "cpis-hub ".len()..];
+            // Commands in prose or tables are quoted; take what ends the quote.
+            let rest = rest
+                .split(['`', '|', '(', '>', '#'])
+                .next()
+                .unwrap_or("")
+                .trim();
+            let mut args: Vec<String> = rest
+                .split_whitespace()
+                .map(|a| a.trim_matches('"').to_string())
+                .collect();
+            if args.is_empty()
+                || args[0].starts_with(['-', '[']) && args[0] != "--config"
+                || args.iter().any(|a| {
+                    a.contains("...") || a.contains('[') || a.contains('|') || a.contains('\\')
+                })
+            {
+                continue;
+            }
+            if ![
+                "--config",
+                "--now",
+                "--log-format",
+                "init",
+                "run",
+                "status",
+                "process",
+                "validate",
+                "quarantine",
+                "lookup",
+                "audit",
+                "backup",
+                "completions",
+                "man",
+                "report",
+                "alerts",
+            ]
+            .contains(&args[0].as_str())
+            {
+                continue;
+            }
+            // Placeholders in upper case (FILE, CODE, DIR) stand for a value.
+            for a in &mut args {
+                if a.chars().all(|c| c.is_ascii_uppercase() || c == '_') && a.len() > 1 {
+                    *a = "X".into();
+                }
+            }
+            args.push("--help".into());
+            let out = Command::new(BIN)
+                .args(&args)
+                .env_remove("CPIS_HUB_CONFIG")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}: `cpis-hub {rest}` does not parse: {}",
+                file.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} documented commands found");
+}
