@@ -586,26 +586,10 @@ fn apply_extract(
 ) -> Result<Status, PassError> {
     let authority = partner.authority_code().unwrap_or_default().to_string();
     let tx = index.begin()?;
-    if let Some(earlier) =
-        index::find_duplicate(&tx, &m.mailbox, m.sha256.as_deref().unwrap_or_default())?
-    {
-        let _ = earlier;
-        record_simple(
-            config,
-            &tx,
-            &now,
-            &mut m,
-            Status::Duplicate,
-            Counts::default(),
-            Vec::new(),
-        )?;
+    let Some(receipt) = begin_message(config, &tx, &now, &mut m)? else {
         tx.commit()?;
         return Ok(Status::Duplicate);
-    }
-    m.status = "PENDING".into();
-    m.dest_folder = "failed".into();
-    m.id = index::insert_message(&tx, &m)?;
-    let receipt = index::insert_receipt(&tx, m.id, "PENDING", Counts::default())?;
+    };
     let job = Job {
         hub: &config.hub,
         authority: &authority,
@@ -633,6 +617,38 @@ fn apply_extract(
     Ok(outcome.status)
 }
 
+/// Starts a message's record in the transaction: a DUPLICATE is recorded whole
+/// (`None`); otherwise the ledger row and an empty receipt are inserted, to be
+/// completed by [`finish_message`], and the receipt's id is returned.
+fn begin_message(
+    config: &Config,
+    conn: &Connection,
+    now: &Clock,
+    m: &mut MessageRow,
+) -> Result<Option<i64>, PassError> {
+    if index::find_duplicate(conn, &m.mailbox, m.sha256.as_deref().unwrap_or_default())?.is_some() {
+        record_simple(
+            config,
+            conn,
+            now,
+            m,
+            Status::Duplicate,
+            Counts::default(),
+            Vec::new(),
+        )?;
+        return Ok(None);
+    }
+    m.status = "PENDING".into();
+    m.dest_folder = "failed".into();
+    m.id = index::insert_message(conn, m)?;
+    Ok(Some(index::insert_receipt(
+        conn,
+        m.id,
+        "PENDING",
+        Counts::default(),
+    )?))
+}
+
 /// Applies an attendance file or an NHS number status file (one transaction).
 fn apply_feed(
     config: &Config,
@@ -649,23 +665,10 @@ fn apply_feed(
         _ => "nhs_status",
     }
     .into();
-    if index::find_duplicate(&tx, &m.mailbox, m.sha256.as_deref().unwrap_or_default())?.is_some() {
-        record_simple(
-            config,
-            &tx,
-            &now,
-            &mut m,
-            Status::Duplicate,
-            Counts::default(),
-            Vec::new(),
-        )?;
+    let Some(receipt) = begin_message(config, &tx, &now, &mut m)? else {
         tx.commit()?;
         return Ok(Status::Duplicate);
-    }
-    m.status = "PENDING".into();
-    m.dest_folder = "failed".into();
-    m.id = index::insert_message(&tx, &m)?;
-    let receipt = index::insert_receipt(&tx, m.id, "PENDING", Counts::default())?;
+    };
     let open = opener(data_path, m.compressed, config.hub.max_file_bytes);
     let mut sink = DbSink::new(receipt);
     let io_err = |e: ExtractError| match e {
