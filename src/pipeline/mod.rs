@@ -270,17 +270,7 @@ fn fail_permanently(
         "",
         format!("the file cannot be read: {message}"),
     );
-    let tx = index.begin()?;
-    record_simple(
-        config,
-        &tx,
-        &now,
-        &mut m,
-        Status::Rejected,
-        Counts::default(),
-        vec![problem],
-    )?;
-    tx.commit()?;
+    reject_whole(config, index, &now, &mut m, problem)?;
     recover(config, index)
 }
 
@@ -444,18 +434,7 @@ fn process_message(
         Ready::Refused { code, message, .. } => {
             m.kind = "refused".into();
             let problem = Problem::file(code, "", message.clone());
-            let tx = index.begin()?;
-            record_simple(
-                config,
-                &tx,
-                &now,
-                &mut m,
-                Status::Rejected,
-                Counts::default(),
-                vec![problem],
-            )?;
-            tx.commit()?;
-            Status::Rejected
+            reject_whole(config, index, &now, &mut m, problem)?
         }
         Ready::Mesh { ctl, size, .. } if *size > config.hub.max_file_bytes => {
             // Refused before reading: the pair goes to failed/ together.
@@ -466,19 +445,13 @@ fn process_message(
                 "the .dat is {size} bytes; the limit is {} (hub.max_file_bytes)",
                 config.hub.max_file_bytes
             );
-            let tx = index.begin()?;
-            let problem = Problem::file("TOO_LARGE", "", message);
-            record_simple(
+            reject_whole(
                 config,
-                &tx,
+                index,
                 &now,
                 &mut m,
-                Status::Rejected,
-                Counts::default(),
-                vec![problem],
-            )?;
-            tx.commit()?;
-            Status::Rejected
+                Problem::file("TOO_LARGE", "", message),
+            )?
         }
         Ready::Plain { name, .. } | Ready::Mesh { dat: name, .. } => {
             let data_path = dir.join(name);
@@ -527,6 +500,28 @@ fn reserve_receipt(
         copy,
     )?;
     Ok(())
+}
+
+/// Rejects a message whole, in its own transaction, with one file-level problem.
+fn reject_whole(
+    config: &Config,
+    index: &mut Index,
+    now: &Clock,
+    m: &mut MessageRow,
+    problem: Problem,
+) -> Result<Status, PassError> {
+    let tx = index.begin()?;
+    record_simple(
+        config,
+        &tx,
+        now,
+        m,
+        Status::Rejected,
+        Counts::default(),
+        vec![problem],
+    )?;
+    tx.commit()?;
+    Ok(Status::Rejected)
 }
 
 /// Writes the ledger row, a receipt with `problems`, and reserves the receipt.

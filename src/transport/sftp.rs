@@ -533,26 +533,20 @@ pub struct RemoteFailure {
     pub error: SftpError,
 }
 
-/// `process`: download from every remote at once (one thread each, so a slow
-/// server delays only its own partner's files), listing twice `hub.settle` apart so
-/// that plain files are taken only once complete.
-pub fn download_all(config: &Config, now: &Clock) -> Vec<RemoteFailure> {
+/// Runs `job` for every remote at once, one thread each (so a slow server delays
+/// only its own partner), logging and returning the failures.
+fn each_remote(
+    config: &Config,
+    job: impl Fn(&SftpRemote) -> Result<Vec<String>, SftpError> + Sync,
+) -> Vec<RemoteFailure> {
     std::thread::scope(|scope| {
         let handles: Vec<_> = config
             .sftp
             .iter()
             .map(|remote| {
+                let job = &job;
                 scope.spawn(move || {
-                    let run = || -> Result<Vec<String>, SftpError> {
-                        let index = Index::open(&config.hub.database)?;
-                        let (_session, sftp) = connect(remote)?;
-                        let mut listings = Listings::default();
-                        let mut got = download(&sftp, remote, config, &index, now, &mut listings)?;
-                        std::thread::sleep(config.hub.settle);
-                        got.extend(download(&sftp, remote, config, &index, now, &mut listings)?);
-                        Ok(got)
-                    };
-                    run().err().map(|error| {
+                    job(remote).err().map(|error| {
                         log_failure(remote, &error);
                         RemoteFailure {
                             mailbox: remote.mailbox.clone(),
@@ -569,32 +563,25 @@ pub fn download_all(config: &Config, now: &Clock) -> Vec<RemoteFailure> {
     })
 }
 
-/// `process`: upload what waits in every remote partner's `out/`, in parallel.
+/// `process`: download from every remote, listing twice `hub.settle` apart so that
+/// plain files are taken only once complete.
+pub fn download_all(config: &Config, now: &Clock) -> Vec<RemoteFailure> {
+    each_remote(config, |remote| {
+        let index = Index::open(&config.hub.database)?;
+        let (_session, sftp) = connect(remote)?;
+        let mut listings = Listings::default();
+        let mut got = download(&sftp, remote, config, &index, now, &mut listings)?;
+        std::thread::sleep(config.hub.settle);
+        got.extend(download(&sftp, remote, config, &index, now, &mut listings)?);
+        Ok(got)
+    })
+}
+
+/// `process`: upload what waits in every remote partner's `out/`.
 pub fn upload_all(config: &Config) -> Vec<RemoteFailure> {
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = config
-            .sftp
-            .iter()
-            .map(|remote| {
-                scope.spawn(move || {
-                    let run = || -> Result<Vec<String>, SftpError> {
-                        let (_session, sftp) = connect(remote)?;
-                        upload(&sftp, remote, config)
-                    };
-                    run().err().map(|error| {
-                        log_failure(remote, &error);
-                        RemoteFailure {
-                            mailbox: remote.mailbox.clone(),
-                            error,
-                        }
-                    })
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .filter_map(|h| h.join().ok().flatten())
-            .collect()
+    each_remote(config, |remote| {
+        let (_session, sftp) = connect(remote)?;
+        upload(&sftp, remote, config)
     })
 }
 
