@@ -1,5 +1,6 @@
 //! Outbound files (SPEC §4): names, the CSV and XML writers shared by every
-//! format, and the atomic write (temporary name, fsync, rename, fsync folder).
+//! format, and atomic publication: files are staged under temporary dot-names,
+//! then a batch is flushed (`syncfs`), renamed into place and flushed again.
 //!
 //! Owns nothing but the bytes it writes. Must never leave a partial file under a
 //! final name, never write a BOM, and never render anything that is not already
@@ -9,7 +10,7 @@ pub mod render;
 mod table;
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -34,50 +35,6 @@ pub fn ensure_dir(dir: &Path) -> io::Result<()> {
 /// Flushes a folder's entries (a rename is durable only once its folder is).
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
-}
-
-/// Writes `name` in `dir` atomically with the given mode: `.name.tmp`, fsync,
-/// rename, fsync the folder. A reader never sees a partial file.
-pub fn write_atomic(
-    dir: &Path,
-    name: &str,
-    mode: u32,
-    body: impl FnOnce(&mut dyn Write) -> io::Result<()>,
-) -> io::Result<()> {
-    write_atomic_file(dir, name, mode, |file| {
-        let mut out = BufWriter::with_capacity(256 * 1024, file);
-        body(&mut out)?;
-        out.flush()
-    })
-}
-
-/// [`write_atomic`] handing the body the open file itself (so that a copy from
-/// another file can stay in the kernel).
-pub fn write_atomic_file(
-    dir: &Path,
-    name: &str,
-    mode: u32,
-    body: impl FnOnce(&mut File) -> io::Result<()>,
-) -> io::Result<()> {
-    ensure_dir(dir)?;
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        body(&mut file)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&tmp, dir.join(name))?;
-        sync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// A file written under a temporary name, not yet flushed nor renamed: many are
