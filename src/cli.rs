@@ -701,8 +701,7 @@ fn backup(config: &Config, file: &Path, now: Clock) -> anyhow::Result<i32> {
     };
     let target = file.to_str().context("the backup path must be UTF-8")?;
     index
-        .conn
-        .execute("VACUUM INTO ?1", [target])
+        .backup_to(target)
         .with_context(|| format!("backing up to {}", file.display()))?;
     std::fs::set_permissions(file, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     let copy =

@@ -2,7 +2,7 @@
 //! message, receipts and their problems, outbound files reserved for writing,
 //! sequence numbers, operator decisions and the audit log.
 //!
-//! This is the only module that runs SQL. Every inbound file is applied in one
+//! This is the only module that writes to SQLite (read-only reports may query it). Every inbound file is applied in one
 //! transaction (`BEGIN IMMEDIATE` ... `COMMIT`), the schema is versioned with
 //! `PRAGMA user_version`. Must never write files, and never log an NHS number.
 
@@ -182,6 +182,13 @@ impl Index {
     /// The schema version of the open database.
     pub fn schema_version(&self) -> Result<u32, IndexError> {
         self.version()
+    }
+
+    /// Writes a consistent copy of the database to a new file (`VACUUM INTO`, from a
+    /// read snapshot: the daemon carries on writing).
+    pub fn backup_to(&self, target: &str) -> Result<(), IndexError> {
+        self.conn.execute("VACUUM INTO ?1", [target])?;
+        Ok(())
     }
 
     /// Starts a write transaction (taking the write lock at once).

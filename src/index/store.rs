@@ -906,3 +906,24 @@ pub fn audit_since(conn: &Connection, since: Option<&str>) -> Result<Vec<AuditRo
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }
+
+/// Kind-specific parameters of a reserved outbound file (alerts: type, range, since).
+pub fn set_outbound_params(conn: &Connection, id: i64, params: &str) -> Result<()> {
+    conn.prepare_cached("UPDATE outbound SET params = ?2 WHERE id = ?1")?
+        .execute(params![id, params])?;
+    Ok(())
+}
+
+/// Savepoints inside a file's transaction: a pass that must be read again is rolled
+/// back to its savepoint (`rollback_to`), a finished one kept (`release`).
+pub fn savepoint(conn: &Connection, name: &str) -> Result<()> {
+    Ok(conn.execute_batch(&format!("SAVEPOINT {name}"))?)
+}
+
+pub fn rollback_to(conn: &Connection, name: &str) -> Result<()> {
+    Ok(conn.execute_batch(&format!("ROLLBACK TO {name}"))?)
+}
+
+pub fn release(conn: &Connection, name: &str) -> Result<()> {
+    Ok(conn.execute_batch(&format!("RELEASE {name}"))?)
+}

@@ -70,11 +70,9 @@ pub fn emit_alerts(
             upto,
             since,
         };
-        row.params = Some(json!(params).to_string());
-        tx.execute(
-            "UPDATE outbound SET params = ?2 WHERE id = ?1",
-            rusqlite::params![row.id, row.params],
-        )?;
+        let text = json!(params).to_string();
+        index::set_outbound_params(&tx, row.id, &text)?;
+        row.params = Some(text);
         index::set_site_state(&tx, code, &now.rfc3339(), upto)?;
         if asked {
             index::finish_alert_requests(&tx, code, &now.rfc3339())?;

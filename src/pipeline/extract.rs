@@ -410,13 +410,16 @@ pub fn evaluate(
     sink: &mut dyn Sink,
 ) -> Result<Outcome, ExtractError> {
     if job.apply {
-        conn.execute_batch("SAVEPOINT extract_pass")?;
+        index::savepoint(conn, "extract_pass")?;
     }
     let outcome = evaluate_inner(conn, job, open, sink);
     if job.apply {
         match &outcome {
-            Ok(_) => conn.execute_batch("RELEASE extract_pass")?,
-            Err(_) => conn.execute_batch("ROLLBACK TO extract_pass; RELEASE extract_pass")?,
+            Ok(_) => index::release(conn, "extract_pass")?,
+            Err(_) => {
+                index::rollback_to(conn, "extract_pass")?;
+                index::release(conn, "extract_pass")?
+            }
         }
     }
     outcome
@@ -430,7 +433,7 @@ fn evaluate_inner(
 ) -> Result<Outcome, ExtractError> {
     let rerun = |sink: &mut dyn Sink| -> Result<(), ExtractError> {
         if job.apply {
-            conn.execute_batch("ROLLBACK TO extract_pass")?;
+            index::rollback_to(conn, "extract_pass")?;
         }
         sink.reset();
         Ok(())

@@ -206,13 +206,13 @@ pub fn evaluate(
     sink: &mut dyn Sink,
 ) -> Result<Outcome, ExtractError> {
     if apply {
-        conn.execute_batch("SAVEPOINT feed_pass")?;
+        index::savepoint(conn, "feed_pass")?;
     }
     let result = (|| {
         let mut c = run_pass(conn, handler, pre, open, apply, sink)?;
         let (status, extra) = basic_decision(c.file_error, c.records, c.invalid, hub);
         if apply && !status.applies() {
-            conn.execute_batch("ROLLBACK TO feed_pass")?;
+            index::rollback_to(conn, "feed_pass")?;
             sink.reset();
             c = run_pass(conn, handler, pre, open, false, sink)?;
         }
@@ -245,11 +245,34 @@ pub fn evaluate(
     })();
     if apply {
         match &result {
-            Ok(_) => conn.execute_batch("RELEASE feed_pass")?,
-            Err(_) => conn.execute_batch("ROLLBACK TO feed_pass; RELEASE feed_pass")?,
+            Ok(_) => index::release(conn, "feed_pass")?,
+            Err(_) => {
+                index::rollback_to(conn, "feed_pass")?;
+                index::release(conn, "feed_pass")?
+            }
         }
     }
     result
+}
+
+/// Reserves one outbound file of `kind` per authority a file produced rows for, and
+/// ties those rows to it (`attach`).
+fn reserve_per_authority(
+    conn: &Connection,
+    config: &Config,
+    now: &Clock,
+    kind: Kind,
+    authorities: Vec<String>,
+    attach: impl Fn(&Connection, &str, i64) -> Result<u64, IndexError>,
+) -> Result<(), IndexError> {
+    for authority in authorities {
+        let Some(partner) = config.authority(&authority) else {
+            continue;
+        };
+        let row = emit::render::reserve(conn, config, &partner.mailbox, kind, now, None, None)?;
+        attach(conn, &authority, row.id)?;
+    }
+    Ok(())
 }
 
 /// Attendance events from one site organisation.
@@ -398,22 +421,17 @@ impl FeedHandler for Attendance<'_> {
     }
 
     fn finish(&mut self, conn: &Connection) -> Result<(), IndexError> {
-        for authority in index::notification_authorities(conn, self.message_id)? {
-            let Some(partner) = self.config.authority(&authority) else {
-                continue;
-            };
-            let row = emit::render::reserve(
-                conn,
-                self.config,
-                &partner.mailbox,
-                Kind::Access,
-                &self.now,
-                None,
-                None,
-            )?;
-            index::attach_notifications(conn, self.message_id, &authority, row.id)?;
-        }
-        Ok(())
+        let authorities = index::notification_authorities(conn, self.message_id)?;
+        reserve_per_authority(
+            conn,
+            self.config,
+            &self.now,
+            Kind::Access,
+            authorities,
+            |conn, authority, outbound| {
+                index::attach_notifications(conn, self.message_id, authority, outbound)
+            },
+        )
     }
 }
 
@@ -497,21 +515,16 @@ impl FeedHandler for NhsStatus<'_> {
     }
 
     fn finish(&mut self, conn: &Connection) -> Result<(), IndexError> {
-        for authority in index::inactive_authorities(conn, self.message_id)? {
-            let Some(partner) = self.config.authority(&authority) else {
-                continue;
-            };
-            let row = emit::render::reserve(
-                conn,
-                self.config,
-                &partner.mailbox,
-                Kind::Inactive,
-                &self.now,
-                None,
-                None,
-            )?;
-            index::attach_inactive(conn, self.message_id, &authority, row.id)?;
-        }
-        Ok(())
+        let authorities = index::inactive_authorities(conn, self.message_id)?;
+        reserve_per_authority(
+            conn,
+            self.config,
+            &self.now,
+            Kind::Inactive,
+            authorities,
+            |conn, authority, outbound| {
+                index::attach_inactive(conn, self.message_id, authority, outbound)
+            },
+        )
     }
 }

@@ -208,6 +208,25 @@ pub fn run_pass(
     Ok(report)
 }
 
+/// Maps a failure to read or apply the file at `path` (used with `map_err`).
+fn extract_failed(path: &Path) -> impl FnOnce(ExtractError) -> PassError + '_ {
+    move |e| match e {
+        ExtractError::Io(source) => PassError::Io {
+            path: path.display().to_string(),
+            source,
+        },
+        ExtractError::Index(e) => e.into(),
+    }
+}
+
+/// Commits a message's transaction, with the crash-injection points around it.
+fn commit_decided(tx: rusqlite::Transaction<'_>) -> Result<(), PassError> {
+    crate::fault::point("before_commit");
+    tx.commit()?;
+    crate::fault::point("after_commit");
+    Ok(())
+}
+
 /// How a failure to process a message is treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -595,20 +614,10 @@ fn apply_extract(
     };
     let open = opener(data_path, m.compressed, config.hub.max_file_bytes);
     let mut sink = DbSink::new(receipt);
-    let outcome = match extract::evaluate(&tx, &job, &open, &mut sink) {
-        Ok(o) => o,
-        Err(ExtractError::Io(e)) => {
-            return Err(PassError::Io {
-                path: data_path.display().to_string(),
-                source: e,
-            })
-        }
-        Err(ExtractError::Index(e)) => return Err(e.into()),
-    };
+    let outcome =
+        extract::evaluate(&tx, &job, &open, &mut sink).map_err(extract_failed(data_path))?;
     finish_extract(config, &tx, &now, &mut m, receipt, &outcome, "pass")?;
-    crate::fault::point("before_commit");
-    tx.commit()?;
-    crate::fault::point("after_commit");
+    commit_decided(tx)?;
     Ok(outcome.status)
 }
 
@@ -666,13 +675,7 @@ fn apply_feed(
     };
     let open = opener(data_path, m.compressed, config.hub.max_file_bytes);
     let mut sink = DbSink::new(receipt);
-    let io_err = |e: ExtractError| match e {
-        ExtractError::Io(e) => PassError::Io {
-            path: data_path.display().to_string(),
-            source: e,
-        },
-        ExtractError::Index(e) => e.into(),
-    };
+    let io_err = extract_failed(data_path);
     let (outcome, detail) = match &partner.role {
         Role::Site {
             code,
@@ -710,9 +713,7 @@ fn apply_feed(
         }
     };
     finish_message(config, &tx, &now, &mut m, receipt, &outcome, "pass", detail)?;
-    crate::fault::point("before_commit");
-    tx.commit()?;
-    crate::fault::point("after_commit");
+    commit_decided(tx)?;
     Ok(outcome.status)
 }
 
@@ -811,13 +812,8 @@ fn carry_out_decisions(
                 .join(name_from(&m.src_name));
             let open = opener(&path, m.compressed, config.hub.max_file_bytes);
             let mut sink = DbSink::new(receipt);
-            let outcome = extract::evaluate(&tx, &job, &open, &mut sink).map_err(|e| match e {
-                ExtractError::Io(e) => PassError::Io {
-                    path: path.display().to_string(),
-                    source: e,
-                },
-                ExtractError::Index(e) => e.into(),
-            })?;
+            let outcome =
+                extract::evaluate(&tx, &job, &open, &mut sink).map_err(extract_failed(&path))?;
             finish_extract(
                 config,
                 &tx,
@@ -1017,13 +1013,7 @@ pub fn validate_file(
     }
     let open = opener(path, false, config.hub.max_file_bytes);
     let mut sink = extract::MemorySink::default();
-    let io_err = |e: ExtractError| match e {
-        ExtractError::Io(e) => PassError::Io {
-            path: path.display().to_string(),
-            source: e,
-        },
-        ExtractError::Index(e) => e.into(),
-    };
+    let io_err = extract_failed(path);
     let feed_outcome = match &partner.role {
         Role::Authority { .. } => None,
         Role::Site {
@@ -1066,13 +1056,7 @@ pub fn validate_file(
         guard: true,
         apply: false,
     };
-    let outcome = extract::evaluate(conn, &job, &open, &mut sink).map_err(|e| match e {
-        ExtractError::Io(e) => PassError::Io {
-            path: path.display().to_string(),
-            source: e,
-        },
-        ExtractError::Index(e) => e.into(),
-    })?;
+    let outcome = extract::evaluate(conn, &job, &open, &mut sink).map_err(extract_failed(path))?;
     let mut problems = sink.0;
     problems.sort_by_key(|p| p.line.map_or((0, 0), |l| (1, l)));
     Ok(Validation {

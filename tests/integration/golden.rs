@@ -6,22 +6,6 @@ use std::fs;
 
 use crate::harness::*;
 
-fn check(name: &str, actual: &[u8]) {
-    let path = project_dir().join("fixtures/golden").join(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = fs::read(&path)
-        .unwrap_or_else(|e| panic!("golden file {name}: {e} (UPDATE_GOLDEN=1 writes it)"));
-    assert!(
-        expected == actual,
-        "{name} differs from the golden file:\n--- expected\n{}\n--- actual\n{}",
-        String::from_utf8_lossy(&expected),
-        String::from_utf8_lossy(actual)
-    );
-}
-
 fn only_for_la317(data: &[u8]) -> Vec<u8> {
     String::from_utf8(data.to_vec())
         .unwrap()

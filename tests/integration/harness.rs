@@ -368,3 +368,21 @@ pub fn extract(kind: &str, extracted_at: &str, rows: &[String]) -> Vec<u8> {
 pub fn child(local_id: &str, n: u32) -> String {
     format!("UPSERT,{local_id},{},CPP,2016-04-01,2026-01-10,", nhs(n))
 }
+
+/// Compares output with `fixtures/golden/NAME`; `UPDATE_GOLDEN=1` rewrites the file
+/// after a deliberate format change (review the diff before committing).
+pub fn check(name: &str, actual: &[u8]) {
+    let path = project_dir().join("fixtures/golden").join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = fs::read(&path)
+        .unwrap_or_else(|e| panic!("golden file {name}: {e} (UPDATE_GOLDEN=1 writes it)"));
+    assert!(
+        expected == actual,
+        "{name} differs from the golden file:\n--- expected\n{}\n--- actual\n{}",
+        String::from_utf8_lossy(&expected),
+        String::from_utf8_lossy(actual)
+    );
+}

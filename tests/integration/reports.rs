@@ -56,22 +56,6 @@ fn run_ok(hub: &Hub, args: &[&str], code: i32) -> Vec<u8> {
     out.stdout
 }
 
-fn check(name: &str, actual: &[u8]) {
-    let path = project_dir().join("fixtures/golden").join(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = fs::read(&path)
-        .unwrap_or_else(|e| panic!("golden file {name}: {e} (UPDATE_GOLDEN=1 writes it)"));
-    assert!(
-        expected == actual,
-        "{name} differs:\n--- expected\n{}\n--- actual\n{}",
-        String::from_utf8_lossy(&expected),
-        String::from_utf8_lossy(actual)
-    );
-}
-
 #[test]
 fn summary_text_and_csv_match_the_golden_files() {
     let hub = reported_hub();
