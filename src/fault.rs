@@ -54,3 +54,13 @@ pub fn transient_read() -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// With `CPIS_HUB_FAULT=held_in_memory:N` an extract reads the authority's held
+/// records into memory only when there are at most N of them (production: 250,000),
+/// so the tests can run the path that reads each record from the index instead.
+pub fn held_in_memory(default: usize) -> usize {
+    armed()
+        .and_then(|a| a.strip_prefix("held_in_memory:"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}

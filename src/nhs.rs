@@ -72,6 +72,11 @@ impl NhsNumber {
         self.0.iter().map(|d| char::from(b'0' + d)).collect()
     }
 
+    /// The ten digits as ASCII, no separators.
+    pub fn ascii(&self) -> [u8; 10] {
+        self.0.map(|d| b'0' + d)
+    }
+
     /// `*** *** 5919`: the only form allowed in logs.
     pub fn masked(&self) -> String {
         format!("*** *** {}", &self.as_string()[6..])

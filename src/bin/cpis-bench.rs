@@ -369,6 +369,7 @@ fn main() -> anyhow::Result<()> {
     let runs: usize = value("--runs", "3").parse()?;
     let seed: u64 = value("--seed", "1").parse()?;
     let quick = flag("--quick").is_some();
+    // --keep leaves the run folders (target/bench-work/runs) for profiling.
     let exe_dir = std::env::current_exe()?
         .parent()
         .map(Path::to_path_buf)
@@ -578,7 +579,9 @@ fn main() -> anyhow::Result<()> {
             .runs
             .push(hub_run(&d, &["process", "--emit", "alerts"])?);
     }
-    let _ = fs::remove_dir_all(work.join("runs"));
+    if flag("--keep").is_none() {
+        let _ = fs::remove_dir_all(work.join("runs"));
+    }
 
     println!("cpis-hub benchmark, seed {seed}, {runs} interleaved runs per scenario, national night = {national} records in {AUTHORITIES} files");
     println!();

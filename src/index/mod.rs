@@ -198,3 +198,6 @@ impl Index {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -231,6 +231,11 @@ pub const MIGRATIONS: &[&str] = &[
     -- The key of the opaque alert ids (a keyed hash of the record's row id, never of its local_id).
     INSERT INTO counters VALUES ('alert_secret', random());
     "#,
+    // 1 -> 2: a content hash per record, so that re-applying an unchanged record
+    // costs a compare in memory (issue 7). NULL = unknown: compared column by column.
+    r#"
+    ALTER TABLE records ADD COLUMN row_hash INTEGER;
+    "#,
 ];
 
 /// The schema version this build writes.

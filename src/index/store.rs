@@ -445,105 +445,361 @@ pub enum Upserted {
     Unchanged,
 }
 
-/// Upserts valid records with statements prepared once per file: an unchanged
-/// record costs one read and a compare of borrowed column values, no write.
+/// A date as stored (`YYYY-MM-DD`), formatted without allocating.
+#[derive(Clone)]
+enum DateText {
+    Short([u8; 10]),
+    /// A year outside 0000–9999 (an extract cannot carry one): chrono's own text.
+    Long(String),
+}
+
+impl DateText {
+    fn new(d: NaiveDate) -> DateText {
+        use chrono::Datelike;
+        match u32::try_from(d.year()).ok().filter(|y| *y <= 9999) {
+            None => DateText::Long(date_text(Some(d)).unwrap_or_default()),
+            Some(y) => {
+                let mut b = *b"0000-00-00";
+                for (i, p) in [1000, 100, 10, 1].iter().enumerate() {
+                    b[i] = b'0' + ((y / p) % 10) as u8;
+                }
+                b[5] = b'0' + (d.month() / 10) as u8;
+                b[6] = b'0' + (d.month() % 10) as u8;
+                b[8] = b'0' + (d.day() / 10) as u8;
+                b[9] = b'0' + (d.day() % 10) as u8;
+                DateText::Short(b)
+            }
+        }
+    }
+    fn as_str(&self) -> &str {
+        match self {
+            DateText::Short(b) => std::str::from_utf8(b).unwrap_or_default(),
+            DateText::Long(s) => s,
+        }
+    }
+}
+
+/// A record's column values as they are stored, borrowed or on the stack.
+struct Columns<'r> {
+    record: &'r ExtractRecord,
+    nhs: [u8; 10],
+    dob: Option<DateText>,
+    start: Option<DateText>,
+    end: Option<DateText>,
+    reason: Option<&'static str>,
+    team: Option<&'r str>,
+    office_hours_phone: Option<&'r str>,
+    out_of_hours_phone: Option<&'r str>,
+    email: Option<&'r str>,
+}
+
+impl<'r> Columns<'r> {
+    fn of(r: &'r ExtractRecord) -> Columns<'r> {
+        let dt = |d: Option<NaiveDate>| d.map(DateText::new);
+        let end = dt(r.end_date);
+        Columns {
+            record: r,
+            nhs: r.nhs_number.map(|n| n.ascii()).unwrap_or([b'0'; 10]),
+            dob: dt(r.date_of_birth),
+            start: dt(r.start_date),
+            end,
+            reason: r.end_date.map(|_| "AUTHORITY"),
+            team: r.team.as_deref(),
+            office_hours_phone: r.office_hours_phone.as_deref(),
+            out_of_hours_phone: r.out_of_hours_phone.as_deref(),
+            email: r.email.as_deref(),
+        }
+    }
+
+    fn nhs(&self) -> &str {
+        std::str::from_utf8(&self.nhs).unwrap_or_default()
+    }
+
+    /// The stored text of each content column, in `CONTENT_COLUMNS` order.
+    fn texts(&self) -> [Option<&str>; 9] {
+        [
+            Some(self.nhs()),
+            self.dob.as_ref().map(DateText::as_str),
+            self.start.as_ref().map(DateText::as_str),
+            self.end.as_ref().map(DateText::as_str),
+            self.reason,
+            self.team,
+            self.office_hours_phone,
+            self.out_of_hours_phone,
+            self.email,
+        ]
+    }
+
+    /// The content hash stored in `records.row_hash`: xxh3-64 over the content
+    /// columns, each length-prefixed (absent = `u32::MAX`). Never 0 (0 = unknown).
+    fn hash(&self) -> i64 {
+        content_hash(&self.texts())
+    }
+}
+
+/// The content columns an upsert compares, in order.
+const CONTENT_COLUMNS: &str = "nhs_number, date_of_birth, start_date, end_date, ended_reason, team, office_hours_phone, out_of_hours_phone, email";
+
+fn content_hash(texts: &[Option<&str>; 9]) -> i64 {
+    let mut buf = [0u8; 512];
+    let mut v = Vec::new();
+    let mut n = 0;
+    let total: usize = texts.iter().map(|t| 4 + t.map_or(0, str::len)).sum();
+    let out: &mut [u8] = if total <= buf.len() {
+        &mut buf[..total]
+    } else {
+        v.resize(total, 0);
+        &mut v[..]
+    };
+    for t in texts {
+        let len = t.map_or(u32::MAX, |t| t.len() as u32);
+        out[n..n + 4].copy_from_slice(&len.to_le_bytes());
+        n += 4;
+        if let Some(t) = t {
+            out[n..n + t.len()].copy_from_slice(t.as_bytes());
+            n += t.len();
+        }
+    }
+    match xxhash_rust::xxh3::xxh3_64(out) as i64 {
+        0 => 1,
+        h => h,
+    }
+}
+
+/// What is held under one key, as [`for_each_held`] reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    pub id: i64,
+    /// `records.row_hash`; 0 when unknown (a row the hub ended, or one stored before
+    /// schema version 2): the next upsert compares columns instead.
+    pub hash: i64,
+    /// Open on the reference date it was read for.
+    pub open: bool,
+}
+
+/// Calls `f(local_id, plan_type, held)` for every record of an authority (open on
+/// `on` or not), in key order. Stops early, returning false, when `f` does.
+pub fn for_each_held(
+    conn: &Connection,
+    authority: &str,
+    on: NaiveDate,
+    mut f: impl FnMut(&str, &str, Held) -> bool,
+) -> Result<bool> {
+    let on = date_text(Some(on));
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, local_id, plan_type, row_hash, end_date IS NULL OR end_date > ?2 FROM records WHERE authority = ?1 ORDER BY local_id, plan_type",
+    )?;
+    let mut rows = stmt.query(params![authority, on])?;
+    while let Some(r) = rows.next()? {
+        let held = Held {
+            id: r.get(0)?,
+            hash: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
+            open: r.get(4)?,
+        };
+        let local_id = r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+        let plan = r.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?;
+        if !f(local_id, plan, held) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Upserts valid records with statements prepared once per file. An unchanged record
+/// costs a compare of content hashes when the caller knows what is held
+/// ([`RecordWriter::upsert_known`]), else one read and a compare of column values;
+/// never a write.
 pub struct RecordWriter<'c> {
     find: rusqlite::Statement<'c>,
     insert: rusqlite::Statement<'c>,
     update: rusqlite::Statement<'c>,
+    set_hash: rusqlite::Statement<'c>,
+    /// The earliest 18th birthday among the CPP/LAC records written (see [`Age18Due`]).
+    due: Age18Due,
 }
 
 impl<'c> RecordWriter<'c> {
     pub fn new(conn: &'c Connection) -> Result<Self> {
         Ok(RecordWriter {
-            find: conn.prepare(
-                "SELECT id, nhs_number, date_of_birth, start_date, end_date, ended_reason, team, office_hours_phone, out_of_hours_phone, email
-                 FROM records WHERE authority = ?1 AND local_id = ?2 AND plan_type = ?3",
-            )?,
+            find: conn.prepare(&format!(
+                "SELECT id, {CONTENT_COLUMNS}, row_hash FROM records WHERE authority = ?1 AND local_id = ?2 AND plan_type = ?3"
+            ))?,
             insert: conn.prepare(
                 "INSERT INTO records (authority, local_id, plan_type, nhs_number, date_of_birth, start_date, end_date, ended_reason,
-                 team, office_hours_phone, out_of_hours_phone, email, created_seq, change_seq)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)",
+                 team, office_hours_phone, out_of_hours_phone, email, created_seq, change_seq, row_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14)",
             )?,
             update: conn.prepare(
                 "UPDATE records SET nhs_number = ?2, date_of_birth = ?3, start_date = ?4, end_date = ?5, ended_reason = ?6,
-                 team = ?7, office_hours_phone = ?8, out_of_hours_phone = ?9, email = ?10, change_seq = ?11 WHERE id = ?1",
+                 team = ?7, office_hours_phone = ?8, out_of_hours_phone = ?9, email = ?10, change_seq = ?11, row_hash = ?12 WHERE id = ?1",
             )?,
+            set_hash: conn.prepare("UPDATE records SET row_hash = ?2 WHERE id = ?1")?,
+            due: Age18Due::default(),
         })
     }
 
-    /// Upserts a valid record.
+    /// Stores what the writes mean for the age-18 ending (call before the
+    /// transaction commits).
+    pub fn save(&self, conn: &Connection) -> Result<()> {
+        self.due.save(conn)
+    }
+
+    /// Upserts a valid record, reading what is held under its key first.
     pub fn upsert(
         &mut self,
         seqs: &mut ChangeSeq,
         authority: &str,
         r: &ExtractRecord,
-    ) -> Result<Upserted> {
-        let nhs = r.nhs_number.map(|n| n.as_string()).unwrap_or_default();
-        let dob = date_text(r.date_of_birth);
-        let start = date_text(r.start_date).unwrap_or_default();
-        let end = date_text(r.end_date);
-        let reason = end.as_ref().map(|_| "AUTHORITY");
-        let existing: Option<(i64, bool)> = self
+    ) -> Result<(Upserted, Held)> {
+        let cols = Columns::of(r);
+        let texts = cols.texts();
+        let existing: Option<(i64, bool, Option<i64>)> = self
             .find
             .query_row(
                 params![authority, r.local_id, r.plan_type.as_str()],
                 |row| {
-                    let text = |i: usize| row.get_ref(i).map(|v| v.as_str_or_null().ok().flatten());
-                    // An end date the hub set (ABSENT_FROM_FULL, AGE_18) that the authority
-                    // now sends itself becomes the authority's (a change).
-                    let same = text(1)? == Some(nhs.as_str())
-                        && text(2)? == dob.as_deref()
-                        && text(3)? == Some(start.as_str())
-                        && text(4)? == end.as_deref()
-                        && (end.is_none() || text(5)? == reason)
-                        && text(6)? == r.team.as_deref()
-                        && text(7)? == r.office_hours_phone.as_deref()
-                        && text(8)? == r.out_of_hours_phone.as_deref()
-                        && text(9)? == r.email.as_deref();
-                    Ok((row.get(0)?, same))
+                    let mut same = true;
+                    for (i, want) in texts.iter().enumerate() {
+                        let got = row.get_ref(i + 1)?.as_str_or_null().ok().flatten();
+                        // An end date the hub set (ABSENT_FROM_FULL, AGE_18) that the
+                        // authority now sends itself becomes the authority's (a change).
+                        let skip = i == 4 && cols.end.is_none();
+                        if !skip && got != *want {
+                            same = false;
+                            break;
+                        }
+                    }
+                    Ok((row.get(0)?, same, row.get(10)?))
                 },
             )
             .optional()?;
+        let hash = content_hash(&texts);
         match existing {
-            Some((_, true)) => Ok(Upserted::Unchanged),
-            Some((id, false)) => {
-                let seq = seqs.take();
-                self.update.execute(params![
+            Some((id, true, stored)) => {
+                if stored != Some(hash) {
+                    // Stored before schema version 2, or after the hub ended it and
+                    // the authority then sent that ending as its own: no content
+                    // change, so no change_seq, but the next night compares hashes.
+                    self.set_hash.execute(params![id, hash])?;
+                }
+                let held = Held {
                     id,
-                    nhs,
-                    dob,
-                    start,
-                    end,
-                    reason,
-                    r.team,
-                    r.office_hours_phone,
-                    r.out_of_hours_phone,
-                    r.email,
-                    seq
-                ])?;
-                Ok(Upserted::Updated)
+                    hash,
+                    open: true,
+                };
+                Ok((Upserted::Unchanged, held))
+            }
+            Some((id, false, _)) => {
+                self.write_update(seqs, id, &cols, hash)?;
+                Ok((
+                    Upserted::Updated,
+                    Held {
+                        id,
+                        hash,
+                        open: true,
+                    },
+                ))
             }
             None => {
-                let seq = seqs.take();
-                self.insert.execute(params![
-                    authority,
-                    r.local_id,
-                    r.plan_type.as_str(),
-                    nhs,
-                    dob,
-                    start,
-                    end,
-                    reason,
-                    r.team,
-                    r.office_hours_phone,
-                    r.out_of_hours_phone,
-                    r.email,
-                    seq
-                ])?;
-                Ok(Upserted::Inserted)
+                let id = self.write_insert(seqs, authority, r, &cols, hash)?;
+                Ok((
+                    Upserted::Inserted,
+                    Held {
+                        id,
+                        hash,
+                        open: true,
+                    },
+                ))
             }
         }
+    }
+
+    /// Upserts a valid record knowing what is held under its key (`held`, from
+    /// [`for_each_held`] and earlier upserts of this file): no read at all, and no
+    /// write when the content hash is unchanged.
+    pub fn upsert_known(
+        &mut self,
+        seqs: &mut ChangeSeq,
+        authority: &str,
+        held: Option<Held>,
+        r: &ExtractRecord,
+    ) -> Result<(Upserted, Held)> {
+        let cols = Columns::of(r);
+        let hash = cols.hash();
+        match held {
+            Some(h) if h.hash == 0 => self.upsert(seqs, authority, r),
+            Some(h) if h.hash == hash => Ok((Upserted::Unchanged, h)),
+            Some(h) => {
+                self.write_update(seqs, h.id, &cols, hash)?;
+                Ok((Upserted::Updated, Held { hash, ..h }))
+            }
+            None => {
+                let id = self.write_insert(seqs, authority, r, &cols, hash)?;
+                Ok((
+                    Upserted::Inserted,
+                    Held {
+                        id,
+                        hash,
+                        open: true,
+                    },
+                ))
+            }
+        }
+    }
+
+    fn write_update(
+        &mut self,
+        seqs: &mut ChangeSeq,
+        id: i64,
+        c: &Columns<'_>,
+        hash: i64,
+    ) -> Result<()> {
+        self.due.note(c.record);
+        let [nhs, dob, start, end, reason, team, ohp, oohp, email] = c.texts();
+        self.update.execute(params![
+            id,
+            nhs,
+            dob,
+            start,
+            end,
+            reason,
+            team,
+            ohp,
+            oohp,
+            email,
+            seqs.take(),
+            hash
+        ])?;
+        Ok(())
+    }
+
+    fn write_insert(
+        &mut self,
+        seqs: &mut ChangeSeq,
+        authority: &str,
+        r: &ExtractRecord,
+        c: &Columns<'_>,
+        hash: i64,
+    ) -> Result<i64> {
+        self.due.note(r);
+        let [nhs, dob, start, end, reason, team, ohp, oohp, email] = c.texts();
+        let id = self.insert.insert(params![
+            authority,
+            r.local_id,
+            r.plan_type.as_str(),
+            nhs,
+            dob,
+            start,
+            end,
+            reason,
+            team,
+            ohp,
+            oohp,
+            email,
+            seqs.take(),
+            hash
+        ])?;
+        Ok(id)
     }
 }
 
@@ -613,7 +869,8 @@ pub fn end_record(
 ) -> Result<()> {
     let seq = seqs.take();
     conn.prepare_cached(
-        "UPDATE records SET end_date = ?2, ended_reason = ?3, change_seq = ?4 WHERE id = ?1",
+        // The hub's own ending matches no line an authority sends: hash unknown.
+        "UPDATE records SET end_date = ?2, ended_reason = ?3, change_seq = ?4, row_hash = NULL WHERE id = ?1",
     )?
     .execute(params![id, date_text(Some(on)), reason, seq])?;
     Ok(())
@@ -634,34 +891,85 @@ pub fn nhs_status(conn: &Connection, nhs: &str) -> Result<Option<(String, Option
         .optional()?)
 }
 
+/// The earliest day an age-18 ending can fall due, kept in `counters.age18_due` (days
+/// from the Common Era; no row = unknown), so that a pass with nothing due does not
+/// read every record. Every write of a CPP/LAC record lowers it to that child's 18th
+/// birthday if the record would then be a candidate; [`end_at_18`] reads the whole
+/// table only on or after that day (or when unknown) and sets it again.
+#[derive(Debug, Default)]
+pub struct Age18Due {
+    earliest: Option<NaiveDate>,
+}
+
+impl Age18Due {
+    /// The 18th birthday on which this record would end, when it is a candidate.
+    fn candidate(plan: &str, dob: Option<NaiveDate>, end: Option<NaiveDate>) -> Option<NaiveDate> {
+        if !matches!(plan, "CPP" | "LAC") {
+            return None;
+        }
+        let eighteen = crate::clock::birthday(dob?, 18);
+        end.is_none_or(|e| e > eighteen).then_some(eighteen)
+    }
+
+    fn note(&mut self, r: &ExtractRecord) {
+        if let Some(day) = Self::candidate(r.plan_type.as_str(), r.date_of_birth, r.end_date) {
+            self.earliest = Some(self.earliest.map_or(day, |e| e.min(day)));
+        }
+    }
+
+    /// Lowers the stored day (never raises it; unknown stays unknown).
+    fn save(&self, conn: &Connection) -> Result<()> {
+        use chrono::Datelike;
+        if let Some(day) = self.earliest {
+            conn.prepare_cached(
+                "UPDATE counters SET value = min(value, ?1) WHERE name = 'age18_due'",
+            )?
+            .execute([i64::from(day.num_days_from_ce())])?;
+        }
+        Ok(())
+    }
+}
+
 /// Ends open CPP/LAC records of children who are 18 on or before `today`, on their
-/// 18th birthday. Returns how many were ended.
+/// 18th birthday. Returns how many were ended. Reads nothing when [`Age18Due`] says
+/// nothing can be due yet.
 pub fn end_at_18(conn: &Connection, seqs: &mut ChangeSeq, today: NaiveDate) -> Result<u64> {
+    use chrono::Datelike;
+    let stored: Option<i64> = conn
+        .prepare_cached("SELECT value FROM counters WHERE name = 'age18_due'")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    if stored.is_some_and(|day| i64::from(today.num_days_from_ce()) < day) {
+        return Ok(0);
+    }
     let mut due = Vec::new();
+    let mut next = i64::MAX;
     {
         let mut stmt = conn.prepare_cached(
-            "SELECT id, date_of_birth, end_date FROM records WHERE plan_type IN ('CPP', 'LAC') AND date_of_birth IS NOT NULL
-             AND (end_date IS NULL OR end_date > date(date_of_birth, '+18 years'))",
+            "SELECT id, plan_type, date_of_birth, end_date FROM records WHERE plan_type IN ('CPP', 'LAC') AND date_of_birth IS NOT NULL",
         )?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
-            let dob: String = r.get(1)?;
-            let end: Option<String> = r.get(2)?;
-            if let Some(dob) = crate::clock::parse_date(&dob) {
-                let eighteen = crate::clock::birthday(dob, 18);
-                let later_end = end
-                    .as_deref()
-                    .and_then(crate::clock::parse_date)
-                    .is_none_or(|e| e > eighteen);
-                if eighteen <= today && later_end {
-                    due.push((r.get::<_, i64>(0)?, eighteen));
-                }
+            let plan: String = r.get(1)?;
+            let dob: String = r.get(2)?;
+            let end: Option<String> = r.get(3)?;
+            let end = end.as_deref().and_then(crate::clock::parse_date);
+            let Some(eighteen) = Age18Due::candidate(&plan, crate::clock::parse_date(&dob), end)
+            else {
+                continue;
+            };
+            if eighteen <= today {
+                due.push((r.get::<_, i64>(0)?, eighteen));
+            } else {
+                next = next.min(i64::from(eighteen.num_days_from_ce()));
             }
         }
     }
     for (id, on) in &due {
         end_record(conn, seqs, *id, *on, "AGE_18")?;
     }
+    conn.prepare_cached("INSERT OR REPLACE INTO counters (name, value) VALUES ('age18_due', ?1)")?
+        .execute([next])?;
     Ok(due.len() as u64)
 }
 

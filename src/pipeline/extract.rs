@@ -6,7 +6,8 @@
 //! that some record appears twice, the pass is rolled back to its savepoint and
 //! read again knowing that. Memory: 16 bytes per record (a hash of its key).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{self, Read};
 
 use chrono::NaiveDate;
@@ -139,6 +140,54 @@ pub struct Outcome {
     pub would_end: u64,
 }
 
+/// Records held by the authority, by key hash, read in one range scan before the
+/// lines: an upsert then needs no read, and an unchanged record no write. Read only
+/// when the authority holds at most [`HELD_IN_MEMORY`] records (≤ ~22 MiB); above
+/// that, every line reads its record from the index instead.
+type HeldMap = HashMap<u128, index::Held, BuildHasherDefault<KeyHasher>>;
+
+/// The most held records read into memory for one file (see [`HeldMap`]).
+pub const HELD_IN_MEMORY: usize = 250_000;
+
+/// The keys are already xxh3-128 hashes: use their low 64 bits as they are.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64;
+    }
+}
+
+/// Reads what the authority holds (see [`HeldMap`]); `None` when it holds too much.
+fn read_held(
+    conn: &Connection,
+    authority: &str,
+    on: NaiveDate,
+) -> Result<Option<(HeldMap, u64)>, IndexError> {
+    let mut map = HeldMap::default();
+    let mut open = 0u64;
+    let complete = index::for_each_held(conn, authority, on, |local_id, plan, held| {
+        if map.len() >= crate::fault::held_in_memory(HELD_IN_MEMORY) {
+            return false;
+        }
+        if let Some(plan) = PlanType::parse(plan) {
+            map.insert(key_hash(local_id, plan), held);
+            open += u64::from(held.open);
+        }
+        true
+    })?;
+    Ok(complete.then_some((map, open)))
+}
+
 fn key_hash(local_id: &str, plan: PlanType) -> u128 {
     let mut bytes = Vec::with_capacity(local_id.len() + 2);
     bytes.extend_from_slice(local_id.as_bytes());
@@ -269,9 +318,18 @@ fn run_pass(
     let check_nhs_status = index::any_nhs_status(conn)?;
     let mut seqs = index::ChangeSeq::load(conn)?;
     let mut writer = index::RecordWriter::new(conn)?;
-    if full {
-        result.open_before = index::count_open(conn, job.authority, reference_date)?;
-    }
+    let mut held = match read_held(conn, job.authority, reference_date)? {
+        Some((map, open)) => {
+            result.open_before = open;
+            Some(map)
+        }
+        None => {
+            if full {
+                result.open_before = index::count_open(conn, job.authority, reference_date)?;
+            }
+            None
+        }
+    };
 
     let mut fatal = false;
     for item in reader {
@@ -291,8 +349,10 @@ fn run_pass(
                     continue;
                 }
                 let mut checked = rules.check(&raw);
+                let mut key = 0u128;
                 if let Some((local_id, plan)) = &checked.key {
                     let h = key_hash(local_id, *plan);
+                    key = h;
                     result.hashes.push(h);
                     if dups.contains(&h) {
                         checked
@@ -318,27 +378,51 @@ fn run_pass(
                                     replacement.as_deref(),
                                 ));
                             } else if can_apply {
-                                writer.upsert(&mut seqs, job.authority, &record)?;
+                                match held.as_mut() {
+                                    Some(map) => {
+                                        let before = map.get(&key).copied();
+                                        let (_, now) = writer.upsert_known(
+                                            &mut seqs,
+                                            job.authority,
+                                            before,
+                                            &record,
+                                        )?;
+                                        map.insert(key, now);
+                                    }
+                                    None => {
+                                        writer.upsert(&mut seqs, job.authority, &record)?;
+                                    }
+                                }
                                 result.wrote = true;
                             }
                         }
-                        Action::Delete => match index::find_record(
-                            conn,
-                            job.authority,
-                            &record.local_id,
-                            record.plan_type,
-                        )? {
-                            None => checked.problems.push(validate::unknown_record(
-                                raw.line,
-                                &record.local_id,
-                                record.plan_type,
-                            )),
-                            Some(held) if can_apply => {
-                                index::delete_record(conn, &mut seqs, held.id)?;
-                                result.wrote = true;
+                        Action::Delete => {
+                            let id = match held.as_ref() {
+                                Some(map) => map.get(&key).map(|h| h.id),
+                                None => index::find_record(
+                                    conn,
+                                    job.authority,
+                                    &record.local_id,
+                                    record.plan_type,
+                                )?
+                                .map(|r| r.id),
+                            };
+                            match id {
+                                None => checked.problems.push(validate::unknown_record(
+                                    raw.line,
+                                    &record.local_id,
+                                    record.plan_type,
+                                )),
+                                Some(id) if can_apply => {
+                                    index::delete_record(conn, &mut seqs, id)?;
+                                    if let Some(map) = held.as_mut() {
+                                        map.remove(&key);
+                                    }
+                                    result.wrote = true;
+                                }
+                                Some(_) => {}
                             }
-                            Some(_) => {}
-                        },
+                        }
                     }
                 }
                 if checked
@@ -371,17 +455,35 @@ fn run_pass(
     if full && !pass.file_error {
         let hashes = &result.hashes;
         let mut to_end = Vec::new();
-        index::for_each_open(conn, job.authority, reference_date, |id, local_id, plan| {
-            if let Some(plan) = PlanType::parse(plan) {
-                if hashes.binary_search(&key_hash(local_id, plan)).is_err() {
-                    to_end.push(id);
+        match &held {
+            // Rows inserted or updated by this pass are in the file: only what was
+            // held and open before it can be absent.
+            Some(map) => {
+                for (k, h) in map {
+                    if h.open && hashes.binary_search(k).is_err() {
+                        to_end.push(h.id);
+                    }
                 }
+                // In row order, whatever the map's order: change_seq, and so the
+                // sites' DELTA rows, come out the same on every run.
+                to_end.sort_unstable();
             }
-        })?;
+            None => {
+                index::for_each_open(conn, job.authority, reference_date, |id, local_id, plan| {
+                    if let Some(plan) = PlanType::parse(plan) {
+                        if hashes.binary_search(&key_hash(local_id, plan)).is_err() {
+                            to_end.push(id);
+                        }
+                    }
+                })?;
+                to_end.sort_unstable();
+            }
+        }
         result.to_end = to_end;
     }
     if allow_apply {
         seqs.save(conn)?;
+        writer.save(conn)?;
     }
     if stale && !pass.file_error {
         let last = state.last_extracted_at.clone().unwrap_or_default();

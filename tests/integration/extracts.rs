@@ -371,3 +371,146 @@ fn retention_purges_and_leaves_only_counts_in_the_audit_log() {
         "{audit:?}"
     );
 }
+
+/// Runs the same nights on two hubs, one reading the authority's held records into
+/// memory (the normal path) and one reading each record from the index
+/// (`held_in_memory:0`), and checks they end byte-identical: receipts, holdings, rows.
+#[test]
+fn held_records_in_memory_and_read_per_line_agree() {
+    let c = |id: &str, n: u32, start: &str, end: &str| {
+        format!("UPSERT,{id},{},CPP,2016-04-01,{start},{end}", nhs(n))
+    };
+    let nights: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "a.csv",
+            extract(
+                "FULL",
+                "2026-11-19T01:00:00Z",
+                &(1..=8)
+                    .map(|i| c(&format!("C{i}"), i, "2026-01-10", ""))
+                    .collect::<Vec<_>>(),
+            ),
+        ),
+        (
+            "b.csv",
+            extract(
+                "FULL",
+                "2026-11-20T01:00:00Z",
+                &[
+                    c("C1", 1, "2026-01-10", ""),
+                    c("C2", 2, "2026-02-11", ""),
+                    c("C4", 4, "2026-01-10", "2026-11-01"),
+                    c("C5", 5, "2026-01-10", ""),
+                    c("C6", 6, "2026-01-10", ""),
+                    c("C7", 7, "2026-01-10", ""),
+                    c("C8", 8, "2026-01-10", ""),
+                    c("C9", 9, "2026-01-10", ""),
+                    c("C10", 10, "2026-01-10", ""),
+                    c("C10", 11, "2026-01-10", ""),
+                    "UPSERT,C12,9990000001,CPP,2016-04-01,2026-01-10,".into(),
+                ],
+            ),
+        ),
+        ("c.csv", {
+            let mut text = String::from("#cpis-extract v1 authority=LA204 type=DELTA extracted_at=2026-11-21T01:00:00Z records=4\naction,local_id,nhs_number,plan_type,date_of_birth,start_date,end_date\n");
+            text.push_str("DELETE,C1,,CPP,,,\nDELETE,C99,,CPP,,,\n");
+            text.push_str(&(c("C3", 3, "2026-01-10", "") + "\n"));
+            text.push_str(&(c("C4", 4, "2026-01-10", "2026-11-01") + "\n"));
+            text.into_bytes()
+        }),
+        (
+            "d.csv",
+            extract(
+                "FULL",
+                "2026-11-22T01:00:00Z",
+                &[
+                    c("C2", 2, "2026-02-11", ""),
+                    c("C3", 3, "2026-01-10", ""),
+                    c("C4", 4, "2026-01-10", "2026-11-01"),
+                    c("C5", 5, "2026-01-10", ""),
+                    c("C6", 6, "2026-01-10", "2026-11-20"),
+                    c("C7", 7, "2026-01-10", ""),
+                    c("C8", 8, "2026-01-10", ""),
+                    c("C9", 9, "2026-01-10", ""),
+                ],
+            ),
+        ),
+    ];
+    let memory = Hub::new();
+    let per_line = Hub::new();
+    for (name, data) in &nights {
+        for (hub, env) in [(&memory, ""), (&per_line, "held_in_memory:0")] {
+            hub.drop("X26LA204", name, data);
+            hub.run_env(&["process"], &[("CPIS_HUB_FAULT", env)]);
+        }
+        assert_eq!(
+            memory.out("X26LA204", "RECEIPT"),
+            per_line.out("X26LA204", "RECEIPT"),
+            "after {name}"
+        );
+    }
+    let rows = "SELECT id, local_id, plan_type, nhs_number, start_date, end_date, ended_reason, created_seq, change_seq, row_hash FROM records ORDER BY id";
+    assert_eq!(memory.sql(rows), per_line.sql(rows));
+    assert_eq!(
+        memory.holdings("X26LA204").rows,
+        per_line.holdings("X26LA204").rows
+    );
+    // And the nights did what they say.
+    let r = memory.receipt("X26LA204", "b.csv");
+    assert_eq!(r.meta("status"), "PARTIAL");
+    assert_eq!(
+        r.codes(),
+        ["DUPLICATE_RECORD", "DUPLICATE_RECORD", "NHS_CHECK_DIGIT"]
+    );
+    let c = memory.receipt("X26LA204", "c.csv");
+    assert_eq!(c.codes(), ["UNKNOWN_RECORD"]);
+    let ended = |id: &str| {
+        memory.sql(&format!(
+            "SELECT coalesce(end_date, ''), coalesce(ended_reason, '') FROM records WHERE local_id = '{id}'"
+        ))
+    };
+    assert_eq!(ended("C3"), [["", ""]], "reopened after ABSENT_FROM_FULL");
+    assert_eq!(ended("C6"), [["2026-11-20", "AUTHORITY"]]);
+    assert!(ended("C1").is_empty(), "deleted");
+    // A night that changes nothing writes nothing.
+    let seq = memory.sql("SELECT value FROM counters WHERE name = 'change_seq'");
+    let d2 = String::from_utf8(nights[3].1.clone())
+        .unwrap()
+        .replace("2026-11-22T01:00:00Z", "2026-11-22T02:00:00Z");
+    memory.drop("X26LA204", "e.csv", d2.as_bytes());
+    memory.process(0);
+    assert_eq!(
+        memory.sql("SELECT value FROM counters WHERE name = 'change_seq'"),
+        seq
+    );
+}
+
+/// The age-18 scan is skipped until the earliest due birthday it knows of; a plan
+/// the authority ended early and later reopens must bring that day forward again.
+#[test]
+fn age_18_still_ends_a_plan_reopened_after_the_last_scan() {
+    let mut hub = Hub::new();
+    let ended = "UPSERT,T2,9990010005,LAC,2008-12-01,2026-01-10,2026-03-01".to_string();
+    hub.drop(
+        "X26LA204",
+        "a.csv",
+        &extract("DELTA", "2026-11-21T01:00:00Z", &[ended]),
+    );
+    hub.process(0);
+    hub.now = "2026-11-23T10:00:00Z".into();
+    hub.process(0); // a pass that scans: nothing is due any more
+    let reopened = "UPSERT,T2,9990010005,LAC,2008-12-01,2026-01-10,".to_string();
+    hub.drop(
+        "X26LA204",
+        "b.csv",
+        &extract("DELTA", "2026-11-23T01:00:00Z", &[reopened]),
+    );
+    hub.process(0);
+    hub.now = "2026-12-02T10:00:00Z".into();
+    let h = hub.holdings("X26LA204");
+    let t2 = h.row("local_id", "T2");
+    assert_eq!(
+        (field(t2, "ended_reason"), field(t2, "end_date")),
+        ("AGE_18", "2026-12-01")
+    );
+}

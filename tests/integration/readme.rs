@@ -108,7 +108,13 @@ fn init_writes_a_working_config_and_refuses_to_overwrite() {
 fn version_names_the_schema() {
     let out = Command::new(BIN).arg("--version").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("database schema 1"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "database schema {}",
+            cpis_hub::index::SCHEMA_VERSION
+        )),
+        "{text}"
+    );
 }
 
 #[test]
