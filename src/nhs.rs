@@ -40,13 +40,16 @@ impl NhsNumber {
     pub fn parse(text: &str) -> Result<NhsNumber, NhsError> {
         let text = text.trim();
         let bytes = text.as_bytes();
-        let digits: Vec<u8> = match bytes.len() {
-            10 => bytes.to_vec(),
+        let mut digits = [0u8; 10];
+        match bytes.len() {
+            10 => digits.copy_from_slice(bytes),
             12 if bytes[3] == bytes[7] && (bytes[3] == b' ' || bytes[3] == b'-') => {
-                [&bytes[0..3], &bytes[4..7], &bytes[8..12]].concat()
+                digits[..3].copy_from_slice(&bytes[0..3]);
+                digits[3..6].copy_from_slice(&bytes[4..7]);
+                digits[6..].copy_from_slice(&bytes[8..12]);
             }
             _ => return Err(NhsError::Format),
-        };
+        }
         if !digits.iter().all(u8::is_ascii_digit) {
             return Err(NhsError::Format);
         }

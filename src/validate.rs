@@ -120,12 +120,9 @@ impl PlanType {
     }
 
     pub fn parse(text: &str) -> Option<PlanType> {
-        match text.to_ascii_uppercase().as_str() {
-            "CPP" => Some(PlanType::Cpp),
-            "LAC" => Some(PlanType::Lac),
-            "UCPP" => Some(PlanType::Ucpp),
-            _ => None,
-        }
+        [PlanType::Cpp, PlanType::Lac, PlanType::Ucpp]
+            .into_iter()
+            .find(|p| text.eq_ignore_ascii_case(p.as_str()))
     }
 
     /// CPP and LAC concern a child, who turns 18; UCPP is held on the mother.
@@ -325,11 +322,12 @@ impl ExtractRules {
     pub fn check(&self, raw: &RawRecord) -> Checked {
         let line = raw.line;
         let local_id = raw.get(col::LOCAL_ID);
-        let reference = local_id
-            .map(|l| truncate(l, MAX_LOCAL_ID))
-            .unwrap_or_default();
         let mut problems = Vec::new();
         let mut err = |code: &'static str, field: &str, message: String| {
+            // The line's reference, made only when there is a problem to report.
+            let reference = local_id
+                .map(|l| truncate(l, MAX_LOCAL_ID))
+                .unwrap_or_default();
             problems.push(Problem::record(line, &reference, code, field, message))
         };
 
@@ -348,22 +346,22 @@ impl ExtractRules {
                 None
             }
             (None, _) => Some(Action::Upsert),
-            (Some(a), t) => match a.to_ascii_uppercase().as_str() {
-                "UPSERT" => Some(Action::Upsert),
-                "DELETE" if t != Some(ExtractType::Full) => Some(Action::Delete),
-                "DELETE" => {
+            (Some(a), _) if a.eq_ignore_ascii_case("UPSERT") => Some(Action::Upsert),
+            (Some(a), t) if a.eq_ignore_ascii_case("DELETE") => match t {
+                Some(ExtractType::Full) => {
                     err("ACTION", "action", "DELETE is not allowed in a FULL extract: leave the record out, or send it in a DELTA".into());
                     None
                 }
-                _ => {
-                    err(
-                        "ACTION",
-                        "action",
-                        format!("action {:?} is not UPSERT or DELETE", truncate(a, 20)),
-                    );
-                    None
-                }
+                _ => Some(Action::Delete),
             },
+            (Some(a), _) => {
+                err(
+                    "ACTION",
+                    "action",
+                    format!("action {:?} is not UPSERT or DELETE", truncate(a, 20)),
+                );
+                None
+            }
         };
 
         // local_id

@@ -533,14 +533,20 @@ impl<'r> Columns<'r> {
     /// The content hash stored in `records.row_hash`: xxh3-64 over the content
     /// columns, each length-prefixed (absent = `u32::MAX`). Never 0 (0 = unknown).
     fn hash(&self) -> i64 {
-        content_hash(&self.texts())
+        hash_texts(&self.texts())
     }
+}
+
+/// The content hash of a valid record as [`RecordWriter`] would store it (pure; the
+/// extract's reading thread computes it).
+pub fn content_hash(r: &ExtractRecord) -> i64 {
+    Columns::of(r).hash()
 }
 
 /// The content columns an upsert compares, in order.
 const CONTENT_COLUMNS: &str = "nhs_number, date_of_birth, start_date, end_date, ended_reason, team, office_hours_phone, out_of_hours_phone, email";
 
-fn content_hash(texts: &[Option<&str>; 9]) -> i64 {
+fn hash_texts(texts: &[Option<&str>; 9]) -> i64 {
     let mut buf = [0u8; 512];
     let mut v = Vec::new();
     let mut n = 0;
@@ -577,13 +583,13 @@ pub struct Held {
     pub open: bool,
 }
 
-/// Calls `f(local_id, plan_type, held)` for every record of an authority (open on
+/// Calls `f(local_id, plan_type, held)` (the stored UTF-8 bytes) for every record of an authority (open on
 /// `on` or not), in key order. Stops early, returning false, when `f` does.
 pub fn for_each_held(
     conn: &Connection,
     authority: &str,
     on: NaiveDate,
-    mut f: impl FnMut(&str, &str, Held) -> bool,
+    mut f: impl FnMut(&[u8], &[u8], Held) -> bool,
 ) -> Result<bool> {
     let on = date_text(Some(on));
     let mut stmt = conn.prepare_cached(
@@ -596,8 +602,8 @@ pub fn for_each_held(
             hash: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
             open: r.get(4)?,
         };
-        let local_id = r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
-        let plan = r.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?;
+        let local_id = r.get_ref(1)?.as_bytes().map_err(rusqlite::Error::from)?;
+        let plan = r.get_ref(2)?.as_bytes().map_err(rusqlite::Error::from)?;
         if !f(local_id, plan, held) {
             return Ok(false);
         }
@@ -673,7 +679,7 @@ impl<'c> RecordWriter<'c> {
                 },
             )
             .optional()?;
-        let hash = content_hash(&texts);
+        let hash = hash_texts(&texts);
         match existing {
             Some((id, true, stored)) => {
                 if stored != Some(hash) {
@@ -715,17 +721,17 @@ impl<'c> RecordWriter<'c> {
     }
 
     /// Upserts a valid record knowing what is held under its key (`held`, from
-    /// [`for_each_held`] and earlier upserts of this file): no read at all, and no
-    /// write when the content hash is unchanged.
+    /// [`for_each_held`] and earlier upserts of this file) and its [`content_hash`]:
+    /// no read at all, and no write when the content hash is unchanged.
     pub fn upsert_known(
         &mut self,
         seqs: &mut ChangeSeq,
         authority: &str,
         held: Option<Held>,
         r: &ExtractRecord,
+        hash: i64,
     ) -> Result<(Upserted, Held)> {
         let cols = Columns::of(r);
-        let hash = cols.hash();
         match held {
             Some(h) if h.hash == 0 => self.upsert(seqs, authority, r),
             Some(h) if h.hash == hash => Ok((Upserted::Unchanged, h)),

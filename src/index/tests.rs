@@ -70,7 +70,7 @@ fn a_version_1_database_migrates_and_hashes_rows_without_changing_them() {
     assert_eq!(what, Upserted::Unchanged);
     // The next night, knowing the hash: unchanged without a read.
     let (again, _) = writer
-        .upsert_known(&mut seqs, "LA204", Some(held), &same)
+        .upsert_known(&mut seqs, "LA204", Some(held), &same, content_hash(&same))
         .unwrap();
     assert_eq!(again, Upserted::Unchanged);
     drop(writer);
@@ -115,7 +115,7 @@ proptest! {
             for (n, night) in nights.iter().enumerate() {
                 let mut held: std::collections::HashMap<String, Held> = std::collections::HashMap::new();
                 for_each_held(&tx, "LA204", NaiveDate::from_ymd_opt(2026, 11, 22).unwrap(), |id, _, h| {
-                    held.insert(id.to_string(), h);
+                    held.insert(String::from_utf8_lossy(id).into_owned(), h);
                     true
                 }).unwrap();
                 let mut writer = RecordWriter::new(&tx).unwrap();
@@ -129,7 +129,7 @@ proptest! {
                         team.map(|t| ["Blue", "Green", ""][t as usize]),
                     );
                     if known {
-                        let (_, h) = writer.upsert_known(&mut seqs, "LA204", held.get(&id).copied(), &r).unwrap();
+                        let (_, h) = writer.upsert_known(&mut seqs, "LA204", held.get(&id).copied(), &r, content_hash(&r)).unwrap();
                         held.insert(id, h);
                     } else {
                         writer.upsert(&mut seqs, "LA204", &r).unwrap();

@@ -1,9 +1,8 @@
 //! CSV form: metadata line, header row matched case-insensitively, RFC 4180 rows.
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
-use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
 use super::limits::{self, CrLf, LineLimit};
 use super::{meta, FileProblem, FormatSpec, Item, Prelude, RawRecord, Syntax, MAX_LINE_BYTES};
@@ -14,13 +13,13 @@ use super::{meta, FileProblem, FormatSpec, Item, Prelude, RawRecord, Syntax, MAX
 struct Newlines<R> {
     inner: R,
     offset: u64,
-    seen: Rc<RefCell<VecDeque<u64>>>,
+    seen: Arc<Mutex<VecDeque<u64>>>,
 }
 
 impl<R: Read> Read for Newlines<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        let mut seen = self.seen.borrow_mut();
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         for (i, b) in buf[..n].iter().enumerate() {
             if *b == b'\n' {
                 seen.push_back(self.offset + i as u64);
@@ -36,7 +35,7 @@ type Source<R> = Newlines<CrLf<BufReader<LineLimit<BufReader<R>>>>>;
 
 pub(super) struct CsvDoc<R: Read> {
     reader: csv::Reader<Source<R>>,
-    newlines: Rc<RefCell<VecDeque<u64>>>,
+    newlines: Arc<Mutex<VecDeque<u64>>>,
     /// For each CSV column: the index in the format's columns, if known.
     mapping: Vec<Option<usize>>,
     width: usize,
@@ -89,7 +88,7 @@ impl<R: Read> CsvDoc<R> {
         let metadata = meta::parse_line(line).map_err(|m| FileProblem::new("METADATA", "", m))?;
         check_format(&metadata, spec)?;
 
-        let newlines = Rc::new(RefCell::new(VecDeque::new()));
+        let newlines = Arc::new(Mutex::new(VecDeque::new()));
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
@@ -178,7 +177,7 @@ impl<R: Read> CsvDoc<R> {
                 .map(|p| (p.line() + 1, p.byte()))
                 .unwrap_or((0, 0));
             {
-                let mut seen = self.newlines.borrow_mut();
+                let mut seen = self.newlines.lock().unwrap_or_else(|e| e.into_inner());
                 while seen.front().is_some_and(|o| *o < start) {
                     seen.pop_front();
                 }

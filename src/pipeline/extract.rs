@@ -9,6 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{self, Read};
+use std::sync::mpsc;
 
 use chrono::NaiveDate;
 use rusqlite::Connection;
@@ -18,9 +19,9 @@ use crate::clock::{self, Clock};
 use crate::config::HubSettings;
 use crate::formats::EXTRACT;
 use crate::index::{self, Counts, IndexError};
-use crate::parse::{limits, DocReader, Item};
+use crate::parse::{limits, DocReader, FileProblem, Item};
 use crate::validate::{
-    self, Action, ExtractHeader, ExtractRules, ExtractType, PlanType, Problem, Severity,
+    self, Action, Checked, ExtractHeader, ExtractRules, ExtractType, PlanType, Problem, Severity,
 };
 
 /// Why an extract could not be evaluated at all (nothing is decided; retry later).
@@ -179,8 +180,9 @@ fn read_held(
         if map.len() >= crate::fault::held_in_memory(HELD_IN_MEMORY) {
             return false;
         }
-        if let Some(plan) = PlanType::parse(plan) {
-            map.insert(key_hash(local_id, plan), held);
+        let plan = std::str::from_utf8(plan).ok().and_then(PlanType::parse);
+        if let Some(plan) = plan {
+            map.insert(key_hash_bytes(local_id, plan), held);
             open += u64::from(held.open);
         }
         true
@@ -189,11 +191,23 @@ fn read_held(
 }
 
 fn key_hash(local_id: &str, plan: PlanType) -> u128 {
-    let mut bytes = Vec::with_capacity(local_id.len() + 2);
-    bytes.extend_from_slice(local_id.as_bytes());
-    bytes.push(0xFF);
-    bytes.push(plan as u8);
-    xxh3_128(&bytes)
+    key_hash_bytes(local_id.as_bytes(), plan)
+}
+
+fn key_hash_bytes(local_id: &[u8], plan: PlanType) -> u128 {
+    // local_id is at most 64 characters (256 bytes): hashed from the stack.
+    let mut stack = [0u8; 258];
+    let mut heap = Vec::new();
+    let bytes: &mut [u8] = if local_id.len() + 2 <= stack.len() {
+        &mut stack[..local_id.len() + 2]
+    } else {
+        heap.resize(local_id.len() + 2, 0);
+        &mut heap
+    };
+    bytes[..local_id.len()].copy_from_slice(local_id);
+    bytes[local_id.len()] = 0xFF;
+    bytes[local_id.len() + 1] = plan as u8;
+    xxh3_128(bytes)
 }
 
 struct PassResult {
@@ -231,8 +245,191 @@ impl Pass<'_> {
     }
 }
 
+/// Lines are handed from the reading thread to the applying one in batches of this
+/// many, with at most [`LINE_BATCHES`] batches in flight (bounded memory).
+const LINE_BATCH: usize = 256;
+const LINE_BATCHES: usize = 16;
+
+/// One item of the file, read and checked by the worker thread.
+enum Line {
+    Warning(FileProblem),
+    Fatal(FileProblem),
+    /// A record; `None` when the columns are unusable (counted, not checked).
+    Record(Option<Box<Prepared>>),
+}
+
+/// A checked line with the hashes the applying thread needs.
+struct Prepared {
+    line: u64,
+    checked: Checked,
+    /// [`key_hash`] of (local_id, plan_type) when both could be read.
+    key: Option<u128>,
+    /// The content hash of a valid UPSERT (`index::content_hash`).
+    hash: i64,
+}
+
+/// The worker: reads every item and checks every record (pure functions only).
+/// Stops after a fatal item, or when the applying side has stopped listening.
+fn prepare_lines(
+    reader: DocReader<Box<dyn Read + Send>>,
+    rules: &ExtractRules,
+    columns_ok: bool,
+    out: mpsc::SyncSender<Vec<Line>>,
+) {
+    let mut batch = Vec::with_capacity(LINE_BATCH);
+    for item in reader {
+        let (line, stop) = match item {
+            Item::Warning(w) => (Line::Warning(w), false),
+            Item::Fatal(fp) => (Line::Fatal(fp), true),
+            Item::Record(raw) if columns_ok => {
+                let checked = rules.check(&raw);
+                let key = checked.key.as_ref().map(|(id, plan)| key_hash(id, *plan));
+                let hash = match &checked.record {
+                    Some(r) if r.action == Action::Upsert => index::content_hash(r),
+                    _ => 0,
+                };
+                let p = Prepared {
+                    line: raw.line,
+                    checked,
+                    key,
+                    hash,
+                };
+                (Line::Record(Some(Box::new(p))), false)
+            }
+            Item::Record(_) => (Line::Record(None), false),
+        };
+        batch.push(line);
+        if batch.len() == LINE_BATCH || stop {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(LINE_BATCH));
+            if out.send(full).is_err() || stop {
+                return;
+            }
+        }
+    }
+    if !batch.is_empty() {
+        let _ = out.send(batch);
+    }
+}
+
+/// The applying side of a pass: what it needs to decide and write each line.
+struct Applying<'c, 'a> {
+    conn: &'c Connection,
+    authority: &'a str,
+    can_apply: bool,
+    check_nhs_status: bool,
+    dups: &'a HashSet<u128>,
+    seqs: index::ChangeSeq,
+    writer: index::RecordWriter<'c>,
+    held: Option<HeldMap>,
+}
+
+impl Applying<'_, '_> {
+    /// Index checks and the write of one checked line; its problems go to the pass.
+    fn apply(
+        &mut self,
+        p: Prepared,
+        pass: &mut Pass<'_>,
+        result: &mut PassResult,
+    ) -> Result<(), ExtractError> {
+        let conn = self.conn;
+        let Prepared {
+            line,
+            mut checked,
+            key,
+            hash,
+        } = p;
+        if let (Some(h), Some((local_id, plan))) = (key, &checked.key) {
+            result.hashes.push(h);
+            if self.dups.contains(&h) {
+                checked
+                    .problems
+                    .push(validate::duplicate_record(line, local_id, *plan));
+                checked.record = None;
+            }
+        }
+        let key = key.unwrap_or_default();
+        if let Some(record) = checked.record.take() {
+            match record.action {
+                Action::Upsert => {
+                    let inactive = match record.nhs_number {
+                        Some(n) if self.check_nhs_status => {
+                            index::nhs_status(conn, &n.as_string())?
+                        }
+                        _ => None,
+                    };
+                    if let Some((status, replacement)) = inactive {
+                        checked.problems.push(validate::nhs_inactive(
+                            line,
+                            &record.local_id,
+                            &status,
+                            replacement.as_deref(),
+                        ));
+                    } else if self.can_apply {
+                        match self.held.as_mut() {
+                            Some(map) => {
+                                let before = map.get(&key).copied();
+                                let (_, now) = self.writer.upsert_known(
+                                    &mut self.seqs,
+                                    self.authority,
+                                    before,
+                                    &record,
+                                    hash,
+                                )?;
+                                map.insert(key, now);
+                            }
+                            None => {
+                                self.writer
+                                    .upsert(&mut self.seqs, self.authority, &record)?;
+                            }
+                        }
+                        result.wrote = true;
+                    }
+                }
+                Action::Delete => {
+                    let id = match self.held.as_ref() {
+                        Some(map) => map.get(&key).map(|h| h.id),
+                        None => index::find_record(
+                            conn,
+                            self.authority,
+                            &record.local_id,
+                            record.plan_type,
+                        )?
+                        .map(|r| r.id),
+                    };
+                    match id {
+                        None => checked.problems.push(validate::unknown_record(
+                            line,
+                            &record.local_id,
+                            record.plan_type,
+                        )),
+                        Some(id) if self.can_apply => {
+                            index::delete_record(conn, &mut self.seqs, id)?;
+                            if let Some(map) = self.held.as_mut() {
+                                map.remove(&key);
+                            }
+                            result.wrote = true;
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
+        if checked
+            .problems
+            .iter()
+            .any(|p| p.severity == Severity::Error)
+        {
+            result.invalid += 1;
+        }
+        for p in checked.problems {
+            pass.push(conn, p)?;
+        }
+        Ok(())
+    }
+}
+
 /// Opens the inbound data (decompressed when needed, bounded in size).
-pub type Opener<'a> = &'a dyn Fn() -> io::Result<Box<dyn Read>>;
+pub type Opener<'a> = &'a dyn Fn() -> io::Result<Box<dyn Read + Send>>;
 
 fn run_pass(
     conn: &Connection,
@@ -316,128 +513,60 @@ fn run_pass(
     let can_apply = allow_apply && !pass.file_error && !stale && header.extract_type.is_some();
     let full = header.extract_type == Some(ExtractType::Full);
     let check_nhs_status = index::any_nhs_status(conn)?;
-    let mut seqs = index::ChangeSeq::load(conn)?;
-    let mut writer = index::RecordWriter::new(conn)?;
-    let mut held = match read_held(conn, job.authority, reference_date)? {
-        Some((map, open)) => {
-            result.open_before = open;
-            Some(map)
-        }
-        None => {
-            if full {
-                result.open_before = index::count_open(conn, job.authority, reference_date)?;
+    // A worker thread reads, parses and checks the lines (pure work) while this one
+    // reads what the authority holds, then applies them in file order.
+    let (line_tx, line_rx) = mpsc::sync_channel::<Vec<Line>>(LINE_BATCHES);
+    let rules = &rules;
+    let (seqs, writer, held, fatal) = std::thread::scope(|scope| {
+        scope.spawn(move || prepare_lines(reader, rules, columns_ok, line_tx));
+        let seqs = index::ChangeSeq::load(conn)?;
+        let writer = index::RecordWriter::new(conn)?;
+        let held = match read_held(conn, job.authority, reference_date)? {
+            Some((map, open)) => {
+                result.open_before = open;
+                Some(map)
             }
-            None
-        }
-    };
-
-    let mut fatal = false;
-    for item in reader {
-        match item {
-            Item::Warning(w) => pass.push(conn, Problem::from_file(w))?,
-            Item::Fatal(fp) => {
-                if fp.code == "READ_ERROR" {
-                    return Err(ExtractError::Io(io::Error::other(fp.message)));
+            None => {
+                if full {
+                    result.open_before = index::count_open(conn, job.authority, reference_date)?;
                 }
-                pass.push(conn, Problem::from_file(fp))?;
-                fatal = true;
-                break;
+                None
             }
-            Item::Record(raw) => {
-                result.records += 1;
-                if !columns_ok {
-                    continue;
-                }
-                let mut checked = rules.check(&raw);
-                let mut key = 0u128;
-                if let Some((local_id, plan)) = &checked.key {
-                    let h = key_hash(local_id, *plan);
-                    key = h;
-                    result.hashes.push(h);
-                    if dups.contains(&h) {
-                        checked
-                            .problems
-                            .push(validate::duplicate_record(raw.line, local_id, *plan));
-                        checked.record = None;
-                    }
-                }
-                if let Some(record) = checked.record.take() {
-                    match record.action {
-                        Action::Upsert => {
-                            let nhs = record.nhs_number.map(|n| n.as_string()).unwrap_or_default();
-                            let inactive = if check_nhs_status {
-                                index::nhs_status(conn, &nhs)?
-                            } else {
-                                None
-                            };
-                            if let Some((status, replacement)) = inactive {
-                                checked.problems.push(validate::nhs_inactive(
-                                    raw.line,
-                                    &record.local_id,
-                                    &status,
-                                    replacement.as_deref(),
-                                ));
-                            } else if can_apply {
-                                match held.as_mut() {
-                                    Some(map) => {
-                                        let before = map.get(&key).copied();
-                                        let (_, now) = writer.upsert_known(
-                                            &mut seqs,
-                                            job.authority,
-                                            before,
-                                            &record,
-                                        )?;
-                                        map.insert(key, now);
-                                    }
-                                    None => {
-                                        writer.upsert(&mut seqs, job.authority, &record)?;
-                                    }
-                                }
-                                result.wrote = true;
-                            }
+        };
+        let mut state = Applying {
+            conn,
+            authority: job.authority,
+            can_apply,
+            check_nhs_status,
+            dups,
+            seqs,
+            writer,
+            held,
+        };
+        let mut fatal = false;
+        'lines: for batch in line_rx {
+            for line in batch {
+                match line {
+                    Line::Warning(w) => pass.push(conn, Problem::from_file(w))?,
+                    Line::Fatal(fp) => {
+                        if fp.code == "READ_ERROR" {
+                            return Err(ExtractError::Io(io::Error::other(fp.message)));
                         }
-                        Action::Delete => {
-                            let id = match held.as_ref() {
-                                Some(map) => map.get(&key).map(|h| h.id),
-                                None => index::find_record(
-                                    conn,
-                                    job.authority,
-                                    &record.local_id,
-                                    record.plan_type,
-                                )?
-                                .map(|r| r.id),
-                            };
-                            match id {
-                                None => checked.problems.push(validate::unknown_record(
-                                    raw.line,
-                                    &record.local_id,
-                                    record.plan_type,
-                                )),
-                                Some(id) if can_apply => {
-                                    index::delete_record(conn, &mut seqs, id)?;
-                                    if let Some(map) = held.as_mut() {
-                                        map.remove(&key);
-                                    }
-                                    result.wrote = true;
-                                }
-                                Some(_) => {}
-                            }
+                        pass.push(conn, Problem::from_file(fp))?;
+                        fatal = true;
+                        break 'lines;
+                    }
+                    Line::Record(p) => {
+                        result.records += 1;
+                        if let Some(p) = p {
+                            state.apply(*p, &mut pass, &mut result)?;
                         }
                     }
                 }
-                if checked
-                    .problems
-                    .iter()
-                    .any(|p| p.severity == Severity::Error)
-                {
-                    result.invalid += 1;
-                }
-                for p in checked.problems {
-                    pass.push(conn, p)?;
-                }
             }
         }
-    }
+        Ok::<_, ExtractError>((state.seqs, state.writer, state.held, fatal))
+    })?;
     if !fatal {
         if let Some(declared) = header.records {
             if declared != result.records {
@@ -631,6 +760,6 @@ fn evaluate_inner(
 }
 
 /// Wraps a reader so that reading past `max` bytes fails with TOO_LARGE.
-pub fn bounded(reader: impl Read + 'static, max: u64) -> Box<dyn Read> {
+pub fn bounded(reader: impl Read + Send + 'static, max: u64) -> Box<dyn Read + Send> {
     Box::new(limits::SizeLimit::new(reader, max))
 }

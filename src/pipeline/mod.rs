@@ -578,7 +578,11 @@ fn log_decision(m: &MessageRow, status: Status) {
     info!(event, mailbox = %m.mailbox, file = %file, status = status.as_str(), records = m.records, applied = m.applied, rejected = m.rejected, warnings = m.warnings);
 }
 
-fn opener(path: &Path, compressed: bool, max: u64) -> impl Fn() -> io::Result<Box<dyn Read>> + '_ {
+fn opener(
+    path: &Path,
+    compressed: bool,
+    max: u64,
+) -> impl Fn() -> io::Result<Box<dyn Read + Send>> + '_ {
     move || {
         let file = File::open(path)?;
         Ok(if compressed {
