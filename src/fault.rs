@@ -56,7 +56,7 @@ pub fn transient_read() -> std::io::Result<()> {
 }
 
 /// With `CPIS_HUB_FAULT=held_in_memory:N` an extract reads the authority's held
-/// records into memory only when there are at most N of them (production: 250,000),
+/// records into memory only when there are at most N of them (production: 200,000),
 /// so the tests can run the path that reads each record from the index instead.
 pub fn held_in_memory(default: usize) -> usize {
     armed()

@@ -556,6 +556,12 @@ fn main() -> anyhow::Result<()> {
         records: 0,
         runs: vec![],
     };
+    let mut copies = Row {
+        scenario: "FULL alerts, national index".into(),
+        tool: "cp x200 + syncfs".into(),
+        records: 0,
+        runs: vec![],
+    };
     for i in 0..runs {
         eprintln!("attendance and alerts, run {} of {runs} ...", i + 1);
         let d = hub_dir(
@@ -578,6 +584,31 @@ fn main() -> anyhow::Result<()> {
         full1
             .runs
             .push(hub_run(&d, &["process", "--emit", "alerts"])?);
+        // The physical floor of the 200-site case: the same bytes copied 200 times
+        // by `cp`, then made durable (`sync -f` = syncfs, as the hub does).
+        let out = d.join("mb/X26S000/out");
+        let rendered = fs::read_dir(&out)?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "csv"))
+            .context("the 1-site run wrote no alert file")?;
+        let cp = work.join("runs/cp200");
+        let _ = fs::remove_dir_all(&cp);
+        fs::create_dir_all(&cp)?;
+        copies.runs.push(measure(
+            &work,
+            Path::new("/bin/sh"),
+            &[
+                "-c",
+                &format!(
+                    "for i in $(seq 1 {SITES}); do cp {} {}/$i; done; sync -f {}",
+                    rendered.display(),
+                    cp.display(),
+                    cp.display()
+                ),
+            ],
+        )?);
+        fs::remove_dir_all(&cp)?;
     }
     if flag("--keep").is_none() {
         let _ = fs::remove_dir_all(work.join("runs"));
@@ -589,7 +620,7 @@ fn main() -> anyhow::Result<()> {
     if let (Some(x), Some(y)) = (ma, mb) {
         rows.extend([x, y]);
     }
-    rows.extend([att, full200, full1]);
+    rows.extend([att, full200, full1, copies]);
     print_table(&rows);
     println!();
     println!("ratios (medians of the per-run ratios; runs interleaved in this invocation):");
@@ -606,7 +637,7 @@ fn main() -> anyhow::Result<()> {
         0.5,
     );
     let mut next = 5;
-    if rows.len() > 8 {
+    if rows.len() > 9 {
         ratio_line(
             "1M FULL: cpis-hub / minimal loader",
             &rows[5],
@@ -633,6 +664,17 @@ fn main() -> anyhow::Result<()> {
         &rows[next + 1],
         &rows[next + 2],
         1.2,
+    );
+    let mut floor: Vec<f64> = rows[next + 1]
+        .runs
+        .iter()
+        .zip(&rows[next + 3].runs)
+        .map(|(a, b)| a.secs / b.secs)
+        .collect();
+    println!(
+        "{:<58} {:>6.2}x  (no target: the disk's floor for 200 distinct files)",
+        "FULL alerts: 200 sites / (cp x200 + syncfs)",
+        median(&mut floor)
     );
     println!();
     println!("daemon latency and idle CPU: python3 bench/daemon_latency.py (bench/run.sh runs it after this)");

@@ -616,6 +616,7 @@ pub fn for_each_held(
 /// ([`RecordWriter::upsert_known`]), else one read and a compare of column values;
 /// never a write.
 pub struct RecordWriter<'c> {
+    conn: &'c Connection,
     find: rusqlite::Statement<'c>,
     insert: rusqlite::Statement<'c>,
     update: rusqlite::Statement<'c>,
@@ -627,13 +628,15 @@ pub struct RecordWriter<'c> {
 impl<'c> RecordWriter<'c> {
     pub fn new(conn: &'c Connection) -> Result<Self> {
         Ok(RecordWriter {
+            conn,
             find: conn.prepare(&format!(
                 "SELECT id, {CONTENT_COLUMNS}, row_hash FROM records WHERE authority = ?1 AND local_id = ?2 AND plan_type = ?3"
             ))?,
             insert: conn.prepare(
                 "INSERT INTO records (authority, local_id, plan_type, nhs_number, date_of_birth, start_date, end_date, ended_reason,
                  team, office_hours_phone, out_of_hours_phone, email, created_seq, change_seq, row_hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14)
+                 ON CONFLICT (authority, local_id, plan_type) DO NOTHING",
             )?,
             update: conn.prepare(
                 "UPDATE records SET nhs_number = ?2, date_of_birth = ?3, start_date = ?4, end_date = ?5, ended_reason = ?6,
@@ -707,15 +710,16 @@ impl<'c> RecordWriter<'c> {
                 ))
             }
             None => {
-                let id = self.write_insert(seqs, authority, r, &cols, hash)?;
-                Ok((
-                    Upserted::Inserted,
-                    Held {
-                        id,
-                        hash,
-                        open: true,
-                    },
-                ))
+                let inserted = self.write_insert(seqs, authority, r, &cols, hash)?;
+                let held = Held {
+                    id: inserted.unwrap_or(0),
+                    hash,
+                    open: true,
+                };
+                Ok(match inserted {
+                    Some(_) => (Upserted::Inserted, held),
+                    None => (Upserted::Unchanged, held),
+                })
             }
         }
     }
@@ -740,15 +744,16 @@ impl<'c> RecordWriter<'c> {
                 Ok((Upserted::Updated, Held { hash, ..h }))
             }
             None => {
-                let id = self.write_insert(seqs, authority, r, &cols, hash)?;
-                Ok((
-                    Upserted::Inserted,
-                    Held {
-                        id,
-                        hash,
-                        open: true,
-                    },
-                ))
+                let inserted = self.write_insert(seqs, authority, r, &cols, hash)?;
+                let held = Held {
+                    id: inserted.unwrap_or(0),
+                    hash,
+                    open: true,
+                };
+                Ok(match inserted {
+                    Some(_) => (Upserted::Inserted, held),
+                    None => (Upserted::Unchanged, held),
+                })
             }
         }
     }
@@ -786,10 +791,10 @@ impl<'c> RecordWriter<'c> {
         r: &ExtractRecord,
         c: &Columns<'_>,
         hash: i64,
-    ) -> Result<i64> {
+    ) -> Result<Option<i64>> {
         self.due.note(r);
         let [nhs, dob, start, end, reason, team, ohp, oohp, email] = c.texts();
-        let id = self.insert.insert(params![
+        let inserted = self.insert.execute(params![
             authority,
             r.local_id,
             r.plan_type.as_str(),
@@ -805,7 +810,13 @@ impl<'c> RecordWriter<'c> {
             seqs.take(),
             hash
         ])?;
-        Ok(id)
+        // 0 rows: the key was inserted earlier in this same pass, i.e. the record is
+        // twice in the file; such a pass is always rolled back and read again.
+        Ok((inserted == 1).then(|| self.insert_rowid()))
+    }
+
+    fn insert_rowid(&self) -> i64 {
+        self.conn.last_insert_rowid()
     }
 }
 

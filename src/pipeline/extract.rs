@@ -4,7 +4,14 @@
 //! applies the valid ones at once. When the end of the file shows that nothing may
 //! be applied (a file-level error, too many invalid lines, the mass-end guard) or
 //! that some record appears twice, the pass is rolled back to its savepoint and
-//! read again knowing that. Memory: 16 bytes per record (a hash of its key).
+//! read again knowing that. Memory: 16 bytes per record (a hash of its key), plus
+//! the sending authority's held records (key hash, row id, content hash) when it
+//! holds at most [`HELD_IN_MEMORY`].
+//!
+//! Two threads per pass: a worker reads and checks the lines (pure `parse` and
+//! `validate` work, never the index) and sends them in bounded batches; this thread
+//! reads what is held, then applies the lines in file order. Must never apply a line
+//! out of file order, nor let the worker touch SQLite.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -143,12 +150,12 @@ pub struct Outcome {
 
 /// Records held by the authority, by key hash, read in one range scan before the
 /// lines: an upsert then needs no read, and an unchanged record no write. Read only
-/// when the authority holds at most [`HELD_IN_MEMORY`] records (≤ ~22 MiB); above
+/// when the authority holds at most [`HELD_IN_MEMORY`] records (≤ ~11 MiB); above
 /// that, every line reads its record from the index instead.
 type HeldMap = HashMap<u128, index::Held, BuildHasherDefault<KeyHasher>>;
 
 /// The most held records read into memory for one file (see [`HeldMap`]).
-pub const HELD_IN_MEMORY: usize = 250_000;
+pub const HELD_IN_MEMORY: usize = 200_000;
 
 /// The keys are already xxh3-128 hashes: use their low 64 bits as they are.
 #[derive(Default)]
@@ -168,18 +175,20 @@ impl Hasher for KeyHasher {
     }
 }
 
-/// Reads what the authority holds (see [`HeldMap`]); `None` when it holds too much.
+/// Reads what the authority holds (see [`HeldMap`]); `None` when it holds too much
+/// (counted first on the key index, so a large authority costs no wasted scan).
 fn read_held(
     conn: &Connection,
     authority: &str,
     on: NaiveDate,
 ) -> Result<Option<(HeldMap, u64)>, IndexError> {
-    let mut map = HeldMap::default();
+    let held = index::count_held(conn, authority)?;
+    if held > crate::fault::held_in_memory(HELD_IN_MEMORY) as u64 {
+        return Ok(None);
+    }
+    let mut map = HeldMap::with_capacity_and_hasher(held as usize, Default::default());
     let mut open = 0u64;
-    let complete = index::for_each_held(conn, authority, on, |local_id, plan, held| {
-        if map.len() >= crate::fault::held_in_memory(HELD_IN_MEMORY) {
-            return false;
-        }
+    index::for_each_held(conn, authority, on, |local_id, plan, held| {
         let plan = std::str::from_utf8(plan).ok().and_then(PlanType::parse);
         if let Some(plan) = plan {
             map.insert(key_hash_bytes(local_id, plan), held);
@@ -187,7 +196,7 @@ fn read_held(
         }
         true
     })?;
-    Ok(complete.then_some((map, open)))
+    Ok(Some((map, open)))
 }
 
 fn key_hash(local_id: &str, plan: PlanType) -> u128 {
@@ -375,7 +384,12 @@ impl Applying<'_, '_> {
                                     &record,
                                     hash,
                                 )?;
-                                map.insert(key, now);
+                                // Only what was held before the file stays in the map
+                                // (memory does not grow with the file): a key met again
+                                // is a duplicate, and a pass with duplicates is read again.
+                                if before.is_some() {
+                                    map.insert(key, now);
+                                }
                             }
                             None => {
                                 self.writer

@@ -514,3 +514,65 @@ fn age_18_still_ends_a_plan_reopened_after_the_last_scan() {
         ("AGE_18", "2026-12-01")
     );
 }
+
+/// Runs `cpis-hub process` and returns its exit code and its own peak resident
+/// memory in KiB (wait4 on that one child: other tests' children do not count).
+fn process_measured(hub: &Hub) -> (i32, i64) {
+    let child = std::process::Command::new(BIN)
+        .arg("--config")
+        .arg(hub.config())
+        .arg("--now")
+        .arg(&hub.now)
+        .arg("process")
+        .current_dir(hub.path())
+        .env_remove("CPIS_HUB_FAULT")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: wait4 on our own child's pid, with valid out-pointers.
+    let rc = unsafe { libc::wait4(child.id() as i32, &mut status, 0, usage.as_mut_ptr()) };
+    assert_eq!(rc, child.id() as i32);
+    // SAFETY: filled by the successful wait4 above.
+    let usage = unsafe { usage.assume_init() };
+    (libc::WEXITSTATUS(status), usage.ru_maxrss)
+}
+
+/// Memory must not grow with the file: 16 bytes per record for the FULL rule and
+/// duplicates, plus the authority's records held before the file. A 400,000-record
+/// FULL, into an empty index and then again onto itself, stays well inside the
+/// 64 MiB budget (a map of every inserted row, the bug this guards, needed ~110 MiB).
+#[test]
+fn a_large_full_is_applied_and_reapplied_in_bounded_memory() {
+    let hub = Hub::new();
+    let mut text = String::from(
+        "#cpis-extract v1 authority=LA204 type=FULL extracted_at=2026-11-21T01:00:00Z records=400000\naction,local_id,nhs_number,plan_type,date_of_birth,start_date,end_date\n",
+    );
+    // Distinct local ids; NHS numbers may repeat (siblings share nothing, but the
+    // rules allow it), which keeps generation cheap.
+    for i in 0..400_000u32 {
+        text.push_str(&format!(
+            "UPSERT,L{i:07},{},CPP,2016-04-01,2026-01-10,\n",
+            nhs(i % 5000)
+        ));
+    }
+    hub.drop("X26LA204", "big.csv", text.as_bytes());
+    let (code, first) = process_measured(&hub);
+    assert_eq!(code, 0);
+    let again = text.replace("2026-11-21T01:00:00Z", "2026-11-21T02:00:00Z");
+    hub.drop("X26LA204", "again.csv", again.as_bytes());
+    let (code, second) = process_measured(&hub);
+    assert_eq!(code, 0);
+    assert_eq!(
+        hub.receipt("X26LA204", "again.csv").meta("applied"),
+        "400000"
+    );
+    let peak_mib = first.max(second) / 1024;
+    assert!(
+        peak_mib < 64,
+        "peak RSS {peak_mib} MiB for a 400,000-record FULL"
+    );
+}
