@@ -517,6 +517,8 @@ fn age_18_still_ends_a_plan_reopened_after_the_last_scan() {
 
 /// Runs `cpis-hub process` and returns its exit code and its own peak resident
 /// memory in KiB (wait4 on that one child: other tests' children do not count).
+// The child is reaped by wait4 (which also gives its rusage), not by Child::wait.
+#[allow(clippy::zombie_processes)]
 fn process_measured(hub: &Hub) -> (i32, i64) {
     let child = std::process::Command::new(BIN)
         .arg("--config")
