@@ -284,8 +284,12 @@ fn prepare_lines(
     rules: &ExtractRules,
     columns_ok: bool,
     out: mpsc::SyncSender<Vec<Line>>,
+    used: mpsc::Receiver<Vec<Line>>,
 ) {
     let mut batch = Vec::with_capacity(LINE_BATCH);
+    // Batches come back once applied and are emptied here: what this thread
+    // allocated, this thread frees (no allocator lock shared across threads).
+    let mut spare = Vec::new();
     for item in reader {
         let (line, stop) = match item {
             Item::Warning(w) => (Line::Warning(w), false),
@@ -309,14 +313,26 @@ fn prepare_lines(
         };
         batch.push(line);
         if batch.len() == LINE_BATCH || stop {
-            let full = std::mem::replace(&mut batch, Vec::with_capacity(LINE_BATCH));
+            while let Ok(mut old) = used.try_recv() {
+                old.clear();
+                spare.push(old);
+            }
+            let next = spare
+                .pop()
+                .unwrap_or_else(|| Vec::with_capacity(LINE_BATCH));
+            let full = std::mem::replace(&mut batch, next);
             if out.send(full).is_err() || stop {
-                return;
+                break;
             }
         }
     }
     if !batch.is_empty() {
         let _ = out.send(batch);
+    }
+    drop(out);
+    // Until the applying side is done with every batch (it then drops its sender).
+    for old in used {
+        drop(old);
     }
 }
 
@@ -336,17 +352,13 @@ impl Applying<'_, '_> {
     /// Index checks and the write of one checked line; its problems go to the pass.
     fn apply(
         &mut self,
-        p: Prepared,
+        p: &mut Prepared,
         pass: &mut Pass<'_>,
         result: &mut PassResult,
     ) -> Result<(), ExtractError> {
         let conn = self.conn;
-        let Prepared {
-            line,
-            mut checked,
-            key,
-            hash,
-        } = p;
+        let (line, key, hash) = (p.line, p.key, p.hash);
+        let checked = &mut p.checked;
         if let (Some(h), Some((local_id, plan))) = (key, &checked.key) {
             result.hashes.push(h);
             if self.dups.contains(&h) {
@@ -357,7 +369,7 @@ impl Applying<'_, '_> {
             }
         }
         let key = key.unwrap_or_default();
-        if let Some(record) = checked.record.take() {
+        if let Some(record) = checked.record.as_ref() {
             match record.action {
                 Action::Upsert => {
                     let inactive = match record.nhs_number {
@@ -381,7 +393,7 @@ impl Applying<'_, '_> {
                                     &mut self.seqs,
                                     self.authority,
                                     before,
-                                    &record,
+                                    record,
                                     hash,
                                 )?;
                                 // Only what was held before the file stays in the map
@@ -392,8 +404,7 @@ impl Applying<'_, '_> {
                                 }
                             }
                             None => {
-                                self.writer
-                                    .upsert(&mut self.seqs, self.authority, &record)?;
+                                self.writer.upsert(&mut self.seqs, self.authority, record)?;
                             }
                         }
                         result.wrote = true;
@@ -435,7 +446,7 @@ impl Applying<'_, '_> {
         {
             result.invalid += 1;
         }
-        for p in checked.problems {
+        for p in checked.problems.drain(..) {
             pass.push(conn, p)?;
         }
         Ok(())
@@ -530,9 +541,10 @@ fn run_pass(
     // A worker thread reads, parses and checks the lines (pure work) while this one
     // reads what the authority holds, then applies them in file order.
     let (line_tx, line_rx) = mpsc::sync_channel::<Vec<Line>>(LINE_BATCHES);
+    let (used_tx, used_rx) = mpsc::channel::<Vec<Line>>();
     let rules = &rules;
     let (seqs, writer, held, fatal) = std::thread::scope(|scope| {
-        scope.spawn(move || prepare_lines(reader, rules, columns_ok, line_tx));
+        scope.spawn(move || prepare_lines(reader, rules, columns_ok, line_tx, used_rx));
         let seqs = index::ChangeSeq::load(conn)?;
         let writer = index::RecordWriter::new(conn)?;
         let held = match read_held(conn, job.authority, reference_date)? {
@@ -558,27 +570,31 @@ fn run_pass(
             held,
         };
         let mut fatal = false;
-        'lines: for batch in line_rx {
-            for line in batch {
+        'lines: for mut batch in line_rx {
+            for line in batch.iter_mut() {
                 match line {
-                    Line::Warning(w) => pass.push(conn, Problem::from_file(w))?,
+                    Line::Warning(w) => pass.push(conn, Problem::from_file(w.clone()))?,
                     Line::Fatal(fp) => {
                         if fp.code == "READ_ERROR" {
-                            return Err(ExtractError::Io(io::Error::other(fp.message)));
+                            let message = std::mem::take(&mut fp.message);
+                            return Err(ExtractError::Io(io::Error::other(message)));
                         }
-                        pass.push(conn, Problem::from_file(fp))?;
+                        pass.push(conn, Problem::from_file(fp.clone()))?;
                         fatal = true;
                         break 'lines;
                     }
                     Line::Record(p) => {
                         result.records += 1;
                         if let Some(p) = p {
-                            state.apply(*p, &mut pass, &mut result)?;
+                            state.apply(p, &mut pass, &mut result)?;
                         }
                     }
                 }
             }
+            // Back to the worker to be freed there.
+            let _ = used_tx.send(std::mem::take(&mut batch));
         }
+        drop(used_tx);
         Ok::<_, ExtractError>((state.seqs, state.writer, state.held, fatal))
     })?;
     if !fatal {
