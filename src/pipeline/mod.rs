@@ -603,11 +603,6 @@ fn apply_extract(
     data_path: &Path,
 ) -> Result<Status, PassError> {
     let authority = partner.authority_code().unwrap_or_default().to_string();
-    let tx = index.begin()?;
-    let Some(receipt) = begin_message(config, &tx, &now, &mut m)? else {
-        tx.commit()?;
-        return Ok(Status::Duplicate);
-    };
     let job = Job {
         hub: &config.hub,
         authority: &authority,
@@ -617,12 +612,34 @@ fn apply_extract(
         apply: true,
     };
     let open = opener(data_path, m.compressed, config.hub.max_file_bytes);
-    let mut sink = DbSink::new(receipt);
-    let outcome =
-        extract::evaluate(&tx, &job, &open, &mut sink).map_err(extract_failed(data_path))?;
-    finish_extract(config, &tx, &now, &mut m, receipt, &outcome, "pass")?;
-    commit_decided(tx)?;
-    Ok(outcome.status)
+    // The pass runs straight in the message's transaction (no savepoint); when the
+    // file must be read again (a record twice in it, or a decision that forbids
+    // applying after lines were applied) the whole transaction is rolled back and
+    // the message started again with what was learnt: at most three passes.
+    let mut hints = extract::Hints::default();
+    for _ in 0..3 {
+        let tx = index.begin()?;
+        let Some(receipt) = begin_message(config, &tx, &now, &mut m)? else {
+            tx.commit()?;
+            return Ok(Status::Duplicate);
+        };
+        let mut sink = DbSink::new(receipt);
+        match extract::evaluate_step(&tx, &job, &open, &mut sink, &hints)
+            .map_err(extract_failed(data_path))?
+        {
+            extract::Step::Again(h) => hints = h, // tx dropped: rolled back
+            extract::Step::Done(outcome) => {
+                finish_extract(config, &tx, &now, &mut m, receipt, &outcome, "pass")?;
+                commit_decided(tx)?;
+                return Ok(outcome.status);
+            }
+        }
+    }
+    Err(extract_failed(data_path)(extract::ExtractError::Io(
+        io::Error::other(
+            "the extract still needed another pass after three: it stays in in/ and is tried again",
+        ),
+    )))
 }
 
 /// Starts a message's record in the transaction: a DUPLICATE is recorded whole
