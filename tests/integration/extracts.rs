@@ -577,3 +577,46 @@ fn a_large_full_is_applied_and_reapplied_in_bounded_memory() {
         "peak RSS {peak_mib} MiB for a 400,000-record FULL"
     );
 }
+
+/// A file read three times — once to find a record twice, once to find that too
+/// many lines are invalid, once to answer without applying — leaves nothing applied
+/// and lists every problem exactly once.
+#[test]
+fn a_file_read_three_times_applies_nothing_and_lists_each_problem_once() {
+    let hub = Hub::new();
+    let rows = vec![
+        child("A1", 1),
+        child("B1", 2),
+        child("B1", 3),
+        "UPSERT,X1,9990000001,CPP,2016-04-01,2026-01-10,".to_string(),
+        "UPSERT,X2,9990000001,CPP,2016-04-01,2026-01-10,".to_string(),
+        "UPSERT,X3,9990000001,CPP,2016-04-01,2026-01-10,".to_string(),
+    ];
+    hub.drop(
+        "X26LA204",
+        "a.csv",
+        &extract("FULL", "2026-11-21T01:00:00Z", &rows),
+    );
+    hub.process(1);
+    let r = hub.receipt("X26LA204", "a.csv");
+    assert_eq!(r.meta("status"), "REJECTED");
+    let mut codes = r.codes();
+    codes.sort();
+    assert_eq!(
+        codes,
+        [
+            "DUPLICATE_RECORD",
+            "DUPLICATE_RECORD",
+            "NHS_CHECK_DIGIT",
+            "NHS_CHECK_DIGIT",
+            "NHS_CHECK_DIGIT",
+            "REJECT_FRACTION"
+        ]
+    );
+    assert_eq!(hub.sql("SELECT COUNT(*) FROM records"), [["0"]]);
+    assert_eq!(
+        hub.sql("SELECT COUNT(*) FROM messages"),
+        [["1"]],
+        "one ledger row"
+    );
+}
