@@ -231,10 +231,13 @@ pub const MIGRATIONS: &[&str] = &[
     -- The key of the opaque alert ids (a keyed hash of the record's row id, never of its local_id).
     INSERT INTO counters VALUES ('alert_secret', random());
     "#,
-    // 1 -> 2: a content hash per record, so that re-applying an unchanged record
-    // costs a compare in memory (issue 7). NULL = unknown: compared column by column.
+    // 1 -> 2 (issue 7): a content hash per record, so that re-applying an unchanged
+    // record costs a compare in memory (NULL = unknown: compared column by column);
+    // the end_date index goes (every insert of an ended record paid for it; the purge
+    // reads the table only on the days `counters.purge_due` says it may find work).
     r#"
     ALTER TABLE records ADD COLUMN row_hash INTEGER;
+    DROP INDEX records_by_end;
     "#,
 ];
 

@@ -621,8 +621,8 @@ pub struct RecordWriter<'c> {
     insert: rusqlite::Statement<'c>,
     update: rusqlite::Statement<'c>,
     set_hash: rusqlite::Statement<'c>,
-    /// The earliest 18th birthday among the CPP/LAC records written (see [`Age18Due`]).
-    due: Age18Due,
+    /// The earliest 18th birthday among the CPP/LAC records written (see [`DueDays`]).
+    due: DueDays,
 }
 
 impl<'c> RecordWriter<'c> {
@@ -643,7 +643,7 @@ impl<'c> RecordWriter<'c> {
                  team = ?7, office_hours_phone = ?8, out_of_hours_phone = ?9, email = ?10, change_seq = ?11, row_hash = ?12 WHERE id = ?1",
             )?,
             set_hash: conn.prepare("UPDATE records SET row_hash = ?2 WHERE id = ?1")?,
-            due: Age18Due::default(),
+            due: DueDays::default(),
         })
     }
 
@@ -890,7 +890,7 @@ pub fn end_record(
         "UPDATE records SET end_date = ?2, ended_reason = ?3, change_seq = ?4, row_hash = NULL WHERE id = ?1",
     )?
     .execute(params![id, date_text(Some(on)), reason, seq])?;
-    Ok(())
+    lower_counter(conn, "purge_due", on)
 }
 
 /// Whether any NHS number is marked superseded or inactive (if none, no lookup is needed).
@@ -908,17 +908,47 @@ pub fn nhs_status(conn: &Connection, nhs: &str) -> Result<Option<(String, Option
         .optional()?)
 }
 
-/// The earliest day an age-18 ending can fall due, kept in `counters.age18_due` (days
-/// from the Common Era; no row = unknown), so that a pass with nothing due does not
-/// read every record. Every write of a CPP/LAC record lowers it to that child's 18th
-/// birthday if the record would then be a candidate; [`end_at_18`] reads the whole
-/// table only on or after that day (or when unknown) and sets it again.
+/// The earliest days the two whole-table housekeeping jobs can find work, kept in
+/// `counters` (days from the Common Era; no row = unknown) so that a pass with nothing
+/// due reads no record:
+/// - `age18_due`: the earliest 18th birthday of a CPP/LAC record that age 18 would
+///   still end; read by [`end_at_18`];
+/// - `purge_due`: the earliest `end_date` of any record; [`purge`] acts when
+///   `end_date + retention_days` has come.
+///
+/// Every write that could bring either day forward lowers it (never raises it); the
+/// job that reads the whole table sets it again from what remains.
 #[derive(Debug, Default)]
-pub struct Age18Due {
+pub struct DueDays {
     earliest: Option<NaiveDate>,
+    earliest_end: Option<NaiveDate>,
 }
 
-impl Age18Due {
+fn days(d: NaiveDate) -> i64 {
+    use chrono::Datelike;
+    i64::from(d.num_days_from_ce())
+}
+
+fn lower_counter(conn: &Connection, name: &str, day: NaiveDate) -> Result<()> {
+    conn.prepare_cached("UPDATE counters SET value = min(value, ?2) WHERE name = ?1")?
+        .execute(params![name, days(day)])?;
+    Ok(())
+}
+
+fn read_counter(conn: &Connection, name: &str) -> Result<Option<i64>> {
+    Ok(conn
+        .prepare_cached("SELECT value FROM counters WHERE name = ?1")?
+        .query_row([name], |r| r.get(0))
+        .optional()?)
+}
+
+fn set_counter(conn: &Connection, name: &str, value: i64) -> Result<()> {
+    conn.prepare_cached("INSERT OR REPLACE INTO counters (name, value) VALUES (?1, ?2)")?
+        .execute(params![name, value])?;
+    Ok(())
+}
+
+impl DueDays {
     /// The 18th birthday on which this record would end, when it is a candidate.
     fn candidate(plan: &str, dob: Option<NaiveDate>, end: Option<NaiveDate>) -> Option<NaiveDate> {
         if !matches!(plan, "CPP" | "LAC") {
@@ -929,34 +959,32 @@ impl Age18Due {
     }
 
     fn note(&mut self, r: &ExtractRecord) {
+        let min = |a: Option<NaiveDate>, b: NaiveDate| Some(a.map_or(b, |a| a.min(b)));
         if let Some(day) = Self::candidate(r.plan_type.as_str(), r.date_of_birth, r.end_date) {
-            self.earliest = Some(self.earliest.map_or(day, |e| e.min(day)));
+            self.earliest = min(self.earliest, day);
+        }
+        if let Some(end) = r.end_date {
+            self.earliest_end = min(self.earliest_end, end);
         }
     }
 
-    /// Lowers the stored day (never raises it; unknown stays unknown).
+    /// Lowers the stored days (never raises them; unknown stays unknown).
     fn save(&self, conn: &Connection) -> Result<()> {
-        use chrono::Datelike;
         if let Some(day) = self.earliest {
-            conn.prepare_cached(
-                "UPDATE counters SET value = min(value, ?1) WHERE name = 'age18_due'",
-            )?
-            .execute([i64::from(day.num_days_from_ce())])?;
+            lower_counter(conn, "age18_due", day)?;
+        }
+        if let Some(day) = self.earliest_end {
+            lower_counter(conn, "purge_due", day)?;
         }
         Ok(())
     }
 }
 
 /// Ends open CPP/LAC records of children who are 18 on or before `today`, on their
-/// 18th birthday. Returns how many were ended. Reads nothing when [`Age18Due`] says
+/// 18th birthday. Returns how many were ended. Reads nothing when [`DueDays`] says
 /// nothing can be due yet.
 pub fn end_at_18(conn: &Connection, seqs: &mut ChangeSeq, today: NaiveDate) -> Result<u64> {
-    use chrono::Datelike;
-    let stored: Option<i64> = conn
-        .prepare_cached("SELECT value FROM counters WHERE name = 'age18_due'")?
-        .query_row([], |r| r.get(0))
-        .optional()?;
-    if stored.is_some_and(|day| i64::from(today.num_days_from_ce()) < day) {
+    if read_counter(conn, "age18_due")?.is_some_and(|day| days(today) < day) {
         return Ok(0);
     }
     let mut due = Vec::new();
@@ -971,27 +999,27 @@ pub fn end_at_18(conn: &Connection, seqs: &mut ChangeSeq, today: NaiveDate) -> R
             let dob: String = r.get(2)?;
             let end: Option<String> = r.get(3)?;
             let end = end.as_deref().and_then(crate::clock::parse_date);
-            let Some(eighteen) = Age18Due::candidate(&plan, crate::clock::parse_date(&dob), end)
+            let Some(eighteen) = DueDays::candidate(&plan, crate::clock::parse_date(&dob), end)
             else {
                 continue;
             };
             if eighteen <= today {
                 due.push((r.get::<_, i64>(0)?, eighteen));
             } else {
-                next = next.min(i64::from(eighteen.num_days_from_ce()));
+                next = next.min(days(eighteen));
             }
         }
     }
     for (id, on) in &due {
         end_record(conn, seqs, *id, *on, "AGE_18")?;
     }
-    conn.prepare_cached("INSERT OR REPLACE INTO counters (name, value) VALUES ('age18_due', ?1)")?
-        .execute([next])?;
+    set_counter(conn, "age18_due", next)?;
     Ok(due.len() as u64)
 }
 
 /// Purges records whose `end_date + retention_days` is on or before `today`.
-/// Returns how many were purged, by authority.
+/// Returns how many were purged, by authority. Reads nothing when `purge_due` (see
+/// [`DueDays`]) says no ending is old enough yet.
 pub fn purge(
     conn: &Connection,
     seqs: &mut ChangeSeq,
@@ -999,22 +1027,38 @@ pub fn purge(
     retention_days: u32,
 ) -> Result<Vec<(String, u64)>> {
     let cutoff = crate::clock::add_days(today, -i64::from(retention_days));
+    if read_counter(conn, "purge_due")?.is_some_and(|day| days(cutoff) < day) {
+        return Ok(Vec::new());
+    }
     let mut due = Vec::new();
+    let mut next = i64::MAX;
     {
-        let mut stmt = conn.prepare_cached("SELECT id, authority FROM records WHERE end_date IS NOT NULL AND end_date <= ?1 ORDER BY authority")?;
-        let mut rows = stmt.query([date_text(Some(cutoff))])?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, authority, end_date FROM records WHERE end_date IS NOT NULL",
+        )?;
+        let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
-            due.push((r.get::<_, i64>(0)?, r.get::<_, String>(1)?));
+            let end: String = r.get(2)?;
+            match crate::clock::parse_date(&end) {
+                Some(end) if end <= cutoff => {
+                    due.push((r.get::<_, String>(1)?, end, r.get::<_, i64>(0)?));
+                }
+                Some(end) => next = next.min(days(end)),
+                None => {}
+            }
         }
     }
+    // By authority, oldest ending first: the same order on every run.
+    due.sort_unstable();
     let mut counts: Vec<(String, u64)> = Vec::new();
-    for (id, authority) in due {
+    for (authority, _, id) in due {
         delete_record(conn, seqs, id)?;
         match counts.last_mut() {
             Some((a, n)) if *a == authority => *n += 1,
             _ => counts.push((authority, 1)),
         }
     }
+    set_counter(conn, "purge_due", next)?;
     Ok(counts)
 }
 

@@ -620,3 +620,44 @@ fn a_file_read_three_times_applies_nothing_and_lists_each_problem_once() {
         "one ledger row"
     );
 }
+
+/// The purge reads the table only once an ending can be old enough; an ending the
+/// hub sets itself (ABSENT_FROM_FULL) after the last full read must bring that day
+/// forward, or the record would outlive its retention.
+#[test]
+fn a_plan_the_hub_ended_is_purged_when_its_retention_ends() {
+    let mut hub = Hub::with("mass_end_min = 100");
+    hub.drop(
+        "X26LA204",
+        "a.csv",
+        &extract(
+            "FULL",
+            "2026-11-21T01:00:00Z",
+            &[child("A1", 1), child("B1", 2)],
+        ),
+    );
+    hub.process(0);
+    hub.now = "2026-11-23T10:00:00Z".into();
+    hub.drop(
+        "X26LA204",
+        "b.csv",
+        &extract("FULL", "2026-11-23T01:00:00Z", &[child("A1", 1)]),
+    );
+    hub.process(0);
+    assert_eq!(
+        hub.sql("SELECT end_date, ended_reason FROM records WHERE local_id = 'B1'"),
+        [["2026-11-23", "ABSENT_FROM_FULL"]]
+    );
+    hub.now = "2027-11-22T10:00:00Z".into(); // 364 days on: kept
+    hub.process(0);
+    assert_eq!(
+        hub.sql("SELECT COUNT(*) FROM records WHERE local_id = 'B1'"),
+        [["1"]]
+    );
+    hub.now = "2027-11-23T10:00:00Z".into(); // 365 days on: purged
+    hub.process(0);
+    assert_eq!(
+        hub.sql("SELECT COUNT(*) FROM records WHERE local_id = 'B1'"),
+        [["0"]]
+    );
+}
