@@ -20,10 +20,8 @@ impl<R: Read> Read for Newlines<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        for (i, b) in buf[..n].iter().enumerate() {
-            if *b == b'\n' {
-                seen.push_back(self.offset + i as u64);
-            }
+        for i in memchr::memchr_iter(b'\n', &buf[..n]) {
+            seen.push_back(self.offset + i as u64);
         }
         self.offset += n as u64;
         Ok(n)

@@ -36,15 +36,18 @@ impl<R: Read> LineLimit<R> {
 impl<R: Read> Read for LineLimit<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        for &b in &buf[..n] {
-            if b == self.delim {
-                self.since = 0;
-            } else {
-                self.since += 1;
-                if self.since > self.max {
-                    return Err(io::Error::other(LineTooLong(self.max)));
-                }
+        // Whole runs between delimiters at a time (memchr), not byte by byte.
+        let mut start = 0;
+        for at in memchr::memchr_iter(self.delim, &buf[..n]) {
+            if self.since + (at - start) > self.max {
+                return Err(io::Error::other(LineTooLong(self.max)));
             }
+            self.since = 0;
+            start = at + 1;
+        }
+        self.since += n - start;
+        if self.since > self.max {
+            return Err(io::Error::other(LineTooLong(self.max)));
         }
         Ok(n)
     }
@@ -145,22 +148,31 @@ impl<R: Read> Read for CrLf<R> {
                     break;
                 }
             }
-            let b = self.buf[self.pos];
             if self.pending_cr {
                 self.pending_cr = false;
-                if b != b'\n' {
+                if self.buf[self.pos] != b'\n' {
                     out[written] = b'\r';
                     written += 1;
                     continue;
                 }
+                // `\r\n`: the `\r` is dropped, the `\n` copied with the run below.
             }
-            self.pos += 1;
-            if b == b'\r' {
-                self.pending_cr = true;
-                continue;
+            // Copy the run up to the next `\r` (or as much as fits) in one go.
+            let avail = &self.buf[self.pos..self.len];
+            let take = avail.len().min(out.len() - written);
+            match memchr::memchr(b'\r', &avail[..take]) {
+                Some(i) => {
+                    out[written..written + i].copy_from_slice(&avail[..i]);
+                    written += i;
+                    self.pos += i + 1;
+                    self.pending_cr = true;
+                }
+                None => {
+                    out[written..written + take].copy_from_slice(&avail[..take]);
+                    written += take;
+                    self.pos += take;
+                }
             }
-            out[written] = b;
-            written += 1;
         }
         Ok(written)
     }
@@ -195,6 +207,51 @@ mod tests {
                 b"a\nb\rc\n\n\r",
                 "chunk {chunk}"
             );
+        }
+    }
+
+    proptest::proptest! {
+        /// The chunked `CrLf` equals the byte-by-byte rule: `\r\n` → `\n`, a lone
+        /// `\r` kept, whatever the chunk sizes.
+        #[test]
+        fn crlf_matches_the_simple_rule(
+            data in proptest::collection::vec(proptest::sample::select(vec![b'a', b'\r', b'\n', b',']), 0..200),
+            chunk in 1usize..9,
+        ) {
+            let mut expected = Vec::new();
+            let mut i = 0;
+            while i < data.len() {
+                if data[i] == b'\r' && data.get(i + 1) == Some(&b'\n') {
+                    i += 1;
+                    continue;
+                }
+                expected.push(data[i]);
+                i += 1;
+            }
+            proptest::prop_assert_eq!(through(&data, chunk), expected);
+        }
+
+        /// `LineLimit` fails exactly when some run without the delimiter is longer
+        /// than the limit, whatever the read sizes.
+        #[test]
+        fn line_limit_fails_exactly_on_a_long_line(
+            data in proptest::collection::vec(proptest::sample::select(vec![b'a', b'\n']), 0..120),
+            max in 0usize..12,
+            chunk in 1usize..9,
+        ) {
+            let longest = data.split(|b| *b == b'\n').map(<[u8]>::len).max().unwrap_or(0);
+            struct Chunks<'a>(&'a [u8], usize);
+            impl Read for Chunks<'_> {
+                fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+                    let n = self.0.len().min(self.1).min(out.len());
+                    out[..n].copy_from_slice(&self.0[..n]);
+                    self.0 = &self.0[n..];
+                    Ok(n)
+                }
+            }
+            let mut out = Vec::new();
+            let r = LineLimit::new(Chunks(&data, chunk), b'\n', max).read_to_end(&mut out);
+            proptest::prop_assert_eq!(r.is_err(), longest > max);
         }
     }
 
