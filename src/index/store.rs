@@ -537,6 +537,21 @@ impl<'r> Columns<'r> {
     }
 }
 
+/// Binds what INSERT and UPDATE of a record share: the content columns (?1..?9), the
+/// content hash (?10) and the change sequence number (?11).
+fn bind_content(
+    stmt: &mut rusqlite::Statement<'_>,
+    c: &Columns<'_>,
+    hash: i64,
+    seq: i64,
+) -> rusqlite::Result<()> {
+    for (i, text) in c.texts().iter().enumerate() {
+        stmt.raw_bind_parameter(i + 1, text)?;
+    }
+    stmt.raw_bind_parameter(10, hash)?;
+    stmt.raw_bind_parameter(11, seq)
+}
+
 /// The content hash of a valid record as [`RecordWriter`] would store it (pure; the
 /// extract's reading thread computes it).
 pub fn content_hash(r: &ExtractRecord) -> i64 {
@@ -633,14 +648,15 @@ impl<'c> RecordWriter<'c> {
                 "SELECT id, {CONTENT_COLUMNS}, row_hash FROM records WHERE authority = ?1 AND local_id = ?2 AND plan_type = ?3"
             ))?,
             insert: conn.prepare(
-                "INSERT INTO records (authority, local_id, plan_type, nhs_number, date_of_birth, start_date, end_date, ended_reason,
-                 team, office_hours_phone, out_of_hours_phone, email, created_seq, change_seq, row_hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14)
+                // ?1..?9: the content columns, as in UPDATE below (`bind_content`).
+                "INSERT INTO records (nhs_number, date_of_birth, start_date, end_date, ended_reason,
+                 team, office_hours_phone, out_of_hours_phone, email, row_hash, change_seq, created_seq, authority, local_id, plan_type)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?13, ?14)
                  ON CONFLICT (authority, local_id, plan_type) DO NOTHING",
             )?,
             update: conn.prepare(
-                "UPDATE records SET nhs_number = ?2, date_of_birth = ?3, start_date = ?4, end_date = ?5, ended_reason = ?6,
-                 team = ?7, office_hours_phone = ?8, out_of_hours_phone = ?9, email = ?10, change_seq = ?11, row_hash = ?12 WHERE id = ?1",
+                "UPDATE records SET nhs_number = ?1, date_of_birth = ?2, start_date = ?3, end_date = ?4, ended_reason = ?5,
+                 team = ?6, office_hours_phone = ?7, out_of_hours_phone = ?8, email = ?9, row_hash = ?10, change_seq = ?11 WHERE id = ?12",
             )?,
             set_hash: conn.prepare("UPDATE records SET row_hash = ?2 WHERE id = ?1")?,
             due: DueDays::default(),
@@ -766,21 +782,9 @@ impl<'c> RecordWriter<'c> {
         hash: i64,
     ) -> Result<()> {
         self.due.note(c.record);
-        let [nhs, dob, start, end, reason, team, ohp, oohp, email] = c.texts();
-        self.update.execute(params![
-            id,
-            nhs,
-            dob,
-            start,
-            end,
-            reason,
-            team,
-            ohp,
-            oohp,
-            email,
-            seqs.take(),
-            hash
-        ])?;
+        bind_content(&mut self.update, c, hash, seqs.take())?;
+        self.update.raw_bind_parameter(12, id)?;
+        self.update.raw_execute()?;
         Ok(())
     }
 
@@ -793,23 +797,11 @@ impl<'c> RecordWriter<'c> {
         hash: i64,
     ) -> Result<Option<i64>> {
         self.due.note(r);
-        let [nhs, dob, start, end, reason, team, ohp, oohp, email] = c.texts();
-        let inserted = self.insert.execute(params![
-            authority,
-            r.local_id,
-            r.plan_type.as_str(),
-            nhs,
-            dob,
-            start,
-            end,
-            reason,
-            team,
-            ohp,
-            oohp,
-            email,
-            seqs.take(),
-            hash
-        ])?;
+        bind_content(&mut self.insert, c, hash, seqs.take())?;
+        self.insert.raw_bind_parameter(12, authority)?;
+        self.insert.raw_bind_parameter(13, r.local_id.as_str())?;
+        self.insert.raw_bind_parameter(14, r.plan_type.as_str())?;
+        let inserted = self.insert.raw_execute()?;
         // 0 rows: the key was inserted earlier in this same pass, i.e. the record is
         // twice in the file; such a pass is always rolled back and read again.
         Ok((inserted == 1).then(|| self.insert_rowid()))

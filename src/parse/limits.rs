@@ -182,16 +182,19 @@ impl<R: Read> Read for CrLf<R> {
 mod tests {
     use super::*;
 
-    fn through(data: &[u8], chunk: usize) -> Vec<u8> {
-        struct Chunks<'a>(&'a [u8], usize);
-        impl Read for Chunks<'_> {
-            fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-                let n = self.0.len().min(self.1).min(out.len());
-                out[..n].copy_from_slice(&self.0[..n]);
-                self.0 = &self.0[n..];
-                Ok(n)
-            }
+    /// A reader that hands out at most `.1` bytes per read.
+    struct Chunks<'a>(&'a [u8], usize);
+
+    impl Read for Chunks<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = self.0.len().min(self.1).min(out.len());
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
         }
+    }
+
+    fn through(data: &[u8], chunk: usize) -> Vec<u8> {
         let mut got = Vec::new();
         CrLf::new(Chunks(data, chunk))
             .read_to_end(&mut got)
@@ -240,15 +243,6 @@ mod tests {
             chunk in 1usize..9,
         ) {
             let longest = data.split(|b| *b == b'\n').map(<[u8]>::len).max().unwrap_or(0);
-            struct Chunks<'a>(&'a [u8], usize);
-            impl Read for Chunks<'_> {
-                fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-                    let n = self.0.len().min(self.1).min(out.len());
-                    out[..n].copy_from_slice(&self.0[..n]);
-                    self.0 = &self.0[n..];
-                    Ok(n)
-                }
-            }
             let mut out = Vec::new();
             let r = LineLimit::new(Chunks(&data, chunk), b'\n', max).read_to_end(&mut out);
             proptest::prop_assert_eq!(r.is_err(), longest > max);
