@@ -598,14 +598,14 @@ pub struct Held {
     pub open: bool,
 }
 
-/// Calls `f(local_id, plan_type, held)` (the stored UTF-8 bytes) for every record of an authority (open on
-/// `on` or not), in key order. Stops early, returning false, when `f` does.
+/// Calls `f(local_id, plan_type, held)` (the stored UTF-8 bytes) for every record of
+/// an authority, open on `on` or not, in key order.
 pub fn for_each_held(
     conn: &Connection,
     authority: &str,
     on: NaiveDate,
-    mut f: impl FnMut(&[u8], &[u8], Held) -> bool,
-) -> Result<bool> {
+    mut f: impl FnMut(&[u8], &[u8], Held),
+) -> Result<()> {
     let on = date_text(Some(on));
     let mut stmt = conn.prepare_cached(
         "SELECT id, local_id, plan_type, row_hash, end_date IS NULL OR end_date > ?2 FROM records WHERE authority = ?1 ORDER BY local_id, plan_type",
@@ -619,11 +619,9 @@ pub fn for_each_held(
         };
         let local_id = r.get_ref(1)?.as_bytes().map_err(rusqlite::Error::from)?;
         let plan = r.get_ref(2)?.as_bytes().map_err(rusqlite::Error::from)?;
-        if !f(local_id, plan, held) {
-            return Ok(false);
-        }
+        f(local_id, plan, held);
     }
-    Ok(true)
+    Ok(())
 }
 
 /// Upserts valid records with statements prepared once per file. An unchanged record

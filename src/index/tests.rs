@@ -116,7 +116,6 @@ proptest! {
                 let mut held: std::collections::HashMap<String, Held> = std::collections::HashMap::new();
                 for_each_held(&tx, "LA204", NaiveDate::from_ymd_opt(2026, 11, 22).unwrap(), |id, _, h| {
                     held.insert(String::from_utf8_lossy(id).into_owned(), h);
-                    true
                 }).unwrap();
                 let mut writer = RecordWriter::new(&tx).unwrap();
                 for (child, later, ended, team) in night {

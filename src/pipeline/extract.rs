@@ -195,7 +195,6 @@ fn read_held(
             map.insert(key_hash_bytes(local_id, plan), held);
             open += u64::from(held.open);
         }
-        true
     })?;
     Ok(Some((map, open)))
 }
