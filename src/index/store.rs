@@ -598,6 +598,18 @@ pub struct Held {
     pub open: bool,
 }
 
+impl Held {
+    /// What is held after this file wrote the record (it is in the file: open or not
+    /// no longer matters for the FULL rule).
+    fn written(id: i64, hash: i64) -> Held {
+        Held {
+            id,
+            hash,
+            open: true,
+        }
+    }
+}
+
 /// Calls `f(local_id, plan_type, held)` (the stored UTF-8 bytes) for every record of
 /// an authority, open on `on` or not, in key order.
 pub fn for_each_held(
@@ -705,41 +717,19 @@ impl<'c> RecordWriter<'c> {
                     // change, so no change_seq, but the next night compares hashes.
                     self.set_hash.execute(params![id, hash])?;
                 }
-                let held = Held {
-                    id,
-                    hash,
-                    open: true,
-                };
-                Ok((Upserted::Unchanged, held))
+                Ok((Upserted::Unchanged, Held::written(id, hash)))
             }
             Some((id, false, _)) => {
                 self.write_update(seqs, id, &cols, hash)?;
-                Ok((
-                    Upserted::Updated,
-                    Held {
-                        id,
-                        hash,
-                        open: true,
-                    },
-                ))
+                Ok((Upserted::Updated, Held::written(id, hash)))
             }
-            None => {
-                let inserted = self.write_insert(seqs, authority, r, &cols, hash)?;
-                let held = Held {
-                    id: inserted.unwrap_or(0),
-                    hash,
-                    open: true,
-                };
-                Ok(match inserted {
-                    Some(_) => (Upserted::Inserted, held),
-                    None => (Upserted::Unchanged, held),
-                })
-            }
+            None => self.insert_new(seqs, authority, r, &cols, hash),
         }
     }
 
-    /// Upserts a valid record knowing what is held under its key (`held`, from
-    /// [`for_each_held`] and earlier upserts of this file) and its [`content_hash`]:
+    /// Upserts a valid record knowing what was held under its key before the file
+    /// (`held`, from [`for_each_held`], updated by this file's earlier lines) and its
+    /// [`content_hash`]:
     /// no read at all, and no write when the content hash is unchanged.
     pub fn upsert_known(
         &mut self,
@@ -757,19 +747,25 @@ impl<'c> RecordWriter<'c> {
                 self.write_update(seqs, h.id, &cols, hash)?;
                 Ok((Upserted::Updated, Held { hash, ..h }))
             }
-            None => {
-                let inserted = self.write_insert(seqs, authority, r, &cols, hash)?;
-                let held = Held {
-                    id: inserted.unwrap_or(0),
-                    hash,
-                    open: true,
-                };
-                Ok(match inserted {
-                    Some(_) => (Upserted::Inserted, held),
-                    None => (Upserted::Unchanged, held),
-                })
-            }
+            None => self.insert_new(seqs, authority, r, &cols, hash),
         }
+    }
+
+    /// Inserts a record whose key was not held before the file. A key inserted
+    /// earlier in this same pass (a record twice in the file, whose pass is always
+    /// read again) inserts nothing and counts as unchanged.
+    fn insert_new(
+        &mut self,
+        seqs: &mut ChangeSeq,
+        authority: &str,
+        r: &ExtractRecord,
+        cols: &Columns<'_>,
+        hash: i64,
+    ) -> Result<(Upserted, Held)> {
+        Ok(match self.write_insert(seqs, authority, r, cols, hash)? {
+            Some(id) => (Upserted::Inserted, Held::written(id, hash)),
+            None => (Upserted::Unchanged, Held::written(0, hash)),
+        })
     }
 
     fn write_update(
