@@ -4,6 +4,7 @@
 use chrono::NaiveDate;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
+use super::bound::{BorrowedStatement, Param};
 use super::IndexError;
 use crate::validate::{ExtractRecord, PlanType, Problem, Severity};
 
@@ -537,19 +538,23 @@ impl<'r> Columns<'r> {
     }
 }
 
-/// Binds what INSERT and UPDATE of a record share: the content columns (?1..?9), the
+/// What INSERT and UPDATE of a record bind first: the content columns (?1..?9), the
 /// content hash (?10) and the change sequence number (?11).
-fn bind_content(
-    stmt: &mut rusqlite::Statement<'_>,
-    c: &Columns<'_>,
-    hash: i64,
-    seq: i64,
-) -> rusqlite::Result<()> {
-    for (i, text) in c.texts().iter().enumerate() {
-        stmt.raw_bind_parameter(i + 1, text)?;
-    }
-    stmt.raw_bind_parameter(10, hash)?;
-    stmt.raw_bind_parameter(11, seq)
+fn content_params<'a>(c: &'a Columns<'_>, hash: i64, seq: i64) -> [Param<'a>; 11] {
+    let t = c.texts().map(Param::from);
+    [
+        t[0],
+        t[1],
+        t[2],
+        t[3],
+        t[4],
+        t[5],
+        t[6],
+        t[7],
+        t[8],
+        Param::Int(hash),
+        Param::Int(seq),
+    ]
 }
 
 /// The content hash of a valid record as [`RecordWriter`] would store it (pure; the
@@ -643,8 +648,8 @@ pub fn for_each_held(
 pub struct RecordWriter<'c> {
     conn: &'c Connection,
     find: rusqlite::Statement<'c>,
-    insert: rusqlite::Statement<'c>,
-    update: rusqlite::Statement<'c>,
+    insert: BorrowedStatement<'c>,
+    update: BorrowedStatement<'c>,
     set_hash: rusqlite::Statement<'c>,
     /// The earliest 18th birthday among the CPP/LAC records written (see [`DueDays`]).
     due: DueDays,
@@ -657,14 +662,16 @@ impl<'c> RecordWriter<'c> {
             find: conn.prepare(&format!(
                 "SELECT id, {CONTENT_COLUMNS}, row_hash FROM records WHERE authority = ?1 AND local_id = ?2 AND plan_type = ?3"
             ))?,
-            insert: conn.prepare(
-                // ?1..?9: the content columns, as in UPDATE below (`bind_content`).
+            insert: BorrowedStatement::prepare(
+                conn,
+                // ?1..?9: the content columns, as in UPDATE below (`content_params`).
                 "INSERT INTO records (nhs_number, date_of_birth, start_date, end_date, ended_reason,
                  team, office_hours_phone, out_of_hours_phone, email, row_hash, change_seq, created_seq, authority, local_id, plan_type)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?13, ?14)
                  ON CONFLICT (authority, local_id, plan_type) DO NOTHING",
             )?,
-            update: conn.prepare(
+            update: BorrowedStatement::prepare(
+                conn,
                 "UPDATE records SET nhs_number = ?1, date_of_birth = ?2, start_date = ?3, end_date = ?4, ended_reason = ?5,
                  team = ?6, office_hours_phone = ?7, out_of_hours_phone = ?8, email = ?9, row_hash = ?10, change_seq = ?11 WHERE id = ?12",
             )?,
@@ -776,9 +783,10 @@ impl<'c> RecordWriter<'c> {
         hash: i64,
     ) -> Result<()> {
         self.due.note(c.record);
-        bind_content(&mut self.update, c, hash, seqs.take())?;
-        self.update.raw_bind_parameter(12, id)?;
-        self.update.raw_execute()?;
+        let mut params = [Param::Null; 12];
+        params[..11].copy_from_slice(&content_params(c, hash, seqs.take()));
+        params[11] = Param::Int(id);
+        self.update.execute(&params)?;
         Ok(())
     }
 
@@ -791,11 +799,14 @@ impl<'c> RecordWriter<'c> {
         hash: i64,
     ) -> Result<Option<i64>> {
         self.due.note(r);
-        bind_content(&mut self.insert, c, hash, seqs.take())?;
-        self.insert.raw_bind_parameter(12, authority)?;
-        self.insert.raw_bind_parameter(13, r.local_id.as_str())?;
-        self.insert.raw_bind_parameter(14, r.plan_type.as_str())?;
-        let inserted = self.insert.raw_execute()?;
+        let mut params = [Param::Null; 14];
+        params[..11].copy_from_slice(&content_params(c, hash, seqs.take()));
+        params[11..].copy_from_slice(&[
+            Param::Text(authority),
+            Param::Text(&r.local_id),
+            Param::Text(r.plan_type.as_str()),
+        ]);
+        let inserted = self.insert.execute(&params)?;
         // 0 rows: the key was inserted earlier in this same pass, i.e. the record is
         // twice in the file; such a pass is always rolled back and read again.
         Ok((inserted == 1).then(|| self.insert_rowid()))
