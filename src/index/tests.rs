@@ -160,3 +160,42 @@ proptest! {
         prop_assert_eq!(&results[0], &results[1]);
     }
 }
+
+/// A new database gets 8 KiB pages; one created with SQLite's default 4 KiB pages (by
+/// an earlier build) keeps them and is used as it is: a page size is fixed once a
+/// database in WAL mode has been written.
+#[test]
+fn a_new_database_has_8k_pages_and_an_older_one_keeps_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let page_size = |index: &Index| -> i64 {
+        index
+            .conn
+            .pragma_query_value(None, "page_size", |r| r.get(0))
+            .unwrap()
+    };
+    let fresh = Index::open(&dir.path().join("new.sqlite3")).unwrap();
+    assert_eq!(page_size(&fresh), 8192);
+
+    let old = dir.path().join("old.sqlite3");
+    {
+        let conn = rusqlite::Connection::open(&old).unwrap();
+        conn.pragma_update(None, "page_size", 4096).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        conn.execute_batch(schema::MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+    }
+    let mut index = Index::open(&old).unwrap();
+    assert_eq!(page_size(&index), 4096);
+    assert_eq!(index.schema_version().unwrap(), SCHEMA_VERSION);
+    let tx = index.begin().unwrap();
+    let mut seqs = ChangeSeq::load(&tx).unwrap();
+    let mut writer = RecordWriter::new(&tx).unwrap();
+    let r = record("M1", "9991000003", "2026-01-10", None, Some("North"));
+    assert_eq!(
+        writer.upsert(&mut seqs, "LA204", &r).unwrap().0,
+        Upserted::Inserted
+    );
+    drop(writer);
+    seqs.save(&tx).unwrap();
+    tx.commit().unwrap();
+}
