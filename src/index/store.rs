@@ -616,19 +616,27 @@ impl Held {
 }
 
 /// Calls `f(local_id, plan_type, held)` (the stored UTF-8 bytes) for every record of
-/// an authority, open on `on` or not, in key order.
+/// an authority, open on `on` or not, in key order, as long as it holds at most
+/// `limit` records. Returns `false` (having stopped after `limit` calls) when it holds
+/// more: the caller then discards what it was given.
 pub fn for_each_held(
     conn: &Connection,
     authority: &str,
     on: NaiveDate,
+    limit: u64,
     mut f: impl FnMut(&[u8], &[u8], Held),
-) -> Result<()> {
+) -> Result<bool> {
     let on = date_text(Some(on));
     let mut stmt = conn.prepare_cached(
         "SELECT id, local_id, plan_type, row_hash, end_date IS NULL OR end_date > ?2 FROM records WHERE authority = ?1 ORDER BY local_id, plan_type",
     )?;
     let mut rows = stmt.query(params![authority, on])?;
+    let mut seen = 0u64;
     while let Some(r) = rows.next()? {
+        if seen == limit {
+            return Ok(false);
+        }
+        seen += 1;
         let held = Held {
             id: r.get(0)?,
             hash: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
@@ -638,7 +646,7 @@ pub fn for_each_held(
         let plan = r.get_ref(2)?.as_bytes().map_err(rusqlite::Error::from)?;
         f(local_id, plan, held);
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Upserts valid records with statements prepared once per file. An unchanged record

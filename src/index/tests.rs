@@ -114,7 +114,7 @@ proptest! {
             let mut seqs = ChangeSeq::load(&tx).unwrap();
             for (n, night) in nights.iter().enumerate() {
                 let mut held: std::collections::HashMap<String, Held> = std::collections::HashMap::new();
-                for_each_held(&tx, "LA204", NaiveDate::from_ymd_opt(2026, 11, 22).unwrap(), |id, _, h| {
+                for_each_held(&tx, "LA204", NaiveDate::from_ymd_opt(2026, 11, 22).unwrap(), u64::MAX, |id, _, h| {
                     held.insert(String::from_utf8_lossy(id).into_owned(), h);
                 }).unwrap();
                 let mut writer = RecordWriter::new(&tx).unwrap();
@@ -198,4 +198,48 @@ fn a_new_database_has_8k_pages_and_an_older_one_keeps_its_own() {
     drop(writer);
     seqs.save(&tx).unwrap();
     tx.commit().unwrap();
+}
+
+/// The held-records scan gives everything when the authority holds at most the
+/// limit, and says so when it holds more (the caller then reads per line).
+#[test]
+fn the_held_scan_stops_only_above_its_limit() {
+    let mut index = Index::in_memory().unwrap();
+    let tx = index.begin().unwrap();
+    let mut seqs = ChangeSeq::load(&tx).unwrap();
+    let mut writer = RecordWriter::new(&tx).unwrap();
+    for (id, nhs) in [
+        ("A1", "9991000003"),
+        ("A2", "9991000011"),
+        ("A3", "9991000038"),
+    ] {
+        writer
+            .upsert(
+                &mut seqs,
+                "LA204",
+                &record(id, nhs, "2026-01-10", None, None),
+            )
+            .unwrap();
+    }
+    writer
+        .upsert(
+            &mut seqs,
+            "LA205",
+            &record("B1", "9991000046", "2026-01-10", None, None),
+        )
+        .unwrap();
+    drop(writer);
+    let on = NaiveDate::from_ymd_opt(2026, 11, 21).unwrap();
+    let scan = |limit| {
+        let mut ids = Vec::new();
+        let all = for_each_held(&tx, "LA204", on, limit, |local_id, _, _| {
+            ids.push(String::from_utf8(local_id.to_vec()).unwrap())
+        })
+        .unwrap();
+        (all, ids)
+    };
+    assert_eq!(scan(3), (true, vec!["A1".into(), "A2".into(), "A3".into()]));
+    assert_eq!(scan(4).0, true);
+    assert_eq!(scan(2), (false, vec!["A1".into(), "A2".into()]));
+    assert_eq!(scan(0), (false, vec![]));
 }

@@ -177,26 +177,23 @@ impl Hasher for KeyHasher {
 }
 
 /// Reads what the authority holds (see [`HeldMap`]); `None` when it holds too much
-/// (counted first on the key index, so a large authority costs no wasted scan).
+/// (the scan stops at the first record over the limit).
 fn read_held(
     conn: &Connection,
     authority: &str,
     on: NaiveDate,
 ) -> Result<Option<(HeldMap, u64)>, IndexError> {
-    let held = index::count_held(conn, authority)?;
-    if held > crate::fault::held_in_memory(HELD_IN_MEMORY) as u64 {
-        return Ok(None);
-    }
-    let mut map = HeldMap::with_capacity_and_hasher(held as usize, Default::default());
+    let limit = crate::fault::held_in_memory(HELD_IN_MEMORY) as u64;
+    let mut map = HeldMap::default();
     let mut open = 0u64;
-    index::for_each_held(conn, authority, on, |local_id, plan, held| {
+    let all = index::for_each_held(conn, authority, on, limit, |local_id, plan, held| {
         let plan = std::str::from_utf8(plan).ok().and_then(PlanType::parse);
         if let Some(plan) = plan {
             map.insert(key_hash_bytes(local_id, plan), held);
             open += u64::from(held.open);
         }
     })?;
-    Ok(Some((map, open)))
+    Ok(all.then_some((map, open)))
 }
 
 fn key_hash(local_id: &str, plan: PlanType) -> u128 {
