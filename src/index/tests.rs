@@ -239,7 +239,7 @@ fn the_held_scan_stops_only_above_its_limit() {
         (all, ids)
     };
     assert_eq!(scan(3), (true, vec!["A1".into(), "A2".into(), "A3".into()]));
-    assert_eq!(scan(4).0, true);
+    assert!(scan(4).0);
     assert_eq!(scan(2), (false, vec!["A1".into(), "A2".into()]));
     assert_eq!(scan(0), (false, vec![]));
 }
