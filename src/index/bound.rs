@@ -156,12 +156,14 @@ mod tests {
         conn
     }
 
+    fn insert_into_t(conn: &Connection) -> BorrowedStatement<'_> {
+        BorrowedStatement::prepare(conn, "INSERT INTO t (a, b, c) VALUES (?1, ?2, ?3)").unwrap()
+    }
+
     #[test]
     fn borrowed_values_are_stored_as_given_and_not_kept_after_the_call() {
         let conn = conn();
-        let mut insert =
-            BorrowedStatement::prepare(&conn, "INSERT INTO t (a, b, c) VALUES (?1, ?2, ?3)")
-                .unwrap();
+        let mut insert = insert_into_t(&conn);
         for i in 0..3 {
             // Each value lives only for its own call; the next call reuses the memory.
             let a = format!("row {i} with a longer text");
@@ -211,9 +213,7 @@ mod tests {
     #[test]
     fn a_failed_execution_reports_the_constraint_and_leaves_the_statement_usable() {
         let conn = conn();
-        let mut insert =
-            BorrowedStatement::prepare(&conn, "INSERT INTO t (a, b, c) VALUES (?1, ?2, ?3)")
-                .unwrap();
+        let mut insert = insert_into_t(&conn);
         insert
             .execute(&[Param::Text("x"), Param::Int(1), Param::Text("k")])
             .unwrap();
