@@ -5,6 +5,14 @@
 //! one (`lookup`, `audit`), and must exit 2 on every usage, config or lock error.
 
 use std::io::Write;
+
+/// `writeln!` to stdout, with `?`: a failed write is an error of the command (see
+/// [`Exit`]), never a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    };
+}
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -246,6 +254,28 @@ pub enum EmitKind {
 /// A failure with the exit code it calls for.
 struct Exit(i32, anyhow::Error);
 
+/// Output a command could not write (stdout closed or full): exit 1, unless the
+/// reader went away (`| head -1`), which [`main`] ends quietly with 0.
+impl From<std::io::Error> for Exit {
+    fn from(e: std::io::Error) -> Exit {
+        Exit(1, e.into())
+    }
+}
+
+/// Whether an error is the reader of our output going away (a closed pipe).
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// A line on stderr that may fail to be written (a full disk, a closed pipe) without
+/// stopping the hub: a log that cannot be written never stops it.
+fn warn_line(args: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr().lock(), "cpis-hub: {args}");
+}
+
 fn usage(e: impl Into<anyhow::Error>) -> Exit {
     Exit(2, e.into())
 }
@@ -260,10 +290,14 @@ pub fn main() -> i32 {
         }
     };
     init_logging(cli.log_format);
+    if let Some(warning) = crate::fault::ignored_warning() {
+        tracing::warn!(event = "fault_injection_ignored", "{warning}");
+    }
     match run(cli) {
         Ok(code) => code,
+        Err(Exit(_, e)) if is_broken_pipe(&e) => 0,
         Err(Exit(code, e)) => {
-            eprintln!("cpis-hub: {e:#}");
+            warn_line(format_args!("{e:#}"));
             code
         }
     }
@@ -272,8 +306,13 @@ pub fn main() -> i32 {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    // Colours only for a person at a terminal; a log that cannot be written (stderr
+    // on a full disk, a closed pipe) is dropped, never reported on stderr again.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .log_internal_errors(false)
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
@@ -304,7 +343,7 @@ fn run(cli: Cli) -> Result<i32, Exit> {
                 .map_err(|e| Exit(1, e.into()))?;
             failures.extend(crate::transport::sftp::upload_all(&config));
             for f in &failures {
-                eprintln!("cpis-hub: SFTP {}: {}", f.mailbox, f.error);
+                warn_line(format_args!("SFTP {}: {}", f.mailbox, f.error));
             }
             for e in &report.errors {
                 let what = if e.transient {
@@ -312,12 +351,12 @@ fn run(cli: Cli) -> Result<i32, Exit> {
                 } else {
                     "moved to failed/"
                 };
-                eprintln!(
-                    "cpis-hub: {}/{}: {} ({what})",
+                warn_line(format_args!(
+                    "{}/{}: {} ({what})",
                     e.mailbox,
                     e.name.to_string_lossy(),
                     e.message
-                );
+                ));
             }
             Ok(if failures.is_empty() {
                 report.exit_code()
@@ -358,12 +397,16 @@ fn run(cli: Cli) -> Result<i32, Exit> {
             let config = load_config(&cli.config)?;
             let status = crate::status::gather(&config, now).map_err(|e| Exit(1, e.into()))?;
             if json {
-                println!(
+                say!(
                     "{}",
                     serde_json::to_string_pretty(&status).map_err(|e| Exit(1, e.into()))?
                 );
             } else {
-                print!("{}", crate::status::render_text(&status));
+                write!(
+                    std::io::stdout().lock(),
+                    "{}",
+                    crate::status::render_text(&status)
+                )?;
             }
             Ok(0)
         }
@@ -389,15 +432,18 @@ fn run(cli: Cli) -> Result<i32, Exit> {
             backup(&config, &file, now).map_err(|e| Exit(1, e))
         }
         Command::Completions { shell } => {
+            // Generated in memory: clap_complete panics when its writer fails.
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut cmd, "cpis-hub", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "cpis-hub", &mut script);
+            std::io::stdout().lock().write_all(&script)?;
             Ok(0)
         }
         Command::Man => {
             let cmd = <Cli as clap::CommandFactory>::command();
-            clap_mangen::Man::new(cmd)
-                .render(&mut std::io::stdout())
-                .map_err(|e| Exit(1, e.into()))?;
+            let mut page = Vec::new();
+            clap_mangen::Man::new(cmd).render(&mut page)?;
+            std::io::stdout().lock().write_all(&page)?;
             Ok(0)
         }
         Command::Report(r) => {
@@ -424,7 +470,7 @@ fn run(cli: Cli) -> Result<i32, Exit> {
                     &json!({"site": site}),
                 )?;
                 tx.commit()?;
-                println!("FULL alert extract for {site} queued: the next pass (the running daemon, or the next `cpis-hub process`) writes it");
+                say!("FULL alert extract for {site} queued: the next pass (the running daemon, or the next `cpis-hub process`) writes it");
                 Ok(0)
             };
             run().map_err(|e| Exit(1, e))
@@ -462,12 +508,12 @@ fn init(dir: &Path) -> anyhow::Result<i32> {
         .with_context(|| format!("writing {}", path.display()))?;
     let config = Config::load(&path)?;
     crate::transport::ensure_mailboxes(&config).context("creating the mailbox folders")?;
-    println!(
+    say!(
         "wrote {} and the mailbox folders under {}",
         path.display(),
         config.hub.root.display()
     );
-    println!("next: cpis-hub --config {} process", path.display());
+    say!("next: cpis-hub --config {} process", path.display());
     Ok(0)
 }
 
@@ -551,17 +597,21 @@ fn quarantine(config: &Config, command: QuarantineCommand, now: Clock) -> anyhow
     match command {
         QuarantineCommand::List => {
             let Some(index) = Index::open_read_only(&config.hub.database)? else {
-                println!("no quarantined files (no database yet)");
+                say!("no quarantined files (no database yet)");
                 return Ok(0);
             };
             let rows = index::quarantined(&index.conn)?;
             if rows.is_empty() {
-                println!("no quarantined files");
+                say!("no quarantined files");
                 return Ok(0);
             }
-            println!(
+            say!(
                 "{:<6} {:<10} {:<20} {:<40} {:<16} REASON",
-                "ID", "MAILBOX", "RECEIVED", "FILE", "DECISION"
+                "ID",
+                "MAILBOX",
+                "RECEIVED",
+                "FILE",
+                "DECISION"
             );
             for (m, decision) in rows {
                 let reason: String = index
@@ -572,7 +622,7 @@ fn quarantine(config: &Config, command: QuarantineCommand, now: Clock) -> anyhow
                         |r| r.get(0),
                     )
                     .unwrap_or_else(|_| "held for an operator".into());
-                println!(
+                say!(
                     "{:<6} {:<10} {:<20} {:<40} {:<16} {}",
                     m.id,
                     m.mailbox,
@@ -610,7 +660,7 @@ fn quarantine(config: &Config, command: QuarantineCommand, now: Clock) -> anyhow
                 &json!({"message_id": id, "file": String::from_utf8_lossy(&m.name)}),
             )?;
             tx.commit()?;
-            println!("{decision} of message {id} ({}) queued: the next pass (the running daemon, or the next `cpis-hub process`) carries it out", String::from_utf8_lossy(&m.name));
+            say!("{decision} of message {id} ({}) queued: the next pass (the running daemon, or the next `cpis-hub process`) carries it out", String::from_utf8_lossy(&m.name));
             Ok(0)
         }
     }
@@ -636,7 +686,7 @@ fn lookup(config: &Config, text: &str, reason: &str, now: Clock) -> Result<i32, 
         )?;
         tx.commit()?;
         if held.is_empty() {
-            println!("nothing is held for {number}");
+            say!("nothing is held for {number}");
             return Ok(0);
         }
         let today = now.today();
@@ -660,8 +710,8 @@ fn lookup(config: &Config, text: &str, reason: &str, now: Clock) -> Result<i32, 
             } else {
                 "ACTIVE"
             };
-            println!("{authority}  {name}  office hours {office}  out of hours {emergency}");
-            println!(
+            say!("{authority}  {name}  office hours {office}  out of hours {emergency}");
+            say!(
                 "  local_id {}  plan {}  {}  dob {}  start {}  end {}{}  nhs_status {}",
                 h.local_id,
                 h.plan_type,
@@ -677,9 +727,9 @@ fn lookup(config: &Config, text: &str, reason: &str, now: Clock) -> Result<i32, 
             );
             let accesses =
                 index::recent_accesses(&index.conn, &authority, &h.local_id, &h.plan_type)?;
-            println!("  recent unscheduled-care accesses: {}", accesses.len());
+            say!("  recent unscheduled-care accesses: {}", accesses.len());
             for (at, site, setting) in accesses {
-                println!("    {at}  {site}  {setting}");
+                say!("    {at}  {site}  {setting}");
             }
         }
         Ok(0)
@@ -725,7 +775,7 @@ fn backup(config: &Config, file: &Path, now: Clock) -> anyhow::Result<i32> {
         &json!({"file": file.display().to_string(), "records": records}),
     )?;
     tx.commit()?;
-    println!(
+    say!(
         "backed up {} records to {} (integrity check ok)",
         records,
         file.display()
@@ -832,7 +882,7 @@ fn audit(config: &Config, since: Option<&str>, json_out: bool) -> Result<i32, Ex
     let run = || -> anyhow::Result<i32> {
         let Some(index) = Index::open_read_only(&config.hub.database)? else {
             if !json_out {
-                println!("the audit log is empty (no database yet)");
+                say!("the audit log is empty (no database yet)");
             }
             return Ok(0);
         };

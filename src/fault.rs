@@ -1,10 +1,11 @@
-//! Crash injection for the crash-order tests: when `CPIS_HUB_FAULT` names a point
-//! the process reaches, it aborts there, as a `kill -9` would stop it.
+//! Crash and fault injection for the crash-order tests: when `CPIS_HUB_FAULT` names a
+//! point the process reaches, it aborts there, as a `kill -9` would stop it.
 //!
-//! Owns nothing. The variable is read once; unset (always, in production) the
-//! points cost one comparison.
-
-use std::sync::OnceLock;
+//! Owns nothing. Compiled in only with the cargo feature `fault-injection`, which
+//! `cargo test` turns on (the crate's dev-dependency on itself) and no production
+//! build has: there, every function here is a constant and the variable is ignored
+//! (the daemon says so at start if it is set). With the feature, the variable is read
+//! once; unset, the points cost one comparison.
 
 /// The points, in the order a message passes them.
 pub const POINTS: &[&str] = &[
@@ -14,7 +15,12 @@ pub const POINTS: &[&str] = &[
     "after_move",
 ];
 
+/// Whether this build can inject faults at all.
+pub const COMPILED_IN: bool = cfg!(feature = "fault-injection");
+
+#[cfg(feature = "fault-injection")]
 fn armed() -> Option<&'static str> {
+    use std::sync::OnceLock;
     static FAULT: OnceLock<Option<String>> = OnceLock::new();
     FAULT
         .get_or_init(|| {
@@ -23,6 +29,18 @@ fn armed() -> Option<&'static str> {
                 .filter(|v| !v.is_empty())
         })
         .as_deref()
+}
+
+#[cfg(not(feature = "fault-injection"))]
+fn armed() -> Option<&'static str> {
+    None
+}
+
+/// A warning for the log when `CPIS_HUB_FAULT` is set in a build that ignores it.
+pub fn ignored_warning() -> Option<String> {
+    (!COMPILED_IN && std::env::var_os("CPIS_HUB_FAULT").is_some()).then(|| {
+        "CPIS_HUB_FAULT is set but this build has no fault injection: it is ignored".into()
+    })
 }
 
 /// Aborts the process if `CPIS_HUB_FAULT` is this point.

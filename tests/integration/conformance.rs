@@ -1,7 +1,6 @@
 //! Runs the shared black-box conformance suite (`../shared/conformance`) against
 //! the binary under test: every public case.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use crate::harness::*;
@@ -55,7 +54,7 @@ fn shared_conformance_cases_pass() {
     }
     let mut cmd = Command::new("python3");
     cmd.arg(&runner)
-        .env("CPIS_HUB_BIN", PathBuf::from(BIN))
+        .env("CPIS_HUB_BIN", bin())
         .current_dir(project_dir());
     for case in CASES {
         cmd.arg("-k").arg(case);

@@ -20,7 +20,7 @@ impl Daemon {
             Instant::now().elapsed().as_nanos()
         ));
         let log_file = fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(bin());
         cmd.arg("--config")
             .arg(hub.config())
             .arg("run")
@@ -150,7 +150,7 @@ fn the_daemon_takes_files_as_they_arrive_holds_the_lock_and_stops_on_sigterm() {
         d.output()
     );
 
-    let second = Command::new(BIN)
+    let second = Command::new(bin())
         .arg("--config")
         .arg(hub.config())
         .arg("run")
@@ -158,7 +158,7 @@ fn the_daemon_takes_files_as_they_arrive_holds_the_lock_and_stops_on_sigterm() {
         .unwrap();
     assert_eq!(second.status.code(), Some(2), "a second daemon");
     assert!(String::from_utf8_lossy(&second.stderr).contains("another cpis-hub process"));
-    let process = Command::new(BIN)
+    let process = Command::new(bin())
         .arg("--config")
         .arg(hub.config())
         .arg("process")
@@ -166,7 +166,7 @@ fn the_daemon_takes_files_as_they_arrive_holds_the_lock_and_stops_on_sigterm() {
         .unwrap();
     assert_eq!(process.status.code(), Some(2));
 
-    let status = Command::new(BIN)
+    let status = Command::new(bin())
         .arg("--config")
         .arg(hub.config())
         .args(["status", "--json"])
@@ -188,7 +188,7 @@ fn the_daemon_takes_files_as_they_arrive_holds_the_lock_and_stops_on_sigterm() {
         .unwrap()
         .starts_with("RECEIPT_X26LA204_"));
     let text = String::from_utf8(
-        Command::new(BIN)
+        Command::new(bin())
             .arg("--config")
             .arg(hub.config())
             .arg("status")
@@ -214,7 +214,7 @@ fn the_daemon_takes_files_as_they_arrive_holds_the_lock_and_stops_on_sigterm() {
         "an NHS number or a date of birth in the log"
     );
     assert_eq!(d.terminate(), Some(0));
-    let after = Command::new(BIN)
+    let after = Command::new(bin())
         .arg("--config")
         .arg(hub.config())
         .arg("status")

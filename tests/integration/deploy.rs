@@ -38,7 +38,11 @@ fn the_systemd_unit_verifies_and_is_sandboxed() {
     // Verified with ExecStart pointing at the binary under test (verify checks it exists).
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cpis-hub.service");
-    fs::write(&path, unit.replace("/usr/local/bin/cpis-hub", BIN)).unwrap();
+    fs::write(
+        &path,
+        unit.replace("/usr/local/bin/cpis-hub", &bin().display().to_string()),
+    )
+    .unwrap();
     let out = Command::new("systemd-analyze")
         .arg("verify")
         .arg(&path)
@@ -72,10 +76,16 @@ fn the_containerfile_builds_from_the_tree_and_runs_unprivileged() {
 
 #[test]
 fn every_command_explains_itself_with_an_example() {
-    let top = Command::new(BIN).arg("--help").output().unwrap();
+    let top = Command::new(bin()).arg("--help").output().unwrap();
     assert!(String::from_utf8_lossy(&top.stdout).contains("Example"));
-    let version =
-        String::from_utf8(Command::new(BIN).arg("--version").output().unwrap().stdout).unwrap();
+    let version = String::from_utf8(
+        Command::new(bin())
+            .arg("--version")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
     assert!(
         version.contains(env!("CARGO_PKG_VERSION")) && version.contains("database schema"),
         "{version}"
@@ -102,7 +112,7 @@ fn every_command_explains_itself_with_an_example() {
         vec!["alerts"],
         vec!["alerts", "full"],
     ] {
-        let out = Command::new(BIN)
+        let out = Command::new(bin())
             .args(&path)
             .arg("--help")
             .output()
@@ -119,7 +129,7 @@ fn every_command_explains_itself_with_an_example() {
 #[test]
 fn completions_and_man_page_come_from_the_cli_definition() {
     let bash = String::from_utf8(
-        Command::new(BIN)
+        Command::new(bin())
             .args(["completions", "bash"])
             .output()
             .unwrap()
@@ -130,12 +140,12 @@ fn completions_and_man_page_come_from_the_cli_definition() {
         bash.contains("quarantine") && bash.contains("reconcile"),
         "bash completion lacks subcommands"
     );
-    let zsh = Command::new(BIN)
+    let zsh = Command::new(bin())
         .args(["completions", "zsh"])
         .output()
         .unwrap();
     assert!(zsh.status.success() && !zsh.stdout.is_empty());
-    let man = String::from_utf8(Command::new(BIN).arg("man").output().unwrap().stdout).unwrap();
+    let man = String::from_utf8(Command::new(bin()).arg("man").output().unwrap().stdout).unwrap();
     assert!(
         man.contains(".TH cpis-hub 1") && man.contains("database schema"),
         "{}",
@@ -243,7 +253,7 @@ fn every_command_in_the_docs_parses() {
                 }
             }
             args.push("--help".into());
-            let out = Command::new(BIN)
+            let out = Command::new(bin())
                 .args(&args)
                 .env_remove("CPIS_HUB_CONFIG")
                 .output()

@@ -526,7 +526,7 @@ print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n";
     let out = std::process::Command::new("python3")
         .arg("-c")
         .arg(MEASURE)
-        .arg(BIN)
+        .arg(bin())
         .arg("--config")
         .arg(hub.config())
         .arg("--now")

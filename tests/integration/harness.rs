@@ -6,7 +6,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_cpis-hub");
+/// The binary under test: the one cargo built, or `$CPIS_HUB_TEST_BIN` (to run the
+/// regression tests against an older build and see them fail).
+pub fn bin() -> PathBuf {
+    std::env::var_os("CPIS_HUB_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cpis-hub")))
+}
 pub const NOW: &str = "2026-11-22T10:00:00Z";
 
 pub fn project_dir() -> PathBuf {
@@ -116,7 +122,7 @@ mailbox = "X26PDS01"
 
     /// Runs `cpis-hub --config C --now NOW ARGS` with optional extra environment.
     pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(bin());
         cmd.arg("--config")
             .arg(self.config())
             .arg("--now")

@@ -11,6 +11,7 @@ mod extracts;
 mod golden;
 mod intake;
 mod nhs_side;
+mod output;
 mod quarantine;
 mod readme;
 mod reports;

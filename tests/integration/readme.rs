@@ -20,7 +20,7 @@ fn readme_quick_start_works_as_written() {
         dir.path().join("deploy/cpis-hub.demo.toml"),
     )
     .unwrap();
-    let mut daemon = Command::new(BIN)
+    let mut daemon = Command::new(bin())
         .args(["--config", "deploy/cpis-hub.demo.toml", "run"])
         .current_dir(dir.path())
         .stderr(std::process::Stdio::null())
@@ -52,7 +52,7 @@ fn readme_quick_start_works_as_written() {
         text.contains("status=ACCEPTED records=4 applied=4"),
         "{text}"
     );
-    let status = Command::new(BIN)
+    let status = Command::new(bin())
         .args(["--config", "deploy/cpis-hub.demo.toml", "status"])
         .current_dir(dir.path())
         .output()
@@ -68,7 +68,7 @@ fn readme_quick_start_works_as_written() {
         Some(0),
         "Ctrl-C stops it cleanly"
     );
-    let v = Command::new(BIN)
+    let v = Command::new(bin())
         .args(["--config", "deploy/cpis-hub.demo.toml", "validate"])
         .arg(project_dir().join("fixtures/extract_bad_lines.csv"))
         .current_dir(dir.path())
@@ -81,7 +81,7 @@ fn readme_quick_start_works_as_written() {
 #[test]
 fn init_writes_a_working_config_and_refuses_to_overwrite() {
     let dir = tempfile::tempdir().unwrap();
-    let init = |d: &std::path::Path| Command::new(BIN).arg("init").arg(d).output().unwrap();
+    let init = |d: &std::path::Path| Command::new(bin()).arg("init").arg(d).output().unwrap();
     assert_eq!(init(dir.path()).status.code(), Some(0));
     assert!(dir.path().join("var/mailboxes/X26LA204/in").is_dir());
     assert_eq!(
@@ -89,7 +89,7 @@ fn init_writes_a_working_config_and_refuses_to_overwrite() {
         Some(2),
         "init never overwrites"
     );
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .arg("--config")
         .arg(dir.path().join("cpis-hub.toml"))
         .arg("process")
@@ -106,7 +106,7 @@ fn init_writes_a_working_config_and_refuses_to_overwrite() {
 
 #[test]
 fn version_names_the_schema() {
-    let out = Command::new(BIN).arg("--version").output().unwrap();
+    let out = Command::new(bin()).arg("--version").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains(&format!(
@@ -130,7 +130,7 @@ fn readme_attendance_demo_notifies_on_the_real_clock() {
     )
     .unwrap();
     let process = || {
-        Command::new(BIN)
+        Command::new(bin())
             .args(["--config", "deploy/cpis-hub.demo.toml", "process"])
             .current_dir(dir.path())
             .output()

@@ -372,7 +372,7 @@ impl Drop for Running {
 /// A daemon started on the hub (real clock), its log in a file.
 fn daemon(hub: &Hub) -> (Running, PathBuf) {
     let log = hub.path().join("daemon.log");
-    let child = Command::new(BIN)
+    let child = Command::new(bin())
         .arg("--config")
         .arg(hub.config())
         .arg("run")
