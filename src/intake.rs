@@ -318,13 +318,25 @@ mod tests {
     fn unsettled_plain_file_waits() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("a.csv"), b"x").unwrap();
+        // "Now" is the file's own time plus 59 s: a test on the real clock would
+        // depend on how the clock and the file system's times agree.
+        let written = fs::metadata(dir.path().join("a.csv"))
+            .unwrap()
+            .modified()
+            .unwrap();
         let r = Rules {
             settle: Duration::from_secs(60),
             max_file_bytes: 100,
         };
-        let s = scan(dir.path(), r, SystemTime::now()).unwrap();
+        let s = scan(dir.path(), r, written + Duration::from_secs(59)).unwrap();
         assert!(s.found.is_empty());
-        assert!(s.wake_at.is_some(), "a settling file asks to be woken");
+        assert_eq!(
+            s.wake_at,
+            Some(written + Duration::from_secs(60)),
+            "a settling file asks to be woken when it is ready"
+        );
+        let s = scan(dir.path(), r, written + Duration::from_secs(60)).unwrap();
+        assert_eq!(names(&s.found), ["plain:a.csv"]);
     }
 
     #[test]

@@ -21,8 +21,12 @@ impl Daemon {
         ));
         let log_file = fs::File::create(&log).unwrap();
         let mut cmd = Command::new(bin());
+        // The business clock is the test's (`--now`, moving on from the start), so the
+        // schedule and every date the daemon writes are the same on any day.
         cmd.arg("--config")
             .arg(hub.config())
+            .arg("--now")
+            .arg(&hub.now)
             .arg("run")
             .current_dir(hub.path());
         cmd.env_remove("CPIS_HUB_FAULT")
@@ -93,8 +97,7 @@ fn wait_for(seconds: u64, mut cond: impl FnMut() -> bool) -> bool {
     cond()
 }
 
-/// A daemon on the real clock (no --now): the harness's `run` adds --now, so the
-/// daemon is started directly; this hub's extracts are dated in the past.
+/// The receipts in a mailbox's `out/`, oldest sequence first.
 fn receipts(hub: &Hub, mailbox: &str) -> Vec<Doc> {
     hub.out(mailbox, "RECEIPT")
         .into_iter()
@@ -102,7 +105,7 @@ fn receipts(hub: &Hub, mailbox: &str) -> Vec<Doc> {
         .collect()
 }
 
-/// A FULL extract of `n` records for LA204, dated before the real clock.
+/// A FULL extract of `n` records for LA204, dated before the harness's `NOW`.
 fn big_full(n: u32) -> Vec<u8> {
     let mut out = Vec::with_capacity(n as usize * 48);
     writeln!(

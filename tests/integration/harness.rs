@@ -217,18 +217,32 @@ mailbox = "X26PDS01"
         found.into_iter().next().unwrap()
     }
 
-    /// A fresh HOLDINGS file for an authority mailbox (runs process --emit holdings).
+    /// A fresh HOLDINGS file for an authority mailbox (runs process --emit holdings):
+    /// the one that run wrote, whatever the names of earlier ones.
     pub fn holdings(&self, mailbox: &str) -> Doc {
+        let before: Vec<String> = self
+            .out(mailbox, "HOLDINGS")
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
         let out = self.run(&["process", "--emit", "holdings"]);
         assert!(
             out.status.code().is_some_and(|c| c < 2),
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let (name, data) = self
+        let mut new: Vec<(String, Vec<u8>)> = self
             .out(mailbox, "HOLDINGS")
-            .pop()
-            .expect("a HOLDINGS file");
+            .into_iter()
+            .filter(|(n, _)| !before.contains(n))
+            .collect();
+        assert_eq!(
+            new.len(),
+            1,
+            "one HOLDINGS file from this run: {new:?}",
+            new = new.iter().map(|(n, _)| n).collect::<Vec<_>>()
+        );
+        let (name, data) = new.pop().unwrap();
         Doc::parse(&name, &data)
     }
 

@@ -369,12 +369,15 @@ impl Drop for Running {
     }
 }
 
-/// A daemon started on the hub (real clock), its log in a file.
+/// A daemon started on the hub (its business clock `--now` the test's), its log in a
+/// file.
 fn daemon(hub: &Hub) -> (Running, PathBuf) {
     let log = hub.path().join("daemon.log");
     let child = Command::new(bin())
         .arg("--config")
         .arg(hub.config())
+        .arg("--now")
+        .arg(&hub.now)
         .arg("run")
         .env("RUST_LOG", "info")
         .env_remove("CPIS_HUB_FAULT")
