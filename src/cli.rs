@@ -505,7 +505,7 @@ fn init(dir: &Path) -> anyhow::Result<i32> {
             path.display()
         );
     }
-    crate::emit::ensure_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
+    crate::fsutil::ensure_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::write(&path, config::example_for_init())
         .with_context(|| format!("writing {}", path.display()))?;
     let config = Config::load(&path)?;

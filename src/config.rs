@@ -84,6 +84,8 @@ pub enum Role {
 /// One partner: its mailbox (its identity), its role and how it wants files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Partner {
+    /// Where it is configured, for messages: `authority[2]`, `site[1]`, `demographics`.
+    pub config_key: String,
     pub mailbox: String,
     pub role: Role,
     pub format: Format,
@@ -495,6 +497,7 @@ fn build(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError
             ));
         }
         partners.push(Partner {
+            config_key: format!("authority[{}]", i + 1),
             mailbox: mailbox_id(&k("mailbox"), &a.mailbox)?,
             role: Role::Authority {
                 code: c,
@@ -536,6 +539,7 @@ fn build(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError
             own.push(sc);
         }
         partners.push(Partner {
+            config_key: format!("site[{}]", i + 1),
             mailbox: mailbox_id(&k("mailbox"), &s.mailbox)?,
             role: Role::Site {
                 code: c,
@@ -549,6 +553,7 @@ fn build(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError
     }
     if let Some(d) = raw.demographics {
         partners.push(Partner {
+            config_key: "demographics".into(),
             mailbox: mailbox_id("demographics.mailbox", &d.mailbox)?,
             role: Role::Demographics,
             format: d.format,
@@ -559,13 +564,8 @@ fn build(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError
     seen.insert(hub.mailbox.to_ascii_uppercase());
     for p in &partners {
         if !seen.insert(p.mailbox.to_ascii_uppercase()) {
-            let key = match &p.role {
-                Role::Authority { code, .. } => format!("authority {code} mailbox"),
-                Role::Site { code, .. } => format!("site {code} mailbox"),
-                Role::Demographics => "demographics.mailbox".into(),
-            };
             return Err(key_error(
-                key,
+                format!("{}.mailbox", p.config_key),
                 format!(
                     "mailbox {:?} is used twice (mailbox ids are unique, the hub's included)",
                     p.mailbox

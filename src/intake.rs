@@ -1,14 +1,18 @@
 //! Intake: finds the inbound messages that are ready in a mailbox's `in/` folder
 //! (SPEC §1.2) and the entries that must be refused.
 //!
-//! Owns no state: every scan looks at the folder afresh. Must never read a file's
-//! content (beyond the size), never follow a symbolic link, and never use `--now`:
-//! readiness is judged on the real clock and the file's modification time.
+//! Owns no state: every scan looks at the folder afresh (through a [`Dir`] handle:
+//! `lstat` of each entry). Must never read a file's content (beyond the size), never
+//! follow a symbolic link, and never use `--now`: readiness is judged on the real
+//! clock and the file's modification time. What a scan says of an entry is a hint:
+//! the entry may be swapped before it is opened, so the pipeline checks it again on
+//! the open descriptor.
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
+
+use crate::fsutil::{Dir, Info, Kind};
 
 /// Longest file name accepted, in bytes.
 pub const MAX_NAME_BYTES: usize = 200;
@@ -79,11 +83,9 @@ fn extension(name: &[u8]) -> Option<String> {
     Some(String::from_utf8_lossy(&name[dot + 1..]).to_ascii_lowercase())
 }
 
-fn with_extension(name: &[u8], ext: &str) -> Option<OsString> {
-    let dot = name.iter().rposition(|b| *b == b'.')?;
-    let mut out = name[..=dot].to_vec();
-    out.extend_from_slice(ext.as_bytes());
-    Some(std::ffi::OsStr::from_bytes(&out).to_os_string())
+/// The name's stem (before its last dot).
+fn stem(name: &[u8]) -> Option<&[u8]> {
+    Some(&name[..name.iter().rposition(|b| *b == b'.')?])
 }
 
 /// Settings of a scan.
@@ -104,39 +106,30 @@ pub struct Scan {
 
 /// Lists what is ready in `dir`, oldest arrival first. Entries still being written
 /// (not settled, `.dat` without `.ctl`, temporary names) are left alone.
-pub fn scan(dir: &Path, rules: Rules, real_now: SystemTime) -> std::io::Result<Scan> {
+pub fn scan(dir: &Dir, rules: Rules, real_now: SystemTime) -> std::io::Result<Scan> {
     let mut found = Vec::new();
     let mut wake_at: Option<SystemTime> = None;
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Scan::default()),
-        Err(e) => return Err(e),
-    };
-    let mut names: Vec<(OsString, std::fs::Metadata)> = Vec::new();
-    for entry in entries {
-        let entry = entry?;
-        // symlink_metadata: never follow a link.
-        let meta = match std::fs::symlink_metadata(entry.path()) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        };
-        names.push((entry.file_name(), meta));
-    }
-    let mut settled = |m: &std::fs::Metadata| {
-        let modified = m.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    let names = dir.entries()?;
+    let mut settled = |m: &Info| {
         let ready = real_now
-            .duration_since(modified)
+            .duration_since(m.modified)
             .map(|age| age >= rules.settle)
             .unwrap_or(false);
         if !ready {
-            let at = modified + rules.settle;
+            let at = m.modified + rules.settle;
             wake_at = Some(wake_at.map_or(at, |w| w.min(at)));
         }
         ready
     };
-    let arrived = |m: &std::fs::Metadata| m.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-    let lookup = |wanted: &OsString| names.iter().find(|(n, _)| n == wanted).map(|(_, m)| m);
+    // A MESH .dat beside a .ctl: the same stem, the extension in any case (X.DAT +
+    // X.CTL, as some clients write them).
+    let dat_beside = |ctl: &[u8]| {
+        let wanted = stem(ctl)?;
+        names.iter().find(|(n, _)| {
+            let n = n.as_bytes();
+            stem(n) == Some(wanted) && extension(n).as_deref() == Some("dat")
+        })
+    };
     for (name, meta) in &names {
         let bytes = name.as_bytes();
         if is_temporary(bytes) {
@@ -148,29 +141,32 @@ pub fn scan(dir: &Path, rules: Rules, real_now: SystemTime) -> std::io::Result<S
                 code,
                 message,
             },
-            arrived: arrived(meta),
+            arrived: meta.modified,
         };
-        let kind = meta.file_type();
-        if kind.is_symlink() {
-            found.push(refuse(
-                "NAME",
-                "a symbolic link is not accepted in in/; it was not followed".into(),
-            ));
-            continue;
-        }
-        if kind.is_dir() {
-            found.push(refuse(
-                "NAME",
-                "a folder is not accepted in in/: send files only".into(),
-            ));
-            continue;
-        }
-        if !kind.is_file() {
-            found.push(refuse(
-                "NAME",
-                "only regular files are accepted in in/".into(),
-            ));
-            continue;
+        match meta.kind {
+            Kind::Symlink => {
+                found.push(refuse(
+                    "NAME",
+                    "a symbolic link is not accepted in in/; it was not followed".into(),
+                ));
+                continue;
+            }
+            Kind::Dir => {
+                found.push(refuse(
+                    "NAME",
+                    "a folder is not accepted in in/: send files only".into(),
+                ));
+                continue;
+            }
+            Kind::Other => {
+                found.push(refuse(
+                    "NAME",
+                    "only regular files are accepted in in/ (this is a FIFO, socket or device)"
+                        .into(),
+                ));
+                continue;
+            }
+            Kind::File => {}
         }
         if let Some(why) = name_problem(bytes) {
             if settled(meta) {
@@ -183,13 +179,12 @@ pub fn scan(dir: &Path, rules: Rules, real_now: SystemTime) -> std::io::Result<S
                 if !settled(meta) {
                     continue;
                 }
-                if meta.len() > rules.max_file_bytes {
+                if meta.size > rules.max_file_bytes {
                     found.push(refuse(
                         "TOO_LARGE",
                         format!(
                             "the file is {} bytes; the limit is {} (hub.max_file_bytes)",
-                            meta.len(),
-                            rules.max_file_bytes
+                            meta.size, rules.max_file_bytes
                         ),
                     ));
                     continue;
@@ -197,37 +192,32 @@ pub fn scan(dir: &Path, rules: Rules, real_now: SystemTime) -> std::io::Result<S
                 found.push(Found {
                     item: Ready::Plain {
                         name: name.clone(),
-                        size: meta.len(),
+                        size: meta.size,
                     },
-                    arrived: arrived(meta),
+                    arrived: meta.modified,
                 });
             }
-            Some("ctl") => {
-                let Some(dat) = with_extension(bytes, "dat") else {
-                    continue;
-                };
-                match lookup(&dat) {
-                    Some(dat_meta) if dat_meta.is_file() && !dat_meta.file_type().is_symlink() => {
-                        found.push(Found {
-                            item: Ready::Mesh {
-                                dat,
-                                ctl: name.clone(),
-                                size: dat_meta.len(),
-                            },
-                            arrived: arrived(meta),
-                        });
-                    }
-                    Some(_) => {} // the .dat entry is refused on its own
-                    None => {
-                        if settled(meta) {
-                            found.push(refuse(
-                                "DAT_MISSING",
-                                format!("{} has no .dat beside it", String::from_utf8_lossy(bytes)),
-                            ));
-                        }
+            Some("ctl") => match dat_beside(bytes) {
+                Some((dat, dat_meta)) if dat_meta.kind == Kind::File => {
+                    found.push(Found {
+                        item: Ready::Mesh {
+                            dat: dat.clone(),
+                            ctl: name.clone(),
+                            size: dat_meta.size,
+                        },
+                        arrived: meta.modified,
+                    });
+                }
+                Some(_) => {} // the .dat entry is refused on its own
+                None => {
+                    if settled(meta) {
+                        found.push(refuse(
+                            "DAT_MISSING",
+                            format!("{} has no .dat beside it", String::from_utf8_lossy(bytes)),
+                        ));
                     }
                 }
-            }
+            },
             Some("dat") => {} // waits for its .ctl
             _ => {
                 if settled(meta) {
@@ -247,15 +237,14 @@ pub fn scan(dir: &Path, rules: Rules, real_now: SystemTime) -> std::io::Result<S
     Ok(Scan { found, wake_at })
 }
 
-/// The `in/` folder of a mailbox.
-pub fn in_dir(root: &Path, mailbox: &str) -> PathBuf {
-    root.join(mailbox).join("in")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::fs;
+
+    fn scan(dir: &std::path::Path, rules: Rules, now: SystemTime) -> std::io::Result<Scan> {
+        super::scan(&Dir::open(dir).unwrap(), rules, now)
+    }
 
     fn rules() -> Rules {
         Rules {
@@ -290,11 +279,19 @@ mod tests {
             "h.dat",
             "h.ctl",
             "i.ctl",
+            "J.DAT",
+            "J.CTL",
         ] {
             fs::write(d.join(name), b"x").unwrap();
         }
         fs::write(d.join("big.csv"), vec![b'x'; 101]).unwrap();
         fs::create_dir(d.join("folder")).unwrap();
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            d.join("fifo.csv"),
+            rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+        )
+        .unwrap();
         std::os::unix::fs::symlink("/etc/passwd", d.join("link.csv")).unwrap();
         let now = SystemTime::now() + Duration::from_secs(5);
         let mut got = names(&scan(d, rules(), now).unwrap().found);
@@ -304,9 +301,11 @@ mod tests {
             vec![
                 "DAT_MISSING:i.ctl",
                 "NAME:f.txt",
+                "NAME:fifo.csv",
                 "NAME:folder",
                 "NAME:link.csv",
                 "TOO_LARGE:big.csv",
+                "mesh:J.DAT",
                 "mesh:h.dat",
                 "plain:a.csv",
                 "plain:b.XML",

@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod emit;
 pub mod fault;
 pub mod formats;
+pub mod fsutil;
 pub mod index;
 pub mod intake;
 pub mod lock;

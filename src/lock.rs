@@ -32,7 +32,7 @@ impl Lock {
             source,
         };
         if let Some(dir) = path.parent() {
-            crate::emit::ensure_dir(dir).map_err(io)?;
+            crate::fsutil::ensure_dir(dir).map_err(io)?;
         }
         let mut file = OpenOptions::new()
             .read(true)

@@ -117,11 +117,11 @@ fn io_errors_are_classified() {
     use std::io::{Error, ErrorKind as K};
     assert_eq!(
         classify_io(&Error::from(K::PermissionDenied)),
-        ErrorKind::Transient
+        ErrorKind::Environment
     );
     assert_eq!(
         classify_io(&Error::from(K::StorageFull)),
-        ErrorKind::Transient
+        ErrorKind::Environment
     );
     assert_eq!(classify_io(&Error::from(K::NotFound)), ErrorKind::Vanished);
     assert_eq!(
@@ -131,5 +131,38 @@ fn io_errors_are_classified() {
     assert_eq!(
         classify_io(&Error::from(K::IsADirectory)),
         ErrorKind::Permanent
+    );
+    assert_eq!(classify_io(&Error::other("odd")), ErrorKind::File);
+}
+
+#[test]
+fn database_errors_are_the_environment_or_the_file() {
+    use crate::index::IndexError;
+    use crate::pipeline::{classify_index, ErrorKind};
+    let sql = |code: i32| {
+        IndexError::Sql(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(code),
+            None,
+        ))
+    };
+    assert_eq!(
+        classify_index(&sql(rusqlite::ffi::SQLITE_FULL)),
+        ErrorKind::Environment
+    );
+    assert_eq!(
+        classify_index(&sql(rusqlite::ffi::SQLITE_BUSY)),
+        ErrorKind::Environment
+    );
+    assert_eq!(
+        classify_index(&sql(rusqlite::ffi::SQLITE_IOERR)),
+        ErrorKind::Environment
+    );
+    assert_eq!(
+        classify_index(&sql(rusqlite::ffi::SQLITE_CONSTRAINT)),
+        ErrorKind::File
+    );
+    assert_eq!(
+        classify_index(&sql(rusqlite::ffi::SQLITE_TOOBIG)),
+        ErrorKind::File
     );
 }

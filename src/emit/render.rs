@@ -1,13 +1,12 @@
 //! Renders reserved outbound files from what the index holds, and writes them to
 //! the partner's `out/` folder (MESH: `.dat` then `.ctl`).
 
-use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 
-use super::TableWriter;
+use super::{Outgoing, Part, Staging, TableWriter, Undelivered};
 use crate::clock;
 use crate::config::{Config, Format, Framing, Role};
 use crate::formats::{self, Kind};
@@ -49,34 +48,25 @@ pub fn data_name(row: &OutboundRow) -> String {
     format!("{}.{ext}", row.stem)
 }
 
-/// Writes a reserved outbound file (and its copy, and its `.ctl`) at once, flushed.
-/// Rewriting a file already written produces the same bytes under the same name.
-pub fn write(config: &Config, conn: &Connection, row: &OutboundRow) -> Result<(), EmitError> {
-    let staged = stage(config, conn, row)?;
-    super::publish(&config.hub.root, &staged).map_err(|source| EmitError::Io {
-        path: config.folder(&row.mailbox, "out"),
-        source,
-    })
-}
-
-/// Renders a reserved outbound file (its copy in `failed/`, its `.ctl`) to temporary
-/// names, in the order they must appear; [`super::publish`] makes them visible.
+/// Renders a reserved outbound file (its data, its copy for `failed/`, its `.ctl`)
+/// into the staging folder, in the order they must appear; [`super::publish`] makes
+/// them visible.
 pub fn stage(
     config: &Config,
     conn: &Connection,
+    staging: &Staging,
     row: &OutboundRow,
-) -> Result<Vec<super::Staged>, EmitError> {
-    let out_dir = config.folder(&row.mailbox, "out");
+) -> Result<Outgoing, EmitError> {
     let name = data_name(row);
-    let io_err = |path: &Path| {
-        let path = path.to_path_buf();
+    let io_err = |folder: &str, name: &str| {
+        let path = config.folder(&row.mailbox, folder).join(name);
         move |source| EmitError::Io { path, source }
     };
-    let mut staged = Vec::new();
+    let mut parts = Vec::new();
     let mut failure = None;
     let mut body: Vec<u8> = Vec::new();
     let keep_copy = row.copy_to.is_some();
-    let data = super::stage(&out_dir, &name, OUT_MODE, |file| {
+    let data = staging.stage(&row.mailbox, "out", &name, OUT_MODE, |file| {
         let mut w = io::BufWriter::with_capacity(256 * 1024, file);
         let result = if keep_copy {
             render(config, conn, row, &mut body).and_then(|()| {
@@ -97,36 +87,37 @@ pub fn stage(
             }
         }
     });
-    staged.push(data.map_err(|e| {
-        failure
-            .take()
-            .unwrap_or_else(|| io_err(&out_dir.join(&name))(e))
-    })?);
+    parts.push(data.map_err(|e| failure.take().unwrap_or_else(|| io_err("out", &name)(e)))?);
     if let Some(copy) = &row.copy_to {
-        let dir = config.folder(&row.mailbox, copy);
         let copy_name = format!(
             "{}.{}",
             row.stem,
             if row.format == "xml" { "xml" } else { "csv" }
         );
-        staged.push(
-            super::stage(&dir, &copy_name, 0o600, |f| f.write_all(&body))
-                .map_err(io_err(&dir.join(&copy_name)))?,
+        parts.push(
+            staging
+                .stage(&row.mailbox, copy, &copy_name, 0o600, |f| {
+                    f.write_all(&body)
+                })
+                .map_err(io_err(copy, &copy_name))?,
         );
     }
-    if let Some(ctl) = stage_ctl(config, row)? {
-        staged.push(ctl);
+    if let Some(ctl) = stage_ctl(config, staging, row)? {
+        parts.push(ctl);
     }
-    Ok(staged)
+    Ok(Outgoing { id: row.id, parts })
 }
 
 /// The MESH control file of an outbound file (published after its `.dat`).
-fn stage_ctl(config: &Config, row: &OutboundRow) -> Result<Option<super::Staged>, EmitError> {
+fn stage_ctl(
+    config: &Config,
+    staging: &Staging,
+    row: &OutboundRow,
+) -> Result<Option<Part>, EmitError> {
     if row.framing != "mesh" {
         return Ok(None);
     }
     let kind = Kind::parse(&row.kind);
-    let out_dir = config.folder(&row.mailbox, "out");
     let partner = config.partner(&row.mailbox);
     let workflow = match (kind, partner) {
         (Some(Kind::Receipt), Some(p)) => p.receipt_workflow(),
@@ -144,14 +135,15 @@ fn stage_ctl(config: &Config, row: &OutboundRow) -> Result<Option<super::Staged>
         row.sequence,
     );
     let ctl_name = format!("{}.ctl", row.stem);
-    super::stage(&out_dir, &ctl_name, OUT_MODE, |f| {
-        f.write_all(text.as_bytes())
-    })
-    .map(Some)
-    .map_err(|source| EmitError::Io {
-        path: out_dir.join(&ctl_name),
-        source,
-    })
+    staging
+        .stage(&row.mailbox, "out", &ctl_name, OUT_MODE, |f| {
+            f.write_all(text.as_bytes())
+        })
+        .map(Some)
+        .map_err(|source| EmitError::Io {
+            path: config.folder(&row.mailbox, "out").join(&ctl_name),
+            source,
+        })
 }
 
 /// Renders an outbound file's content.
@@ -455,65 +447,67 @@ fn write_alert_rows(
 }
 
 /// Writes many reserved FULL alert files at once: the rows are rendered once per
-/// syntax into a staging file, then each site's file is its head plus that body.
-/// The bytes are those [`write`] would produce for each file alone.
+/// syntax into a staging file (0600, removed at the end, and by the next pass after
+/// a crash), then each site's file is its head plus that body, copied in the kernel.
+/// The bytes are those [`render`] would produce for each file alone.
 pub fn write_full_alerts(
     config: &Config,
     conn: &Connection,
+    staging: &Staging,
     rows: &[OutboundRow],
-) -> Result<(), EmitError> {
-    let staging = config.hub.root.join(".staging");
+) -> Result<Vec<Undelivered>, EmitError> {
     let io_at = |path: &Path| {
         let path = path.to_path_buf();
         move |source| EmitError::Io { path, source }
     };
-    super::ensure_dir(&staging).map_err(io_at(&staging))?;
+    let staging_path = config.hub.root.join(super::STAGING);
     let snapshot = conn.unchecked_transaction().map_err(IndexError::from)?;
     let count = index::count_alerts_full(&snapshot)?;
-    let mut staged = Vec::new();
+    let mut batch = Vec::new();
     for syntax in [Format::Csv, Format::Xml] {
         let wanted: Vec<&OutboundRow> = rows.iter().filter(|r| format_of(r) == syntax).collect();
         let Some(first) = wanted.first() else {
             continue;
         };
         let params = AlertParams::of(first)?;
-        let body_path = staging.join(format!(
-            "alerts-full.{}",
-            if syntax == Format::Xml { "xml" } else { "csv" }
-        ));
-        {
-            let file = File::create(&body_path).map_err(io_at(&body_path))?;
-            let mut w = io::BufWriter::with_capacity(256 * 1024, file);
-            write_alert_rows(config, &snapshot, &params, syntax, &mut w)?;
-            w.flush().map_err(io_at(&body_path))?;
-        }
-        for row in wanted {
-            let params = AlertParams::of(row)?;
-            let (key, value) = partner_key(config, row);
-            let out_dir = config.folder(&row.mailbox, "out");
-            let name = data_name(row);
-            // The head is small; the body is copied file to file (in the kernel).
-            let data = super::stage(&out_dir, &name, OUT_MODE, |file| {
-                let mut head = Vec::new();
-                TableWriter::head(
-                    &mut head,
-                    &formats::ALERTS,
-                    syntax,
-                    &params.metadata(key, &value, row, count),
-                )?;
-                file.write_all(&head)?;
-                io::copy(&mut File::open(&body_path)?, file).map(|_| ())
-            })
-            .map_err(io_at(&out_dir.join(&name)))?;
-            staged.push(data);
-            if let Some(ctl) = stage_ctl(config, row)? {
-                staged.push(ctl);
+        let (body_name, file) = staging
+            .scratch("alerts-full-body", 0o600)
+            .map_err(io_at(&staging_path))?;
+        let result = (|| -> Result<(), EmitError> {
+            {
+                let mut w = io::BufWriter::with_capacity(256 * 1024, file);
+                write_alert_rows(config, &snapshot, &params, syntax, &mut w)?;
+                w.flush().map_err(io_at(&staging_path))?;
             }
-        }
-        let _ = std::fs::remove_file(&body_path);
+            for row in wanted {
+                let params = AlertParams::of(row)?;
+                let (key, value) = partner_key(config, row);
+                let name = data_name(row);
+                // The head is small; the body is copied file to file (in the kernel).
+                let data = staging
+                    .stage(&row.mailbox, "out", &name, OUT_MODE, |file| {
+                        let mut head = Vec::new();
+                        TableWriter::head(
+                            &mut head,
+                            &formats::ALERTS,
+                            syntax,
+                            &params.metadata(key, &value, row, count),
+                        )?;
+                        file.write_all(&head)?;
+                        io::copy(&mut staging.open_staged(&body_name)?, file).map(|_| ())
+                    })
+                    .map_err(io_at(&config.folder(&row.mailbox, "out").join(&name)))?;
+                let mut parts = vec![data];
+                parts.extend(stage_ctl(config, staging, row)?);
+                batch.push(Outgoing { id: row.id, parts });
+            }
+            Ok(())
+        })();
+        let _ = staging.remove(&body_name);
+        result?;
     }
     // One flush for all the sites' files, then every rename, then one flush.
-    super::publish(&config.hub.root, &staged).map_err(io_at(&config.hub.root))
+    super::publish(staging, batch).map_err(io_at(&config.hub.root))
 }
 
 fn partner_key(config: &Config, row: &OutboundRow) -> (&'static str, String) {

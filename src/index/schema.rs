@@ -239,6 +239,23 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE records ADD COLUMN row_hash INTEGER;
     DROP INDEX records_by_end;
     "#,
+    // 2 -> 3 (issue 13). The first text of 1 -> 2 kept `records_by_end`, which the
+    // text above drops: every database now ends equal to a fresh one. Failures of a
+    // file counted across passes (bounded retries); the `--now` of an audited command
+    // kept beside the real time; the database's identity, marked on its mailbox root.
+    r#"
+    DROP INDEX IF EXISTS records_by_end;
+    CREATE TABLE failures (               -- files that failed, not for the environment's sake
+        mailbox   TEXT NOT NULL,
+        name      BLOB NOT NULL,
+        error     TEXT NOT NULL,          -- the last failure; another one starts the count again
+        attempts  INTEGER NOT NULL,
+        last_at   TEXT NOT NULL,
+        PRIMARY KEY (mailbox, name)
+    ) WITHOUT ROWID;
+    ALTER TABLE audit ADD COLUMN pretend_at TEXT;   -- --now of the command, when given; `at` is the real time
+    INSERT OR IGNORE INTO counters VALUES ('database_id', abs(random()));
+    "#,
 ];
 
 /// The schema version this build writes.

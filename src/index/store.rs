@@ -143,6 +143,68 @@ pub fn mark_message_done(conn: &Connection, id: i64) -> Result<()> {
     Ok(())
 }
 
+/// Messages decided whose receipt is not written yet: their files must not move.
+pub fn messages_awaiting_receipt(conn: &Connection) -> Result<std::collections::HashSet<i64>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT r.message_id FROM outbound o JOIN receipts r ON r.id = o.receipt_id WHERE o.state <> 'written'",
+    )?;
+    let ids = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(ids)
+}
+
+/// Names in a mailbox's `in/` of messages already decided and waiting to be moved:
+/// never taken again as new messages.
+pub fn decided_in_inbox(
+    conn: &Connection,
+    mailbox: &str,
+) -> Result<std::collections::HashSet<Vec<u8>>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT src_name FROM messages WHERE state <> 'done' AND src_folder = 'in' AND mailbox = ?1
+         UNION SELECT src_ctl_name FROM messages WHERE state <> 'done' AND src_folder = 'in' AND mailbox = ?1 AND src_ctl_name IS NOT NULL",
+    )?;
+    let names = stmt
+        .query_map([mailbox], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(names)
+}
+
+/// Counts a failure of the file `name` in a mailbox's `in/`: the number of passes in
+/// a row it has failed with this same error.
+pub fn note_failure(
+    conn: &Connection,
+    mailbox: &str,
+    name: &[u8],
+    error: &str,
+    at: &str,
+) -> Result<u32> {
+    Ok(conn
+        .prepare_cached(
+            "INSERT INTO failures (mailbox, name, error, attempts, last_at) VALUES (?1, ?2, ?3, 1, ?4)
+             ON CONFLICT (mailbox, name) DO UPDATE SET
+                attempts = CASE WHEN error = excluded.error THEN attempts + 1 ELSE 1 END,
+                error = excluded.error, last_at = excluded.last_at
+             RETURNING attempts",
+        )?
+        .query_row(params![mailbox, name, error, at], |r| r.get(0))?)
+}
+
+/// Forgets the failures of a file (decided, or gone from `in/`).
+pub fn forget_failures(conn: &Connection, mailbox: &str, name: &[u8]) -> Result<()> {
+    conn.prepare_cached("DELETE FROM failures WHERE mailbox = ?1 AND name = ?2")?
+        .execute(params![mailbox, name])?;
+    Ok(())
+}
+
+/// This database's identity (marked on its mailbox root, §6.6), as 16 hex digits.
+pub fn database_id(conn: &Connection) -> Result<String> {
+    let id: i64 = conn
+        .prepare_cached("SELECT value FROM counters WHERE name = 'database_id'")?
+        .query_row([], |r| r.get(0))?;
+    Ok(format!("{:016x}", id as u64))
+}
+
 /// Messages held in quarantine with no decision carried out yet.
 pub fn quarantined(conn: &Connection) -> Result<Vec<(MessageRow, Option<String>)>> {
     let mut stmt = conn.prepare_cached(&format!(

@@ -10,7 +10,7 @@
 use serde_json::json;
 use tracing::info;
 
-use super::PassError;
+use super::{PassError, PassReport};
 use crate::clock::Clock;
 use crate::config::{AlertsMode, Config, Role};
 use crate::emit::{self, render::AlertParams};
@@ -24,6 +24,8 @@ pub fn emit_alerts(
     config: &Config,
     index: &mut Index,
     now: Clock,
+    staging: &emit::Staging,
+    report: &mut PassReport,
     deltas: bool,
     fulls_due: bool,
 ) -> Result<(), PassError> {
@@ -83,13 +85,17 @@ pub fn emit_alerts(
         }
     }
     tx.commit()?;
-    // FULL files first, rendered once for all sites; then everything else.
+    // FULL files first, rendered once for all sites; then everything else (and any
+    // FULL a site's folder could not take, written alone by `recover`).
     if !fulls.is_empty() {
-        emit::render::write_full_alerts(config, &index.conn, &fulls)?;
+        let undelivered = emit::render::write_full_alerts(config, &index.conn, staging, &fulls)?;
         for row in &fulls {
+            if undelivered.iter().any(|u| u.id == row.id) {
+                continue;
+            }
             index::mark_outbound_written(&index.conn, row.id)?;
             info!(event = "outbound_written", mailbox = %row.mailbox, file = %emit::render::data_name(row));
         }
     }
-    super::recover(config, index)
+    super::recover(config, index, staging, report)
 }

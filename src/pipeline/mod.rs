@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use flate2::read::GzDecoder;
+use flate2::read::MultiGzDecoder;
 use rusqlite::Connection;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -38,6 +38,7 @@ use crate::clock::Clock;
 use crate::config::{Config, Partner, Role};
 use crate::emit::{self, render::EmitError};
 use crate::formats::Kind;
+use crate::fsutil::{self, Dir};
 use crate::index::{self, Counts, Index, IndexError, MessageRow};
 use crate::intake::{self, Found, Ready};
 use crate::parse::ctl;
@@ -70,7 +71,7 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> PassError + '_ {
 }
 
 /// What a pass asks for beyond consuming inbound messages.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct PassOptions {
     pub emit_holdings: bool,
     /// Alert DELTAs (and first FULLs) to `alerts = "delta"` sites.
@@ -81,6 +82,17 @@ pub struct PassOptions {
     pub stop: Option<Arc<AtomicBool>>,
     /// (mailbox, file name) of messages not to try in this pass (backing off).
     pub skip: HashSet<(String, OsString)>,
+    /// Mailboxes whose files are still being downloaded from a remote (`process`):
+    /// taken last, each once its download ends (the sender of `ready` says so).
+    pub downloading: Option<Downloads>,
+}
+
+/// The mailboxes a pass must wait for, and the channel that names each one as its
+/// download ends (or fails).
+#[derive(Debug)]
+pub struct Downloads {
+    pub mailboxes: HashSet<String>,
+    pub ready: std::sync::mpsc::Receiver<String>,
 }
 
 impl PassOptions {
@@ -104,8 +116,15 @@ pub struct FileError {
 #[derive(Debug, Default)]
 pub struct PassReport {
     /// (mailbox, file name, final status) of each message decided in this pass.
-    pub messages: Vec<(String, String, Status)>,
+    pub messages: Vec<(String, OsString, Status)>,
     pub errors: Vec<FileError>,
+    /// Partners whose folders or outbound files could not be used in this pass
+    /// (mailbox, what happened); the others went on.
+    pub partner_errors: Vec<(String, String)>,
+    /// (mailbox, file name) of every inbound entry the pass saw, for the daemon to
+    /// forget what left `in/`; and the mailboxes it scanned.
+    pub seen: HashSet<(String, OsString)>,
+    pub scanned: HashSet<String>,
     /// When a file seen but not yet ready (settling) will be: the daemon wakes then.
     pub wake_at: Option<SystemTime>,
     /// The pass ended early because it was asked to stop.
@@ -116,11 +135,19 @@ impl PassReport {
     /// `process` exit code (§7): 0 when every file ended ACCEPTED, PARTIAL or
     /// DUPLICATE; 1 otherwise.
     pub fn exit_code(&self) -> i32 {
-        if self.errors.is_empty() && !self.messages.iter().any(|(_, _, s)| s.is_failure()) {
+        if self.errors.is_empty()
+            && self.partner_errors.is_empty()
+            && !self.messages.iter().any(|(_, _, s)| s.is_failure())
+        {
             0
         } else {
             1
         }
+    }
+
+    fn partner_error(&mut self, mailbox: &str, what: String) {
+        warn!(event = "partner_skipped", mailbox = %mailbox, error = %what, "this partner waits; the others go on");
+        self.partner_errors.push((mailbox.to_string(), what));
     }
 }
 
@@ -132,65 +159,92 @@ pub fn run_pass(
     options: &PassOptions,
 ) -> Result<PassReport, PassError> {
     let mut report = PassReport::default();
-    transport::ensure_mailboxes(config).map_err(io_at(&config.hub.root))?;
-    recover(config, index)?;
-    carry_out_decisions(config, index, now, &mut report)?;
-    housekeeping(config, index, now)?;
-    'partners: for partner in &config.partners {
-        let dir = intake::in_dir(&config.hub.root, &partner.mailbox);
+    let mut unusable = HashSet::new();
+    for fault in transport::ensure_mailboxes(config).map_err(io_at(&config.hub.root))? {
+        report.partner_error(&fault.mailbox, fault.error.to_string());
+        unusable.insert(fault.mailbox);
+    }
+    let staging = emit::Staging::open(&config.hub.root).map_err(io_at(&config.hub.root))?;
+    recover(config, index, &staging, &mut report)?;
+    carry_out_decisions(config, index, now, &staging, &mut report)?;
+    housekeeping(config, index, now, staging.root())?;
+    let (first, mut later): (Vec<&Partner>, Vec<&Partner>) =
+        config.partners.iter().partition(|p| {
+            !options
+                .downloading
+                .as_ref()
+                .is_some_and(|d| d.mailboxes.contains(&p.mailbox))
+        });
+    let mut first: std::collections::VecDeque<&Partner> = first.into();
+    while let Some(partner) = next_partner(&mut first, &mut later, options.downloading.as_ref()) {
+        if options.stopping() {
+            report.stopped = true;
+            break;
+        }
+        if unusable.contains(&partner.mailbox) {
+            continue;
+        }
+        let dir = match transport::folder(staging.root(), &partner.mailbox, "in") {
+            Ok(dir) => dir,
+            Err(e) => {
+                report.partner_error(&partner.mailbox, format!("its in/ folder: {e}"));
+                continue;
+            }
+        };
         let rules = intake::Rules {
             settle: config.hub.settle,
             max_file_bytes: config.hub.max_file_bytes,
         };
-        let scan = intake::scan(&dir, rules, SystemTime::now()).map_err(io_at(&dir))?;
+        let scan = match intake::scan(&dir, rules, SystemTime::now()) {
+            Ok(scan) => scan,
+            Err(e) => {
+                report.partner_error(
+                    &partner.mailbox,
+                    format!("listing {}: {e}", dir.path().display()),
+                );
+                continue;
+            }
+        };
+        report.scanned.insert(partner.mailbox.clone());
+        // Files decided already, whose move waits for their receipt: not new messages.
+        let decided = index::decided_in_inbox(&index.conn, &partner.mailbox)?;
         report.wake_at = match (report.wake_at, scan.wake_at) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        for item in &scan.found {
+            report
+                .seen
+                .insert((partner.mailbox.clone(), item.item.name().clone()));
+        }
         for item in scan.found {
             if options.stopping() {
                 report.stopped = true;
-                break 'partners;
+                break;
             }
             let key = (partner.mailbox.clone(), item.item.name().clone());
-            if options.skip.contains(&key) {
+            if options.skip.contains(&key) || decided.contains(&name_bytes(&key.1)) {
                 continue;
             }
             let name = item.item.name().to_string_lossy().into_owned();
             info!(event = "file_ready", mailbox = %partner.mailbox, file = %name);
-            match process_message(config, index, now, partner, &item) {
-                Ok(Some(status)) => report
-                    .messages
-                    .push((partner.mailbox.clone(), name, status)),
-                Ok(None) => {}
-                Err(e) if e.kind() == ErrorKind::Vanished => {
-                    info!(event = "file_vanished", mailbox = %partner.mailbox, file = %name);
-                }
-                Err(e) if e.kind() == ErrorKind::Transient => {
-                    warn!(event = "file_retry", mailbox = %partner.mailbox, file = %name, error = %e, "left in in/, tried again later");
-                    report.errors.push(FileError {
-                        mailbox: key.0,
-                        name: key.1,
-                        transient: true,
-                        message: e.to_string(),
-                    });
+            let result = process_message(config, index, now, partner, &dir, &item);
+            match result {
+                Ok(status) => {
+                    forget_failures(index, &key);
+                    report.messages.push((key.0, key.1, status));
                 }
                 Err(e) => {
-                    warn!(event = "file_failed", mailbox = %partner.mailbox, file = %name, error = %e, "moved to failed/");
-                    let message = e.to_string();
-                    fail_permanently(config, index, now, partner, &item, &message)?;
-                    report.errors.push(FileError {
-                        mailbox: key.0,
-                        name: key.1,
-                        transient: false,
-                        message,
-                    });
+                    handle_failure(config, index, now, partner, &staging, &item, e, &mut report)?
                 }
             }
         }
+        if report.stopped {
+            break;
+        }
     }
     // Receipts out and files moved for everything this pass decided (batched).
-    recover(config, index)?;
+    recover(config, index, &staging, &mut report)?;
     if options.stopping() {
         report.stopped = true;
         return Ok(report);
@@ -199,13 +253,116 @@ pub fn run_pass(
         config,
         index,
         now,
+        &staging,
+        &mut report,
         options.alert_deltas,
         options.alert_fulls,
     )?;
     if options.emit_holdings {
-        emit_holdings(config, index, now)?;
+        emit_holdings(config, index, now, &staging, &mut report)?;
     }
     Ok(report)
+}
+
+/// The next partner whose `in/` a pass takes: the local ones in config order, then
+/// each remote one as soon as its download has ended (so that a stalled server holds
+/// up nobody but its own partner).
+fn next_partner<'c>(
+    first: &mut std::collections::VecDeque<&'c Partner>,
+    later: &mut Vec<&'c Partner>,
+    downloads: Option<&Downloads>,
+) -> Option<&'c Partner> {
+    if let Some(p) = first.pop_front() {
+        return Some(p);
+    }
+    if later.is_empty() {
+        return None;
+    }
+    let Some(downloads) = downloads else {
+        return Some(later.remove(0));
+    };
+    loop {
+        match downloads.ready.recv() {
+            Ok(mailbox) => {
+                if let Some(i) = later.iter().position(|p| p.mailbox == mailbox) {
+                    return Some(later.remove(i));
+                }
+            }
+            // Every download has ended.
+            Err(_) => return Some(later.remove(0)),
+        }
+    }
+}
+
+/// A message that failed: left in `in/` to be tried again (the environment: a full
+/// disk, a busy database), or moved to `failed/` with a receipt — at once when the
+/// file itself can never be read, after [`MAX_ATTEMPTS`] tries that failed the same
+/// way otherwise. Never stops the pass: the other messages and partners go on.
+#[allow(clippy::too_many_arguments)]
+fn handle_failure(
+    config: &Config,
+    index: &mut Index,
+    now: Clock,
+    partner: &Partner,
+    staging: &emit::Staging,
+    item: &Found,
+    e: PassError,
+    report: &mut PassReport,
+) -> Result<(), PassError> {
+    let key = (partner.mailbox.clone(), item.item.name().clone());
+    let file = key.1.to_string_lossy().into_owned();
+    let message = e.to_string();
+    let kind = e.kind();
+    let permanent = match kind {
+        ErrorKind::Vanished => {
+            info!(event = "file_vanished", mailbox = %partner.mailbox, file = %file);
+            forget_failures(index, &key);
+            return Ok(());
+        }
+        ErrorKind::Permanent => true,
+        ErrorKind::Environment => false,
+        ErrorKind::File => {
+            // The same failure again and again is the file's: after MAX_ATTEMPTS it
+            // is answered, so it never blocks its partner's later files for long.
+            let attempts = index::note_failure(
+                &index.conn,
+                &key.0,
+                &transport::name_bytes(&key.1),
+                &message,
+                &now.rfc3339(),
+            )
+            .unwrap_or(1);
+            attempts >= MAX_ATTEMPTS
+        }
+    };
+    if permanent {
+        warn!(event = "file_failed", mailbox = %partner.mailbox, file = %file, error = %message, "moved to failed/");
+        let read_error = kind == ErrorKind::Permanent;
+        fail_permanently(
+            config, index, now, partner, staging, item, &message, read_error, report,
+        )?;
+        forget_failures(index, &key);
+    } else {
+        warn!(event = "file_retry", mailbox = %partner.mailbox, file = %file, error = %message, "left in in/, tried again later");
+    }
+    report.errors.push(FileError {
+        mailbox: key.0,
+        name: key.1,
+        transient: !permanent,
+        message,
+    });
+    Ok(())
+}
+
+/// A file that fails the same way this many times (passes of `process`, or tries of
+/// the daemon) is moved to `failed/` with a receipt.
+pub const MAX_ATTEMPTS: u32 = 3;
+
+/// Forgets the failures counted for a file (it was decided, or it left `in/`).
+fn forget_failures(index: &Index, key: &(String, OsString)) {
+    if let Err(e) = index::forget_failures(&index.conn, &key.0, &transport::name_bytes(&key.1)) {
+        warn!(event = "retry_count_error", mailbox = %key.0, error = %e);
+    }
 }
 
 /// Maps a failure to read or apply the file at `path` (used with `map_err`).
@@ -230,10 +387,16 @@ fn commit_decided(tx: rusqlite::Transaction<'_>) -> Result<(), PassError> {
 /// How a failure to process a message is treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
-    /// Retry later with backoff; the file stays in `in/` (disk full, permission
-    /// denied, database busy, an outbound folder not writable...).
-    Transient,
-    /// Will never succeed: the file goes to `failed/` with a `READ_ERROR` receipt.
+    /// The environment, not the file (a full disk, the database busy, a folder not
+    /// writable): the file stays in `in/` and is tried again with backoff for as
+    /// long as it takes; nothing the file could change.
+    Environment,
+    /// Possibly the file's own doing (an error no environment explains): tried again,
+    /// and after [`MAX_ATTEMPTS`] failing the same way, answered and moved to
+    /// `failed/`.
+    File,
+    /// Will never succeed (the object itself cannot be read): moved to `failed/`
+    /// with a receipt at once.
     Permanent,
     /// The file disappeared (its sender took it back): nothing to do.
     Vanished,
@@ -243,13 +406,45 @@ impl PassError {
     /// Classifies a failure explicitly (see [`ErrorKind`]).
     pub fn kind(&self) -> ErrorKind {
         match self {
-            PassError::Index(_) | PassError::Emit(_) => ErrorKind::Transient,
-            PassError::Io { source, .. } => classify_io(source),
+            PassError::Index(e) | PassError::Emit(EmitError::Index(e)) => classify_index(e),
+            PassError::Emit(EmitError::Io { source, .. }) | PassError::Io { source, .. } => {
+                classify_io(source)
+            }
+            PassError::Emit(EmitError::Missing(_)) => ErrorKind::File,
         }
     }
 }
 
-/// Transient unless the error says the object itself can never be read.
+/// The database's own state (busy, full, read-only, unreadable) is the environment;
+/// a statement that fails on what the file brought (a constraint, a value too big)
+/// is the file's.
+pub fn classify_index(e: &IndexError) -> ErrorKind {
+    use rusqlite::ErrorCode as C;
+    match e {
+        IndexError::Sql(rusqlite::Error::SqliteFailure(f, _)) => match f.code {
+            C::DatabaseBusy
+            | C::DatabaseLocked
+            | C::DiskFull
+            | C::SystemIoFailure
+            | C::CannotOpen
+            | C::ReadOnly
+            | C::OutOfMemory
+            | C::DatabaseCorrupt
+            | C::NotADatabase
+            | C::FileLockingProtocolFailed
+            | C::PermissionDenied
+            | C::OperationInterrupted => ErrorKind::Environment,
+            _ => ErrorKind::File,
+        },
+        IndexError::Folder { .. } | IndexError::Open { .. } | IndexError::TooNew { .. } => {
+            ErrorKind::Environment
+        }
+        IndexError::Sql(_) => ErrorKind::File,
+    }
+}
+
+/// The object itself can never be read: permanent. Missing: vanished. Resources and
+/// permissions: the environment. Anything else may be the file's.
 pub fn classify_io(e: &io::Error) -> ErrorKind {
     use io::ErrorKind as K;
     match e.kind() {
@@ -257,18 +452,41 @@ pub fn classify_io(e: &io::Error) -> ErrorKind {
         K::InvalidData | K::InvalidInput | K::IsADirectory | K::FileTooLarge | K::Unsupported => {
             ErrorKind::Permanent
         }
-        _ => ErrorKind::Transient,
+        K::StorageFull
+        | K::QuotaExceeded
+        | K::ReadOnlyFilesystem
+        | K::PermissionDenied
+        | K::Interrupted
+        | K::TimedOut
+        | K::WouldBlock
+        | K::OutOfMemory
+        | K::ResourceBusy
+        | K::StaleNetworkFileHandle
+        | K::NotADirectory
+        | K::AlreadyExists
+        | K::DirectoryNotEmpty
+        | K::CrossesDevices
+        | K::TooManyLinks => ErrorKind::Environment,
+        _ if e.raw_os_error() == Some(libc::EIO) => ErrorKind::Environment,
+        _ => ErrorKind::File,
     }
 }
 
-/// Moves a message that can never be read to `failed/`, with a `READ_ERROR` receipt.
+/// Moves a message that failed for good to `failed/` with a receipt: `READ_ERROR`
+/// when the file itself can never be read, `PROCESSING_ERROR` when the hub failed on
+/// it [`MAX_ATTEMPTS`] times the same way (the details are in the log, not the
+/// receipt).
+#[allow(clippy::too_many_arguments)]
 fn fail_permanently(
     config: &Config,
     index: &mut Index,
     now: Clock,
     partner: &Partner,
+    staging: &emit::Staging,
     found: &Found,
     message: &str,
+    read_error: bool,
+    report: &mut PassReport,
 ) -> Result<(), PassError> {
     let mut m = MessageRow {
         mailbox: partner.mailbox.clone(),
@@ -284,64 +502,109 @@ fn fail_permanently(
         m.ctl_name = Some(name_bytes(ctl));
         m.src_ctl_name = m.ctl_name.clone();
     }
-    let problem = Problem::file(
-        "READ_ERROR",
-        "",
-        format!("the file cannot be read: {message}"),
-    );
+    let problem = if read_error {
+        Problem::file(
+            "READ_ERROR",
+            "",
+            format!("the file cannot be read: {message}"),
+        )
+    } else {
+        Problem::file(
+            "PROCESSING_ERROR",
+            "",
+            format!("the hub failed on this file {MAX_ATTEMPTS} times in the same way; nothing was applied. The hub's operators have the details: ask them before sending it again"),
+        )
+    };
     reject_whole(config, index, &now, &mut m, problem)?;
-    recover(config, index)
+    recover(config, index, staging, report)
 }
 
 /// Writes every reserved outbound file and finishes every half-done move.
 ///
-/// Batched: every reserved file is rendered to a temporary name, all are flushed with
-/// one `syncfs`, renamed into place and flushed again; only then are the inbound
-/// files moved (and flushed), and one transaction marks it all done. The order for
-/// each message is unchanged — receipt durable, then the file moved, then marked —
-/// so a crash anywhere is finished by the next call.
-pub fn recover(config: &Config, index: &mut Index) -> Result<(), PassError> {
+/// Batched: whatever an interrupted pass left in the staging folder is removed; every
+/// reserved file is rendered there, all are flushed with one `syncfs`, renamed into
+/// their partners' folders and flushed again, and marked written; only then are the
+/// inbound files whose receipts are out moved (and flushed) and marked done. The
+/// order for each message is unchanged — receipt durable, then the file moved, then
+/// marked — so a crash anywhere is finished by the next call. A partner whose folder
+/// cannot take a file (a folder planted at its name, `out/` replaced by a link) stops
+/// that file and its message only: it is reported, and tried again next pass.
+pub fn recover(
+    config: &Config,
+    index: &mut Index,
+    staging: &emit::Staging,
+    report: &mut PassReport,
+) -> Result<(), PassError> {
+    let staging_path = config.hub.root.join(emit::STAGING);
+    staging.clear().map_err(io_at(&staging_path))?;
     let rows = index::pending_outbound(&index.conn)?;
-    let mut staged = Vec::new();
+    let mut batch = Vec::new();
+    let mut failed = HashSet::new();
     for row in &rows {
-        staged.extend(emit::render::stage(config, &index.conn, row)?);
+        match emit::render::stage(config, &index.conn, staging, row) {
+            Ok(out) => batch.push(out),
+            Err(EmitError::Missing(what)) => {
+                failed.insert(row.id);
+                report.partner_error(
+                    &row.mailbox,
+                    format!("outbound file {what} cannot be rendered"),
+                );
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
-    emit::publish(&config.hub.root, &staged).map_err(io_at(&config.hub.root))?;
-    if !staged.is_empty() {
+    let undelivered = emit::publish(staging, batch).map_err(io_at(&config.hub.root))?;
+    for u in undelivered {
+        failed.insert(u.id);
+        report.partner_error(&u.mailbox, format!("an outbound file could not be put in its folder: {} (remove what is in the way; it is written again at the next pass)", u.error));
+    }
+    let written: Vec<&index::OutboundRow> =
+        rows.iter().filter(|r| !failed.contains(&r.id)).collect();
+    if !written.is_empty() {
         crate::fault::point("after_receipt");
+        let tx = index.begin()?;
+        for row in &written {
+            index::mark_outbound_written(&tx, row.id)?;
+        }
+        tx.commit()?;
+        for row in &written {
+            info!(event = "outbound_written", mailbox = %row.mailbox, file = %emit::render::data_name(row));
+        }
     }
-    let moving = index::messages_moving(&index.conn)?;
-    for m in &moving {
-        move_message(config, m)?;
+    let waiting = index::messages_awaiting_receipt(&index.conn)?;
+    let mut moved = Vec::new();
+    for m in index::messages_moving(&index.conn)? {
+        if waiting.contains(&m.id) {
+            continue;
+        }
+        match move_message(staging.root(), &m) {
+            Ok(()) => moved.push(m.id),
+            Err(e) => report.partner_error(
+                &m.mailbox,
+                format!("moving {}: {e}", String::from_utf8_lossy(&m.name)),
+            ),
+        }
     }
-    if !moving.is_empty() {
-        emit::syncfs(&config.hub.root).map_err(io_at(&config.hub.root))?;
-        crate::fault::point("after_move");
-    }
-    if rows.is_empty() && moving.is_empty() {
+    if moved.is_empty() {
         return Ok(());
     }
+    staging.root().syncfs().map_err(io_at(&config.hub.root))?;
+    crate::fault::point("after_move");
     let tx = index.begin()?;
-    for row in &rows {
-        index::mark_outbound_written(&tx, row.id)?;
-    }
-    for m in &moving {
-        index::mark_message_done(&tx, m.id)?;
+    for id in moved {
+        index::mark_message_done(&tx, id)?;
     }
     tx.commit()?;
-    for row in &rows {
-        info!(event = "outbound_written", mailbox = %row.mailbox, file = %emit::render::data_name(row));
-    }
     Ok(())
 }
 
-fn move_message(config: &Config, m: &MessageRow) -> Result<(), PassError> {
-    let from = config.folder(&m.mailbox, &m.src_folder);
-    let to = config.folder(&m.mailbox, &m.dest_folder);
-    // The .ctl moves first: a lone .dat waits harmlessly, a lone .ctl would be refused.
+/// Moves a decided message's files (the `.ctl` first: a lone `.dat` waits harmlessly,
+/// a lone `.ctl` would be refused) to their final folder.
+fn move_message(root: &Dir, m: &MessageRow) -> io::Result<()> {
+    let from = transport::folder(root, &m.mailbox, &m.src_folder)?;
+    let to = transport::create_folder(root, &m.mailbox, &m.dest_folder)?;
     if let (Some(ctl), Some(dest_ctl)) = (&m.src_ctl_name, &m.dest_ctl_name) {
-        transport::move_entry(&from, &name_from(ctl), &to, &name_from(dest_ctl))
-            .map_err(io_at(&from))?;
+        transport::move_entry(&from, &name_from(ctl), &to, &name_from(dest_ctl))?;
     }
     transport::move_entry(
         &from,
@@ -349,7 +612,6 @@ fn move_message(config: &Config, m: &MessageRow) -> Result<(), PassError> {
         &to,
         &name_from(&m.dest_name),
     )
-    .map_err(io_at(&from))
 }
 
 fn dest_folder(status: Status, now: &Clock) -> String {
@@ -360,25 +622,28 @@ fn dest_folder(status: Status, now: &Clock) -> String {
     }
 }
 
-/// Chooses the final names in the destination folder (unique there now).
+/// Chooses the final names in the destination folder (unique there now; when the
+/// folder cannot be opened, the names as they are: the move will say why).
 fn place(config: &Config, m: &mut MessageRow) {
-    let dir = config.folder(&m.mailbox, &m.dest_folder);
-    m.dest_name = name_bytes(&transport::free_name(&dir, &name_from(&m.name)));
-    m.dest_ctl_name = m
-        .src_ctl_name
-        .as_ref()
-        .map(|c| name_bytes(&transport::free_name(&dir, &name_from(c))));
+    let dir = Dir::open(&config.hub.root)
+        .and_then(|root| transport::create_folder(&root, &m.mailbox, &m.dest_folder))
+        .ok();
+    let free = |name: &[u8]| match &dir {
+        Some(d) => name_bytes(&transport::free_name(d, &name_from(name))),
+        None => name.to_vec(),
+    };
+    m.dest_ctl_name = m.src_ctl_name.as_deref().map(free);
+    m.dest_name = free(&m.name);
     m.state = "moving".into();
 }
 
-/// SHA-256 of a file, streamed.
-fn sha256_file(path: &Path) -> io::Result<String> {
-    crate::fault::transient_read()?;
-    let mut file = File::open(path)?;
+/// SHA-256 of an open file, streamed from its start.
+fn sha256_of(file: &Arc<File>) -> io::Result<String> {
+    let mut reader = fsutil::ReadAt::new(file.clone());
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
-        let n = file.read(&mut buf)?;
+        let n = reader.read(&mut buf)?;
         if n == 0 {
             break;
         }
@@ -389,6 +654,62 @@ fn sha256_file(path: &Path) -> io::Result<String> {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect())
+}
+
+/// Opens an inbound entry through its folder and checks it on the descriptor: a
+/// regular file (not a link, FIFO or folder, whatever the scan saw), with one link
+/// (not a hard link to a file elsewhere), on the mailbox's own file system, within
+/// `hub.max_file_bytes`. `Err(problem)` for a refusal with a receipt.
+fn open_inbound(
+    dir: &Dir,
+    name: &OsString,
+    max_bytes: u64,
+) -> Result<Result<Arc<File>, Problem>, PassError> {
+    crate::fault::transient_read().map_err(io_at(&dir.path().join(name)))?;
+    let (file, info) = match dir.open_read(name) {
+        Ok(x) => x,
+        Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+            return Ok(Err(Problem::file("NAME", "", format!("{e}"))))
+        }
+        Err(e) => return Err(io_at(&dir.path().join(name))(e)),
+    };
+    let shown = name.to_string_lossy();
+    let refusal = if info.kind != fsutil::Kind::File {
+        Some((
+            "NAME",
+            format!(
+                "{shown} is {}: only regular files are accepted",
+                info.kind.describe()
+            ),
+        ))
+    } else if info.links != 1 {
+        Some((
+            "NAME",
+            format!(
+                "{shown} has {} names (a hard link to a file elsewhere): send the file itself",
+                info.links
+            ),
+        ))
+    } else if dir.info().is_ok_and(|d| d.dev != info.dev) {
+        Some((
+            "NAME",
+            format!("{shown} is not on the mailbox's own file system"),
+        ))
+    } else if info.size > max_bytes {
+        Some((
+            "TOO_LARGE",
+            format!(
+                "the file is {} bytes; the limit is {max_bytes} (hub.max_file_bytes)",
+                info.size
+            ),
+        ))
+    } else {
+        None
+    };
+    Ok(match refusal {
+        Some((code, message)) => Err(Problem::file(code, "", message)),
+        None => Ok(Arc::new(file)),
+    })
 }
 
 /// The `.ctl` checks of §1.3: file-level problems, and whether the `.dat` is gzip.
@@ -430,16 +751,16 @@ fn check_ctl(partner: &Partner, data: &[u8]) -> (Vec<Problem>, bool) {
     (problems, control.flag("Compress"))
 }
 
-/// Decides, records and finishes one ready message. `Ok(None)`: not for this build
-/// to process (left in `in/`).
+/// Decides, records and finishes one ready message, reading it only through the
+/// descriptors opened and checked here (never its name again).
 fn process_message(
     config: &Config,
     index: &mut Index,
     now: Clock,
     partner: &Partner,
+    dir: &Dir,
     found: &Found,
-) -> Result<Option<Status>, PassError> {
-    let dir = intake::in_dir(&config.hub.root, &partner.mailbox);
+) -> Result<Status, PassError> {
     let mut m = MessageRow {
         mailbox: partner.mailbox.clone(),
         name: name_bytes(found.item.name()),
@@ -449,55 +770,63 @@ fn process_message(
         authority: partner.authority_code().map(str::to_string),
         ..MessageRow::default()
     };
-    let status = match &found.item {
+    if let Ready::Mesh { ctl, .. } = &found.item {
+        // The pair moves together, whatever is decided.
+        m.ctl_name = Some(name_bytes(ctl));
+        m.src_ctl_name = m.ctl_name.clone();
+    }
+    let refuse = |index: &mut Index, m: &mut MessageRow, problem: Problem| {
+        m.kind = "refused".into();
+        reject_whole(config, index, &now, m, problem)
+    };
+    let (name, ctl_name) = match &found.item {
         Ready::Refused { code, message, .. } => {
-            m.kind = "refused".into();
-            let problem = Problem::file(code, "", message.clone());
-            reject_whole(config, index, &now, &mut m, problem)?
+            return refuse(index, &mut m, Problem::file(code, "", message.clone()));
         }
-        Ready::Mesh { ctl, size, .. } if *size > config.hub.max_file_bytes => {
-            // Refused before reading: the pair goes to failed/ together.
-            m.kind = "refused".into();
-            m.ctl_name = Some(name_bytes(ctl));
-            m.src_ctl_name = m.ctl_name.clone();
-            let message = format!(
-                "the .dat is {size} bytes; the limit is {} (hub.max_file_bytes)",
-                config.hub.max_file_bytes
-            );
-            reject_whole(
-                config,
-                index,
-                &now,
-                &mut m,
-                Problem::file("TOO_LARGE", "", message),
-            )?
-        }
-        Ready::Plain { name, .. } | Ready::Mesh { dat: name, .. } => {
-            let data_path = dir.join(name);
-            let (pre_problems, compressed) = match &found.item {
-                Ready::Mesh { ctl: ctl_name, .. } => {
-                    m.ctl_name = Some(name_bytes(ctl_name));
-                    m.src_ctl_name = m.ctl_name.clone();
-                    let ctl_path = dir.join(ctl_name);
-                    let mut data = Vec::new();
-                    File::open(&ctl_path)
-                        .and_then(|f| f.take(ctl::MAX_CTL_BYTES as u64 + 1).read_to_end(&mut data))
-                        .map_err(io_at(&ctl_path))?;
-                    check_ctl(partner, &data)
-                }
-                _ => (Vec::new(), false),
+        Ready::Plain { name, .. } => (name, None),
+        Ready::Mesh { dat, ctl, .. } => (dat, Some(ctl)),
+    };
+    let max = config.hub.max_file_bytes;
+    let data = match open_inbound(dir, name, max)? {
+        Ok(file) => file,
+        Err(problem) => return refuse(index, &mut m, problem),
+    };
+    let data_path = dir.path().join(name);
+    let (pre_problems, compressed) = match ctl_name {
+        None => (Vec::new(), false),
+        Some(ctl_name) => {
+            let ctl = match open_inbound(dir, ctl_name, ctl::MAX_CTL_BYTES as u64)? {
+                Ok(file) => file,
+                Err(problem) => return refuse(index, &mut m, problem),
             };
-            m.compressed = compressed;
-            m.sha256 = Some(sha256_file(&data_path).map_err(io_at(&data_path))?);
-            if matches!(partner.role, Role::Authority { .. }) {
-                m.kind = "extract".into();
-                apply_extract(config, index, now, partner, m, pre_problems, &data_path)?
-            } else {
-                apply_feed(config, index, now, partner, m, pre_problems, &data_path)?
-            }
+            let mut text = Vec::new();
+            fsutil::ReadAt::new(ctl)
+                .take(ctl::MAX_CTL_BYTES as u64 + 1)
+                .read_to_end(&mut text)
+                .map_err(io_at(&dir.path().join(ctl_name)))?;
+            check_ctl(partner, &text)
         }
     };
-    Ok(Some(status))
+    m.compressed = compressed;
+    m.sha256 = Some(sha256_of(&data).map_err(io_at(&data_path))?);
+    let inbound = Inbound {
+        file: data,
+        path: data_path,
+    };
+    let status = if matches!(partner.role, Role::Authority { .. }) {
+        m.kind = "extract".into();
+        apply_extract(config, index, now, partner, m, pre_problems, &inbound)?
+    } else {
+        apply_feed(config, index, now, partner, m, pre_problems, &inbound)?
+    };
+    Ok(status)
+}
+
+/// An inbound data file: its open descriptor (every read goes through it) and its
+/// path (for messages only).
+struct Inbound {
+    file: Arc<File>,
+    path: std::path::PathBuf,
 }
 
 /// Reserves a message's receipt; one for `failed/` also gets a copy there (§1.1).
@@ -578,17 +907,20 @@ fn log_decision(m: &MessageRow, status: Status) {
     info!(event, mailbox = %m.mailbox, file = %file, status = status.as_str(), records = m.records, applied = m.applied, rejected = m.rejected, warnings = m.warnings);
 }
 
+/// Readers of a message's content, each from its start: through the open
+/// descriptor, decompressed when the `.ctl` said `Compress=Y` (every gzip member), at
+/// most `max` bytes.
 fn opener(
-    path: &Path,
+    file: &Arc<File>,
     compressed: bool,
     max: u64,
 ) -> impl Fn() -> io::Result<Box<dyn Read + Send>> + '_ {
     move || {
-        let file = File::open(path)?;
+        let reader = fsutil::ReadAt::new(file.clone());
         Ok(if compressed {
-            extract::bounded(GzDecoder::new(file), max)
+            extract::bounded(MultiGzDecoder::new(reader), max)
         } else {
-            extract::bounded(file, max)
+            extract::bounded(reader, max)
         })
     }
 }
@@ -600,8 +932,9 @@ fn apply_extract(
     partner: &Partner,
     mut m: MessageRow,
     pre_problems: Vec<Problem>,
-    data_path: &Path,
+    data: &Inbound,
 ) -> Result<Status, PassError> {
+    let data_path = &data.path;
     let authority = partner.authority_code().unwrap_or_default().to_string();
     let job = Job {
         hub: &config.hub,
@@ -611,7 +944,7 @@ fn apply_extract(
         guard: true,
         apply: true,
     };
-    let open = opener(data_path, m.compressed, config.hub.max_file_bytes);
+    let open = opener(&data.file, m.compressed, config.hub.max_file_bytes);
     // The pass runs straight in the message's transaction (no savepoint); when the
     // file must be read again (a record twice in it, or a decision that forbids
     // applying after lines were applied) the whole transaction is rolled back and
@@ -682,8 +1015,9 @@ fn apply_feed(
     partner: &Partner,
     mut m: MessageRow,
     pre_problems: Vec<Problem>,
-    data_path: &Path,
+    data: &Inbound,
 ) -> Result<Status, PassError> {
+    let data_path = &data.path;
     let tx = index.begin()?;
     m.kind = match partner.role {
         Role::Site { .. } => "attendance",
@@ -694,7 +1028,7 @@ fn apply_feed(
         tx.commit()?;
         return Ok(Status::Duplicate);
     };
-    let open = opener(data_path, m.compressed, config.hub.max_file_bytes);
+    let open = opener(&data.file, m.compressed, config.hub.max_file_bytes);
     let mut sink = DbSink::new(receipt);
     let io_err = extract_failed(data_path);
     let (outcome, detail) = match &partner.role {
@@ -801,6 +1135,7 @@ fn carry_out_decisions(
     config: &Config,
     index: &mut Index,
     now: Clock,
+    staging: &emit::Staging,
     report: &mut PassReport,
 ) -> Result<(), PassError> {
     for d in index::pending_decisions(&index.conn)? {
@@ -828,10 +1163,12 @@ fn carry_out_decisions(
                 guard: false,
                 apply: true,
             };
-            let path = config
-                .folder(&m.mailbox, "quarantine")
-                .join(name_from(&m.src_name));
-            let open = opener(&path, m.compressed, config.hub.max_file_bytes);
+            let folder = transport::folder(staging.root(), &m.mailbox, "quarantine")
+                .map_err(io_at(&config.folder(&m.mailbox, "quarantine")))?;
+            let path = folder.path().join(name_from(&m.src_name));
+            let file = open_inbound(&folder, &name_from(&m.src_name), u64::MAX)?
+                .map_err(|p| io_at(&path)(io::Error::new(io::ErrorKind::InvalidData, p.message)))?;
+            let open = opener(&file, m.compressed, config.hub.max_file_bytes);
             let mut sink = DbSink::new(receipt);
             let outcome =
                 extract::evaluate(&tx, &job, &open, &mut sink).map_err(extract_failed(&path))?;
@@ -846,7 +1183,7 @@ fn carry_out_decisions(
             )?;
             report
                 .messages
-                .push((m.mailbox.clone(), file_name.clone(), outcome.status));
+                .push((m.mailbox.clone(), name_from(&m.name), outcome.status));
             outcome.status
         } else {
             let counts = Counts {
@@ -890,13 +1227,18 @@ fn carry_out_decisions(
         }
         index::finish_decisions(&tx, m.id, &now.rfc3339())?;
         tx.commit()?;
-        recover(config, index)?;
+        recover(config, index, staging, report)?;
     }
     Ok(())
 }
 
 /// Age-18 endings, the retention purge and the archive clean-up, as of `now`.
-pub fn housekeeping(config: &Config, index: &mut Index, now: Clock) -> Result<(), PassError> {
+pub fn housekeeping(
+    config: &Config,
+    index: &mut Index,
+    now: Clock,
+    root: &Dir,
+) -> Result<(), PassError> {
     let today = now.today();
     let tx = index.begin()?;
     let mut seqs = index::ChangeSeq::load(&tx)?;
@@ -931,15 +1273,18 @@ pub fn housekeeping(config: &Config, index: &mut Index, now: Clock) -> Result<()
     tx.commit()?;
     let cutoff = crate::clock::add_days(today, -i64::from(config.hub.archive_days));
     for partner in &config.partners {
-        let dir = config.folder(&partner.mailbox, "archive");
-        let Ok(entries) = std::fs::read_dir(&dir) else {
+        let Ok(dir) = transport::folder(root, &partner.mailbox, "archive") else {
             continue;
         };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
+        let Ok(entries) = dir.entries() else {
+            continue;
+        };
+        for (name, _) in entries {
             if let Some(day) = crate::clock::parse_date(&name.to_string_lossy()) {
                 if day < cutoff {
-                    std::fs::remove_dir_all(entry.path()).map_err(io_at(&entry.path()))?;
+                    // Never following a link: only the hub's own day folder goes.
+                    dir.remove_tree(&name)
+                        .map_err(io_at(&dir.path().join(&name)))?;
                     info!(event = "archive_expired", mailbox = %partner.mailbox, day = %day);
                 }
             }
@@ -949,7 +1294,13 @@ pub fn housekeeping(config: &Config, index: &mut Index, now: Clock) -> Result<()
 }
 
 /// Reserves and writes a holdings file for every authority (§4.5).
-pub fn emit_holdings(config: &Config, index: &mut Index, now: Clock) -> Result<(), PassError> {
+pub fn emit_holdings(
+    config: &Config,
+    index: &mut Index,
+    now: Clock,
+    staging: &emit::Staging,
+    report: &mut PassReport,
+) -> Result<(), PassError> {
     let tx = index.begin()?;
     for partner in config.authorities() {
         emit::render::reserve(
@@ -963,7 +1314,7 @@ pub fn emit_holdings(config: &Config, index: &mut Index, now: Clock) -> Result<(
         )?;
     }
     tx.commit()?;
-    recover(config, index)
+    recover(config, index, staging, report)
 }
 
 /// The outcome of `validate`: what the receipt would say, nothing changed.
@@ -1006,7 +1357,8 @@ pub fn validate_file(
     partner: Option<&Partner>,
     now: Clock,
 ) -> Result<Validation, PassError> {
-    let sha256 = sha256_file(path).map_err(io_at(path))?;
+    let file = Arc::new(File::open(path).map_err(io_at(path))?);
+    let sha256 = sha256_of(&file).map_err(io_at(path))?;
     let Some(partner) = partner else {
         let problem = Problem::file(
             "PARTNER_MISMATCH",
@@ -1032,7 +1384,7 @@ pub fn validate_file(
             problems: Vec::new(),
         });
     }
-    let open = opener(path, false, config.hub.max_file_bytes);
+    let open = opener(&file, false, config.hub.max_file_bytes);
     let mut sink = extract::MemorySink::default();
     let io_err = extract_failed(path);
     let feed_outcome = match &partner.role {

@@ -29,7 +29,7 @@ use tracing::{info, warn};
 
 use crate::clock::Clock;
 use crate::config::{Config, Framing, SftpRemote};
-use crate::emit::{ensure_dir, sync_dir};
+use crate::fsutil::{self, Dir};
 use crate::index::{self, Index, IndexError};
 use crate::intake::is_temporary;
 
@@ -236,25 +236,25 @@ fn remote_path(dir: &str, name: &str) -> PathBuf {
     Path::new(dir).join(name)
 }
 
-/// Downloads one remote file into `in/` (atomically, size checked, durable).
+/// Downloads one remote file into `in/` (atomically, size checked, durable): written
+/// to a dot-temporary name created anew (`O_EXCL | O_NOFOLLOW`: a link planted there
+/// is never followed), fsynced, renamed into place.
 fn download_one(
     sftp: &Sftp,
     remote: &SftpRemote,
     file: &RemoteFile,
-    in_dir: &Path,
+    in_dir: &Dir,
 ) -> Result<(), SftpError> {
-    let tmp = in_dir.join(format!(".{}.sftp.part", file.name));
+    let tmp = format!(".{}.sftp.part", file.name);
+    let tmp_path = in_dir.path().join(&tmp);
     let result = (|| {
         let mut src = sftp
             .open(remote_path(&remote.remote_in, &file.name))
             .map_err(ssh(format!("opening {}", file.name)))?;
-        let mut dst = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode_0600()
-            .open(&tmp)
-            .map_err(local(&tmp))?;
+        if in_dir.stat(&tmp).map_err(local(&tmp_path))?.is_some() {
+            in_dir.remove_file(&tmp).map_err(local(&tmp_path))?;
+        }
+        let mut dst = in_dir.create_new(&tmp, 0o600).map_err(local(&tmp_path))?;
         let mut buf = vec![0u8; 1 << 20];
         let mut got = 0u64;
         loop {
@@ -265,7 +265,7 @@ fn download_one(
             if n == 0 {
                 break;
             }
-            dst.write_all(&buf[..n]).map_err(local(&tmp))?;
+            dst.write_all(&buf[..n]).map_err(local(&tmp_path))?;
             got += n as u64;
         }
         if got != file.size {
@@ -275,13 +275,15 @@ fn download_one(
                 want: file.size,
             });
         }
-        dst.sync_all().map_err(local(&tmp))?;
+        dst.sync_all().map_err(local(&tmp_path))?;
         drop(dst);
-        fs::rename(&tmp, in_dir.join(&file.name)).map_err(local(&tmp))?;
-        sync_dir(in_dir).map_err(local(in_dir))
+        in_dir
+            .rename(&tmp, in_dir, &file.name)
+            .map_err(local(&tmp_path))?;
+        in_dir.sync().map_err(local(in_dir.path()))
     })();
     if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+        let _ = in_dir.remove_file(&tmp);
     }
     result
 }
@@ -320,16 +322,15 @@ pub fn download(
     now: &Clock,
     listings: &mut Listings,
 ) -> Result<Vec<String>, SftpError> {
-    let in_dir = config.folder(&remote.mailbox, "in");
-    ensure_dir(&in_dir).map_err(local(&in_dir))?;
+    let in_path = config.folder(&remote.mailbox, "in");
+    let in_dir = super::open_root(config)
+        .and_then(|root| super::create_folder(&root, &remote.mailbox, "in"))
+        .map_err(local(&in_path))?;
     // Partial copies left by a stop or a crash: nothing else writes these names.
-    if let Ok(entries) = fs::read_dir(&in_dir) {
-        for e in entries.flatten() {
-            let name = e.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with('.') && name.ends_with(".sftp.part") {
-                let _ = fs::remove_file(e.path());
-            }
+    for (name, _) in in_dir.entries().map_err(local(&in_path))? {
+        let text = name.to_string_lossy();
+        if text.starts_with('.') && text.ends_with(".sftp.part") {
+            let _ = in_dir.remove_file(&name);
         }
     }
     let files = list(sftp, &remote.remote_in)?;
@@ -378,7 +379,7 @@ pub fn download(
         {
             Some("local") => {}
             Some("done") | Some("downloading") | None => {
-                if in_dir.join(&f.name).exists() {
+                if in_dir.stat(&f.name).map_err(local(&in_path))?.is_some() {
                     // The previous file of that name is still waiting to be processed.
                     continue;
                 }
@@ -412,23 +413,29 @@ pub fn download(
     Ok(done)
 }
 
-/// Uploads every outbound file waiting in the local `out/`, then moves it to `out/sent/`.
+/// Uploads every outbound file waiting in the local `out/`, then moves it to
+/// `out/sent/`. Only the hub's own files go: each is opened without following a link
+/// and must be a regular file with one link, owned by the hub's user (a partner that
+/// can write `out/` cannot make the hub send anything else).
 pub fn upload(sftp: &Sftp, remote: &SftpRemote, config: &Config) -> Result<Vec<String>, SftpError> {
-    let out_dir = config.folder(&remote.mailbox, "out");
-    let sent_dir = out_dir.join("sent");
+    let out_path = config.folder(&remote.mailbox, "out");
+    let root = super::open_root(config).map_err(local(&config.hub.root))?;
+    let out_dir = match super::folder(&root, &remote.mailbox, "out") {
+        Ok(dir) => dir,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(local(&out_path)(e)),
+    };
     let mesh = config
         .partner(&remote.mailbox)
         .is_some_and(|p| p.framing == Framing::Mesh);
-    let mut names: Vec<String> = match fs::read_dir(&out_dir) {
-        Ok(entries) => entries
-            .flatten()
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-            .filter_map(|e| e.file_name().to_str().map(str::to_string))
-            .filter(|n| !is_temporary(n.as_bytes()))
-            .collect(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(local(&out_dir)(e)),
-    };
+    let mut names: Vec<String> = out_dir
+        .entries()
+        .map_err(local(&out_path))?
+        .into_iter()
+        .filter(|(_, info)| info.kind == fsutil::Kind::File)
+        .filter_map(|(n, _)| n.to_str().map(str::to_string))
+        .filter(|n| !is_temporary(n.as_bytes()))
+        .collect();
     names.sort();
     let mut batches: Vec<Vec<String>> = Vec::new();
     for name in &names {
@@ -446,12 +453,21 @@ pub fn upload(sftp: &Sftp, remote: &SftpRemote, config: &Config) -> Result<Vec<S
         }
     }
     let mut uploaded = Vec::new();
-    for batch in batches {
+    'batches: for batch in batches {
+        let mut opened = Vec::new();
         for name in &batch {
-            let path = out_dir.join(name);
+            let path = out_path.join(name);
+            let (src, info) = out_dir.open_read(name).map_err(local(&path))?;
+            if info.kind != fsutil::Kind::File || info.links != 1 || info.uid != fsutil::euid() {
+                warn!(event = "sftp_not_uploaded", mailbox = %remote.mailbox, file = %name, "not a file the hub wrote (a link, another owner, or more than one name): left in out/");
+                continue 'batches;
+            }
+            opened.push(src);
+        }
+        for (name, mut src) in batch.iter().zip(opened) {
+            let path = out_path.join(name);
             let tmp = remote_path(&remote.remote_out, &format!(".{name}.part"));
             let dst = remote_path(&remote.remote_out, name);
-            let mut src = fs::File::open(&path).map_err(local(&path))?;
             let mut file = sftp
                 .create(&tmp)
                 .map_err(ssh(format!("creating {}", tmp.display())))?;
@@ -477,14 +493,17 @@ pub fn upload(sftp: &Sftp, remote: &SftpRemote, config: &Config) -> Result<Vec<S
             .map_err(ssh(format!("renaming {}", dst.display())))?;
         }
         // Delivered: move the batch (the .ctl last, as it went) to out/sent/.
-        ensure_dir(&sent_dir).map_err(local(&sent_dir))?;
+        let sent_dir = super::create_folder(&root, &remote.mailbox, "out/sent")
+            .map_err(local(&out_path.join("sent")))?;
         for name in &batch {
-            fs::rename(out_dir.join(name), sent_dir.join(name)).map_err(local(&out_dir))?;
+            out_dir
+                .rename(name, &sent_dir, name)
+                .map_err(local(&out_path))?;
             info!(event = "sftp_uploaded", mailbox = %remote.mailbox, file = %name);
             uploaded.push(name.clone());
         }
-        sync_dir(&sent_dir).map_err(local(&sent_dir))?;
-        sync_dir(&out_dir).map_err(local(&out_dir))?;
+        sent_dir.sync().map_err(local(sent_dir.path()))?;
+        out_dir.sync().map_err(local(&out_path))?;
     }
     Ok(uploaded)
 }
@@ -513,16 +532,6 @@ pub fn log_failure(remote: &SftpRemote, e: &SftpError) {
         tracing::error!(event = "sftp_failed", mailbox = %remote.mailbox, host = %remote.host, error = %e, "needs an operator");
     } else {
         warn!(event = "sftp_failed", mailbox = %remote.mailbox, host = %remote.host, error = %e, "tried again later");
-    }
-}
-
-trait Mode0600 {
-    fn mode_0600(&mut self) -> &mut Self;
-}
-
-impl Mode0600 for fs::OpenOptions {
-    fn mode_0600(&mut self) -> &mut Self {
-        std::os::unix::fs::OpenOptionsExt::mode(self, 0o600)
     }
 }
 
