@@ -324,23 +324,59 @@ fn load_config(path: &Path) -> Result<Config, Exit> {
     Config::load(path).map_err(usage)
 }
 
+/// What `run` and `process` need before they touch a file: the layout checked
+/// (§6.6), the lock, the database, and the mailbox root claimed for it. Exit 2 for
+/// the configuration, the lock and a root that belongs to another database; 1 when
+/// the database cannot be opened or written (a full disk is not a usage error).
+fn open_for_processing(config: &Config) -> Result<(Lock, Index), Exit> {
+    crate::transport::check_layout(config).map_err(usage)?;
+    let lock = Lock::acquire(&config.lock_path()).map_err(usage)?;
+    let index = Index::open(&config.hub.database).map_err(|e| match e {
+        index::IndexError::Folder { .. } | index::IndexError::TooNew { .. } => usage(e),
+        other => Exit(1, database_context(config, other)),
+    })?;
+    let id = index::database_id(&index.conn).map_err(|e| Exit(1, database_context(config, e)))?;
+    crate::transport::claim_root(config, &id).map_err(usage)?;
+    Ok((lock, index))
+}
+
+/// A failed pass, naming the database when the database failed.
+fn pass_error(config: &Config, e: pipeline::PassError) -> anyhow::Error {
+    use pipeline::PassError as P;
+    match e {
+        P::Index(_) | P::Emit(crate::emit::render::EmitError::Index(_)) => {
+            database_context(config, e)
+        }
+        other => other.into(),
+    }
+}
+
+/// An error that names the database it happened on (SQLite's own messages, such as
+/// "database or disk is full", name none).
+fn database_context(config: &Config, e: impl Into<anyhow::Error>) -> anyhow::Error {
+    e.into()
+        .context(format!("database {}", config.hub.database.display()))
+}
+
 fn run(cli: Cli) -> Result<i32, Exit> {
     let now = cli.now.map(Clock::at).unwrap_or_else(Clock::real);
     match cli.command {
         Command::Init { dir } => init(&dir.unwrap_or_else(|| PathBuf::from("."))).map_err(usage),
         Command::Process { emit } => {
             let config = load_config(&cli.config)?;
-            let _lock = Lock::acquire(&config.lock_path()).map_err(usage)?;
-            let mut index = Index::open(&config.hub.database).map_err(usage)?;
-            let options = PassOptions {
-                emit_holdings: emit.contains(&EmitKind::Holdings),
-                alert_deltas: emit.contains(&EmitKind::Alerts),
-                alert_fulls: emit.contains(&EmitKind::Alerts),
-                ..PassOptions::default()
-            };
-            let mut failures = crate::transport::sftp::download_all(&config, &now);
-            let report = pipeline::run_pass(&config, &mut index, now, &options)
-                .map_err(|e| Exit(1, e.into()))?;
+            let (_lock, mut index) = open_for_processing(&config)?;
+            let (report, mut failures) =
+                crate::transport::sftp::download_all_while(&config, &now, |mailboxes, ready| {
+                    let options = PassOptions {
+                        emit_holdings: emit.contains(&EmitKind::Holdings),
+                        alert_deltas: emit.contains(&EmitKind::Alerts),
+                        alert_fulls: emit.contains(&EmitKind::Alerts),
+                        downloading: Some(pipeline::Downloads { mailboxes, ready }),
+                        ..PassOptions::default()
+                    };
+                    pipeline::run_pass(&config, &mut index, now, &options)
+                });
+            let report = report.map_err(|e| Exit(1, pass_error(&config, e)))?;
             failures.extend(crate::transport::sftp::upload_all(&config));
             for f in &failures {
                 warn_line(format_args!("SFTP {}: {}", f.mailbox, f.error));
@@ -358,6 +394,9 @@ fn run(cli: Cli) -> Result<i32, Exit> {
                     e.message
                 ));
             }
+            for (mailbox, what) in &report.partner_errors {
+                warn_line(format_args!("{mailbox}: {what}"));
+            }
             Ok(if failures.is_empty() {
                 report.exit_code()
             } else {
@@ -366,8 +405,7 @@ fn run(cli: Cli) -> Result<i32, Exit> {
         }
         Command::Run => {
             let config = load_config(&cli.config)?;
-            let _lock = Lock::acquire(&config.lock_path()).map_err(usage)?;
-            let index = Index::open(&config.hub.database).map_err(usage)?;
+            let (_lock, index) = open_for_processing(&config)?;
             let clock: crate::daemon::ClockSource = match cli.now {
                 Some(base) => {
                     let started = std::time::Instant::now();

@@ -342,9 +342,13 @@ pub async fn run(
         let mut wake_at = real_now + config.hub.rescan_every;
         match result {
             Ok(report) => {
+                // Forget what was decided, and what left in/ (taken back by its
+                // sender): a stale entry would wake the loop for nothing, forever.
                 for (mailbox, name, _) in &report.messages {
-                    backoff.remove(&(mailbox.clone(), OsString::from(name)));
+                    backoff.remove(&(mailbox.clone(), name.clone()));
                 }
+                backoff
+                    .retain(|key, _| !report.scanned.contains(&key.0) || report.seen.contains(key));
                 for e in report.errors {
                     let key = (e.mailbox, e.name);
                     if e.transient {
@@ -368,7 +372,7 @@ pub async fn run(
             }
             Err(e) => {
                 // A failure outside any one file (the database, a folder): try again soon.
-                error!(event = "pass_failed", error = %e, "trying again");
+                error!(event = "pass_failed", database = %config.hub.database.display(), error = %e, "trying again");
                 wake_at = wake_at.min(SystemTime::now() + Duration::from_secs(5));
             }
         }

@@ -41,14 +41,29 @@ pub enum IndexError {
         found: u32,
         supported: u32,
     },
-    #[error("database error: {0} (if it says busy or locked, another process holds the database; retry)")]
+    #[error("{}", sql_advice(.0))]
     Sql(#[from] rusqlite::Error),
 }
 
-/// Is this error worth retrying (the database was busy or locked)?
-pub fn is_transient(e: &IndexError) -> bool {
-    matches!(e, IndexError::Sql(rusqlite::Error::SqliteFailure(f, _))
-        if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
+/// SQLite's message with what an operator should do about it (once).
+fn sql_advice(e: &rusqlite::Error) -> String {
+    use rusqlite::ErrorCode as C;
+    let advice = match e {
+        rusqlite::Error::SqliteFailure(f, _) => match f.code {
+            C::DiskFull => "free space on the database's disk; nothing is lost, the work is tried again",
+            C::DatabaseBusy | C::DatabaseLocked => "another process holds the database; the work is tried again",
+            C::ReadOnly | C::CannotOpen | C::PermissionDenied => {
+                "check the permissions of the database file and its folder"
+            }
+            C::SystemIoFailure => "the disk failed a read or write: check the system log",
+            C::DatabaseCorrupt | C::NotADatabase => {
+                "the database is damaged: stop the hub and restore the last backup (docs/operator-guide.md)"
+            }
+            _ => return format!("database error: {e}"),
+        },
+        _ => return format!("database error: {e}"),
+    };
+    format!("database error: {e} ({advice})")
 }
 
 /// An open index.

@@ -1440,3 +1440,6 @@ pub fn validate_file(
         problems,
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -17,7 +17,7 @@
 //! final name locally, and never remove a remote file before the local copy is
 //! durable and recorded.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -572,17 +572,52 @@ fn each_remote(
     })
 }
 
-/// `process`: download from every remote, listing twice `hub.settle` apart so that
-/// plain files are taken only once complete.
-pub fn download_all(config: &Config, now: &Clock) -> Vec<RemoteFailure> {
-    each_remote(config, |remote| {
-        let index = Index::open(&config.hub.database)?;
-        let (_session, sftp) = connect(remote)?;
-        let mut listings = Listings::default();
-        let mut got = download(&sftp, remote, config, &index, now, &mut listings)?;
-        std::thread::sleep(config.hub.settle);
-        got.extend(download(&sftp, remote, config, &index, now, &mut listings)?);
-        Ok(got)
+/// `process`: downloads from every remote at once (one thread each, listing twice
+/// `hub.settle` apart so that plain files are taken only once complete) while `work`
+/// runs; `work` gets the remote mailboxes and a channel that names each as its
+/// download ends, so it can take local mailboxes at once and each remote one as soon
+/// as it is ready (a stalled server holds up only its own partner).
+pub fn download_all_while<T>(
+    config: &Config,
+    now: &Clock,
+    work: impl FnOnce(HashSet<String>, std::sync::mpsc::Receiver<String>) -> T,
+) -> (T, Vec<RemoteFailure>) {
+    let (done, ready) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = config
+            .sftp
+            .iter()
+            .map(|remote| {
+                let done = done.clone();
+                scope.spawn(move || {
+                    let result = (|| {
+                        let index = Index::open(&config.hub.database)?;
+                        let (_session, sftp) = connect(remote)?;
+                        let mut listings = Listings::default();
+                        let mut got = download(&sftp, remote, config, &index, now, &mut listings)?;
+                        std::thread::sleep(config.hub.settle);
+                        got.extend(download(&sftp, remote, config, &index, now, &mut listings)?);
+                        Ok::<_, SftpError>(got)
+                    })();
+                    let _ = done.send(remote.mailbox.clone());
+                    result.err().map(|error| {
+                        log_failure(remote, &error);
+                        RemoteFailure {
+                            mailbox: remote.mailbox.clone(),
+                            error,
+                        }
+                    })
+                })
+            })
+            .collect();
+        drop(done);
+        let mailboxes = config.sftp.iter().map(|r| r.mailbox.clone()).collect();
+        let out = work(mailboxes, ready);
+        let failures = handles
+            .into_iter()
+            .filter_map(|h| h.join().ok().flatten())
+            .collect();
+        (out, failures)
     })
 }
 

@@ -8,7 +8,8 @@ use std::fs;
 
 use crate::harness::*;
 
-/// Everything under the mailbox root (name -> bytes), plus the facts of the index.
+/// Everything under the mailbox root (name -> bytes) but the root's owner marker
+/// (each hub's database has its own identity), plus the facts of the index.
 pub fn snapshot(hub: &Hub) -> (BTreeMap<String, Vec<u8>>, Vec<Vec<String>>) {
     let mut files = BTreeMap::new();
     let root = hub.path().join("mailboxes");
@@ -18,6 +19,8 @@ pub fn snapshot(hub: &Hub) -> (BTreeMap<String, Vec<u8>>, Vec<Vec<String>>) {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 stack.push(path);
+            } else if path.file_name().is_some_and(|n| n == ".cpis-hub-root") {
+                continue;
             } else {
                 files.insert(
                     path.strip_prefix(&root).unwrap().display().to_string(),

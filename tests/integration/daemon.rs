@@ -1,101 +1,11 @@
 //! The daemon as a process (SPEC §5.4, §6.6): started for real, fed files, sent
 //! SIGTERM, killed with -9, restarted.
 
-use std::fs;
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use crate::harness::*;
-
-struct Daemon {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl Daemon {
-    fn start(hub: &Hub, env: &[(&str, &str)]) -> Daemon {
-        let log = hub.path().join(format!(
-            "daemon-{}.log",
-            Instant::now().elapsed().as_nanos()
-        ));
-        let log_file = fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(bin());
-        // The business clock is the test's (`--now`, moving on from the start), so the
-        // schedule and every date the daemon writes are the same on any day.
-        cmd.arg("--config")
-            .arg(hub.config())
-            .arg("--now")
-            .arg(&hub.now)
-            .arg("run")
-            .current_dir(hub.path());
-        cmd.env_remove("CPIS_HUB_FAULT")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log_file);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().unwrap();
-        let d = Daemon { child, log };
-        assert!(
-            wait_for(10, || d.output().contains("daemon_started")),
-            "daemon did not start: {}",
-            d.output()
-        );
-        d
-    }
-
-    fn output(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// SIGTERM, then the exit code (None if it did not stop within 20 s).
-    fn terminate(mut self) -> Option<i32> {
-        self.signal("TERM");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        None
-    }
-
-    fn kill9(mut self) {
-        self.signal("KILL");
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_for(seconds: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    cond()
-}
 
 /// The receipts in a mailbox's `out/`, oldest sequence first.
 fn receipts(hub: &Hub, mailbox: &str) -> Vec<Doc> {

@@ -9,6 +9,7 @@ mod daemon;
 mod deploy;
 mod extracts;
 mod golden;
+mod hostile;
 mod intake;
 mod nhs_side;
 mod output;
