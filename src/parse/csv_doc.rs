@@ -7,23 +7,48 @@ use std::sync::{Arc, Mutex};
 use super::limits::{self, CrLf, LineLimit};
 use super::{meta, FileProblem, FormatSpec, Item, Prelude, RawRecord, Syntax, MAX_LINE_BYTES};
 
-/// Remembers the offsets of the newlines the csv reader has been given but not yet
-/// placed: the csv reader dates a record from the end of the previous one, before
-/// the blank lines it skips, so those are counted here.
+/// Remembers where the newlines the csv reader has been given but not yet placed
+/// are: the csv reader dates a record from the end of the previous one, before the
+/// blank lines it skips, so those are counted here. Kept as runs of consecutive
+/// newlines (a file of a billion blank lines is one run), and bounded: more than
+/// [`MAX_RECORD_BYTES`] read without a record is refused.
 struct Newlines<R> {
     inner: R,
     offset: u64,
-    seen: Arc<Mutex<VecDeque<u64>>>,
+    seen: Arc<Mutex<Seen>>,
 }
+
+#[derive(Debug, Default)]
+struct Seen {
+    /// (first offset, count) of each run of consecutive newlines.
+    runs: VecDeque<(u64, u64)>,
+    /// Bytes read since the csv reader last gave a record.
+    since_record: u64,
+}
+
+/// The most bytes one record may span, with the blank lines before it (a record is a
+/// few hundred bytes; a quoted field may span lines, so [`MAX_LINE_BYTES`] alone does
+/// not bound it).
+pub const MAX_RECORD_BYTES: u64 = 4 << 20;
 
 impl<R: Read> Read for Newlines<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         for i in memchr::memchr_iter(b'\n', &buf[..n]) {
-            seen.push_back(self.offset + i as u64);
+            let at = self.offset + i as u64;
+            match seen.runs.back_mut() {
+                Some((first, count)) if *first + *count == at => *count += 1,
+                _ => seen.runs.push_back((at, 1)),
+            }
         }
         self.offset += n as u64;
+        seen.since_record += n as u64;
+        if seen.since_record > MAX_RECORD_BYTES + 64 * 1024 {
+            return Err(std::io::Error::other(limits::RecordTooLong(
+                MAX_RECORD_BYTES,
+            )));
+        }
         Ok(n)
     }
 }
@@ -33,7 +58,7 @@ type Source<R> = Newlines<CrLf<BufReader<LineLimit<BufReader<R>>>>>;
 
 pub(super) struct CsvDoc<R: Read> {
     reader: csv::Reader<Source<R>>,
-    newlines: Arc<Mutex<VecDeque<u64>>>,
+    newlines: Arc<Mutex<Seen>>,
     /// For each CSV column: the index in the format's columns, if known.
     mapping: Vec<Option<usize>>,
     width: usize,
@@ -86,7 +111,7 @@ impl<R: Read> CsvDoc<R> {
         let metadata = meta::parse_line(line).map_err(|m| FileProblem::new("METADATA", "", m))?;
         check_format(&metadata, spec)?;
 
-        let newlines = Arc::new(Mutex::new(VecDeque::new()));
+        let newlines = Arc::new(Mutex::new(Seen::default()));
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
@@ -176,15 +201,20 @@ impl<R: Read> CsvDoc<R> {
                 .unwrap_or((0, 0));
             {
                 let mut seen = self.newlines.lock().unwrap_or_else(|e| e.into_inner());
-                while seen.front().is_some_and(|o| *o < start) {
-                    seen.pop_front();
+                seen.since_record = 0;
+                while seen
+                    .runs
+                    .front()
+                    .is_some_and(|(first, count)| first + count <= start)
+                {
+                    seen.runs.pop_front();
                 }
                 // Blank lines skipped before the record: newlines at start, start+1, ...
-                let mut next = start;
-                while seen.front() == Some(&next) {
-                    seen.pop_front();
-                    next += 1;
-                    line += 1;
+                if let Some(&(first, count)) = seen.runs.front() {
+                    if first <= start {
+                        line += first + count - start;
+                        seen.runs.pop_front();
+                    }
                 }
             }
             if self

@@ -75,6 +75,12 @@ pub fn parse(data: &[u8]) -> Result<Control, String> {
                     _ => None,
                 };
                 if let Some(key) = key {
+                    // A control element appears once: a second one (say an empty
+                    // From_DTS, then another partner's) is never resolved in
+                    // anybody's favour.
+                    if stack.len() == 1 && fields.contains_key(&key) {
+                        return Err(format!("the .ctl repeats the element <{key}>: each control element appears once"));
+                    }
                     fields.entry(key).or_insert_with(|| text.trim().to_string());
                 }
                 text.clear();
@@ -103,6 +109,12 @@ pub fn write(workflow_id: &str, from: &str, to: &str, subject: &str, local_id: u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repeated_control_element_is_refused_in_any_case() {
+        let e = parse(b"<DTSControl><From_DTS></From_DTS><from_dts>X26LA317</from_dts><WorkflowId>CPISHUB_EXTRACT</WorkflowId></DTSControl>").unwrap_err();
+        assert!(e.contains("from_dts"), "{e}");
+    }
 
     #[test]
     fn lenient_names_and_status_record() {

@@ -9,6 +9,11 @@ use std::io::{self, Read};
 #[error("a line is longer than {0} bytes")]
 pub struct LineTooLong(pub usize);
 
+/// Marker error: one CSV record (with the blank lines before it) was too long.
+#[derive(Debug, thiserror::Error)]
+#[error("a record, with the blank lines before it, is longer than {0} bytes")]
+pub struct RecordTooLong(pub u64);
+
 /// Marker error: the (decompressed) content grew past the size limit.
 #[derive(Debug, thiserror::Error)]
 #[error("the content is larger than {0} bytes")]
@@ -81,6 +86,64 @@ impl<R: Read> Read for SizeLimit<R> {
     }
 }
 
+/// Marker error: a compressed `.dat` is not a complete, valid gzip stream (cut short,
+/// or corrupt): the file's own fault, answered at once.
+#[derive(Debug, thiserror::Error)]
+#[error("the .dat is marked Compress=Y but is not a complete gzip stream ({0})")]
+pub struct BadCompression(pub String);
+
+/// An error of the file under a decompressor, kept apart from the decompressor's own.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct SourceError(io::Error);
+
+/// The file's bytes, each error marked as the file's (not the decompressor's).
+struct Marked<R>(R);
+
+impl<R: Read> Read for Marked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0
+            .read(buf)
+            .map_err(|e| io::Error::new(e.kind(), SourceError(e)))
+    }
+}
+
+/// Decompresses a gzip `.dat`: every member (a file written as several gzip members
+/// is read whole), a stream cut short or corrupt failing with [`BadCompression`]; the
+/// file's own read errors pass through as they were.
+pub struct Gunzip<R: Read> {
+    inner: flate2::read::MultiGzDecoder<Marked<R>>,
+}
+
+impl<R: Read> Gunzip<R> {
+    pub fn new(inner: R) -> Self {
+        Gunzip {
+            inner: flate2::read::MultiGzDecoder::new(Marked(inner)),
+        }
+    }
+}
+
+impl<R: Read> Read for Gunzip<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).map_err(|e| {
+            let kind = e.kind();
+            match e.into_inner() {
+                Some(inner) => match inner.downcast::<SourceError>() {
+                    Ok(source) => source.0,
+                    Err(other) => io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        BadCompression(other.to_string()),
+                    ),
+                },
+                None => io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    BadCompression(io::Error::from(kind).to_string()),
+                ),
+            }
+        })
+    }
+}
+
 /// What an I/O error met while parsing means for the file.
 pub fn classify(error: &io::Error) -> (&'static str, String) {
     if let Some(inner) = error.get_ref() {
@@ -90,8 +153,17 @@ pub fn classify(error: &io::Error) -> (&'static str, String) {
                 format!("{e}; the file cannot be read safely"),
             );
         }
+        if let Some(e) = inner.downcast_ref::<RecordTooLong>() {
+            return (
+                "LINE_TOO_LONG",
+                format!("{e}; the file cannot be read safely"),
+            );
+        }
         if let Some(e) = inner.downcast_ref::<TooLarge>() {
             return ("TOO_LARGE", format!("{e} (hub.max_file_bytes)"));
+        }
+        if let Some(e) = inner.downcast_ref::<BadCompression>() {
+            return ("COMPRESSION", format!("{e}: send the message again"));
         }
     }
     if error.kind() == io::ErrorKind::InvalidInput || error.kind() == io::ErrorKind::InvalidData {

@@ -16,6 +16,17 @@ use super::{
 
 pub const NAMESPACE: &str = "urn:cpis-hub:v1";
 
+/// More root attributes than any format's metadata needs: refused.
+const MAX_ROOT_ATTRIBUTES: usize = 64;
+
+/// Distinct unknown element names warned about; beyond, one warning says more were
+/// ignored (a file of endless distinct names makes a bounded receipt).
+const MAX_WARNED_NAMES: usize = 100;
+
+/// The text of one column element, at most (a field is far shorter; the validator
+/// says FIELD_TOO_LONG long before).
+const MAX_FIELD_BYTES: usize = 64 * 1024;
+
 pub(super) struct XmlDoc<R: Read> {
     reader: NsReader<BufReader<LineLimit<BufReader<R>>>>,
     spec: &'static FormatSpec,
@@ -96,7 +107,18 @@ impl<R: Read> XmlDoc<R> {
                         ));
                     }
                     let mut pairs = Vec::new();
-                    for attr in start.attributes() {
+                    let mut names = HashSet::new();
+                    // Duplicates are found by a set, not by quick-xml's pairwise check
+                    // (quadratic: 120,000 attributes took 37 s); and there are few
+                    // metadata keys, so a root with many more is refused at once.
+                    for attr in start.attributes().with_checks(false) {
+                        if pairs.len() >= MAX_ROOT_ATTRIBUTES {
+                            return Err(FileProblem::new(
+                                "METADATA",
+                                "",
+                                format!("the root element has more than {MAX_ROOT_ATTRIBUTES} attributes"),
+                            ));
+                        }
                         let attr = attr.map_err(|e| xml_problem(e.into(), at))?;
                         let key = attr.key;
                         if key.as_namespace_binding().is_some() {
@@ -107,7 +129,7 @@ impl<R: Read> XmlDoc<R> {
                             .unescape_value()
                             .map_err(|e| xml_problem(e, at))?
                             .into_owned();
-                        if pairs.iter().any(|(k, _)| *k == name) {
+                        if !names.insert(name.clone()) {
                             return Err(FileProblem::new(
                                 "METADATA",
                                 "",
@@ -167,9 +189,35 @@ impl<R: Read> XmlDoc<R> {
     }
 
     fn warn_once(&mut self, code: &'static str, field: String, message: String) -> Option<Item> {
-        self.warned
-            .insert(format!("{code}/{field}"))
-            .then(|| Item::Warning(FileProblem::new(code, field, message)))
+        self.remember(code, &field, message)
+            .map(|(field, message)| Item::Warning(FileProblem::new(code, field, message)))
+    }
+
+    /// Whether to warn of `code` for `field` (once each, for at most
+    /// [`MAX_WARNED_NAMES`] names, then once that more are not named): the field and
+    /// message of the warning to give.
+    fn remember(
+        &mut self,
+        code: &'static str,
+        field: &str,
+        message: String,
+    ) -> Option<(String, String)> {
+        let key = format!("{code}/{field}");
+        if self.warned.contains(&key) {
+            return None;
+        }
+        if self.warned.len() < MAX_WARNED_NAMES {
+            self.warned.insert(key);
+            return Some((field.to_string(), message));
+        }
+        self.warned.insert(format!("{code}/*")).then(|| {
+            (
+                String::new(),
+                format!(
+                    "more unknown elements were ignored; the first {MAX_WARNED_NAMES} are named"
+                ),
+            )
+        })
     }
 
     /// Skips the rest of an element whose start was just read (depth counted from it).
@@ -219,6 +267,7 @@ impl<R: Read> XmlDoc<R> {
                         return self.read_record().map(|r| Some(Item::Record(r)));
                     }
                     self.skip_element(2)?;
+                    let local = short(&local);
                     if let Some(w) = self.warn_once(
                         "UNKNOWN_ELEMENT",
                         local.clone(),
@@ -289,7 +338,15 @@ impl<R: Read> XmlDoc<R> {
                                 record.values[i] = Some(trimmed.to_string());
                             }
                         }
-                        None => pending_warnings.push(local),
+                        // Names already warned of (or beyond the bound) are not kept.
+                        None if pending_warnings.len() < MAX_WARNED_NAMES
+                            && !self
+                                .warned
+                                .contains(&format!("UNKNOWN_COLUMN/{}", snake(&short(&local)))) =>
+                        {
+                            pending_warnings.push(local)
+                        }
+                        None => {}
                     }
                 }
                 Event::End(_) => break,
@@ -307,16 +364,15 @@ impl<R: Read> XmlDoc<R> {
             }
         }
         for local in pending_warnings {
+            let local = short(&local);
             let column = snake(&local);
-            if self.warned.insert(format!("UNKNOWN_COLUMN/{column}")) {
-                self.deferred.push_back(FileProblem::new(
-                    "UNKNOWN_COLUMN",
-                    column,
-                    format!(
-                        "element <{local}> is not a column of {}; it was ignored",
-                        self.spec.name
-                    ),
-                ));
+            let message = format!(
+                "element <{local}> is not a column of {}; it was ignored",
+                self.spec.name
+            );
+            if let Some((field, message)) = self.remember("UNKNOWN_COLUMN", &column, message) {
+                self.deferred
+                    .push_back(FileProblem::new("UNKNOWN_COLUMN", field, message));
             }
         }
         Ok(record)
@@ -329,9 +385,12 @@ impl<R: Read> XmlDoc<R> {
         let mut nested = false;
         loop {
             match self.read()? {
-                Event::Text(t) => text.push_str(&t.unescape().map_err(|e| xml_problem(e, 0))?),
+                Event::Text(t) => {
+                    let piece = t.unescape().map_err(|e| xml_problem(e, 0))?;
+                    push_bounded(&mut text, &piece)
+                }
                 Event::CData(c) => match std::str::from_utf8(&c) {
-                    Ok(s) => text.push_str(s),
+                    Ok(s) => push_bounded(&mut text, s),
                     Err(_) => {
                         return Err(FileProblem::new(
                             "ENCODING",
@@ -350,6 +409,28 @@ impl<R: Read> XmlDoc<R> {
                 _ => {}
             }
         }
+    }
+}
+
+/// An element name as a receipt shows it: at most 64 characters.
+fn short(name: &str) -> String {
+    match name.char_indices().nth(64) {
+        Some((at, _)) => format!("{}\u{2026}", &name[..at]),
+        None => name.to_string(),
+    }
+}
+
+/// Appends to a field's text up to [`MAX_FIELD_BYTES`] (what is longer is refused by
+/// its length rule anyway; memory stays bounded whatever the element holds).
+fn push_bounded(text: &mut String, piece: &str) {
+    let room = MAX_FIELD_BYTES.saturating_sub(text.len());
+    let mut take = piece.len().min(room);
+    while !piece.is_char_boundary(take) {
+        take -= 1;
+    }
+    text.push_str(&piece[..take]);
+    if take < piece.len() && !text.ends_with('\u{2026}') {
+        text.push('\u{2026}');
     }
 }
 

@@ -28,7 +28,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use flate2::read::MultiGzDecoder;
 use rusqlite::Connection;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -44,7 +43,7 @@ use crate::intake::{self, Found, Ready};
 use crate::parse::ctl;
 use crate::transport::{self, name_bytes, name_from};
 use crate::validate::Problem;
-use extract::{DbSink, ExtractError, Job, Status};
+use extract::{DbSink, ExtractError, Job, Sink, Status};
 
 /// A pass failed in a way that needs an operator (or a retry).
 #[derive(Debug, thiserror::Error)]
@@ -918,7 +917,7 @@ fn opener(
     move || {
         let reader = fsutil::ReadAt::new(file.clone());
         Ok(if compressed {
-            extract::bounded(MultiGzDecoder::new(reader), max)
+            extract::bounded(crate::parse::limits::Gunzip::new(reader), max)
         } else {
             extract::bounded(reader, max)
         })
@@ -962,6 +961,7 @@ fn apply_extract(
         {
             extract::Step::Again(h) => hints = h, // tx dropped: rolled back
             extract::Step::Done(outcome) => {
+                sink.finish(&tx)?;
                 finish_extract(config, &tx, &now, &mut m, receipt, &outcome, "pass")?;
                 commit_decided(tx)?;
                 return Ok(outcome.status);
@@ -1067,6 +1067,7 @@ fn apply_feed(
             (o, json!({"marked": h.marked, "notices": h.notices}))
         }
     };
+    sink.finish(&tx)?;
     finish_message(config, &tx, &now, &mut m, receipt, &outcome, "pass", detail)?;
     commit_decided(tx)?;
     Ok(outcome.status)
@@ -1172,6 +1173,7 @@ fn carry_out_decisions(
             let mut sink = DbSink::new(receipt);
             let outcome =
                 extract::evaluate(&tx, &job, &open, &mut sink).map_err(extract_failed(&path))?;
+            sink.finish(&tx)?;
             finish_extract(
                 config,
                 &tx,
@@ -1410,6 +1412,7 @@ pub fn validate_file(
         }
     };
     if let Some(outcome) = feed_outcome {
+        sink.finish(conn)?;
         let mut problems = sink.0;
         problems.sort_by_key(|p| p.line.map_or((0, 0), |l| (1, l)));
         return Ok(Validation {
@@ -1430,6 +1433,7 @@ pub fn validate_file(
         apply: false,
     };
     let outcome = extract::evaluate(conn, &job, &open, &mut sink).map_err(extract_failed(path))?;
+    sink.finish(conn)?;
     let mut problems = sink.0;
     problems.sort_by_key(|p| p.line.map_or((0, 0), |l| (1, l)));
     Ok(Validation {

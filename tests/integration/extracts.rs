@@ -515,33 +515,6 @@ fn age_18_still_ends_a_plan_reopened_after_the_last_scan() {
     );
 }
 
-/// Runs `cpis-hub process` and returns its exit code and its own peak resident
-/// memory in KiB. Measured from a small python3 parent: a child's `ru_maxrss`
-/// includes the image it was forked from, and this test process is large when other
-/// tests run beside it.
-fn process_measured(hub: &Hub) -> (i32, i64) {
-    const MEASURE: &str = "import resource, subprocess, sys\n\
-r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n\
-print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n";
-    let out = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(MEASURE)
-        .arg(bin())
-        .arg("--config")
-        .arg(hub.config())
-        .arg("--now")
-        .arg(&hub.now)
-        .arg("process")
-        .current_dir(hub.path())
-        .env_remove("CPIS_HUB_FAULT")
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("python3 runs the measured process");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut fields = text.split_whitespace().map(|f| f.parse::<i64>().unwrap());
-    (fields.next().unwrap() as i32, fields.next().unwrap())
-}
-
 /// Memory must not grow with the file: 16 bytes per record for the FULL rule and
 /// duplicates, plus the authority's records held before the file. A 400,000-record
 /// FULL, into an empty index and then again onto itself, stays well inside the

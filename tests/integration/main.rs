@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod bounded;
 mod conformance;
 mod crash;
 mod daemon;
