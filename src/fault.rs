@@ -82,3 +82,12 @@ pub fn held_in_memory(default: usize) -> usize {
         .and_then(|n| n.parse().ok())
         .unwrap_or(default)
 }
+
+/// With `CPIS_HUB_FAULT=poison:NAME` applying the inbound file NAME fails the same
+/// way every time (an SQL constraint error: not the environment), for tests of
+/// bounded retries.
+pub fn poisoned(name: &[u8]) -> bool {
+    armed()
+        .and_then(|a| a.strip_prefix("poison:"))
+        .is_some_and(|n| n.as_bytes() == name)
+}

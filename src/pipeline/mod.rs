@@ -175,7 +175,15 @@ pub fn run_pass(
                 .is_some_and(|d| d.mailboxes.contains(&p.mailbox))
         });
     let mut first: std::collections::VecDeque<&Partner> = first.into();
-    while let Some(partner) = next_partner(&mut first, &mut later, options.downloading.as_ref()) {
+    loop {
+        if first.is_empty() && !later.is_empty() {
+            // About to wait for a download: answer what is decided so far first.
+            recover(config, index, &staging, &mut report)?;
+        }
+        let Some(partner) = next_partner(&mut first, &mut later, options.downloading.as_ref())
+        else {
+            break;
+        };
         if options.stopping() {
             report.stopped = true;
             break;
@@ -808,6 +816,14 @@ fn process_message(
     };
     m.compressed = compressed;
     m.sha256 = Some(sha256_of(&data).map_err(io_at(&data_path))?);
+    if crate::fault::poisoned(&m.name) {
+        return Err(PassError::Index(IndexError::Sql(
+            rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
+                Some("fault injected: poison".into()),
+            ),
+        )));
+    }
     let inbound = Inbound {
         file: data,
         path: data_path,

@@ -344,3 +344,108 @@ fn a_file_that_can_never_be_read_goes_to_failed_with_a_receipt() {
         .contains(&"nightly.csv".to_string()));
     assert!(hub.names("X26LA204", "in").is_empty());
 }
+
+#[test]
+fn a_file_that_fails_the_same_way_is_answered_after_bounded_retries_by_process() {
+    let hub = Hub::new();
+    hub.drop("X26LA204", "poison.csv", &fixture("extract_full.csv"));
+    let poison = [("CPIS_HUB_FAULT", "poison:poison.csv")];
+    for attempt in 1..3 {
+        hub.drop_mesh(
+            "X26LA317",
+            &format!("M{attempt}"),
+            &fixture("mesh/LA317MSG0001.dat"),
+            &fixture("mesh/LA317MSG0001.ctl"),
+        );
+        let out = hub.run_env(&["process"], &poison);
+        assert_eq!(out.status.code(), Some(1), "attempt {attempt}");
+        assert_eq!(
+            hub.names("X26LA204", "in"),
+            ["poison.csv"],
+            "attempt {attempt}"
+        );
+        assert_eq!(
+            hub.out("X26LA317", "RECEIPT").len(),
+            attempt,
+            "the other partner is never held up"
+        );
+    }
+    let out = hub.run_env(&["process"], &poison);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("moved to failed/"));
+    let r = hub.receipt("X26LA204", "poison.csv");
+    assert_eq!(
+        (r.meta("status"), r.codes()),
+        ("REJECTED", vec!["PROCESSING_ERROR".to_string()])
+    );
+    assert!(
+        !r.text.contains("constraint"),
+        "internals stay in the log: {}",
+        r.text
+    );
+    assert!(hub
+        .names("X26LA204", "failed")
+        .contains(&"poison.csv".to_string()));
+    let out = hub.run_env(&["process"], &poison);
+    assert_eq!(out.status.code(), Some(0), "answered once, never again");
+}
+
+#[test]
+fn the_daemon_answers_a_poison_file_after_bounded_retries_and_serves_the_others() {
+    let hub = Hub::new();
+    let d = Daemon::start(&hub, &[("CPIS_HUB_FAULT", "poison:poison.csv")]);
+    hub.drop("X26LA204", "poison.csv", &fixture("extract_full.csv"));
+    hub.drop_mesh(
+        "X26LA317",
+        "M1",
+        &fixture("mesh/LA317MSG0001.dat"),
+        &fixture("mesh/LA317MSG0001.ctl"),
+    );
+    assert!(
+        wait_for(10, || hub.out("X26LA317", "RECEIPT").len() == 1),
+        "{}",
+        d.output()
+    );
+    assert!(
+        wait_for(30, || hub.out("X26LA204", "RECEIPT").len() == 1),
+        "{}",
+        d.output()
+    );
+    assert_eq!(
+        hub.receipt("X26LA204", "poison.csv").codes(),
+        ["PROCESSING_ERROR"]
+    );
+    assert_eq!(d.output().matches("retry_scheduled").count(), 2);
+    assert_eq!(d.terminate(), Some(0));
+}
+
+#[test]
+fn a_file_taken_back_while_backing_off_leaves_the_daemon_idle() {
+    // Regression: the backoff entry of a file that left in/ outlived it; once its
+    // time passed the daemon ran ~30 passes a second.
+    let hub = Hub::new();
+    let d = Daemon::start(
+        &hub,
+        &[
+            ("CPIS_HUB_FAULT", "transient_read:1"),
+            ("RUST_LOG", "debug"),
+        ],
+    );
+    hub.drop("X26LA204", "nightly.csv", &fixture("extract_full.csv"));
+    assert!(
+        wait_for(10, || d.output().contains("retry_scheduled")),
+        "{}",
+        d.output()
+    );
+    std::fs::remove_file(hub.folder("X26LA204", "in").join("nightly.csv")).unwrap();
+    std::thread::sleep(Duration::from_millis(1500)); // past the 1 s backoff
+    let before = d.output().matches("pass_done").count();
+    std::thread::sleep(Duration::from_secs(2));
+    let after = d.output().matches("pass_done").count();
+    assert!(
+        after - before <= 3,
+        "{} passes in 2 idle seconds after the file left",
+        after - before
+    );
+    assert_eq!(d.terminate(), Some(0));
+}

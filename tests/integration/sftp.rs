@@ -565,3 +565,36 @@ fn a_passphrase_comes_from_the_environment_never_the_config() {
     assert!(sshd.in_names().is_empty());
     assert!(!fs::read_to_string(hub.config()).unwrap().contains("s3cret"));
 }
+
+#[test]
+fn a_stalled_server_holds_up_no_local_mailbox_in_process() {
+    // A server that accepts the connection and never speaks: its download waits for
+    // io_timeout (a minute). Local mailboxes are taken meanwhile.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("key");
+    fs::write(&key, b"not used: the server never gets that far").unwrap();
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(keys.path().join("known_hosts"), b"").unwrap();
+    let table = format!(
+        "[[sftp]]\nmailbox = \"X26LA317\"\nhost = \"127.0.0.1\"\nport = {port}\nuser = \"cpis\"\nprivate_key = \"{}\"\nknown_hosts = \"{}\"\nremote_in = \"/in\"\nremote_out = \"/out\"\nconnect_timeout = \"5s\"\nio_timeout = \"60s\"\n",
+        key.display(),
+        keys.path().join("known_hosts").display()
+    );
+    let hub = Hub::with_config("", &table);
+    hub.drop("X26LA204", "nightly.csv", &fixture("extract_full.csv"));
+    let mut child = Command::new(bin())
+        .arg("--config")
+        .arg(hub.config())
+        .args(["--now", NOW, "process"])
+        .env_remove("CPIS_HUB_FAULT")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let answered = wait_for(30, || hub.out("X26LA204", "RECEIPT").len() == 1);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(answered, "LA204 waited for LA317's stalled server");
+    drop(silent);
+}
