@@ -381,22 +381,8 @@ fn run(cli: Cli) -> Result<i32, Exit> {
             for f in &failures {
                 warn_line(format_args!("SFTP {}: {}", f.mailbox, f.error));
             }
-            for e in &report.errors {
-                let what = if e.transient {
-                    "left in in/, try again"
-                } else {
-                    "moved to failed/"
-                };
-                warn_line(format_args!(
-                    "{}/{}: {} ({what})",
-                    e.mailbox,
-                    e.name.to_string_lossy(),
-                    e.message
-                ));
-            }
-            for (mailbox, what) in &report.partner_errors {
-                warn_line(format_args!("{mailbox}: {what}"));
-            }
+            // Each file's and partner's failure is in the log already (file_retry,
+            // file_failed, partner_skipped): not said twice.
             Ok(if failures.is_empty() {
                 report.exit_code()
             } else {

@@ -603,6 +603,23 @@ pub fn duplicate_record(line: u64, local_id: &str, plan_type: PlanType) -> Probl
 }
 
 /// A DELETE of a record this authority does not hold.
+/// A record whose retention ended before it arrived (§5.1): not held (again), not
+/// applied, counted as a warning.
+pub fn expired(line: u64, local_id: &str, end_date: NaiveDate, purge_after: NaiveDate) -> Problem {
+    Problem {
+        severity: Severity::Warning,
+        ..Problem::record(
+            line,
+            local_id,
+            "EXPIRED",
+            "end_date",
+            format!(
+                "the plan ended on {end_date}; its retention ended on {purge_after} (end_date + hub.retention_days), so it is not held: nothing was applied for this line"
+            ),
+        )
+    }
+}
+
 pub fn unknown_record(line: u64, local_id: &str, plan_type: PlanType) -> Problem {
     Problem::record(
         line,

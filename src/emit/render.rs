@@ -479,6 +479,7 @@ pub fn write_full_alerts(
                 write_alert_rows(config, &snapshot, &params, syntax, &mut w)?;
                 w.flush().map_err(io_at(&staging_path))?;
             }
+            crate::fault::point("alerts_body_written");
             for row in wanted {
                 let params = AlertParams::of(row)?;
                 let (key, value) = partner_key(config, row);

@@ -295,6 +295,8 @@ struct PassResult {
     stale: bool,
     records: u64,
     invalid: u64,
+    /// Lines past their retention (EXPIRED): counted, not applied.
+    expired: u64,
     warnings: u64,
     /// Sorted key hashes of every readable line.
     hashes: Vec<u128>,
@@ -416,6 +418,9 @@ struct Applying<'c, 'a> {
     seqs: index::ChangeSeq,
     writer: index::RecordWriter<'c>,
     held: Option<HeldMap>,
+    /// Today (Europe/London, `--now`) and `hub.retention_days`: for EXPIRED.
+    today: NaiveDate,
+    retention_days: u32,
 }
 
 impl Applying<'_, '_> {
@@ -440,7 +445,21 @@ impl Applying<'_, '_> {
         }
         let key = key.unwrap_or_default();
         if let Some(record) = checked.record.as_ref() {
+            let purge_after = record
+                .end_date
+                .map(|e| clock::add_days(e, i64::from(self.retention_days)));
             match record.action {
+                Action::Upsert if purge_after.is_some_and(|p| p <= self.today) => {
+                    // Past its retention already: never held (again); a record held
+                    // now is left as it is (a mistyped end date never removes a flag).
+                    checked.problems.push(validate::expired(
+                        line,
+                        &record.local_id,
+                        record.end_date.unwrap_or_default(),
+                        purge_after.unwrap_or_default(),
+                    ));
+                    result.expired += 1;
+                }
                 Action::Upsert => {
                     let inactive = match record.nhs_number {
                         Some(n) if self.check_nhs_status => {
@@ -554,6 +573,7 @@ fn run_pass(
         stale: false,
         records: 0,
         invalid: 0,
+        expired: 0,
         warnings: 0,
         hashes: Vec::new(),
         dups: HashSet::new(),
@@ -638,6 +658,8 @@ fn run_pass(
             seqs,
             writer,
             held,
+            today: job.now.today(),
+            retention_days: job.hub.retention_days,
         };
         let mut fatal = false;
         'lines: for mut batch in line_rx {
@@ -879,7 +901,7 @@ pub fn evaluate_step(
     let counts = Counts {
         records: r.records,
         applied: if status.applies() {
-            r.records - r.invalid
+            r.records - r.invalid - r.expired
         } else {
             0
         },

@@ -318,7 +318,13 @@ fn handle_failure(
 ) -> Result<(), PassError> {
     let key = (partner.mailbox.clone(), item.item.name().clone());
     let file = key.1.to_string_lossy().into_owned();
-    let message = e.to_string();
+    let message = match &e {
+        // SQLite's messages name no database.
+        PassError::Index(_) | PassError::Emit(EmitError::Index(_)) => {
+            format!("database {}: {e}", config.hub.database.display())
+        }
+        _ => e.to_string(),
+    };
     let kind = e.kind();
     let permanent = match kind {
         ErrorKind::Vanished => {

@@ -355,13 +355,15 @@ fn age_18_ends_the_plan_on_the_birthday_at_the_next_pass() {
 #[test]
 fn retention_purges_and_leaves_only_counts_in_the_audit_log() {
     let mut hub = Hub::new();
+    hub.now = "2025-11-10T10:00:00Z".into(); // within the retention of the ending
     let ended = "UPSERT,P1,9990010005,CPP,2016-04-01,2025-01-10,2025-11-01".to_string();
     hub.drop(
         "X26LA204",
         "a.csv",
-        &extract("DELTA", "2026-11-21T01:00:00Z", &[ended]),
+        &extract("DELTA", "2025-11-09T01:00:00Z", &[ended]),
     );
     hub.process(0);
+    assert_eq!(hub.holdings("X26LA204").rows.len(), 1);
     hub.now = "2026-11-23T10:00:00Z".into(); // end 2025-11-01 + 365 days = 2026-11-01: already due
     assert!(hub.holdings("X26LA204").rows.is_empty());
     let audit = hub.sql("SELECT detail FROM audit WHERE action = 'purge'");
@@ -369,6 +371,70 @@ fn retention_purges_and_leaves_only_counts_in_the_audit_log() {
     assert!(
         audit[0][0].contains("\"purged\":1") && !audit[0][0].contains("9990010005"),
         "{audit:?}"
+    );
+}
+
+/// SPEC §5.1: a record sent after its retention ended is not held (again): counted,
+/// not applied, a WARNING EXPIRED. Regression: the pass purged it, then the file
+/// re-inserted it, and holdings and the sites' alerts carried it past its purge date.
+#[test]
+fn a_record_sent_past_its_retention_is_not_held_again() {
+    let mut hub = Hub::new();
+    hub.now = "2025-11-25T10:00:00Z".into();
+    let ended = format!("UPSERT,E1,{},CPP,2016-04-01,2025-01-10,2025-11-20", nhs(1));
+    let open = format!("UPSERT,K1,{},CPP,2016-04-01,2025-01-10,", nhs(2));
+    hub.drop(
+        "X26LA204",
+        "a.csv",
+        &extract(
+            "FULL",
+            "2025-11-25T01:00:00Z",
+            &[ended.clone(), open.clone()],
+        ),
+    );
+    hub.process(0);
+    assert_eq!(hub.holdings("X26LA204").rows.len(), 2);
+    // A year on: the pass purges E1 (retention ended 2026-11-20); the night's FULL
+    // sends it again, unchanged.
+    hub.now = NOW.into();
+    hub.drop(
+        "X26LA204",
+        "b.csv",
+        &extract("FULL", "2026-11-22T01:00:00Z", &[ended, open]),
+    );
+    let out = hub.run(&["process", "--emit", "alerts"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = hub.receipt("X26LA204", "b.csv");
+    assert_eq!(
+        (
+            r.meta("status"),
+            r.meta("records"),
+            r.meta("applied"),
+            r.meta("warnings")
+        ),
+        ("ACCEPTED", "2", "1", "1")
+    );
+    let row = r.row("ref", "E1");
+    assert_eq!(
+        (
+            field(row, "severity"),
+            field(row, "code"),
+            field(row, "field")
+        ),
+        ("WARNING", "EXPIRED", "end_date")
+    );
+    let held = hub.holdings("X26LA204");
+    assert_eq!(held.rows.len(), 1, "{}", held.text);
+    assert_eq!(field(&held.rows[0], "local_id"), "K1");
+    let (_, alerts) = hub.out("X26R0A01", "ALERTS").pop().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&alerts).contains(&nhs(1)),
+        "a site was sent the expired record"
     );
 }
 

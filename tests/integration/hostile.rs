@@ -283,3 +283,45 @@ fn a_second_database_on_the_same_root_is_refused_and_writes_nothing_there() {
     );
     hub.process(0);
 }
+
+/// Regression: a kill while a FULL alert extract was being written left
+/// `.staging/alerts-full.*` (NHS numbers and dates of birth, mode 0644) until the
+/// next FULL. Staged files are 0600 from their creation, in the hub's own folder,
+/// and the next pass removes whatever an interrupted one left.
+#[test]
+fn a_pass_killed_while_writing_alerts_leaves_nothing_readable_and_the_next_removes_it() {
+    let hub = Hub::new();
+    hub.drop("X26LA204", "nightly.csv", &fixture("extract_full.csv"));
+    hub.process(0);
+    let out = hub.run_env(
+        &["process", "--emit", "alerts"],
+        &[("CPIS_HUB_FAULT", "alerts_body_written")],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fault injected"));
+    let staging = hub.path().join("mailboxes/.staging");
+    assert_eq!(fs::metadata(&staging).unwrap().mode() & 0o777, 0o700);
+    let left: Vec<_> = fs::read_dir(&staging)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .collect();
+    assert!(!left.is_empty(), "the body was being written");
+    for entry in &left {
+        assert_eq!(
+            entry.metadata().unwrap().mode() & 0o777,
+            0o600,
+            "{:?}",
+            entry.file_name()
+        );
+    }
+    hub.process(0);
+    assert_eq!(
+        fs::read_dir(&staging).unwrap().count(),
+        0,
+        "removed by the next pass"
+    );
+    assert_eq!(
+        hub.out("X26R0A01", "ALERTS").len(),
+        1,
+        "the FULL written whole"
+    );
+}

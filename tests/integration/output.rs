@@ -91,3 +91,79 @@ fn logs_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
         "escape codes in a log file: {log:?}"
     );
 }
+
+/// A small file system mounted for one test (tmpfs), unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// `None` where mounting is not allowed (not root): the test then says so and
+    /// skips, except under CI, where it must run.
+    fn mount(at: &std::path::Path, size: &str) -> Option<Tmpfs> {
+        fs::create_dir_all(at).unwrap();
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "cannot mount a tmpfs (CI runs as root and must)"
+            );
+            eprintln!("skipped: cannot mount a tmpfs here (not root?)");
+            return None;
+        }
+        Some(Tmpfs(at.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_under_the_database_loses_nothing_exits_1_and_names_the_database() {
+    let hub = Hub::new();
+    let Some(_disk) = Tmpfs::mount(&hub.path().join("db"), "2m") else {
+        return;
+    };
+    hub.process(0);
+    // Fill the disk, then bring a file whose records need more room than is left.
+    let filler = hub.path().join("db/filler");
+    let free = {
+        let st = rustix::fs::statvfs(hub.path().join("db")).unwrap();
+        st.f_bavail * st.f_frsize
+    };
+    fs::write(&filler, vec![0u8; free.saturating_sub(64 * 1024) as usize]).unwrap();
+    let rows: Vec<String> = (0..3000).map(|i| child(&format!("D{i:05}"), i)).collect();
+    hub.drop(
+        "X26LA204",
+        "big.csv",
+        &extract("DELTA", "2026-11-21T01:00:00Z", &rows),
+    );
+    let out = hub.run(&["process"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "not a usage error: {said}");
+    assert!(
+        said.contains("db/cpis-hub.sqlite3"),
+        "the database is named: {said}"
+    );
+    assert_eq!(
+        said.matches("disk is full").count(),
+        1,
+        "the cause once: {said}"
+    );
+    assert_eq!(hub.names("X26LA204", "in"), ["big.csv"], "nothing lost");
+    fs::remove_file(&filler).unwrap();
+    hub.process(0);
+    let r = hub.receipt("X26LA204", "big.csv");
+    assert_eq!((r.meta("status"), r.meta("applied")), ("ACCEPTED", "3000"));
+}
