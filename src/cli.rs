@@ -5,6 +5,7 @@
 //! one (`lookup`, `audit`), and must exit 2 on every usage, config or lock error.
 
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 
 /// `writeln!` to stdout, with `?`: a failed write is an error of the command (see
 /// [`Exit`]), never a panic.
@@ -490,7 +491,7 @@ fn run(cli: Cli) -> Result<i32, Exit> {
                 index::queue_alert_request(&tx, &site, &now.rfc3339(), &by)?;
                 index::audit(
                     &tx,
-                    &now.rfc3339(),
+                    &now,
                     &format!("operator:{by}"),
                     "alerts_full_requested",
                     &json!({"site": site}),
@@ -612,11 +613,25 @@ fn validate(
     })
 }
 
+/// The operator running this command, as the system knows them: the name of the
+/// process's real user id (from the password file), never an environment variable
+/// a caller could set (`$USER`, `$SUDO_USER`).
 fn operator() -> String {
-    std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "operator".into())
+    let uid = rustix::process::getuid().as_raw();
+    let name = std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                let id = fields.nth(1)?;
+                (id.parse() == Ok(uid)).then(|| name.to_string())
+            })
+        });
+    match name {
+        Some(name) => format!("{name} (uid {uid})"),
+        None => format!("uid {uid}"),
+    }
 }
 
 fn quarantine(config: &Config, command: QuarantineCommand, now: Clock) -> anyhow::Result<i32> {
@@ -680,7 +695,7 @@ fn quarantine(config: &Config, command: QuarantineCommand, now: Clock) -> anyhow
             index::queue_decision(&tx, id, decision, &now.rfc3339(), &by)?;
             index::audit(
                 &tx,
-                &now.rfc3339(),
+                &now,
                 &format!("operator:{by}"),
                 &format!("quarantine_{decision}_requested"),
                 &json!({"message_id": id, "file": String::from_utf8_lossy(&m.name)}),
@@ -705,7 +720,7 @@ fn lookup(config: &Config, text: &str, reason: &str, now: Clock) -> Result<i32, 
         let tx = index.begin()?;
         index::audit(
             &tx,
-            &now.rfc3339(),
+            &now,
             &format!("operator:{}", operator()),
             "lookup",
             &json!({"nhs_number": number, "reason": reason, "records_shown": held.len()}),
@@ -776,10 +791,19 @@ fn backup(config: &Config, file: &Path, now: Clock) -> anyhow::Result<i32> {
         );
     };
     let target = file.to_str().context("the backup path must be UTF-8")?;
-    index
-        .backup_to(target)
-        .with_context(|| format!("backing up to {}", file.display()))?;
-    std::fs::set_permissions(file, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    // The copy holds every record: 0600 from its first byte (created empty here,
+    // never replacing anything; VACUUM INTO fills an empty file), not chmod'ed after.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+        .with_context(|| format!("creating {}", file.display()))?;
+    index.backup_to(target).with_context(|| {
+        let _ = std::fs::remove_file(file);
+        format!("backing up to {}", file.display())
+    })?;
+    crate::fault::point("backup_copied");
     let copy =
         rusqlite::Connection::open_with_flags(file, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let check: String = copy.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
@@ -795,7 +819,7 @@ fn backup(config: &Config, file: &Path, now: Clock) -> anyhow::Result<i32> {
     let tx = writer.begin()?;
     index::audit(
         &tx,
-        &now.rfc3339(),
+        &now,
         &format!("operator:{}", operator()),
         "backup",
         &json!({"file": file.display().to_string(), "records": records}),
@@ -922,12 +946,17 @@ fn audit(config: &Config, since: Option<&str>, json_out: bool) -> Result<i32, Ex
                 writeln!(
                     out,
                     "{}",
-                    json!({"id": r.id, "at": r.at, "actor": r.actor, "action": r.action, "detail": detail})
+                    json!({"id": r.id, "at": r.at, "pretend_at": r.pretend_at, "actor": r.actor, "action": r.action, "detail": detail})
                 )?;
             } else {
+                let pretended = r
+                    .pretend_at
+                    .as_deref()
+                    .map(|p| format!(" (--now {p})"))
+                    .unwrap_or_default();
                 writeln!(
                     out,
-                    "{:<6} {:<20} {:<24} {:<28} {}",
+                    "{:<6} {:<20} {:<24} {:<28} {}{pretended}",
                     r.id, r.at, r.actor, r.action, r.detail
                 )?;
             }

@@ -11,18 +11,32 @@ use chrono_tz::Europe::London;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Clock {
     now: DateTime<Utc>,
+    /// Given (`--now`), not read from the real clock.
+    pretended: bool,
 }
 
 impl Clock {
     /// A clock fixed at `now` (whole seconds: every written time has second precision).
     pub fn at(now: DateTime<Utc>) -> Clock {
         let now = DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now);
-        Clock { now }
+        Clock {
+            now,
+            pretended: true,
+        }
     }
 
     /// The real clock.
     pub fn real() -> Clock {
-        Clock::at(Utc::now())
+        Clock {
+            pretended: false,
+            ..Clock::at(Utc::now())
+        }
+    }
+
+    /// The time `--now` pretends, when it does (the audit log keeps it beside the
+    /// real time, never instead of it).
+    pub fn pretended(&self) -> Option<String> {
+        self.pretended.then(|| self.rfc3339())
     }
 
     pub fn now(&self) -> DateTime<Utc> {

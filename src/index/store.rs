@@ -1303,21 +1303,34 @@ pub fn finish_decisions(conn: &Connection, message_id: i64, at: &str) -> Result<
 
 /// Appends to the audit log. `detail` is JSON; it never holds an NHS number except
 /// for lookups, whose number is the record the audit exists to keep.
+/// Appends to the audit log: the real time of the entry (never `--now`, which is
+/// kept beside it when given), who, what.
 pub fn audit(
     conn: &Connection,
-    at: &str,
+    clock: &crate::clock::Clock,
     actor: &str,
     action: &str,
     detail: &serde_json::Value,
 ) -> Result<()> {
-    conn.prepare_cached("INSERT INTO audit (at, actor, action, detail) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![at, actor, action, detail.to_string()])?;
+    let at = crate::clock::rfc3339(chrono::Utc::now());
+    conn.prepare_cached(
+        "INSERT INTO audit (at, actor, action, detail, pretend_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        at,
+        actor,
+        action,
+        detail.to_string(),
+        clock.pretended()
+    ])?;
     Ok(())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRow {
     pub id: i64,
+    /// The `--now` of the command, when it was given.
+    pub pretend_at: Option<String>,
     pub at: String,
     pub actor: String,
     pub action: String,
@@ -1327,7 +1340,7 @@ pub struct AuditRow {
 /// Audit entries at or after `since` (RFC 3339 text), oldest first.
 pub fn audit_since(conn: &Connection, since: Option<&str>) -> Result<Vec<AuditRow>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, at, actor, action, detail FROM audit WHERE ?1 IS NULL OR at >= ?1 ORDER BY id",
+        "SELECT id, at, actor, action, detail, pretend_at FROM audit WHERE ?1 IS NULL OR at >= ?1 ORDER BY id",
     )?;
     let rows = stmt
         .query_map([since], |r| {
@@ -1337,6 +1350,7 @@ pub fn audit_since(conn: &Connection, since: Option<&str>) -> Result<Vec<AuditRo
                 actor: r.get(2)?,
                 action: r.get(3)?,
                 detail: r.get(4)?,
+                pretend_at: r.get(5)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;

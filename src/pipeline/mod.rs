@@ -1148,7 +1148,7 @@ fn finish_message(
             map.insert("authority".into(), json!(a));
         }
     }
-    index::audit(conn, &now.rfc3339(), actor, &m.kind, &entry)?;
+    index::audit(conn, now, actor, &m.kind, &entry)?;
     log_decision(m, status);
     Ok(())
 }
@@ -1233,7 +1233,7 @@ fn carry_out_decisions(
             reserve_receipt(config, &tx, &now, &m, receipt)?;
             index::audit(
                 &tx,
-                &now.rfc3339(),
+                &now,
                 &format!("operator:{}", d.requested_by),
                 "quarantine_discard",
                 &json!({"message_id": m.id, "file": file_name}),
@@ -1243,7 +1243,7 @@ fn carry_out_decisions(
         if d.decision == "release" {
             index::audit(
                 &tx,
-                &now.rfc3339(),
+                &now,
                 &format!("operator:{}", d.requested_by),
                 "quarantine_release",
                 &json!({"message_id": m.id, "file": file_name, "status": status.as_str()}),
@@ -1275,19 +1275,13 @@ pub fn housekeeping(
         now.now() - chrono::Duration::days(crate::report::rejections::REJECTION_DAYS);
     index::purge_problems(&tx, &crate::clock::rfc3339(problems_before))?;
     if ended > 0 {
-        index::audit(
-            &tx,
-            &now.rfc3339(),
-            "pass",
-            "age_18",
-            &json!({"ended": ended}),
-        )?;
+        index::audit(&tx, &now, "pass", "age_18", &json!({"ended": ended}))?;
         info!(event = "age_18", ended);
     }
     for (authority, count) in &purged {
         index::audit(
             &tx,
-            &now.rfc3339(),
+            &now,
             "pass",
             "purge",
             &json!({"authority": authority, "purged": count}),

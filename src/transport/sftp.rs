@@ -55,7 +55,7 @@ pub enum SftpError {
         port: u16,
         known_hosts: PathBuf,
     },
-    #[error("private key {0} is readable by other users: chmod 600 it")]
+    #[error("private key {0} is readable by other users or its group: chmod 600 it")]
     KeyPermissions(PathBuf),
     #[error("cannot read {path}: {source}")]
     File { path: PathBuf, source: io::Error },
@@ -111,7 +111,8 @@ pub fn connect(remote: &SftpRemote) -> Result<(Session, Sftp), SftpError> {
         path: remote.private_key.clone(),
         source,
     })?;
-    if meta.permissions().mode() & 0o007 != 0 {
+    // Readable by the owner only: a key the group can read is refused too.
+    if meta.permissions().mode() & 0o077 != 0 {
         return Err(SftpError::KeyPermissions(remote.private_key.clone()));
     }
     let passphrase = match (&remote.passphrase_env, &remote.passphrase_file) {
@@ -359,8 +360,13 @@ pub fn download(
             continue; // taken with its .ctl
         }
         if lower.ends_with(".ctl") {
-            let dat = format!("{}.dat", &f.name[..f.name.len() - 4]);
-            if let Some(d) = by_name.get(dat.as_str()) {
+            // Its .dat: the same stem, the extension in any case (X.DAT + X.CTL).
+            let stem = &f.name[..f.name.len() - 4];
+            if let Some(d) = files.iter().find(|d| {
+                d.name.len() == f.name.len()
+                    && d.name.starts_with(stem)
+                    && d.name[stem.len()..].eq_ignore_ascii_case(".dat")
+            }) {
                 order.push(d);
             }
             order.push(f);

@@ -296,3 +296,24 @@ fn stale_compares_instants_not_text() {
     hub.process(1);
     assert_eq!(hub.receipt("X26LA204", "b.csv").meta("status"), "STALE");
 }
+
+#[test]
+fn a_local_mesh_pair_with_upper_case_extensions_is_one_message() {
+    // Regression: X.DAT + X.CTL ended as DAT_MISSING, the .DAT waiting forever.
+    let hub = Hub::new();
+    hub.drop_mesh(
+        "X26LA317",
+        "M1",
+        &fixture("mesh/LA317MSG0001.dat"),
+        &fixture("mesh/LA317MSG0001.ctl"),
+    );
+    let inbox = hub.folder("X26LA317", "in");
+    std::fs::rename(inbox.join("M1.dat"), inbox.join("M1.DAT")).unwrap();
+    std::fs::rename(inbox.join("M1.ctl"), inbox.join("M1.CTL")).unwrap();
+    hub.process(0);
+    assert!(hub.names("X26LA317", "in").is_empty());
+    assert_eq!(
+        hub.sql("SELECT group_concat(status), group_concat(name) FROM messages"),
+        [vec!["ACCEPTED".to_string(), "M1.DAT".to_string()]]
+    );
+}

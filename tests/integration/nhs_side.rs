@@ -496,8 +496,20 @@ fn lookup_shows_records_and_recent_accesses_and_is_audited() {
         audit.contains("ED safeguarding check") && audit.contains("\"nhs_number\":\"9990010005\""),
         "{audit}"
     );
-    let since = String::from_utf8(hub.run(&["audit", "--since", "2026-11-23"]).stdout).unwrap();
+    // The audit log keeps the real time of each entry (and --now beside it): --since
+    // is a real date. Tomorrow's shows nothing, today's everything.
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Europe::London)
+        .date_naive();
+    let tomorrow = (today + chrono::Duration::days(1)).to_string();
+    let since = String::from_utf8(hub.run(&["audit", "--since", &tomorrow]).stdout).unwrap();
     assert!(since.trim().is_empty(), "{since}");
+    let since =
+        String::from_utf8(hub.run(&["audit", "--since", &today.to_string()]).stdout).unwrap();
+    assert!(
+        since.contains("lookup") && since.contains(&format!("(--now {NOW})")),
+        "{since}"
+    );
 }
 
 #[test]

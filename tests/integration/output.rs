@@ -167,3 +167,67 @@ fn a_full_disk_under_the_database_loses_nothing_exits_1_and_names_the_database()
     let r = hub.receipt("X26LA204", "big.csv");
     assert_eq!((r.meta("status"), r.meta("applied")), ("ACCEPTED", "3000"));
 }
+
+/// Regression: the audit log took its actor from `$USER` / `$SUDO_USER` and its time
+/// from `--now`, both chosen by whoever runs the command.
+#[test]
+fn the_audit_log_records_the_real_user_and_time_never_what_the_caller_says() {
+    let hub = Hub::new();
+    hub.drop("X26LA204", "nightly.csv", &fixture("extract_full.csv"));
+    hub.process(0);
+    let before = chrono::Utc::now() - chrono::Duration::seconds(5);
+    let out = hub.run_env(
+        &["lookup", "9990010005", "--reason", "forgery test"],
+        &[("USER", "somebody-else"), ("SUDO_USER", "somebody-else")],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let rows = hub.sql("SELECT actor, at, pretend_at FROM audit WHERE action = 'lookup'");
+    let (actor, at, pretend) = (&rows[0][0], &rows[0][1], &rows[0][2]);
+    assert!(!actor.contains("somebody-else"), "{actor}");
+    let uid = rustix::process::getuid().as_raw();
+    assert!(actor.contains(&format!("uid {uid}")), "{actor}");
+    let at = cpis_hub::clock::parse_rfc3339(at).unwrap();
+    assert!(at >= before, "the real time, not --now: {at}");
+    assert_eq!(pretend, NOW, "--now kept beside it");
+}
+
+/// Regression: `backup` let SQLite create the copy with the umask and chmod'ed it
+/// afterwards, so the whole database was readable by everyone while it was written.
+#[test]
+fn a_backup_is_never_readable_by_others_even_while_it_is_written() {
+    let hub = Hub::new();
+    hub.drop("X26LA204", "nightly.csv", &fixture("extract_full.csv"));
+    hub.process(0);
+    let copy = hub.path().join("copy.sqlite3");
+    let mut cmd = Command::new(bin());
+    cmd.arg("--config")
+        .arg(hub.config())
+        .args(["backup"])
+        .arg(&copy)
+        .env("CPIS_HUB_FAULT", "backup_copied");
+    // A permissive umask, as an operator's shell may have.
+    with_umask_022(&mut cmd);
+    let out = cmd.output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fault injected"));
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(fs::metadata(&copy).unwrap().mode() & 0o777, 0o600);
+}
+
+/// Runs the command under `umask 022` (through `sh`, without unsafe code).
+fn with_umask_022(cmd: &mut Command) {
+    let program = cmd.get_program().to_owned();
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg("umask 022; exec \"$@\"")
+        .arg("sh")
+        .arg(program)
+        .args(args);
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => sh.env(k, v),
+            None => sh.env_remove(k),
+        };
+    }
+    *cmd = sh;
+}

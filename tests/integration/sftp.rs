@@ -347,13 +347,35 @@ fn a_changed_or_unknown_host_key_is_refused() {
 fn a_world_readable_private_key_is_refused() {
     let Some(sshd) = Sshd::start() else { return };
     let hub = Hub::with_config("", &sshd.table("X26LA204", ""));
-    fs::set_permissions(&sshd.client_key, fs::Permissions::from_mode(0o644)).unwrap();
-    let out = hub.run(&["process"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("chmod 600"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    // Readable by others, or by the group only (0640: the docs say a key anybody
+    // else can read is refused; it was accepted).
+    for mode in [0o644, 0o640] {
+        fs::set_permissions(&sshd.client_key, fs::Permissions::from_mode(mode)).unwrap();
+        let out = hub.run(&["process"]);
+        assert_eq!(out.status.code(), Some(1), "{mode:o}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("chmod 600"),
+            "{mode:o}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    fs::set_permissions(&sshd.client_key, fs::Permissions::from_mode(0o600)).unwrap();
+    hub.process(0);
+}
+
+#[test]
+fn mesh_pairs_with_upper_case_extensions_are_taken_whole() {
+    // Regression: X.DAT + X.CTL ended as DAT_MISSING, the .DAT waiting forever.
+    let Some(sshd) = Sshd::start() else { return };
+    let hub = Hub::with_config("", &sshd.table("X26LA317", ""));
+    sshd.put("M1.DAT", &la317(&fixture("extract_full.csv")));
+    sshd.put("M1.CTL", &fixture("mesh/LA317MSG0001.ctl"));
+    hub.process(0);
+    assert!(sshd.in_names().is_empty(), "{:?}", sshd.in_names());
+    assert!(hub.names("X26LA317", "in").is_empty());
+    assert_eq!(
+        hub.sql("SELECT group_concat(status) FROM messages"),
+        [vec!["ACCEPTED".to_string()]]
     );
 }
 
