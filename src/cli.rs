@@ -373,6 +373,7 @@ fn run(cli: Cli) -> Result<i32, Exit> {
                         alert_deltas: emit.contains(&EmitKind::Alerts),
                         alert_fulls: emit.contains(&EmitKind::Alerts),
                         downloading: Some(pipeline::Downloads { mailboxes, ready }),
+                        report_unconfigured: true,
                         ..PassOptions::default()
                     };
                     pipeline::run_pass(&config, &mut index, now, &options)
@@ -606,6 +607,17 @@ fn validate(
     }
     table.finish()?;
     out.flush()?;
+    if let Some(m) = &v.earlier {
+        // Said beside the receipt, which stays what the partner would be sent.
+        warn_line(format_args!(
+            "DUPLICATE: the same content was received from {} as {} at {} (message {}, {})",
+            m.mailbox,
+            String::from_utf8_lossy(&m.name),
+            m.received_at,
+            m.id,
+            m.status
+        ));
+    }
     Ok(if v.status == pipeline::extract::Status::Accepted {
         0
     } else {
@@ -890,6 +902,12 @@ fn report(config: &Config, command: ReportCommand, now: Clock) -> Result<i32, Ex
                 &mut out,
             )
             .map_err(|e| Exit(2, e.into()))?;
+            if counts.delta {
+                warn_line(format_args!(
+                    "warning: {} is a DELTA extract; reconcile compares a FULL with what is held, so every held record the DELTA does not mention is listed as only held",
+                    file.display()
+                ));
+            }
             Ok(if counts.matches() { 0 } else { 1 })
         }
         ReportCommand::Rejections {

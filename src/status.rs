@@ -23,6 +23,9 @@ pub struct Status {
     pub quarantined: Vec<Quarantined>,
     pub stale_authorities: Vec<Stale>,
     pub jobs: Vec<JobRun>,
+    /// Folders under the root that are no configured mailbox: files there are never
+    /// taken.
+    pub unconfigured_folders: Vec<crate::transport::Unconfigured>,
 }
 
 #[derive(Debug, Serialize)]
@@ -172,6 +175,7 @@ pub fn gather(config: &Config, now: Clock) -> Result<Status, IndexError> {
         quarantined,
         stale_authorities,
         jobs,
+        unconfigured_folders: crate::transport::unconfigured_mailboxes(config),
     })
 }
 
@@ -234,6 +238,15 @@ pub fn render_text(s: &Status) -> String {
             a.authority,
             a.last_applied.as_deref().unwrap_or("never")
         ));
+    }
+    if !s.unconfigured_folders.is_empty() {
+        out.push_str(&format!(
+            "\nfolders under the mailbox root that are no configured mailbox (their files are never taken): {}\n",
+            s.unconfigured_folders.len()
+        ));
+        for u in &s.unconfigured_folders {
+            out.push_str(&format!("  {:<10} {} file(s)\n", u.folder, u.files));
+        }
     }
     out.push_str("\nscheduled jobs:\n");
     for j in &s.jobs {

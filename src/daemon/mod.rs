@@ -254,6 +254,7 @@ pub async fn run(
     let _watcher = watch(&config, wake_tx);
     let stop = Arc::new(AtomicBool::new(false));
     let mut backoff: HashMap<(String, OsString), Backoff> = HashMap::new();
+    let mut last_unconfigured_report = None;
     let mut index = Some(index);
     let (remote_stop, remote_stop_rx) = tokio::sync::watch::channel(false);
     let mut remotes = Vec::new();
@@ -304,9 +305,15 @@ pub async fn run(
             .filter(|(_, b)| b.next_try > real_now)
             .map(|(k, _)| k.clone())
             .collect();
+        let report_unconfigured = last_unconfigured_report
+            .is_none_or(|at: std::time::Instant| at.elapsed() >= Duration::from_secs(3600));
+        if report_unconfigured {
+            last_unconfigured_report = Some(std::time::Instant::now());
+        }
         let options = PassOptions {
             stop: Some(stop.clone()),
             skip,
+            report_unconfigured,
             ..PassOptions::default()
         };
         let cfg = config.clone();

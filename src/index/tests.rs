@@ -243,3 +243,62 @@ fn the_held_scan_stops_only_above_its_limit() {
     assert_eq!(scan(2), (false, vec!["A1".into(), "A2".into()]));
     assert_eq!(scan(0), (false, vec![]));
 }
+
+/// Each shipped migration's text, pinned: a change to one that has shipped fails
+/// here (append a new migration instead). A database migrated by an edited text
+/// would keep what the new text no longer makes, as the first text of 1 -> 2 did.
+#[test]
+fn shipped_migrations_are_never_edited() {
+    use sha2::{Digest, Sha256};
+    const SHIPPED: &[&str] = &[
+        "06173df2f3187ea5c98cab3385642d51f444cdab3a53d8153657e7768e4e694f",
+        "2bbb0c1a2a52fa48b08f52f223a1210ac5bf5556e62d57afa8e8f099a0ca91ef",
+        "3f23edfc59ad7acc88caa9dbae2633a20e350d146c37a0db1fe5ffab47ac1bbd",
+    ];
+    let got: Vec<String> = schema::MIGRATIONS
+        .iter()
+        .map(|m| {
+            Sha256::digest(m.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        got.len(),
+        SHIPPED.len(),
+        "a new migration: pin its text here"
+    );
+    assert_eq!(got, SHIPPED, "a shipped migration was edited");
+}
+
+/// The schema as SQLite holds it (tables, indexes, triggers), ordered.
+fn schema_of(conn: &rusqlite::Connection) -> Vec<(String, String, String)> {
+    let mut stmt = conn
+        .prepare("SELECT type, name, coalesce(sql, '') FROM sqlite_master ORDER BY type, name")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect()
+}
+
+/// A database migrated at version 2 by the first text of 1 -> 2 (it kept
+/// `records_by_end`) ends, after the migrations of this build, equal to a fresh one.
+#[test]
+fn a_database_migrated_by_the_first_text_of_1_to_2_ends_equal_to_a_fresh_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old.sqlite3");
+    {
+        let conn = rusqlite::Connection::open(&old).unwrap();
+        conn.execute_batch(schema::MIGRATIONS[0]).unwrap();
+        // 1 -> 2 as first shipped (issue 7): without `DROP INDEX records_by_end`.
+        conn.execute_batch("ALTER TABLE records ADD COLUMN row_hash INTEGER;")
+            .unwrap();
+        conn.pragma_update(None, "user_version", 2).unwrap();
+    }
+    let migrated = Index::open(&old).unwrap();
+    let fresh = Index::open(&dir.path().join("fresh.sqlite3")).unwrap();
+    assert_eq!(schema_of(&migrated.conn), schema_of(&fresh.conn));
+    assert_eq!(migrated.schema_version().unwrap(), SCHEMA_VERSION);
+}

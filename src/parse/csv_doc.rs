@@ -129,6 +129,14 @@ impl<R: Read> CsvDoc<R> {
                 "line 2 must be the header row of column names; the file has none",
             ));
         }
+        if header.len() == 1 && header[0].contains(&b';') {
+            // Excel in many locales saves "CSV" with semicolons.
+            return Err(FileProblem::new(
+                "HEADER",
+                "",
+                "the header row is separated by semicolons: save the file as \"CSV (comma-separated, UTF-8)\" and send it again",
+            ));
+        }
         let mut mapping = Vec::with_capacity(header.len());
         let mut present = vec![false; spec.columns.len()];
         let mut warnings = Vec::new();

@@ -610,8 +610,17 @@ fn run_pass(
     }
     let state = index::authority_state(conn, job.authority)?;
     if let (Some(seq), Some(last)) = (header.sequence, state.last_sequence) {
-        if seq != last + 1 {
-            pass.push(conn, Problem::file("SEQUENCE_GAP", "sequence", format!("sequence={seq}, but the last applied file had sequence={last}: a file may be missing (expected {})", last + 1)))?;
+        let message = if seq > last + 1 {
+            Some(format!("sequence={seq}, but the last applied file had sequence={last}: {} file(s) may be missing (expected {})", seq - last - 1, last + 1))
+        } else if seq == last {
+            Some(format!("sequence={seq} repeats the last applied file's sequence: a file sent again? (expected {})", last + 1))
+        } else if seq < last {
+            Some(format!("sequence={seq} is lower than the last applied file's ({last}): did the sequence start again? (expected {})", last + 1))
+        } else {
+            None
+        };
+        if let Some(message) = message {
+            pass.push(conn, Problem::file("SEQUENCE_GAP", "sequence", message))?;
         }
     }
     let last_applied = state

@@ -81,6 +81,9 @@ pub struct PassOptions {
     pub stop: Option<Arc<AtomicBool>>,
     /// (mailbox, file name) of messages not to try in this pass (backing off).
     pub skip: HashSet<(String, OsString)>,
+    /// Say in the log which folders under the root are no configured mailbox and hold
+    /// files (each `process`; the daemon at its start and hourly).
+    pub report_unconfigured: bool,
     /// Mailboxes whose files are still being downloaded from a remote (`process`):
     /// taken last, each once its download ends (the sender of `ready` says so).
     pub downloading: Option<Downloads>,
@@ -164,6 +167,13 @@ pub fn run_pass(
         unusable.insert(fault.mailbox);
     }
     let staging = emit::Staging::open(&config.hub.root).map_err(io_at(&config.hub.root))?;
+    if options.report_unconfigured {
+        for u in transport::unconfigured_mailboxes(config) {
+            if u.files > 0 {
+                warn!(event = "unconfigured_mailbox", folder = %u.folder, files = u.files, "files in a folder that is no configured mailbox are never taken: configure its partner, or move them");
+            }
+        }
+    }
     recover(config, index, &staging, &mut report)?;
     carry_out_decisions(config, index, now, &staging, &mut report)?;
     housekeeping(config, index, now, staging.root())?;
@@ -1342,6 +1352,8 @@ pub struct Validation {
     pub status: Status,
     pub counts: Counts,
     pub problems: Vec<Problem>,
+    /// For a DUPLICATE: the earlier message with the same content.
+    pub earlier: Option<MessageRow>,
 }
 
 /// The partner a file speaks for, from its own metadata: `authority=` of an
@@ -1389,17 +1401,19 @@ pub fn validate_file(
             status: Status::Rejected,
             counts: Counts::default(),
             problems: vec![problem],
+            earlier: None,
         });
     };
     let (key, value) = partner.key();
     let partner_key = (key, value.to_string());
-    if index::find_duplicate(conn, &partner.mailbox, &sha256)?.is_some() {
+    if let Some(id) = index::find_duplicate(conn, &partner.mailbox, &sha256)? {
         return Ok(Validation {
             partner_key,
             sha256,
             status: Status::Duplicate,
             counts: Counts::default(),
             problems: Vec::new(),
+            earlier: index::message(conn, id)?,
         });
     }
     let open = opener(&file, false, config.hub.max_file_bytes);
@@ -1437,6 +1451,7 @@ pub fn validate_file(
             status: outcome.status,
             counts: outcome.counts,
             problems,
+            earlier: None,
         });
     }
     let authority = partner.authority_code().unwrap_or_default();
@@ -1458,6 +1473,7 @@ pub fn validate_file(
         status: outcome.status,
         counts: outcome.counts,
         problems,
+        earlier: None,
     })
 }
 

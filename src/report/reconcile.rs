@@ -38,6 +38,9 @@ pub struct Counts {
     pub differing: u64,
     /// Lines of the file that fail the extract rules (not compared).
     pub invalid: u64,
+    /// The file says `type=DELTA`: compared as if it were a FULL (what it does not
+    /// mention shows as only held), which is rarely what was meant.
+    pub delta: bool,
 }
 
 impl Counts {
@@ -133,7 +136,10 @@ pub fn reconcile(
         allow_test_numbers: config.hub.allow_test_nhs_numbers,
     };
     let mut list = BufWriter::new(tempfile::tempfile().map_err(ReconcileError::Write)?);
-    let mut counts = Counts::default();
+    let mut counts = Counts {
+        delta: header.extract_type == Some(validate::ExtractType::Delta),
+        ..Counts::default()
+    };
     let mut hashes: Vec<u128> = Vec::new();
     for item in reader {
         let raw = match item {

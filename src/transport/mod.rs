@@ -82,6 +82,45 @@ pub fn ensure_mailboxes(config: &Config) -> io::Result<Vec<MailboxFault>> {
     Ok(faults)
 }
 
+/// A folder under the mailbox root that is no configured partner's mailbox, and how
+/// many files wait in it (in its `in/`, or in itself): nobody will ever take them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Unconfigured {
+    pub folder: String,
+    pub files: u64,
+}
+
+/// The folders under the root that are no configured mailbox (the hub's own dot
+/// folders aside), with the files left in them.
+pub fn unconfigured_mailboxes(config: &Config) -> Vec<Unconfigured> {
+    let Ok(root) = Dir::open(&config.hub.root) else {
+        return Vec::new();
+    };
+    let Ok(entries) = root.entries() else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for (name, info) in entries {
+        let text = name.to_string_lossy().into_owned();
+        if info.kind != Kind::Dir || text.starts_with('.') || config.partner(&text).is_some() {
+            continue;
+        }
+        let Ok(dir) = root.sub(&name) else { continue };
+        let count = |d: &Dir| {
+            d.entries()
+                .map(|e| e.iter().filter(|(_, i)| i.kind != Kind::Dir).count() as u64)
+                .unwrap_or(0)
+        };
+        let files = count(&dir) + dir.sub("in").map(|d| count(&d)).unwrap_or(0);
+        found.push(Unconfigured {
+            folder: text,
+            files,
+        });
+    }
+    found.sort_by(|a, b| a.folder.cmp(&b.folder));
+    found
+}
+
 /// A name not yet used in `dir`: `name`, else `name.1`, `name.2`, ...
 pub fn free_name(dir: &Dir, name: &OsStr) -> OsString {
     let free = |n: &OsStr| matches!(dir.stat(n), Ok(None));
