@@ -311,3 +311,17 @@ fn readme_attendance_demo_notifies_on_the_real_clock() {
         .collect();
     assert_eq!(access.len(), 1, "{:?}", fs::read_dir(&out).unwrap().count());
 }
+
+#[test]
+fn the_readme_lists_every_command() {
+    use clap::CommandFactory;
+    let readme = fs::read_to_string(project_dir().join("README.md")).unwrap();
+    for sub in cpis_hub::cli::Cli::command().get_subcommands() {
+        let name = sub.get_name();
+        assert!(
+            readme.contains(&format!("| `cpis-hub {name}")),
+            "README's command table lacks `{name}`"
+        );
+    }
+    assert!(readme.contains("docs/operator-guide.md"));
+}
