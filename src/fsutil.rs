@@ -19,7 +19,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags};
+use rustix::fs::{AtFlags, Mode, OFlags};
 
 /// An open folder, and the path it was opened by (for messages only).
 #[derive(Debug)]
@@ -297,23 +297,6 @@ impl Dir {
     ) -> io::Result<()> {
         let (from, to_name) = (component(from.as_ref())?, component(to_name.as_ref())?);
         Ok(rustix::fs::renameat(&self.fd, from, &to.fd, to_name)?)
-    }
-
-    /// Like [`Dir::rename`] but fails (AlreadyExists) when `to/to_name` exists.
-    pub fn rename_new(
-        &self,
-        from: impl AsRef<OsStr>,
-        to: &Dir,
-        to_name: impl AsRef<OsStr>,
-    ) -> io::Result<()> {
-        let (from, to_name) = (component(from.as_ref())?, component(to_name.as_ref())?);
-        Ok(rustix::fs::renameat_with(
-            &self.fd,
-            from,
-            &to.fd,
-            to_name,
-            RenameFlags::NOREPLACE,
-        )?)
     }
 
     /// Removes the entry `self/name` (a file, link, FIFO...; not a folder).

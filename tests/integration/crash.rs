@@ -42,12 +42,7 @@ fn scenario(fault: Option<&str>, mesh: bool) -> (BTreeMap<String, Vec<u8>>, Vec<
     hub.drop("X26LA204", "first.csv", &fixture("extract_full.csv"));
     hub.process(0);
     if mesh {
-        hub.drop_mesh(
-            "X26LA317",
-            "M1",
-            &fixture("mesh/LA317MSG0001.dat"),
-            &fixture("mesh/LA317MSG0001.ctl"),
-        );
+        hub.drop_la317_mesh("M1");
     } else {
         hub.drop("X26LA204", "second.csv", &fixture("extract_delta.csv"));
     }

@@ -43,12 +43,7 @@ fn big_full(n: u32) -> Vec<u8> {
 fn the_daemon_takes_files_as_they_arrive_holds_the_lock_and_stops_on_sigterm() {
     let hub = Hub::new();
     let d = Daemon::start(&hub, &[]);
-    hub.drop_mesh(
-        "X26LA317",
-        "M1",
-        &fixture("mesh/LA317MSG0001.dat"),
-        &fixture("mesh/LA317MSG0001.ctl"),
-    );
+    hub.drop_la317_mesh("M1");
     assert!(
         wait_for(10, || hub.out("X26LA317", "RECEIPT").len() == 1),
         "no receipt: {}",
@@ -351,12 +346,7 @@ fn a_file_that_fails_the_same_way_is_answered_after_bounded_retries_by_process()
     hub.drop("X26LA204", "poison.csv", &fixture("extract_full.csv"));
     let poison = [("CPIS_HUB_FAULT", "poison:poison.csv")];
     for attempt in 1..3 {
-        hub.drop_mesh(
-            "X26LA317",
-            &format!("M{attempt}"),
-            &fixture("mesh/LA317MSG0001.dat"),
-            &fixture("mesh/LA317MSG0001.ctl"),
-        );
+        hub.drop_la317_mesh(&format!("M{attempt}"));
         let out = hub.run_env(&["process"], &poison);
         assert_eq!(out.status.code(), Some(1), "attempt {attempt}");
         assert_eq!(
@@ -395,12 +385,7 @@ fn the_daemon_answers_a_poison_file_after_bounded_retries_and_serves_the_others(
     let hub = Hub::new();
     let d = Daemon::start(&hub, &[("CPIS_HUB_FAULT", "poison:poison.csv")]);
     hub.drop("X26LA204", "poison.csv", &fixture("extract_full.csv"));
-    hub.drop_mesh(
-        "X26LA317",
-        "M1",
-        &fixture("mesh/LA317MSG0001.dat"),
-        &fixture("mesh/LA317MSG0001.ctl"),
-    );
+    hub.drop_la317_mesh("M1");
     assert!(
         wait_for(10, || hub.out("X26LA317", "RECEIPT").len() == 1),
         "{}",

@@ -130,12 +130,7 @@ fn mask_alert_ids(data: &[u8]) -> Vec<u8> {
 fn nhs_side_outputs_match_the_golden_files() {
     let hub = Hub::new();
     hub.drop("X26LA204", "nightly.csv", &fixture("extract_full.csv"));
-    hub.drop_mesh(
-        "X26LA317",
-        "LA317MSG0001",
-        &fixture("mesh/LA317MSG0001.dat"),
-        &fixture("mesh/LA317MSG0001.ctl"),
-    );
+    hub.drop_la317_mesh("LA317MSG0001");
     hub.process(0);
     hub.drop("X26R0A01", "attendance.csv", &fixture("attendance.csv"));
     hub.drop("X26PDS01", "nhs_status.xml", &fixture("nhs_status.xml"));

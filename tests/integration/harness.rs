@@ -174,6 +174,16 @@ mailbox = "X26PDS01"
         settle(&dir.join(format!("{stem}.ctl")));
     }
 
+    /// Drops the MESH example (`fixtures/mesh/LA317MSG0001.*`) into LA317's `in/`.
+    pub fn drop_la317_mesh(&self, stem: &str) {
+        self.drop_mesh(
+            "X26LA317",
+            stem,
+            &fixture("mesh/LA317MSG0001.dat"),
+            &fixture("mesh/LA317MSG0001.ctl"),
+        );
+    }
+
     /// Names in a mailbox folder, sorted.
     pub fn names(&self, mailbox: &str, folder: &str) -> Vec<String> {
         let mut names: Vec<String> = match fs::read_dir(self.folder(mailbox, folder)) {

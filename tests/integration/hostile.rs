@@ -163,12 +163,7 @@ fn a_mailbox_folder_swapped_for_a_link_while_running_sends_nothing_elsewhere() {
     fs::remove_dir_all(&out).unwrap();
     std::os::unix::fs::symlink(hub.folder("X26LA317", "out"), &out).unwrap();
     hub.drop("X26LA204", "nightly.csv", &fixture("extract_full.csv"));
-    hub.drop_mesh(
-        "X26LA317",
-        "M1",
-        &fixture("mesh/LA317MSG0001.dat"),
-        &fixture("mesh/LA317MSG0001.ctl"),
-    );
+    hub.drop_la317_mesh("M1");
     assert!(
         wait_for(10, || hub
             .names("X26LA317", "out")

@@ -301,12 +301,7 @@ fn stale_compares_instants_not_text() {
 fn a_local_mesh_pair_with_upper_case_extensions_is_one_message() {
     // Regression: X.DAT + X.CTL ended as DAT_MISSING, the .DAT waiting forever.
     let hub = Hub::new();
-    hub.drop_mesh(
-        "X26LA317",
-        "M1",
-        &fixture("mesh/LA317MSG0001.dat"),
-        &fixture("mesh/LA317MSG0001.ctl"),
-    );
+    hub.drop_la317_mesh("M1");
     let inbox = hub.folder("X26LA317", "in");
     std::fs::rename(inbox.join("M1.dat"), inbox.join("M1.DAT")).unwrap();
     std::fs::rename(inbox.join("M1.ctl"), inbox.join("M1.CTL")).unwrap();
