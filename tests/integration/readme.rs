@@ -228,6 +228,32 @@ fn readme_commands_work_as_written_on_a_copy_of_the_project() {
         .unwrap();
     assert_eq!(v.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&v.stdout).starts_with("#cpis-receipt v1"));
+
+    // The binary `cargo run --release` built is a production build: fault injection
+    // is not in it, so CPIS_HUB_FAULT cannot abort it.
+    let next_night = fs::read_to_string(project_dir().join("fixtures/demo/nightly.csv"))
+        .unwrap()
+        .replace("01:30:00Z sequence=1", "02:30:00Z sequence=2");
+    fs::write(
+        dir.path().join("var/mailboxes/X26LA204/in/again.csv"),
+        next_night,
+    )
+    .unwrap();
+    settle(&dir.path().join("var/mailboxes/X26LA204/in/again.csv"));
+    let production = project_dir().join("target/readme-build/release/cpis-hub");
+    let p = Command::new(production)
+        .args(["--config", "deploy/cpis-hub.demo.toml", "process"])
+        .current_dir(dir.path())
+        .env("CPIS_HUB_FAULT", "before_commit")
+        .env_remove("LD_PRELOAD")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&p.stderr);
+    assert!(
+        said.contains("fault_injection_ignored") && !said.contains("fault injected"),
+        "{said}"
+    );
+    assert_eq!(p.status.code(), Some(0), "{said}");
 }
 
 #[test]
