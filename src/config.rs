@@ -44,6 +44,21 @@ pub enum Format {
     Xml,
 }
 
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Xml => "xml",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Format> {
+        [Format::Csv, Format::Xml]
+            .into_iter()
+            .find(|f| f.as_str() == text)
+    }
+}
+
 /// Outbound framing for a partner: a plain data file, or a MESH `.dat` + `.ctl` pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -51,6 +66,21 @@ pub enum Framing {
     #[default]
     Plain,
     Mesh,
+}
+
+impl Framing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Framing::Plain => "plain",
+            Framing::Mesh => "mesh",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Framing> {
+        [Framing::Plain, Framing::Mesh]
+            .into_iter()
+            .find(|f| f.as_str() == text)
+    }
 }
 
 /// Whether a site receives alert DELTAs or a nightly FULL.

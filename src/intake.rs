@@ -8,6 +8,7 @@
 //! the entry may be swapped before it is opened, so the pipeline checks it again on
 //! the open descriptor.
 
+use crate::model::Code;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, SystemTime};
@@ -31,7 +32,7 @@ pub enum Ready {
     /// An entry to move to `failed/` with a receipt carrying `code`.
     Refused {
         name: OsString,
-        code: &'static str,
+        code: Code,
         message: String,
     },
 }
@@ -135,7 +136,7 @@ pub fn scan(dir: &Dir, rules: Rules, real_now: SystemTime) -> std::io::Result<Sc
         if is_temporary(bytes) {
             continue;
         }
-        let refuse = |code: &'static str, message: String| Found {
+        let refuse = |code: Code, message: String| Found {
             item: Ready::Refused {
                 name: name.clone(),
                 code,
@@ -146,21 +147,21 @@ pub fn scan(dir: &Dir, rules: Rules, real_now: SystemTime) -> std::io::Result<Sc
         match meta.kind {
             Kind::Symlink => {
                 found.push(refuse(
-                    "NAME",
+                    Code::Name,
                     "a symbolic link is not accepted in in/; it was not followed".into(),
                 ));
                 continue;
             }
             Kind::Dir => {
                 found.push(refuse(
-                    "NAME",
+                    Code::Name,
                     "a folder is not accepted in in/: send files only".into(),
                 ));
                 continue;
             }
             Kind::Other => {
                 found.push(refuse(
-                    "NAME",
+                    Code::Name,
                     "only regular files are accepted in in/ (this is a FIFO, socket or device)"
                         .into(),
                 ));
@@ -170,7 +171,7 @@ pub fn scan(dir: &Dir, rules: Rules, real_now: SystemTime) -> std::io::Result<Sc
         }
         if let Some(why) = name_problem(bytes) {
             if settled(meta) {
-                found.push(refuse("NAME", why));
+                found.push(refuse(Code::Name, why));
             }
             continue;
         }
@@ -181,7 +182,7 @@ pub fn scan(dir: &Dir, rules: Rules, real_now: SystemTime) -> std::io::Result<Sc
                 }
                 if meta.size > rules.max_file_bytes {
                     found.push(refuse(
-                        "TOO_LARGE",
+                        Code::TooLarge,
                         format!(
                             "the file is {} bytes; the limit is {} (hub.max_file_bytes)",
                             meta.size, rules.max_file_bytes
@@ -212,7 +213,7 @@ pub fn scan(dir: &Dir, rules: Rules, real_now: SystemTime) -> std::io::Result<Sc
                 None => {
                     if settled(meta) {
                         found.push(refuse(
-                            "DAT_MISSING",
+                            Code::DatMissing,
                             format!("{} has no .dat beside it", String::from_utf8_lossy(bytes)),
                         ));
                     }
@@ -222,7 +223,7 @@ pub fn scan(dir: &Dir, rules: Rules, real_now: SystemTime) -> std::io::Result<Sc
             _ => {
                 if settled(meta) {
                     found.push(refuse(
-                        "NAME",
+                        Code::Name,
                         "only .csv, .xml, or MESH .dat + .ctl pairs are accepted".into(),
                     ));
                 }

@@ -20,6 +20,7 @@ pub mod fsutil;
 pub mod index;
 pub mod intake;
 pub mod lock;
+pub mod model;
 pub mod nhs;
 pub mod parse;
 pub mod pipeline;

@@ -11,27 +11,13 @@ mod feeds;
 
 pub use feeds::*;
 
+use crate::model::{Code, Severity};
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::clock::{self, birthday};
 use crate::formats::extract_col as col;
 use crate::nhs::{NhsError, NhsNumber};
 use crate::parse::{FileProblem, Metadata, RawRecord};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Severity {
-    Error,
-    Warning,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Error => "ERROR",
-            Severity::Warning => "WARNING",
-        }
-    }
-}
 
 /// One row of a receipt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,19 +27,15 @@ pub struct Problem {
     /// local_id or event_id, never an NHS number.
     pub reference: String,
     pub severity: Severity,
-    pub code: &'static str,
+    pub code: Code,
     pub field: String,
     pub message: String,
 }
 
 impl Problem {
-    pub fn file(
-        code: &'static str,
-        field: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Problem {
+    pub fn file(code: Code, field: impl Into<String>, message: impl Into<String>) -> Problem {
         let severity = match code {
-            "SEQUENCE_GAP" | "UNKNOWN_COLUMN" | "UNKNOWN_ELEMENT" => Severity::Warning,
+            Code::SequenceGap | Code::UnknownColumn | Code::UnknownElement => Severity::Warning,
             _ => Severity::Error,
         };
         Problem {
@@ -73,7 +55,7 @@ impl Problem {
     fn record(
         line: u64,
         reference: &str,
-        code: &'static str,
+        code: Code,
         field: &str,
         message: impl Into<String>,
     ) -> Problem {
@@ -159,13 +141,13 @@ pub fn extract_metadata(
 ) -> (ExtractHeader, Vec<Problem>) {
     let mut problems = Vec::new();
     let bad = |problems: &mut Vec<Problem>, field: &str, message: String| {
-        problems.push(Problem::file("METADATA", field, message))
+        problems.push(Problem::file(Code::Metadata, field, message))
     };
 
     match meta.get("authority") {
         None => bad(&mut problems, "authority", "metadata authority= is missing".into()),
         Some(a) if a != owner => problems.push(Problem::file(
-            "PARTNER_MISMATCH",
+            Code::PartnerMismatch,
             "authority",
             format!("the file says authority={a}, but this mailbox belongs to {owner}: an authority may only send its own extract"),
         )),
@@ -218,7 +200,7 @@ pub fn extract_metadata(
             Ok(n) if text.bytes().all(|b| b.is_ascii_digit()) => Some(n),
             _ => {
                 problems.push(Problem::file(
-                    "METADATA",
+                    Code::Metadata,
                     key,
                     format!("{key}={text} is not a whole number"),
                 ));
@@ -230,7 +212,7 @@ pub fn extract_metadata(
     let records = number("records", &mut problems);
     if meta.get("records").is_none() {
         problems.push(Problem::file(
-            "METADATA",
+            Code::Metadata,
             "records",
             "metadata records= is missing (the number of records in the file)",
         ));
@@ -263,7 +245,7 @@ pub fn extract_columns(present: &[bool], extract_type: Option<ExtractType>) -> V
         .map(|i| {
             let name = crate::formats::EXTRACT.columns[i];
             Problem::file(
-                "HEADER",
+                Code::Header,
                 name,
                 format!("required column {name} is missing from the header row"),
             )
@@ -323,7 +305,7 @@ impl ExtractRules {
         let line = raw.line;
         let local_id = raw.get(col::LOCAL_ID);
         let mut problems = Vec::new();
-        let mut err = |code: &'static str, field: &str, message: String| {
+        let mut err = |code: Code, field: &str, message: String| {
             // The line's reference, made only when there is a problem to report.
             let reference = local_id
                 .map(|l| truncate(l, MAX_LOCAL_ID))
@@ -332,14 +314,18 @@ impl ExtractRules {
         };
 
         if let Some(why) = &raw.malformed {
-            err("RECORD_FORMAT", "", format!("{why}; the line was not read"));
+            err(
+                Code::RecordFormat,
+                "",
+                format!("{why}; the line was not read"),
+            );
         }
 
         // action
         let action = match (raw.get(col::ACTION), self.extract_type) {
             (None, Some(ExtractType::Delta)) => {
                 err(
-                    "ACTION",
+                    Code::Action,
                     "action",
                     "action is required in a DELTA: UPSERT or DELETE".into(),
                 );
@@ -349,14 +335,14 @@ impl ExtractRules {
             (Some(a), _) if a.eq_ignore_ascii_case("UPSERT") => Some(Action::Upsert),
             (Some(a), t) if a.eq_ignore_ascii_case("DELETE") => match t {
                 Some(ExtractType::Full) => {
-                    err("ACTION", "action", "DELETE is not allowed in a FULL extract: leave the record out, or send it in a DELTA".into());
+                    err(Code::Action, "action", "DELETE is not allowed in a FULL extract: leave the record out, or send it in a DELTA".into());
                     None
                 }
                 _ => Some(Action::Delete),
             },
             (Some(a), _) => {
                 err(
-                    "ACTION",
+                    Code::Action,
                     "action",
                     format!("action {:?} is not UPSERT or DELETE", truncate(a, 20)),
                 );
@@ -368,7 +354,7 @@ impl ExtractRules {
         let local_ok = match local_id {
             None => {
                 err(
-                    "LOCAL_ID_MISSING",
+                    Code::LocalIdMissing,
                     "local_id",
                     "local_id is required".into(),
                 );
@@ -376,7 +362,7 @@ impl ExtractRules {
             }
             Some(l) if l.chars().count() > MAX_LOCAL_ID => {
                 err(
-                    "FIELD_TOO_LONG",
+                    Code::FieldTooLong,
                     "local_id",
                     format!("local_id is longer than {MAX_LOCAL_ID} characters"),
                 );
@@ -384,7 +370,7 @@ impl ExtractRules {
             }
             Some(l) if l.chars().any(char::is_control) => {
                 err(
-                    "LOCAL_ID_FORMAT",
+                    Code::LocalIdFormat,
                     "local_id",
                     "local_id holds control characters: use printable characters only".into(),
                 );
@@ -397,7 +383,7 @@ impl ExtractRules {
         let plan_type = match raw.get(col::PLAN_TYPE) {
             None => {
                 err(
-                    "PLAN_TYPE",
+                    Code::PlanType,
                     "plan_type",
                     "plan_type is required: CPP, LAC or UCPP".into(),
                 );
@@ -407,7 +393,7 @@ impl ExtractRules {
                 let parsed = PlanType::parse(p);
                 if parsed.is_none() {
                     err(
-                        "PLAN_TYPE",
+                        Code::PlanType,
                         "plan_type",
                         format!("plan_type {:?} is not CPP, LAC or UCPP", truncate(p, 20)),
                     );
@@ -429,21 +415,25 @@ impl ExtractRules {
         if upsert {
             nhs_number = match raw.get(col::NHS_NUMBER) {
                 None => {
-                    err("NHS_MISSING", "nhs_number", "nhs_number is required".into());
+                    err(
+                        Code::NhsMissing,
+                        "nhs_number",
+                        "nhs_number is required".into(),
+                    );
                     None
                 }
                 Some(text) => {
                     match NhsNumber::parse(text) {
                         Err(NhsError::Format) => {
-                            err("NHS_FORMAT", "nhs_number", "nhs_number is not 10 digits (DDDDDDDDDD, DDD DDD DDDD or DDD-DDD-DDDD)".into());
+                            err(Code::NhsFormat, "nhs_number", "nhs_number is not 10 digits (DDDDDDDDDD, DDD DDD DDDD or DDD-DDD-DDDD)".into());
                             None
                         }
                         Err(NhsError::CheckDigit) => {
-                            err("NHS_CHECK_DIGIT", "nhs_number", "nhs_number fails the Modulus 11 check digit: check the number against the case file".into());
+                            err(Code::NhsCheckDigit, "nhs_number", "nhs_number fails the Modulus 11 check digit: check the number against the case file".into());
                             None
                         }
                         Ok(n) if n.is_test_number() && !self.allow_test_numbers => {
-                            err("NHS_TEST_NUMBER", "nhs_number", "nhs_number is in the 999 test range, which this hub does not accept".into());
+                            err(Code::NhsTestNumber, "nhs_number", "nhs_number is in the 999 test range, which this hub does not accept".into());
                             None
                         }
                         Ok(n) => Some(n),
@@ -455,7 +445,7 @@ impl ExtractRules {
                 let parsed = clock::parse_date(text);
                 if parsed.is_none() {
                     err(
-                        "DATE_FORMAT",
+                        Code::DateFormat,
                         field,
                         format!("{field} {:?} is not a date YYYY-MM-DD", truncate(text, 20)),
                     );
@@ -469,28 +459,28 @@ impl ExtractRules {
             let dob_given = raw.get(col::DATE_OF_BIRTH).is_some();
             if !dob_given && plan_type.is_some_and(PlanType::is_child) {
                 err(
-                    "DOB_MISSING",
+                    Code::DobMissing,
                     "date_of_birth",
                     "date_of_birth is required for CPP and LAC".into(),
                 );
             }
             if date_of_birth.is_some_and(|d| d > reference_date) {
                 err(
-                    "DOB_FUTURE",
+                    Code::DobFuture,
                     "date_of_birth",
                     format!("date_of_birth is after the extract date {reference_date}"),
                 );
             }
             if raw.get(col::START_DATE).is_none() {
                 err(
-                    "START_MISSING",
+                    Code::StartMissing,
                     "start_date",
                     "start_date is required for an UPSERT".into(),
                 );
             }
             if let Some(s) = start_date.filter(|s| *s > reference_date) {
                 err(
-                    "START_FUTURE",
+                    Code::StartFuture,
                     "start_date",
                     format!("start_date {s} is after the extract date {reference_date}"),
                 );
@@ -498,7 +488,7 @@ impl ExtractRules {
             if let (Some(s), Some(e)) = (start_date, end_date) {
                 if e < s {
                     err(
-                        "END_BEFORE_START",
+                        Code::EndBeforeStart,
                         "end_date",
                         format!("end_date {e} is before start_date {s}"),
                     );
@@ -507,7 +497,7 @@ impl ExtractRules {
             if let (Some(p), Some(dob)) = (plan_type, date_of_birth) {
                 let open = end_date.is_none_or(|e| e > reference_date);
                 if p.is_child() && open && birthday(dob, 18) <= reference_date {
-                    err("OVER_18", "date_of_birth", format!("the child is 18 or older on the extract date {reference_date} and the {} plan is still open: end it (end_date)", p.as_str()));
+                    err(Code::Over18, "date_of_birth", format!("the child is 18 or older on the extract date {reference_date} and the {} plan is still open: end it (end_date)", p.as_str()));
                 }
             }
         }
@@ -516,7 +506,7 @@ impl ExtractRules {
             let value = raw.get(index)?;
             if value.chars().count() > max {
                 err(
-                    "FIELD_TOO_LONG",
+                    Code::FieldTooLong,
                     field,
                     format!("{field} is longer than {max} characters"),
                 );
@@ -532,12 +522,12 @@ impl ExtractRules {
             (&out_of_hours_phone, "out_of_hours_phone"),
         ] {
             if value.as_deref().is_some_and(|v| !is_phone(v)) {
-                err("CONTACT_FORMAT", field, format!("{field} is not a phone number (digits, spaces, + ( ) - only, at least 6 digits)"));
+                err(Code::ContactFormat, field, format!("{field} is not a phone number (digits, spaces, + ( ) - only, at least 6 digits)"));
             }
         }
         if email.as_deref().is_some_and(|v| !is_email(v)) {
             err(
-                "CONTACT_FORMAT",
+                Code::ContactFormat,
                 "email",
                 "email is not an address of the form name@domain".into(),
             );
@@ -596,7 +586,7 @@ pub fn duplicate_record(line: u64, local_id: &str, plan_type: PlanType) -> Probl
     Problem::record(
         line,
         local_id,
-        "DUPLICATE_RECORD",
+        Code::DuplicateRecord,
         "local_id",
         format!("the record {local_id} / {} appears more than once in this file; every occurrence was rejected: send it once", plan_type.as_str()),
     )
@@ -611,7 +601,7 @@ pub fn expired(line: u64, local_id: &str, end_date: NaiveDate, purge_after: Naiv
         ..Problem::record(
             line,
             local_id,
-            "EXPIRED",
+            Code::Expired,
             "end_date",
             format!(
                 "the plan ended on {end_date}; its retention ended on {purge_after} (end_date + hub.retention_days), so it is not held: nothing was applied for this line"
@@ -624,7 +614,7 @@ pub fn unknown_record(line: u64, local_id: &str, plan_type: PlanType) -> Problem
     Problem::record(
         line,
         local_id,
-        "UNKNOWN_RECORD",
+        Code::UnknownRecord,
         "local_id",
         format!(
             "DELETE of {local_id} / {}, which is not held for this authority",
@@ -640,7 +630,7 @@ pub fn nhs_inactive(line: u64, local_id: &str, status: &str, replacement: Option
         Some(r) => format!("nhs_number is {status}; its replacement is {r}: update the case file and send the record with the new number"),
         None => format!("nhs_number is {status} and no replacement is known: check the child's NHS number with the NHS"),
     };
-    Problem::record(line, local_id, "NHS_INACTIVE", "nhs_number", message)
+    Problem::record(line, local_id, Code::NhsInactive, "nhs_number", message)
 }
 
 #[cfg(test)]

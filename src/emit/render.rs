@@ -558,7 +558,7 @@ pub fn problem_row(table: &mut TableWriter<'_>, p: &Problem) -> io::Result<()> {
         &line,
         &p.reference,
         p.severity.as_str(),
-        p.code,
+        p.code.as_str(),
         &p.field,
         &p.message,
     ])

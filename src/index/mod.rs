@@ -9,6 +9,7 @@
 mod bound;
 pub mod flows;
 mod schema;
+mod sql_types;
 pub mod store;
 
 use std::fs::OpenOptions;

@@ -6,7 +6,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::bound::{BorrowedStatement, Param};
 use super::IndexError;
-use crate::validate::{ExtractRecord, PlanType, Problem, Severity};
+use crate::validate::{ExtractRecord, PlanType, Problem};
 
 type Result<T> = std::result::Result<T, IndexError>;
 
@@ -270,7 +270,7 @@ pub fn receipt(conn: &Connection, id: i64) -> Result<Option<ReceiptRow>> {
 
 pub fn insert_problem(conn: &Connection, receipt_id: i64, seq: u64, p: &Problem) -> Result<()> {
     conn.prepare_cached("INSERT INTO problems (receipt_id, seq, line, ref, severity, code, field, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?
-        .execute(params![receipt_id, seq, p.line, p.reference, p.severity.as_str(), p.code, p.field, p.message])?;
+        .execute(params![receipt_id, seq, p.line, p.reference, p.severity, p.code, p.field, p.message])?;
     Ok(())
 }
 
@@ -285,17 +285,11 @@ pub fn for_each_problem(
     )?;
     let mut rows = stmt.query([receipt_id])?;
     while let Some(r) = rows.next()? {
-        let code: String = r.get(3)?;
-        let severity: String = r.get(2)?;
         let p = Problem {
             line: r.get(0)?,
             reference: r.get(1)?,
-            severity: if severity == "WARNING" {
-                Severity::Warning
-            } else {
-                Severity::Error
-            },
-            code: intern_code(&code),
+            severity: r.get(2)?,
+            code: r.get(3)?,
             field: r.get(4)?,
             message: r.get(5)?,
         };
@@ -304,22 +298,6 @@ pub fn for_each_problem(
         }
     }
     Ok(Ok(()))
-}
-
-/// Problem codes are `&'static str` in memory; map a stored code back (unknown codes,
-/// from a newer build, are leaked once each: there are only a few dozen).
-fn intern_code(code: &str) -> &'static str {
-    use std::collections::HashSet;
-    use std::sync::Mutex;
-    static CODES: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
-    let mut guard = CODES.lock().unwrap_or_else(|e| e.into_inner());
-    let set = guard.get_or_insert_with(HashSet::new);
-    if let Some(found) = set.get(code) {
-        return found;
-    }
-    let leaked: &'static str = Box::leak(code.to_string().into_boxed_str());
-    set.insert(leaked);
-    leaked
 }
 
 // ---------------------------------------------------------------------------

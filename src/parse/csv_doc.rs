@@ -1,5 +1,6 @@
 //! CSV form: metadata line, header row matched case-insensitively, RFC 4180 rows.
 
+use crate::model::Code;
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
 use std::sync::{Arc, Mutex};
@@ -77,7 +78,7 @@ fn csv_problem(e: csv::Error) -> FileProblem {
     match e.into_kind() {
         csv::ErrorKind::Io(io) => io_problem(&io),
         other => FileProblem::new(
-            "CSV_MALFORMED",
+            Code::CsvMalformed,
             "",
             format!(
                 "the CSV cannot be read near line {}: {other:?}",
@@ -103,12 +104,13 @@ impl<R: Read> CsvDoc<R> {
         }
         let line = std::str::from_utf8(&first).map_err(|_| {
             FileProblem::new(
-                "ENCODING",
+                Code::Encoding,
                 "",
                 "line 1 is not UTF-8: send the file in UTF-8",
             )
         })?;
-        let metadata = meta::parse_line(line).map_err(|m| FileProblem::new("METADATA", "", m))?;
+        let metadata =
+            meta::parse_line(line).map_err(|m| FileProblem::new(Code::Metadata, "", m))?;
         check_format(&metadata, spec)?;
 
         let newlines = Arc::new(Mutex::new(Seen::default()));
@@ -124,7 +126,7 @@ impl<R: Read> CsvDoc<R> {
         let found = reader.read_byte_record(&mut header).map_err(csv_problem)?;
         if !found {
             return Err(FileProblem::new(
-                "HEADER",
+                Code::Header,
                 "",
                 "line 2 must be the header row of column names; the file has none",
             ));
@@ -132,7 +134,7 @@ impl<R: Read> CsvDoc<R> {
         if header.len() == 1 && header[0].contains(&b';') {
             // Excel in many locales saves "CSV" with semicolons.
             return Err(FileProblem::new(
-                "HEADER",
+                Code::Header,
                 "",
                 "the header row is separated by semicolons: save the file as \"CSV (comma-separated, UTF-8)\" and send it again",
             ));
@@ -142,14 +144,14 @@ impl<R: Read> CsvDoc<R> {
         let mut warnings = Vec::new();
         for (position, raw) in header.iter().enumerate() {
             let name = std::str::from_utf8(raw)
-                .map_err(|_| FileProblem::new("ENCODING", "", "the header row is not UTF-8"))?
+                .map_err(|_| FileProblem::new(Code::Encoding, "", "the header row is not UTF-8"))?
                 .trim()
                 .to_ascii_lowercase();
             match spec.columns.iter().position(|c| *c == name) {
                 Some(index) => {
                     if present[index] {
                         return Err(FileProblem::new(
-                            "HEADER",
+                            Code::Header,
                             name.clone(),
                             format!("column {name} is named twice in the header row"),
                         ));
@@ -164,7 +166,7 @@ impl<R: Read> CsvDoc<R> {
                         name.clone()
                     };
                     warnings.push(FileProblem::new(
-                        "UNKNOWN_COLUMN",
+                        Code::UnknownColumn,
                         name,
                         format!(
                             "column {shown} is not part of {}; it was ignored",
@@ -241,7 +243,7 @@ impl<R: Read> CsvDoc<R> {
                     Ok(t) => t.trim(),
                     Err(_) => {
                         return Some(Item::Fatal(FileProblem::new(
-                            "ENCODING",
+                            Code::Encoding,
                             "",
                             format!("line {line} is not UTF-8: send the whole file in UTF-8"),
                         )))
@@ -273,7 +275,7 @@ pub(super) fn check_format(
 ) -> Result<(), FileProblem> {
     if metadata.format != spec.name {
         return Err(FileProblem::new(
-            "METADATA",
+            Code::Metadata,
             "",
             format!(
                 "this mailbox takes {} files; the file says {:?}",
@@ -283,7 +285,7 @@ pub(super) fn check_format(
     }
     if metadata.version != "v1" {
         return Err(FileProblem::new(
-            "METADATA",
+            Code::Metadata,
             "",
             format!("version {:?} is not supported: write v1", metadata.version),
         ));

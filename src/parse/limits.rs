@@ -2,6 +2,7 @@
 //! physical line (or XML token), and on the bytes a decompressor may produce.
 //! They turn an unbounded input into a bounded error instead of unbounded memory.
 
+use crate::model::Code;
 use std::io::{self, Read};
 
 /// Marker error: a line (CSV) or a run of bytes without `>` (XML) was too long.
@@ -145,34 +146,34 @@ impl<R: Read> Read for Gunzip<R> {
 }
 
 /// What an I/O error met while parsing means for the file.
-pub fn classify(error: &io::Error) -> (&'static str, String) {
+pub fn classify(error: &io::Error) -> (Code, String) {
     if let Some(inner) = error.get_ref() {
         if let Some(e) = inner.downcast_ref::<LineTooLong>() {
             return (
-                "LINE_TOO_LONG",
+                Code::LineTooLong,
                 format!("{e}; the file cannot be read safely"),
             );
         }
         if let Some(e) = inner.downcast_ref::<RecordTooLong>() {
             return (
-                "LINE_TOO_LONG",
+                Code::LineTooLong,
                 format!("{e}; the file cannot be read safely"),
             );
         }
         if let Some(e) = inner.downcast_ref::<TooLarge>() {
-            return ("TOO_LARGE", format!("{e} (hub.max_file_bytes)"));
+            return (Code::TooLarge, format!("{e} (hub.max_file_bytes)"));
         }
         if let Some(e) = inner.downcast_ref::<BadCompression>() {
-            return ("COMPRESSION", format!("{e}: send the message again"));
+            return (Code::Compression, format!("{e}: send the message again"));
         }
     }
     if error.kind() == io::ErrorKind::InvalidInput || error.kind() == io::ErrorKind::InvalidData {
         return (
-            "ENCODING",
+            Code::Encoding,
             format!("the content cannot be decoded: {error}"),
         );
     }
-    ("READ_ERROR", format!("reading the file failed: {error}"))
+    (Code::ReadError, format!("reading the file failed: {error}"))
 }
 
 /// Turns every `\r\n` into `\n`, so that line numbers count CRLF and LF files alike
@@ -327,10 +328,10 @@ mod tests {
         let e = SizeLimit::new(&b"0123456789"[..], 5)
             .read_to_end(&mut out)
             .unwrap_err();
-        assert_eq!(classify(&e).0, "TOO_LARGE");
+        assert_eq!(classify(&e).0, Code::TooLarge);
         let e = LineLimit::new(&b"abc\nabcdef"[..], b'\n', 4)
             .read_to_end(&mut out)
             .unwrap_err();
-        assert_eq!(classify(&e).0, "LINE_TOO_LONG");
+        assert_eq!(classify(&e).0, Code::LineTooLong);
     }
 }

@@ -13,6 +13,7 @@ pub mod limits;
 pub mod meta;
 mod xml_doc;
 
+use crate::model::Code;
 use std::io::{BufRead, BufReader, Read};
 
 pub use meta::Metadata;
@@ -36,13 +37,13 @@ pub struct FormatSpec {
 /// A problem that concerns the whole file (empty `line` in a receipt).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileProblem {
-    pub code: &'static str,
+    pub code: Code,
     pub field: String,
     pub message: String,
 }
 
 impl FileProblem {
-    pub fn new(code: &'static str, field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(code: Code, field: impl Into<String>, message: impl Into<String>) -> Self {
         FileProblem {
             code,
             field: field.into(),

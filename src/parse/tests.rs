@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::formats::EXTRACT;
+use crate::model::Code;
 use proptest::prelude::*;
 
 fn read(data: &[u8]) -> Result<(Prelude, Vec<Item>), FileProblem> {
@@ -27,7 +28,7 @@ fn csv_lines_numbers_quotes_and_unknown_columns() {
     let data = b"#cpis-extract v1 authority=LA1 records=2\r\nLOCAL_ID,Nhs_Number,plan_type,extra\r\n\"A, \"\"1\"\"\",999 001 0005 ,CPP,x\r\n\r\n\"multi\nline\",9990010013,LAC,y\r\n";
     let (prelude, items) = read(data).unwrap();
     assert_eq!(prelude.metadata.get("authority"), Some("LA1"));
-    assert_eq!(prelude.warnings[0].code, "UNKNOWN_COLUMN");
+    assert_eq!(prelude.warnings[0].code, Code::UnknownColumn);
     let rs = records(&items);
     assert_eq!(rs.len(), 2);
     assert_eq!(
@@ -48,25 +49,25 @@ fn csv_field_count_mismatch_is_a_record_problem() {
 
 #[test]
 fn csv_prelude_problems() {
-    assert_eq!(read(b"local_id\nA\n").unwrap_err().code, "METADATA");
+    assert_eq!(read(b"local_id\nA\n").unwrap_err().code, Code::Metadata);
     assert_eq!(
         read(b"#cpis-attendance v1\nevent_id\n").unwrap_err().code,
-        "METADATA"
+        Code::Metadata
     );
     assert_eq!(
         read(b"#cpis-extract v2\nlocal_id\n").unwrap_err().code,
-        "METADATA"
+        Code::Metadata
     );
     assert_eq!(
         read(b"#cpis-extract v1\nlocal_id,LOCAL_ID\n")
             .unwrap_err()
             .code,
-        "HEADER"
+        Code::Header
     );
-    assert_eq!(read(b"#cpis-extract v1\n").unwrap_err().code, "HEADER");
+    assert_eq!(read(b"#cpis-extract v1\n").unwrap_err().code, Code::Header);
     assert_eq!(
         read(b"#cpis-extract v1 a=\xe9\n").unwrap_err().code,
-        "ENCODING"
+        Code::Encoding
     );
 }
 
@@ -75,7 +76,7 @@ fn overlong_line_stops_reading() {
     let mut data = b"#cpis-extract v1\nlocal_id\n".to_vec();
     data.extend(std::iter::repeat_n(b'x', MAX_LINE_BYTES + 10));
     let (_, items) = read(&data).unwrap();
-    assert!(matches!(items.last(), Some(Item::Fatal(p)) if p.code == "LINE_TOO_LONG"));
+    assert!(matches!(items.last(), Some(Item::Fatal(p)) if p.code == Code::LineTooLong));
 }
 
 #[test]
@@ -97,27 +98,27 @@ fn xml_records_entities_and_unknown_elements() {
         (rs[1].line, rs[1].get(1), rs[1].get(3)),
         (2, Some("C<D"), None)
     );
-    assert!(items
-        .iter()
-        .any(|i| matches!(i, Item::Warning(p) if p.code == "UNKNOWN_COLUMN" && p.field == "shoe")));
+    assert!(items.iter().any(
+        |i| matches!(i, Item::Warning(p) if p.code == Code::UnknownColumn && p.field == "shoe")
+    ));
 }
 
 #[test]
 fn xml_refusals() {
     let doctype = br#"<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e "x">]><CpisExtract xmlns="urn:cpis-hub:v1"/>"#;
-    assert_eq!(read(doctype).unwrap_err().code, "XML_DOCTYPE");
+    assert_eq!(read(doctype).unwrap_err().code, Code::XmlDoctype);
     let wrong_ns = br#"<CpisExtract xmlns="urn:other"></CpisExtract>"#;
-    assert_eq!(read(wrong_ns).unwrap_err().code, "METADATA");
+    assert_eq!(read(wrong_ns).unwrap_err().code, Code::Metadata);
     let latin =
         br#"<?xml version="1.0" encoding="ISO-8859-1"?><CpisExtract xmlns="urn:cpis-hub:v1"/>"#;
-    assert_eq!(read(latin).unwrap_err().code, "ENCODING");
+    assert_eq!(read(latin).unwrap_err().code, Code::Encoding);
     let entity = br#"<CpisExtract xmlns="urn:cpis-hub:v1"><Record><LocalId>&nope;</LocalId></Record></CpisExtract>"#;
     let (_, items) = read(entity).unwrap();
-    assert!(matches!(items.last(), Some(Item::Fatal(p)) if p.code == "XML_MALFORMED"));
+    assert!(matches!(items.last(), Some(Item::Fatal(p)) if p.code == Code::XmlMalformed));
     let cut = br#"<CpisExtract xmlns="urn:cpis-hub:v1"><Record><LocalId>A</LocalId></Record>"#;
     let (_, items) = read(cut).unwrap();
     assert!(
-        matches!(items.last(), Some(Item::Fatal(p)) if p.code == "XML_MALFORMED" && p.message.contains("truncated"))
+        matches!(items.last(), Some(Item::Fatal(p)) if p.code == Code::XmlMalformed && p.message.contains("truncated"))
     );
 }
 

@@ -1,6 +1,7 @@
 //! XML form: root named after the format in `urn:cpis-hub:v1`, metadata as root
 //! attributes, one `Record` element per row. DOCTYPE refused, depth bounded.
 
+use crate::model::Code;
 use std::collections::{HashSet, VecDeque};
 use std::io::{BufReader, Read};
 
@@ -45,12 +46,12 @@ fn xml_problem(e: quick_xml::Error, at: u64) -> FileProblem {
             FileProblem::new(code, "", message)
         }
         quick_xml::Error::Encoding(err) => FileProblem::new(
-            "ENCODING",
+            Code::Encoding,
             "",
             format!("the XML is not valid UTF-8 near byte {at}: {err}"),
         ),
         other => FileProblem::new(
-            "XML_MALFORMED",
+            Code::XmlMalformed,
             "",
             format!("the XML is malformed near byte {at}: {other}"),
         ),
@@ -58,7 +59,7 @@ fn xml_problem(e: quick_xml::Error, at: u64) -> FileProblem {
 }
 
 fn doctype() -> FileProblem {
-    FileProblem::new("XML_DOCTYPE", "", "the document has a DOCTYPE; documents with a DOCTYPE or entity declarations are refused: remove it")
+    FileProblem::new(Code::XmlDoctype, "", "the document has a DOCTYPE; documents with a DOCTYPE or entity declarations are refused: remove it")
 }
 
 impl<R: Read> XmlDoc<R> {
@@ -84,7 +85,7 @@ impl<R: Read> XmlDoc<R> {
                         let enc = String::from_utf8_lossy(&enc).to_ascii_lowercase();
                         if enc != "utf-8" && enc != "utf8" {
                             return Err(FileProblem::new(
-                                "ENCODING",
+                                Code::Encoding,
                                 "",
                                 format!("the XML declares encoding {enc:?}: send UTF-8"),
                             ));
@@ -101,7 +102,7 @@ impl<R: Read> XmlDoc<R> {
                     };
                     if local != spec.root || namespace != NAMESPACE {
                         return Err(FileProblem::new(
-                            "METADATA",
+                            Code::Metadata,
                             "",
                             format!("this mailbox takes <{} xmlns=\"{NAMESPACE}\">; the root is <{local}> in namespace {namespace:?}", spec.root),
                         ));
@@ -114,7 +115,7 @@ impl<R: Read> XmlDoc<R> {
                     for attr in start.attributes().with_checks(false) {
                         if pairs.len() >= MAX_ROOT_ATTRIBUTES {
                             return Err(FileProblem::new(
-                                "METADATA",
+                                Code::Metadata,
                                 "",
                                 format!("the root element has more than {MAX_ROOT_ATTRIBUTES} attributes"),
                             ));
@@ -131,7 +132,7 @@ impl<R: Read> XmlDoc<R> {
                             .into_owned();
                         if !names.insert(name.clone()) {
                             return Err(FileProblem::new(
-                                "METADATA",
+                                Code::Metadata,
                                 "",
                                 format!("attribute {name} appears twice"),
                             ));
@@ -163,14 +164,14 @@ impl<R: Read> XmlDoc<R> {
                 }
                 Event::Eof => {
                     return Err(FileProblem::new(
-                        "XML_MALFORMED",
+                        Code::XmlMalformed,
                         "",
                         "the XML document has no root element",
                     ))
                 }
                 _ => {
                     return Err(FileProblem::new(
-                        "XML_MALFORMED",
+                        Code::XmlMalformed,
                         "",
                         format!("unexpected content before the root element near byte {at}"),
                     ))
@@ -188,7 +189,7 @@ impl<R: Read> XmlDoc<R> {
             .map_err(|e| xml_problem(e, at))
     }
 
-    fn warn_once(&mut self, code: &'static str, field: String, message: String) -> Option<Item> {
+    fn warn_once(&mut self, code: Code, field: String, message: String) -> Option<Item> {
         self.remember(code, &field, message)
             .map(|(field, message)| Item::Warning(FileProblem::new(code, field, message)))
     }
@@ -196,12 +197,7 @@ impl<R: Read> XmlDoc<R> {
     /// Whether to warn of `code` for `field` (once each, for at most
     /// [`MAX_WARNED_NAMES`] names, then once that more are not named): the field and
     /// message of the warning to give.
-    fn remember(
-        &mut self,
-        code: &'static str,
-        field: &str,
-        message: String,
-    ) -> Option<(String, String)> {
+    fn remember(&mut self, code: Code, field: &str, message: String) -> Option<(String, String)> {
         let key = format!("{code}/{field}");
         if self.warned.contains(&key) {
             return None;
@@ -269,7 +265,7 @@ impl<R: Read> XmlDoc<R> {
                     self.skip_element(2)?;
                     let local = short(&local);
                     if let Some(w) = self.warn_once(
-                        "UNKNOWN_ELEMENT",
+                        Code::UnknownElement,
                         local.clone(),
                         format!(
                             "element <{local}> is not part of {}; it was ignored",
@@ -290,7 +286,7 @@ impl<R: Read> XmlDoc<R> {
                             Event::Comment(_) | Event::PI(_) | Event::Text(_) => {}
                             _ => {
                                 return Err(FileProblem::new(
-                                    "XML_MALFORMED",
+                                    Code::XmlMalformed,
                                     "",
                                     "content after the root element",
                                 ))
@@ -370,9 +366,9 @@ impl<R: Read> XmlDoc<R> {
                 "element <{local}> is not a column of {}; it was ignored",
                 self.spec.name
             );
-            if let Some((field, message)) = self.remember("UNKNOWN_COLUMN", &column, message) {
+            if let Some((field, message)) = self.remember(Code::UnknownColumn, &column, message) {
                 self.deferred
-                    .push_back(FileProblem::new("UNKNOWN_COLUMN", field, message));
+                    .push_back(FileProblem::new(Code::UnknownColumn, field, message));
             }
         }
         Ok(record)
@@ -393,7 +389,7 @@ impl<R: Read> XmlDoc<R> {
                     Ok(s) => push_bounded(&mut text, s),
                     Err(_) => {
                         return Err(FileProblem::new(
-                            "ENCODING",
+                            Code::Encoding,
                             "",
                             "a CDATA section is not UTF-8",
                         ))
@@ -436,7 +432,7 @@ fn push_bounded(text: &mut String, piece: &str) {
 
 fn too_deep() -> FileProblem {
     FileProblem::new(
-        "XML_MALFORMED",
+        Code::XmlMalformed,
         "",
         format!("the XML is nested deeper than {MAX_XML_DEPTH} levels"),
     )
@@ -444,7 +440,7 @@ fn too_deep() -> FileProblem {
 
 fn truncated(spec: &FormatSpec) -> FileProblem {
     FileProblem::new(
-        "XML_MALFORMED",
+        Code::XmlMalformed,
         "",
         format!("the file ends before </{}>: it is truncated", spec.root),
     )

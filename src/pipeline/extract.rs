@@ -14,6 +14,7 @@
 //! reads what is held, then applies the lines in file order. Must never apply a line
 //! out of file order, nor let the worker touch SQLite.
 
+use crate::model::{Code, Severity};
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{self, Read};
@@ -29,7 +30,7 @@ use crate::formats::EXTRACT;
 use crate::index::{self, Counts, IndexError};
 use crate::parse::{limits, DocReader, FileProblem, Item};
 use crate::validate::{
-    self, Action, Checked, ExtractHeader, ExtractRules, ExtractType, PlanType, Problem, Severity,
+    self, Action, Checked, ExtractHeader, ExtractRules, ExtractType, PlanType, Problem,
 };
 
 /// Why an extract could not be evaluated at all (nothing is decided; retry later).
@@ -65,7 +66,7 @@ pub const MAX_LISTED_PER_CODE: u64 = 1000;
 /// Counts problems per code and says which are listed.
 #[derive(Debug, Default)]
 struct Cap {
-    by_code: HashMap<&'static str, (u64, validate::Severity)>,
+    by_code: HashMap<Code, (u64, Severity)>,
 }
 
 impl Cap {
@@ -77,7 +78,7 @@ impl Cap {
 
     /// The closing rows, in a stable order (by code).
     fn summaries(&self) -> Vec<Problem> {
-        let mut over: Vec<(&&'static str, &(u64, validate::Severity))> = self
+        let mut over: Vec<(&Code, &(u64, Severity))> = self
             .by_code
             .iter()
             .filter(|(_, (n, _))| *n > MAX_LISTED_PER_CODE)
@@ -88,7 +89,7 @@ impl Cap {
                 line: None,
                 reference: String::new(),
                 severity: *severity,
-                code,
+                code: *code,
                 field: String::new(),
                 message: format!(
                     "{} more {code} problems are not listed ({n} in all; a receipt lists the first {MAX_LISTED_PER_CODE} of each code)",
@@ -164,39 +165,7 @@ impl Sink for MemorySink {
     }
 }
 
-/// The final status of an inbound message (§4.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Accepted,
-    Partial,
-    Rejected,
-    Duplicate,
-    Stale,
-    Quarantined,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Accepted => "ACCEPTED",
-            Status::Partial => "PARTIAL",
-            Status::Rejected => "REJECTED",
-            Status::Duplicate => "DUPLICATE",
-            Status::Stale => "STALE",
-            Status::Quarantined => "QUARANTINED",
-        }
-    }
-
-    /// Were records applied?
-    pub fn applies(self) -> bool {
-        matches!(self, Status::Accepted | Status::Partial)
-    }
-
-    /// Does `process` count this as a failure (exit 1)?
-    pub fn is_failure(self) -> bool {
-        matches!(self, Status::Rejected | Status::Stale | Status::Quarantined)
-    }
-}
+pub use crate::model::Status;
 
 /// What is being evaluated.
 pub struct Job<'a> {
@@ -316,7 +285,7 @@ struct Pass<'s> {
 impl Pass<'_> {
     fn push(&mut self, conn: &Connection, p: Problem) -> Result<(), IndexError> {
         // STALE is a decision of its own (§4.1 order), not a file-level error.
-        if p.line.is_none() && p.severity == Severity::Error && p.code != "STALE" {
+        if p.line.is_none() && p.severity == Severity::Error && p.code != Code::Stale {
             self.file_error = true;
         }
         if p.severity == Severity::Warning {
@@ -586,7 +555,7 @@ fn run_pass(
     let (reader, prelude) = match DocReader::open(source, &EXTRACT) {
         Ok(ok) => ok,
         Err(fp) => {
-            if fp.code == "READ_ERROR" {
+            if fp.code == Code::ReadError {
                 return Err(ExtractError::Io(io::Error::other(fp.message)));
             }
             pass.push(conn, Problem::from_file(fp))?;
@@ -620,7 +589,7 @@ fn run_pass(
             None
         };
         if let Some(message) = message {
-            pass.push(conn, Problem::file("SEQUENCE_GAP", "sequence", message))?;
+            pass.push(conn, Problem::file(Code::SequenceGap, "sequence", message))?;
         }
     }
     let last_applied = state
@@ -676,7 +645,7 @@ fn run_pass(
                 match line {
                     Line::Warning(w) => pass.push(conn, Problem::from_file(w.clone()))?,
                     Line::Fatal(fp) => {
-                        if fp.code == "READ_ERROR" {
+                        if fp.code == Code::ReadError {
                             let message = std::mem::take(&mut fp.message);
                             return Err(ExtractError::Io(io::Error::other(message)));
                         }
@@ -701,7 +670,7 @@ fn run_pass(
     if !fatal {
         if let Some(declared) = header.records {
             if declared != result.records {
-                pass.push(conn, Problem::file("RECORD_COUNT", "records", format!("the metadata declares records={declared} but the file holds {} records: the file may be truncated; send it again", result.records)))?;
+                pass.push(conn, Problem::file(Code::RecordCount, "records", format!("the metadata declares records={declared} but the file holds {} records: the file may be truncated; send it again", result.records)))?;
             }
         }
     }
@@ -748,7 +717,7 @@ fn run_pass(
     if stale && !pass.file_error {
         let last = state.last_extracted_at.clone().unwrap_or_default();
         let at = header.extracted_at.map(clock::rfc3339).unwrap_or_default();
-        pass.push(conn, Problem::file("STALE", "extracted_at", format!("extracted_at={at} is older than the last extract applied for {} ({last}); nothing was applied", job.authority)))?;
+        pass.push(conn, Problem::file(Code::Stale, "extracted_at", format!("extracted_at={at} is older than the last extract applied for {} ({last}); nothing was applied", job.authority)))?;
     }
     result.header = header;
     result.file_error = pass.file_error;
@@ -849,7 +818,7 @@ pub fn evaluate_step(
         let msg = format!("all {} records are invalid; nothing was applied", r.records);
         (
             Status::Rejected,
-            Some(Problem::file("REJECT_FRACTION", "", msg)),
+            Some(Problem::file(Code::RejectFraction, "", msg)),
         )
     } else if fraction > job.hub.max_reject_fraction {
         let msg = format!(
@@ -858,7 +827,7 @@ pub fn evaluate_step(
         );
         (
             Status::Rejected,
-            Some(Problem::file("REJECT_FRACTION", "", msg)),
+            Some(Problem::file(Code::RejectFraction, "", msg)),
         )
     } else if full && job.guard && would_end as f64 > limit {
         let msg = format!(
@@ -867,7 +836,7 @@ pub fn evaluate_step(
         );
         (
             Status::Quarantined,
-            Some(Problem::file("MASS_END", "", msg)),
+            Some(Problem::file(Code::MassEnd, "", msg)),
         )
     } else if r.invalid == 0 {
         (Status::Accepted, None)

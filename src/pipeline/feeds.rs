@@ -9,6 +9,7 @@
 //! sent and tied to one reserved outbound file per authority, so a re-send after a
 //! crash is byte-identical and no row is sent twice or lost.
 
+use crate::model::{Code, Severity};
 use std::collections::HashSet;
 use std::io;
 
@@ -21,7 +22,7 @@ use crate::emit;
 use crate::formats::{self, Kind};
 use crate::index::{self, Counts, IndexError};
 use crate::parse::{DocReader, FormatSpec, Item, RawRecord};
-use crate::validate::{self, AttendanceRules, Problem, Severity, StatusRules};
+use crate::validate::{self, AttendanceRules, Problem, StatusRules};
 
 /// What one feed does with its records.
 pub trait FeedHandler {
@@ -72,7 +73,7 @@ pub fn basic_decision(
         (
             Status::Rejected,
             Some(Problem::file(
-                "REJECT_FRACTION",
+                Code::RejectFraction,
                 "",
                 format!("all {records} records are invalid; nothing was applied"),
             )),
@@ -85,7 +86,7 @@ pub fn basic_decision(
         );
         (
             Status::Rejected,
-            Some(Problem::file("REJECT_FRACTION", "", msg)),
+            Some(Problem::file(Code::RejectFraction, "", msg)),
         )
     } else if invalid == 0 {
         (Status::Accepted, None)
@@ -131,7 +132,7 @@ fn run_pass(
     }
     let (reader, prelude) = match DocReader::open(open()?, handler.spec()) {
         Ok(ok) => ok,
-        Err(fp) if fp.code == "READ_ERROR" => {
+        Err(fp) if fp.code == Code::ReadError => {
             return Err(ExtractError::Io(io::Error::other(fp.message)))
         }
         Err(fp) => {
@@ -158,7 +159,7 @@ fn run_pass(
     for item in reader {
         match item {
             Item::Warning(w) => push(conn, &mut c, Problem::from_file(w))?,
-            Item::Fatal(fp) if fp.code == "READ_ERROR" => {
+            Item::Fatal(fp) if fp.code == Code::ReadError => {
                 return Err(ExtractError::Io(io::Error::other(fp.message)))
             }
             Item::Fatal(fp) => {
@@ -187,7 +188,11 @@ fn run_pass(
         if let Some(declared) = header.records {
             if declared != c.records {
                 let msg = format!("the metadata declares records={declared} but the file holds {} records: the file may be truncated; send it again", c.records);
-                push(conn, &mut c, Problem::file("RECORD_COUNT", "records", msg))?;
+                push(
+                    conn,
+                    &mut c,
+                    Problem::file(Code::RecordCount, "records", msg),
+                )?;
             }
         }
     }
@@ -364,7 +369,7 @@ impl FeedHandler for Attendance<'_> {
                 line: Some(raw.line),
                 reference: ev.event_id.clone(),
                 severity: Severity::Warning,
-                code: "DUPLICATE_EVENT",
+                code: Code::DuplicateEvent,
                 field: "event_id".into(),
                 message: "this event was processed before (earlier in this file or in an earlier file); it was not notified again".into(),
             });

@@ -19,6 +19,7 @@ pub mod alerts;
 pub mod extract;
 pub mod feeds;
 
+use crate::model::Code;
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fs::File;
@@ -527,13 +528,13 @@ fn fail_permanently(
     }
     let problem = if read_error {
         Problem::file(
-            "READ_ERROR",
+            Code::ReadError,
             "",
             format!("the file cannot be read: {message}"),
         )
     } else {
         Problem::file(
-            "PROCESSING_ERROR",
+            Code::ProcessingError,
             "",
             format!("the hub failed on this file {MAX_ATTEMPTS} times in the same way; nothing was applied. The hub's operators have the details: ask them before sending it again"),
         )
@@ -692,14 +693,14 @@ fn open_inbound(
     let (file, info) = match dir.open_read(name) {
         Ok(x) => x,
         Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
-            return Ok(Err(Problem::file("NAME", "", format!("{e}"))))
+            return Ok(Err(Problem::file(Code::Name, "", format!("{e}"))))
         }
         Err(e) => return Err(io_at(&dir.path().join(name))(e)),
     };
     let shown = name.to_string_lossy();
     let refusal = if info.kind != fsutil::Kind::File {
         Some((
-            "NAME",
+            Code::Name,
             format!(
                 "{shown} is {}: only regular files are accepted",
                 info.kind.describe()
@@ -707,7 +708,7 @@ fn open_inbound(
         ))
     } else if info.links != 1 {
         Some((
-            "NAME",
+            Code::Name,
             format!(
                 "{shown} has {} names (a hard link to a file elsewhere): send the file itself",
                 info.links
@@ -715,12 +716,12 @@ fn open_inbound(
         ))
     } else if dir.info().is_ok_and(|d| d.dev != info.dev) {
         Some((
-            "NAME",
+            Code::Name,
             format!("{shown} is not on the mailbox's own file system"),
         ))
     } else if info.size > max_bytes {
         Some((
-            "TOO_LARGE",
+            Code::TooLarge,
             format!(
                 "the file is {} bytes; the limit is {max_bytes} (hub.max_file_bytes)",
                 info.size
@@ -742,7 +743,7 @@ fn check_ctl(partner: &Partner, data: &[u8]) -> (Vec<Problem>, bool) {
         Err(why) => {
             return (
                 vec![Problem::file(
-                    "XML_MALFORMED",
+                    Code::XmlMalformed,
                     "ctl",
                     format!("{why}: the message cannot be trusted"),
                 )],
@@ -752,17 +753,17 @@ fn check_ctl(partner: &Partner, data: &[u8]) -> (Vec<Problem>, bool) {
     };
     let mut problems = Vec::new();
     if control.flag("Encrypted") {
-        problems.push(Problem::file("ENCRYPTED", "Encrypted", "the message is encrypted (Encrypted=Y); the hub does not decrypt: send it unencrypted over the secure channel"));
+        problems.push(Problem::file(Code::Encrypted, "Encrypted", "the message is encrypted (Encrypted=Y); the hub does not decrypt: send it unencrypted over the secure channel"));
     }
     if let Some(from) = control.get("From_DTS") {
         if !from.eq_ignore_ascii_case(&partner.mailbox) {
-            problems.push(Problem::file("PARTNER_MISMATCH", "From_DTS", format!("From_DTS {from} is not this mailbox's owner ({}): a mailbox speaks for its owner only", partner.mailbox)));
+            problems.push(Problem::file(Code::PartnerMismatch, "From_DTS", format!("From_DTS {from} is not this mailbox's owner ({}): a mailbox speaks for its owner only", partner.mailbox)));
         }
     }
     match control.get("WorkflowId") {
         Some(w) if w.eq_ignore_ascii_case(partner.inbound_workflow()) => {}
         other => problems.push(Problem::file(
-            "WORKFLOW",
+            Code::Workflow,
             "WorkflowId",
             format!(
                 "WorkflowId {:?} is not one this partner may send: use {}",
@@ -804,7 +805,7 @@ fn process_message(
     };
     let (name, ctl_name) = match &found.item {
         Ready::Refused { code, message, .. } => {
-            return refuse(index, &mut m, Problem::file(code, "", message.clone()));
+            return refuse(index, &mut m, Problem::file(*code, "", message.clone()));
         }
         Ready::Plain { name, .. } => (name, None),
         Ready::Mesh { dat, ctl, .. } => (dat, Some(ctl)),
@@ -1230,7 +1231,7 @@ fn carry_out_decisions(
                 receipt,
                 1,
                 &Problem::file(
-                    "DISCARDED",
+                    Code::Discarded,
                     "",
                     "an operator discarded this quarantined file; nothing was applied",
                 ),
@@ -1391,7 +1392,7 @@ pub fn validate_file(
     let sha256 = sha256_of(&file).map_err(io_at(path))?;
     let Some(partner) = partner else {
         let problem = Problem::file(
-            "PARTNER_MISMATCH",
+            Code::PartnerMismatch,
             "authority",
             "the file's metadata names no configured partner: name the sender with --partner MAILBOX",
         );

@@ -1,6 +1,7 @@
 //! The pipeline's own pieces, below the binary: what happens when an entry is
 //! swapped between the scan that saw it and the open that reads it.
 
+use crate::model::Code;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, SystemTime};
@@ -58,7 +59,7 @@ fn process_in_time(mut f: Fixture, found: Found) -> (Fixture, Result<Status, Pas
         .expect("the hub blocked on an entry swapped in after the scan")
 }
 
-fn problem_codes(f: &Fixture) -> Vec<String> {
+fn problem_codes(f: &Fixture) -> Vec<Code> {
     let mut stmt = f
         .index
         .conn
@@ -82,7 +83,7 @@ fn a_fifo_swapped_in_after_the_scan_is_refused_without_blocking() {
     .unwrap();
     let (f, result) = process_in_time(f, seen_as_plain("nightly.csv"));
     assert_eq!(result.unwrap(), Status::Rejected);
-    assert_eq!(problem_codes(&f), ["NAME"]);
+    assert_eq!(problem_codes(&f), [Code::Name]);
 }
 
 #[test]
@@ -98,7 +99,7 @@ fn a_link_swapped_in_after_the_scan_is_refused_never_followed() {
     std::os::unix::fs::symlink(&outside, f.root.join("X26LA204/in/nightly.csv")).unwrap();
     let (f, result) = process_in_time(f, seen_as_plain("nightly.csv"));
     assert_eq!(result.unwrap(), Status::Rejected);
-    assert_eq!(problem_codes(&f), ["NAME"]);
+    assert_eq!(problem_codes(&f), [Code::Name]);
     let held: i64 = f
         .index
         .conn

@@ -3,6 +3,7 @@
 //! a 16-byte hash per record to find what is held but not in the file); the list is
 //! spooled to a temporary file so the counts can come first.
 
+use crate::model::Code;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -158,7 +159,11 @@ pub fn reconcile(
         }
         let Some(r) = checked.record.filter(|r| r.action == Action::Upsert) else {
             counts.invalid += 1;
-            let code = checked.problems.first().map(|p| p.code).unwrap_or("ACTION");
+            let code = checked
+                .problems
+                .first()
+                .map(|p| p.code)
+                .unwrap_or(Code::Action);
             let (local_id, plan) = checked
                 .key
                 .as_ref()

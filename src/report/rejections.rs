@@ -4,6 +4,7 @@
 //! ([`REJECTION_DAYS`]); the messages never hold an NHS number beyond the
 //! replacement named by `NHS_INACTIVE`.
 
+use crate::model::Code;
 use std::io::{self, Write};
 
 use rusqlite::{params_from_iter, Connection};
@@ -15,11 +16,11 @@ use crate::index::IndexError;
 pub const REJECTION_DAYS: i64 = 90;
 
 /// The codes listed by default.
-pub const NHS_CODES: &[&str] = &[
-    "NHS_MISSING",
-    "NHS_FORMAT",
-    "NHS_CHECK_DIGIT",
-    "NHS_INACTIVE",
+pub const NHS_CODES: &[Code] = &[
+    Code::NhsMissing,
+    Code::NhsFormat,
+    Code::NhsCheckDigit,
+    Code::NhsInactive,
 ];
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

@@ -1,6 +1,7 @@
 //! Validation of the NHS-side inbound formats: attendance events (§3.1) and NHS
 //! number status changes (§3.2). Pure functions, like the extract rules.
 
+use crate::model::Code;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{Problem, Severity};
@@ -25,13 +26,7 @@ pub const MAX_NAME: usize = 100;
 /// How far ahead of the hub's clock an access time may be.
 pub const ACCESS_FUTURE_SECS: i64 = 3600;
 
-fn record_problem(
-    line: u64,
-    reference: &str,
-    code: &'static str,
-    field: &str,
-    message: String,
-) -> Problem {
+fn record_problem(line: u64, reference: &str, code: Code, field: &str, message: String) -> Problem {
     Problem {
         line: Some(line),
         reference: reference.to_string(),
@@ -47,16 +42,16 @@ pub fn nhs_field(
     text: Option<&str>,
     field: &str,
     allow_test: bool,
-    mut err: impl FnMut(&'static str, &str, String),
+    mut err: impl FnMut(Code, &str, String),
 ) -> Option<NhsNumber> {
     let Some(text) = text else {
-        err("NHS_MISSING", field, format!("{field} is required"));
+        err(Code::NhsMissing, field, format!("{field} is required"));
         return None;
     };
     match NhsNumber::parse(text) {
         Err(NhsError::Format) => {
             err(
-                "NHS_FORMAT",
+                Code::NhsFormat,
                 field,
                 format!("{field} is not 10 digits (DDDDDDDDDD, DDD DDD DDDD or DDD-DDD-DDDD)"),
             );
@@ -64,7 +59,7 @@ pub fn nhs_field(
         }
         Err(NhsError::CheckDigit) => {
             err(
-                "NHS_CHECK_DIGIT",
+                Code::NhsCheckDigit,
                 field,
                 format!("{field} fails the Modulus 11 check digit"),
             );
@@ -72,7 +67,7 @@ pub fn nhs_field(
         }
         Ok(n) if n.is_test_number() && !allow_test => {
             err(
-                "NHS_TEST_NUMBER",
+                Code::NhsTestNumber,
                 field,
                 format!("{field} is in the 999 test range, which this hub does not accept"),
             );
@@ -94,9 +89,9 @@ pub fn feed_metadata(meta: &Metadata, owner: Option<(&str, &str)>) -> (FeedHeade
     let mut problems = Vec::new();
     if let Some((key, code)) = owner {
         match meta.get(key) {
-            None => problems.push(Problem::file("METADATA", key, format!("metadata {key}= is missing"))),
+            None => problems.push(Problem::file(Code::Metadata, key, format!("metadata {key}= is missing"))),
             Some(v) if v != code => problems.push(Problem::file(
-                "PARTNER_MISMATCH",
+                Code::PartnerMismatch,
                 key,
                 format!("the file says {key}={v}, but this mailbox belongs to {code}: a mailbox speaks for its owner only"),
             )),
@@ -106,7 +101,7 @@ pub fn feed_metadata(meta: &Metadata, owner: Option<(&str, &str)>) -> (FeedHeade
     let sent_at = match meta.get("sent_at") {
         None => {
             problems.push(Problem::file(
-                "METADATA",
+                Code::Metadata,
                 "sent_at",
                 "metadata sent_at= is missing",
             ));
@@ -116,7 +111,7 @@ pub fn feed_metadata(meta: &Metadata, owner: Option<(&str, &str)>) -> (FeedHeade
             let parsed = clock::parse_rfc3339(t);
             if parsed.is_none() {
                 problems.push(Problem::file(
-                    "METADATA",
+                    Code::Metadata,
                     "sent_at",
                     format!("sent_at={t} is not an RFC 3339 time with an offset"),
                 ));
@@ -127,7 +122,7 @@ pub fn feed_metadata(meta: &Metadata, owner: Option<(&str, &str)>) -> (FeedHeade
     let records = match meta.get("records") {
         None => {
             problems.push(Problem::file(
-                "METADATA",
+                Code::Metadata,
                 "records",
                 "metadata records= is missing (the number of records in the file)",
             ));
@@ -137,7 +132,7 @@ pub fn feed_metadata(meta: &Metadata, owner: Option<(&str, &str)>) -> (FeedHeade
             Ok(n) if t.bytes().all(|b| b.is_ascii_digit()) => Some(n),
             _ => {
                 problems.push(Problem::file(
-                    "METADATA",
+                    Code::Metadata,
                     "records",
                     format!("records={t} is not a whole number"),
                 ));
@@ -155,7 +150,7 @@ pub fn required_columns(present: &[bool], columns: &[&str], required: &[usize]) 
         .filter(|i| !present.get(**i).copied().unwrap_or(false))
         .map(|i| {
             Problem::file(
-                "HEADER",
+                Code::Header,
                 columns[*i],
                 format!(
                     "required column {} is missing from the header row",
@@ -206,21 +201,29 @@ impl AttendanceRules<'_> {
             .map(|e| e.chars().take(MAX_EVENT_ID).collect())
             .unwrap_or_default();
         let mut problems = Vec::new();
-        let mut err = |code: &'static str, field: &str, message: String| {
+        let mut err = |code: Code, field: &str, message: String| {
             problems.push(record_problem(line, &reference, code, field, message))
         };
         if let Some(why) = &raw.malformed {
-            err("RECORD_FORMAT", "", format!("{why}; the line was not read"));
+            err(
+                Code::RecordFormat,
+                "",
+                format!("{why}; the line was not read"),
+            );
         }
         match event_id {
-            None => err("FIELD_MISSING", "event_id", "event_id is required".into()),
+            None => err(
+                Code::FieldMissing,
+                "event_id",
+                "event_id is required".into(),
+            ),
             Some(e) if e.chars().count() > MAX_EVENT_ID => err(
-                "FIELD_TOO_LONG",
+                Code::FieldTooLong,
                 "event_id",
                 format!("event_id is longer than {MAX_EVENT_ID} characters"),
             ),
             Some(e) if e.chars().any(char::is_control) => err(
-                "FIELD_FORMAT",
+                Code::FieldFormat,
                 "event_id",
                 "event_id holds control characters".into(),
             ),
@@ -234,13 +237,17 @@ impl AttendanceRules<'_> {
         );
         let accessed_at = match raw.get(ac::ACCESSED_AT) {
             None => {
-                err("TIMESTAMP", "accessed_at", "accessed_at is required".into());
+                err(
+                    Code::Timestamp,
+                    "accessed_at",
+                    "accessed_at is required".into(),
+                );
                 None
             }
             Some(t) => match clock::parse_rfc3339(t) {
                 None => {
                     err(
-                        "TIMESTAMP",
+                        Code::Timestamp,
                         "accessed_at",
                         "accessed_at is not an RFC 3339 time with an offset".into(),
                     );
@@ -248,7 +255,7 @@ impl AttendanceRules<'_> {
                 }
                 Some(at) if (at - self.now).num_seconds() > ACCESS_FUTURE_SECS => {
                     err(
-                        "TIMESTAMP",
+                        Code::Timestamp,
                         "accessed_at",
                         format!(
                             "accessed_at is more than an hour after the hub's time {}",
@@ -263,7 +270,7 @@ impl AttendanceRules<'_> {
         let site_ods_code = match raw.get(ac::SITE_ODS_CODE) {
             None => {
                 err(
-                    "SITE_CODE",
+                    Code::SiteCode,
                     "site_ods_code",
                     "site_ods_code is required".into(),
                 );
@@ -271,7 +278,7 @@ impl AttendanceRules<'_> {
             }
             Some(c) if !self.site_codes.iter().any(|s| s.eq_ignore_ascii_case(c)) => {
                 err(
-                    "SITE_CODE",
+                    Code::SiteCode,
                     "site_ods_code",
                     format!(
                         "site_ods_code {:?} is not one of this organisation's sites ({})",
@@ -286,7 +293,7 @@ impl AttendanceRules<'_> {
         let setting = match raw.get(ac::SETTING) {
             None => {
                 err(
-                    "SETTING",
+                    Code::Setting,
                     "setting",
                     format!("setting is required: one of {}", SETTINGS.join(", ")),
                 );
@@ -298,7 +305,7 @@ impl AttendanceRules<'_> {
                     Some(upper)
                 } else {
                     err(
-                        "SETTING",
+                        Code::Setting,
                         "setting",
                         format!(
                             "setting {:?} is not one of {}",
@@ -319,7 +326,7 @@ impl AttendanceRules<'_> {
             Some("N") => false,
             Some(_) => {
                 err(
-                    "FIELD_FORMAT",
+                    Code::FieldFormat,
                     "unscheduled",
                     "unscheduled must be Y or N".into(),
                 );
@@ -329,13 +336,13 @@ impl AttendanceRules<'_> {
         let mut text = |index: usize, field: &str, required: bool| -> Option<String> {
             match raw.get(index) {
                 None if required => {
-                    err("FIELD_MISSING", field, format!("{field} is required"));
+                    err(Code::FieldMissing, field, format!("{field} is required"));
                     None
                 }
                 None => None,
                 Some(v) if v.chars().count() > MAX_NAME => {
                     err(
-                        "FIELD_TOO_LONG",
+                        Code::FieldTooLong,
                         field,
                         format!("{field} is longer than {MAX_NAME} characters"),
                     );
@@ -343,7 +350,7 @@ impl AttendanceRules<'_> {
                 }
                 Some(v) if v.chars().any(char::is_control) => {
                     err(
-                        "FIELD_FORMAT",
+                        Code::FieldFormat,
                         field,
                         format!("{field} holds control characters"),
                     );
@@ -408,11 +415,15 @@ impl StatusRules {
     pub fn check(&self, raw: &RawRecord) -> (Option<StatusChange>, Vec<Problem>) {
         let line = raw.line;
         let mut problems = Vec::new();
-        let mut err = |code: &'static str, field: &str, message: String| {
+        let mut err = |code: Code, field: &str, message: String| {
             problems.push(record_problem(line, "", code, field, message))
         };
         if let Some(why) = &raw.malformed {
-            err("RECORD_FORMAT", "", format!("{why}; the line was not read"));
+            err(
+                Code::RecordFormat,
+                "",
+                format!("{why}; the line was not read"),
+            );
         }
         let nhs = nhs_field(
             raw.get(sc::NHS_NUMBER),
@@ -425,7 +436,7 @@ impl StatusRules {
             Some("INACTIVE") => Some("INACTIVE"),
             None => {
                 err(
-                    "FIELD_MISSING",
+                    Code::FieldMissing,
                     "status",
                     "status is required: SUPERSEDED or INACTIVE".into(),
                 );
@@ -433,7 +444,7 @@ impl StatusRules {
             }
             Some(_) => {
                 err(
-                    "FIELD_FORMAT",
+                    Code::FieldFormat,
                     "status",
                     "status is not SUPERSEDED or INACTIVE".into(),
                 );
@@ -451,14 +462,14 @@ impl StatusRules {
         };
         if replacement.is_some() && status == Some("INACTIVE") {
             err(
-                "FIELD_FORMAT",
+                Code::FieldFormat,
                 "replacement_nhs_number",
                 "an INACTIVE number has no replacement: use SUPERSEDED".into(),
             );
         }
         if replacement.is_some() && replacement == nhs {
             err(
-                "FIELD_FORMAT",
+                Code::FieldFormat,
                 "replacement_nhs_number",
                 "the replacement is the number itself".into(),
             );
@@ -466,7 +477,7 @@ impl StatusRules {
         let effective_date = match raw.get(sc::EFFECTIVE_DATE) {
             None => {
                 err(
-                    "FIELD_MISSING",
+                    Code::FieldMissing,
                     "effective_date",
                     "effective_date is required".into(),
                 );
@@ -476,7 +487,7 @@ impl StatusRules {
                 let d = clock::parse_date(t);
                 if d.is_none() {
                     err(
-                        "DATE_FORMAT",
+                        Code::DateFormat,
                         "effective_date",
                         "effective_date is not a date YYYY-MM-DD".into(),
                     );

@@ -1,6 +1,7 @@
 //! One test per rule of §2.3 / §4.1, and property tests of the rules' totality.
 
 use super::*;
+use crate::model::Code;
 use crate::parse::RawRecord;
 use proptest::prelude::*;
 
@@ -48,7 +49,7 @@ fn with(changes: &[(&'static str, &'static str)]) -> RawRecord {
     raw(&f)
 }
 
-fn codes(c: &Checked) -> Vec<&'static str> {
+fn codes(c: &Checked) -> Vec<Code> {
     c.problems.iter().map(|p| p.code).collect()
 }
 
@@ -63,45 +64,48 @@ fn a_good_record_passes() {
 #[test]
 fn each_rule_has_its_code() {
     let full = rules(ExtractType::Full);
-    let cases: &[(&[(&str, &str)], &str)] = &[
-        (&[("nhs_number", "")], "NHS_MISSING"),
-        (&[("nhs_number", "12345")], "NHS_FORMAT"),
-        (&[("nhs_number", "9990010006")], "NHS_CHECK_DIGIT"),
-        (&[("local_id", "")], "LOCAL_ID_MISSING"),
-        (&[("local_id", "x\u{1}y")], "LOCAL_ID_FORMAT"),
-        (&[("plan_type", "CIN")], "PLAN_TYPE"),
-        (&[("plan_type", "")], "PLAN_TYPE"),
-        (&[("date_of_birth", "01/01/2016")], "DATE_FORMAT"),
-        (&[("date_of_birth", "")], "DOB_MISSING"),
-        (&[("date_of_birth", "2026-11-22")], "DOB_FUTURE"),
-        (&[("start_date", "")], "START_MISSING"),
-        (&[("start_date", "2026-11-22")], "START_FUTURE"),
-        (&[("end_date", "2025-12-31")], "END_BEFORE_START"),
-        (&[("date_of_birth", "2008-11-21")], "OVER_18"),
-        (&[("action", "DELETE")], "ACTION"),
-        (&[("action", "MERGE")], "ACTION"),
-        (&[("team", "t")], ""),
-        (&[("office_hours_phone", "call us")], "CONTACT_FORMAT"),
-        (&[("email", "nobody")], "CONTACT_FORMAT"),
+    let cases: &[(&[(&str, &str)], Option<Code>)] = &[
+        (&[("nhs_number", "")], Some(Code::NhsMissing)),
+        (&[("nhs_number", "12345")], Some(Code::NhsFormat)),
+        (&[("nhs_number", "9990010006")], Some(Code::NhsCheckDigit)),
+        (&[("local_id", "")], Some(Code::LocalIdMissing)),
+        (&[("local_id", "x\u{1}y")], Some(Code::LocalIdFormat)),
+        (&[("plan_type", "CIN")], Some(Code::PlanType)),
+        (&[("plan_type", "")], Some(Code::PlanType)),
+        (&[("date_of_birth", "01/01/2016")], Some(Code::DateFormat)),
+        (&[("date_of_birth", "")], Some(Code::DobMissing)),
+        (&[("date_of_birth", "2026-11-22")], Some(Code::DobFuture)),
+        (&[("start_date", "")], Some(Code::StartMissing)),
+        (&[("start_date", "2026-11-22")], Some(Code::StartFuture)),
+        (&[("end_date", "2025-12-31")], Some(Code::EndBeforeStart)),
+        (&[("date_of_birth", "2008-11-21")], Some(Code::Over18)),
+        (&[("action", "DELETE")], Some(Code::Action)),
+        (&[("action", "MERGE")], Some(Code::Action)),
+        (&[("team", "t")], None),
+        (
+            &[("office_hours_phone", "call us")],
+            Some(Code::ContactFormat),
+        ),
+        (&[("email", "nobody")], Some(Code::ContactFormat)),
     ];
     for (changes, code) in cases {
         let c = full.check(&with(changes));
-        if code.is_empty() {
-            assert!(c.problems.is_empty(), "{changes:?}: {:?}", codes(&c));
-        } else {
+        if let Some(code) = code {
             assert_eq!(codes(&c), [*code], "{changes:?}");
             assert!(c.record.is_none());
+        } else {
+            assert!(c.problems.is_empty(), "{changes:?}: {:?}", codes(&c));
         }
     }
     let long: &'static str = Box::leak("x".repeat(65).into_boxed_str());
     assert_eq!(
         codes(&full.check(&with(&[("local_id", long)]))),
-        ["FIELD_TOO_LONG"]
+        [Code::FieldTooLong]
     );
     let long_team: &'static str = Box::leak("t".repeat(101).into_boxed_str());
     assert_eq!(
         codes(&full.check(&with(&[("team", long_team)]))),
-        ["FIELD_TOO_LONG"]
+        [Code::FieldTooLong]
     );
 }
 
@@ -109,7 +113,7 @@ fn each_rule_has_its_code() {
 fn test_numbers_need_the_setting() {
     let mut r = rules(ExtractType::Full);
     r.allow_test_numbers = false;
-    assert_eq!(codes(&r.check(&raw(&good()))), ["NHS_TEST_NUMBER"]);
+    assert_eq!(codes(&r.check(&raw(&good()))), [Code::NhsTestNumber]);
 }
 
 #[test]
@@ -146,7 +150,7 @@ fn eighteen_with_the_plan_ended_is_fine_and_ucpp_needs_no_dob() {
 #[test]
 fn delta_needs_action_and_delete_needs_only_the_key() {
     let delta = rules(ExtractType::Delta);
-    assert_eq!(codes(&delta.check(&raw(&good()))), ["ACTION"]);
+    assert_eq!(codes(&delta.check(&raw(&good()))), [Code::Action]);
     let del = delta.check(&raw(&[
         ("action", "DELETE"),
         ("local_id", "C1"),
@@ -195,10 +199,10 @@ fn metadata_rules() {
     assert_eq!(
         got,
         [
-            ("PARTNER_MISMATCH", "authority"),
-            ("METADATA", "type"),
-            ("METADATA", "extracted_at"),
-            ("METADATA", "records")
+            (Code::PartnerMismatch, "authority"),
+            (Code::Metadata, "type"),
+            (Code::Metadata, "extracted_at"),
+            (Code::Metadata, "records")
         ]
     );
 }
@@ -260,7 +264,7 @@ mod feeds {
         }
     }
 
-    fn check(fields: &[(&str, &str)]) -> (Option<Event>, Vec<&'static str>) {
+    fn check(fields: &[(&str, &str)]) -> (Option<Event>, Vec<Code>) {
         let sites = vec!["R0A02".to_string(), "R0A66".to_string()];
         let rules = AttendanceRules {
             site_codes: &sites,
@@ -283,18 +287,21 @@ mod feeds {
     #[test]
     fn each_event_rule_has_its_code() {
         for (fields, code) in [
-            (vec![("event_id", "")], "FIELD_MISSING"),
-            (vec![("nhs_number", "")], "NHS_MISSING"),
-            (vec![("nhs_number", "9990010006")], "NHS_CHECK_DIGIT"),
-            (vec![("accessed_at", "")], "TIMESTAMP"),
-            (vec![("accessed_at", "22/11/2026 07:00")], "TIMESTAMP"),
-            (vec![("accessed_at", "2026-11-22T11:30:00Z")], "TIMESTAMP"),
-            (vec![("site_ods_code", "RXA01")], "SITE_CODE"),
-            (vec![("site_ods_code", "")], "SITE_CODE"),
-            (vec![("setting", "THEATRE")], "SETTING"),
-            (vec![("unscheduled", "maybe")], "FIELD_FORMAT"),
-            (vec![("user_name", "")], "FIELD_MISSING"),
-            (vec![("user_role", "")], "FIELD_MISSING"),
+            (vec![("event_id", "")], Code::FieldMissing),
+            (vec![("nhs_number", "")], Code::NhsMissing),
+            (vec![("nhs_number", "9990010006")], Code::NhsCheckDigit),
+            (vec![("accessed_at", "")], Code::Timestamp),
+            (vec![("accessed_at", "22/11/2026 07:00")], Code::Timestamp),
+            (
+                vec![("accessed_at", "2026-11-22T11:30:00Z")],
+                Code::Timestamp,
+            ),
+            (vec![("site_ods_code", "RXA01")], Code::SiteCode),
+            (vec![("site_ods_code", "")], Code::SiteCode),
+            (vec![("setting", "THEATRE")], Code::Setting),
+            (vec![("unscheduled", "maybe")], Code::FieldFormat),
+            (vec![("user_name", "")], Code::FieldMissing),
+            (vec![("user_role", "")], Code::FieldMissing),
         ] {
             let (e, codes) = check(&fields);
             assert_eq!(codes, [code], "{fields:?}");
@@ -351,7 +358,7 @@ mod feeds {
                 ("status", "GONE"),
                 ("effective_date", "2026-11-21")
             ]),
-            ["FIELD_FORMAT"]
+            [Code::FieldFormat]
         );
         assert_eq!(
             codes(&[
@@ -360,7 +367,7 @@ mod feeds {
                 ("replacement_nhs_number", "9990010110"),
                 ("effective_date", "2026-11-21")
             ]),
-            ["FIELD_FORMAT"]
+            [Code::FieldFormat]
         );
         assert_eq!(
             codes(&[
@@ -369,7 +376,7 @@ mod feeds {
                 ("replacement_nhs_number", "9990010013"),
                 ("effective_date", "2026-11-21")
             ]),
-            ["FIELD_FORMAT"]
+            [Code::FieldFormat]
         );
         assert_eq!(
             codes(&[
@@ -377,11 +384,11 @@ mod feeds {
                 ("status", "INACTIVE"),
                 ("effective_date", "21-11-2026")
             ]),
-            ["DATE_FORMAT"]
+            [Code::DateFormat]
         );
         assert_eq!(
             codes(&[("status", "INACTIVE"), ("effective_date", "2026-11-21")]),
-            ["NHS_MISSING"]
+            [Code::NhsMissing]
         );
     }
 }

@@ -1,0 +1,283 @@
+//! The hub's vocabulary: every code, status and state the SPEC (or the ledger)
+//! spells, as a type, each spelling written once here. A misspelt code does not
+//! compile.
+//!
+//! Owns nothing. Must never depend on any other module of the crate: everything
+//! else may depend on this one.
+
+use chrono::NaiveDate;
+
+/// An enum whose variants are spelled as the SPEC (or the ledger) spells them:
+/// `as_str`, `parse`, `ALL` and `Display`.
+macro_rules! spelled {
+    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)*
+        }
+
+        impl $name {
+            /// Every variant, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+
+            /// The spelling in files and in the ledger.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)*
+                }
+            }
+
+            /// The variant spelled `text` (exactly).
+            pub fn parse(text: &str) -> Option<$name> {
+                match text {
+                    $($text => Some($name::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+spelled! {
+    /// A receipt problem's code (SPEC §4.1, and the hub's own where the SPEC says "at
+    /// least").
+    pub enum Code {
+        // Records (extracts).
+        NhsMissing => "NHS_MISSING",
+        NhsFormat => "NHS_FORMAT",
+        NhsCheckDigit => "NHS_CHECK_DIGIT",
+        NhsTestNumber => "NHS_TEST_NUMBER",
+        NhsInactive => "NHS_INACTIVE",
+        LocalIdMissing => "LOCAL_ID_MISSING",
+        LocalIdFormat => "LOCAL_ID_FORMAT",
+        PlanType => "PLAN_TYPE",
+        Action => "ACTION",
+        DateFormat => "DATE_FORMAT",
+        DobMissing => "DOB_MISSING",
+        DobFuture => "DOB_FUTURE",
+        StartMissing => "START_MISSING",
+        StartFuture => "START_FUTURE",
+        EndBeforeStart => "END_BEFORE_START",
+        Over18 => "OVER_18",
+        DuplicateRecord => "DUPLICATE_RECORD",
+        UnknownRecord => "UNKNOWN_RECORD",
+        FieldTooLong => "FIELD_TOO_LONG",
+        ContactFormat => "CONTACT_FORMAT",
+        RecordFormat => "RECORD_FORMAT",
+        Expired => "EXPIRED",
+        // Records (attendance events, NHS number status).
+        FieldMissing => "FIELD_MISSING",
+        FieldFormat => "FIELD_FORMAT",
+        SiteCode => "SITE_CODE",
+        Setting => "SETTING",
+        Timestamp => "TIMESTAMP",
+        DuplicateEvent => "DUPLICATE_EVENT",
+        // Files.
+        Encoding => "ENCODING",
+        Compression => "COMPRESSION",
+        Metadata => "METADATA",
+        Header => "HEADER",
+        XmlMalformed => "XML_MALFORMED",
+        XmlDoctype => "XML_DOCTYPE",
+        CsvMalformed => "CSV_MALFORMED",
+        LineTooLong => "LINE_TOO_LONG",
+        RecordCount => "RECORD_COUNT",
+        PartnerMismatch => "PARTNER_MISMATCH",
+        Workflow => "WORKFLOW",
+        Encrypted => "ENCRYPTED",
+        DatMissing => "DAT_MISSING",
+        TooLarge => "TOO_LARGE",
+        Name => "NAME",
+        RejectFraction => "REJECT_FRACTION",
+        Stale => "STALE",
+        MassEnd => "MASS_END",
+        Discarded => "DISCARDED",
+        ReadError => "READ_ERROR",
+        ProcessingError => "PROCESSING_ERROR",
+        // File warnings.
+        SequenceGap => "SEQUENCE_GAP",
+        UnknownColumn => "UNKNOWN_COLUMN",
+        UnknownElement => "UNKNOWN_ELEMENT",
+    }
+}
+
+impl Code {
+    /// The severity a file-level problem of this code has.
+    pub fn file_severity(self) -> Severity {
+        match self {
+            Code::SequenceGap | Code::UnknownColumn | Code::UnknownElement => Severity::Warning,
+            _ => Severity::Error,
+        }
+    }
+}
+
+spelled! {
+    /// How serious a receipt problem is.
+    pub enum Severity {
+        Error => "ERROR",
+        Warning => "WARNING",
+    }
+}
+
+spelled! {
+    /// An inbound message's status (§4.1); `Pending` while it is being decided.
+    pub enum Status {
+        Accepted => "ACCEPTED",
+        Partial => "PARTIAL",
+        Rejected => "REJECTED",
+        Duplicate => "DUPLICATE",
+        Stale => "STALE",
+        Quarantined => "QUARANTINED",
+        Pending => "PENDING",
+    }
+}
+
+impl Status {
+    /// Whether the message's records were applied.
+    pub fn applies(self) -> bool {
+        matches!(self, Status::Accepted | Status::Partial)
+    }
+
+    /// Whether `process` counts it as a failure (§7: exit 1).
+    pub fn is_failure(self) -> bool {
+        matches!(self, Status::Rejected | Status::Stale | Status::Quarantined)
+    }
+
+    /// The folder a message of this status ends in, on `today` (archive dates are
+    /// Europe/London days).
+    pub fn destination(self, today: NaiveDate) -> Folder {
+        match self {
+            Status::Rejected | Status::Stale => Folder::Failed,
+            Status::Quarantined => Folder::Quarantine,
+            _ => Folder::Archive(today),
+        }
+    }
+}
+
+spelled! {
+    /// What an inbound message is.
+    pub enum MessageKind {
+        Extract => "extract",
+        Attendance => "attendance",
+        NhsStatus => "nhs_status",
+        /// Refused before its content was read (a name, a size, an unreadable file).
+        Refused => "refused",
+    }
+}
+
+spelled! {
+    /// Where a decided message is in its life: its files still to move, or done.
+    pub enum MessageState {
+        Moving => "moving",
+        Done => "done",
+    }
+}
+
+spelled! {
+    /// Where a reserved outbound file is: to be written, or written.
+    pub enum OutboundState {
+        Pending => "pending",
+        Written => "written",
+    }
+}
+
+spelled! {
+    /// An operator's decision on a quarantined message.
+    pub enum Decision {
+        Release => "release",
+        Discard => "discard",
+    }
+}
+
+spelled! {
+    /// Who set a record's end date (§4.5).
+    pub enum EndedReason {
+        Authority => "AUTHORITY",
+        AbsentFromFull => "ABSENT_FROM_FULL",
+        Age18 => "AGE_18",
+    }
+}
+
+/// A folder of a mailbox (§1.1), as the ledger names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Folder {
+    In,
+    Out,
+    Failed,
+    Quarantine,
+    /// `archive/YYYY-MM-DD`.
+    Archive(NaiveDate),
+}
+
+impl Folder {
+    /// The folder's path below the mailbox (`archive/2026-11-22`).
+    pub fn path(self) -> String {
+        match self {
+            Folder::In => "in".into(),
+            Folder::Out => "out".into(),
+            Folder::Failed => "failed".into(),
+            Folder::Quarantine => "quarantine".into(),
+            Folder::Archive(day) => format!("archive/{}", day.format("%Y-%m-%d")),
+        }
+    }
+
+    /// The folder a path names.
+    pub fn parse(text: &str) -> Option<Folder> {
+        Some(match text {
+            "in" => Folder::In,
+            "out" => Folder::Out,
+            "failed" => Folder::Failed,
+            "quarantine" => Folder::Quarantine,
+            _ => Folder::Archive(
+                NaiveDate::parse_from_str(text.strip_prefix("archive/")?, "%Y-%m-%d").ok()?,
+            ),
+        })
+    }
+}
+
+impl std::fmt::Display for Folder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.path())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_spelling_parses_back() {
+        for c in Code::ALL {
+            assert_eq!(Code::parse(c.as_str()), Some(*c));
+        }
+        for s in Status::ALL {
+            assert_eq!(Status::parse(s.as_str()), Some(*s));
+        }
+        let day = NaiveDate::from_ymd_opt(2026, 11, 22).unwrap();
+        for f in [
+            Folder::In,
+            Folder::Out,
+            Folder::Failed,
+            Folder::Quarantine,
+            Folder::Archive(day),
+        ] {
+            assert_eq!(Folder::parse(&f.path()), Some(f));
+        }
+        assert_eq!(Folder::Archive(day).path(), "archive/2026-11-22");
+    }
+
+    #[test]
+    fn spellings_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for c in Code::ALL {
+            assert!(seen.insert(c.as_str()), "{c} twice");
+        }
+    }
+}
