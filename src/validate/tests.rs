@@ -61,10 +61,13 @@ fn a_good_record_passes() {
     assert_eq!((r.action, r.plan_type), (Action::Upsert, PlanType::Cpp));
 }
 
+/// Changes to a good record, and the one code they must give (`None`: no problem).
+type Case = (&'static [(&'static str, &'static str)], Option<Code>);
+
 #[test]
 fn each_rule_has_its_code() {
     let full = rules(ExtractType::Full);
-    let cases: &[(&[(&str, &str)], Option<Code>)] = &[
+    let cases: &[Case] = &[
         (&[("nhs_number", "")], Some(Code::NhsMissing)),
         (&[("nhs_number", "12345")], Some(Code::NhsFormat)),
         (&[("nhs_number", "9990010006")], Some(Code::NhsCheckDigit)),
