@@ -691,16 +691,16 @@ fn quarantine(config: &Config, command: QuarantineCommand, now: Clock) -> anyhow
         }
         QuarantineCommand::Release { id } | QuarantineCommand::Discard { id } => {
             let decision = if matches!(command, QuarantineCommand::Release { .. }) {
-                "release"
+                crate::model::Decision::Release
             } else {
-                "discard"
+                crate::model::Decision::Discard
             };
             let mut index = Index::open(&config.hub.database)?;
             let tx = index.begin()?;
             let Some(m) = index::message(&tx, id)? else {
                 bail!("no message with id {id}: see `cpis-hub quarantine list`");
             };
-            if m.status != "QUARANTINED" {
+            if m.status != crate::model::Status::Quarantined {
                 bail!("message {id} is {}, not QUARANTINED: only quarantined files can be released or discarded", m.status);
             }
             let by = operator();

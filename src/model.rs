@@ -205,6 +205,15 @@ spelled! {
     }
 }
 
+spelled! {
+    /// A row of an alert extract (§4.3).
+    pub enum Change {
+        Add => "ADD",
+        Update => "UPDATE",
+        Remove => "REMOVE",
+    }
+}
+
 /// A folder of a mailbox (§1.1), as the ledger names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Folder {

@@ -11,8 +11,9 @@ use crate::clock;
 use crate::config::{Config, Format, Framing, Role};
 use crate::formats::{self, Kind};
 use crate::index::{self, Counts, IndexError, OutboundRow};
+use crate::model::{Change, Folder, OutboundState};
 use crate::parse::ctl;
-use crate::validate::Problem;
+use crate::validate::{ExtractType, Problem};
 
 /// Why an outbound file could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -28,22 +29,11 @@ pub enum EmitError {
 /// Outbound files are group-readable at most (§4).
 pub const OUT_MODE: u32 = 0o640;
 
-fn format_of(row: &OutboundRow) -> Format {
-    if row.format == "xml" {
-        Format::Xml
-    } else {
-        Format::Csv
-    }
-}
-
 /// The data file's name: `STEM.csv` / `STEM.xml`, or `STEM.dat` for MESH framing.
 pub fn data_name(row: &OutboundRow) -> String {
-    let ext = if row.framing == "mesh" {
-        "dat"
-    } else if row.format == "xml" {
-        "xml"
-    } else {
-        "csv"
+    let ext = match row.framing {
+        Framing::Mesh => "dat",
+        Framing::Plain => row.format.as_str(),
     };
     format!("{}.{ext}", row.stem)
 }
@@ -88,18 +78,15 @@ pub fn stage(
         }
     });
     parts.push(data.map_err(|e| failure.take().unwrap_or_else(|| io_err("out", &name)(e)))?);
-    if let Some(copy) = &row.copy_to {
-        let copy_name = format!(
-            "{}.{}",
-            row.stem,
-            if row.format == "xml" { "xml" } else { "csv" }
-        );
+    if let Some(copy) = row.copy_to {
+        let copy_name = format!("{}.{}", row.stem, row.format.as_str());
+        let folder = copy.path();
         parts.push(
             staging
-                .stage(&row.mailbox, copy, &copy_name, 0o600, |f| {
+                .stage(&row.mailbox, &folder, &copy_name, 0o600, |f| {
                     f.write_all(&body)
                 })
-                .map_err(io_err(copy, &copy_name))?,
+                .map_err(io_err(&folder, &copy_name))?,
         );
     }
     if let Some(ctl) = stage_ctl(config, staging, row)? {
@@ -114,24 +101,22 @@ fn stage_ctl(
     staging: &Staging,
     row: &OutboundRow,
 ) -> Result<Option<Part>, EmitError> {
-    if row.framing != "mesh" {
+    if row.framing != Framing::Mesh {
         return Ok(None);
     }
-    let kind = Kind::parse(&row.kind);
-    let partner = config.partner(&row.mailbox);
-    let workflow = match (kind, partner) {
-        (Some(Kind::Receipt), Some(p)) => p.receipt_workflow(),
-        (Some(Kind::Access), _) => "CPISHUB_ACCESS",
-        (Some(Kind::Inactive), _) => "CPISHUB_INACTIVE",
-        (Some(Kind::Holdings), _) => "CPISHUB_HOLDINGS",
-        (Some(Kind::Alerts), _) => "CPISHUB_ALERTS",
-        _ => "CPISHUB_EXTRACT_ACK",
+    let workflow = match (row.kind, config.partner(&row.mailbox)) {
+        (Kind::Receipt, Some(p)) => p.receipt_workflow(),
+        (Kind::Receipt, None) => "CPISHUB_EXTRACT_ACK",
+        (Kind::Access, _) => "CPISHUB_ACCESS",
+        (Kind::Inactive, _) => "CPISHUB_INACTIVE",
+        (Kind::Holdings, _) => "CPISHUB_HOLDINGS",
+        (Kind::Alerts, _) => "CPISHUB_ALERTS",
     };
     let text = ctl::write(
         workflow,
         &config.hub.mailbox,
         &row.mailbox,
-        &row.kind,
+        row.kind.as_str(),
         row.sequence,
     );
     let ctl_name = format!("{}.ctl", row.stem);
@@ -158,8 +143,8 @@ pub fn render(
         path: PathBuf::from(&row.stem),
         source: e,
     };
-    match Kind::parse(&row.kind) {
-        Some(Kind::Receipt) => {
+    match row.kind {
+        Kind::Receipt => {
             let receipt_id = row
                 .receipt_id
                 .ok_or_else(|| EmitError::Missing(row.stem.clone()))?;
@@ -172,19 +157,19 @@ pub fn render(
                 partner: (key, &value),
                 source: &source,
                 sha256: message.sha256.as_deref().unwrap_or_default(),
-                status: &receipt.status,
+                status: receipt.status.as_str(),
                 counts: receipt.counts,
                 sequence: row.sequence,
                 created_at: &row.created_at,
             };
             let mut table =
-                TableWriter::begin(out, &formats::RECEIPT, format_of(row), &head.metadata())
+                TableWriter::begin(out, &formats::RECEIPT, row.format, &head.metadata())
                     .map_err(io)?;
             index::for_each_problem(conn, receipt_id, |p| problem_row(&mut table, &p))?
                 .map_err(io)?;
             table.finish().map_err(io)
         }
-        Some(Kind::Holdings) => {
+        Kind::Holdings => {
             let authority = value.clone();
             let as_of = clock::parse_rfc3339(&row.created_at).unwrap_or_default();
             let today = clock::london_date(as_of);
@@ -200,8 +185,8 @@ pub fn render(
                 ("records", count.to_string()),
                 ("sequence", row.sequence.to_string()),
             ];
-            let mut table = TableWriter::begin(out, &formats::HOLDINGS, format_of(row), &metadata)
-                .map_err(io)?;
+            let mut table =
+                TableWriter::begin(out, &formats::HOLDINGS, row.format, &metadata).map_err(io)?;
             index::for_each_holding(conn, &authority, |h| {
                 let end = h.end_date.as_deref().and_then(clock::parse_date);
                 let status = if end.is_some_and(|e| e <= today) {
@@ -235,11 +220,11 @@ pub fn render(
             .map_err(io)?;
             table.finish().map_err(io)
         }
-        Some(Kind::Access) => {
+        Kind::Access => {
             let count = index::count_rows(conn, "notifications", row.id)?;
             let metadata = simple_metadata(key, value, row, count);
             let mut table =
-                TableWriter::begin(out, &formats::ACCESS, format_of(row), &metadata).map_err(io)?;
+                TableWriter::begin(out, &formats::ACCESS, row.format, &metadata).map_err(io)?;
             index::for_each_notification(conn, row.id, |n| {
                 table.row(&[
                     &n.id.to_string(),
@@ -259,11 +244,11 @@ pub fn render(
             .map_err(io)?;
             table.finish().map_err(io)
         }
-        Some(Kind::Inactive) => {
+        Kind::Inactive => {
             let count = index::count_rows(conn, "inactive_notices", row.id)?;
             let metadata = simple_metadata(key, value, row, count);
-            let mut table = TableWriter::begin(out, &formats::INACTIVE, format_of(row), &metadata)
-                .map_err(io)?;
+            let mut table =
+                TableWriter::begin(out, &formats::INACTIVE, row.format, &metadata).map_err(io)?;
             index::for_each_inactive(conn, row.id, |n| {
                 table.row(&[
                     &n.local_id,
@@ -277,23 +262,19 @@ pub fn render(
             .map_err(io)?;
             table.finish().map_err(io)
         }
-        Some(Kind::Alerts) => {
+        Kind::Alerts => {
             let params = AlertParams::of(row)?;
             let snapshot = conn.unchecked_transaction().map_err(IndexError::from)?;
             let count = params.count(&snapshot)?;
             TableWriter::head(
                 out,
                 &formats::ALERTS,
-                format_of(row),
+                row.format,
                 &params.metadata(key, &value, row, count),
             )
             .map_err(io)?;
-            write_alert_rows(config, &snapshot, &params, format_of(row), out)
+            write_alert_rows(config, &snapshot, &params, row.format, out)
         }
-        _ => Err(EmitError::Missing(format!(
-            "{} (kind {} is not rendered by this build)",
-            row.stem, row.kind
-        ))),
     }
 }
 
@@ -317,7 +298,7 @@ fn simple_metadata<'k>(
 pub struct AlertParams {
     /// `FULL` or `DELTA`.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: ExtractType,
     /// DELTA: changes after this change_seq...
     pub from: i64,
     /// ...up to and including this one (FULL: the state at this point).
@@ -335,7 +316,7 @@ impl AlertParams {
     }
 
     fn full(&self) -> bool {
-        self.kind == "FULL"
+        self.kind == ExtractType::Full
     }
 
     fn count(&self, conn: &Connection) -> Result<u64, IndexError> {
@@ -355,7 +336,7 @@ impl AlertParams {
     ) -> Vec<(&'k str, String)> {
         let mut m = vec![
             (key, value.to_string()),
-            ("type", self.kind.clone()),
+            ("type", self.kind.as_str().to_string()),
             ("created_at", row.created_at.clone()),
         ];
         if let Some(since) = &self.since {
@@ -382,7 +363,7 @@ fn write_alert_rows(
     };
     let mut table = TableWriter::body(out, &formats::ALERTS, syntax);
     let mut write = |r: index::AlertRow| -> io::Result<()> {
-        if r.change == "REMOVE" {
+        if r.change == Change::Remove {
             return table.row(&[
                 "REMOVE",
                 &r.alert_id,
@@ -416,13 +397,15 @@ fn write_alert_rows(
                 ),
                 _ => ("", "", "", ""),
             };
-        let subject = if r.plan_type == "UCPP" {
+        let subject = if crate::validate::PlanType::parse(&r.plan_type)
+            == Some(crate::validate::PlanType::Ucpp)
+        {
             "MOTHER"
         } else {
             "CHILD"
         };
         table.row(&[
-            r.change,
+            r.change.as_str(),
             &r.alert_id,
             &r.nhs_number,
             subject,
@@ -465,7 +448,7 @@ pub fn write_full_alerts(
     let count = index::count_alerts_full(&snapshot)?;
     let mut batch = Vec::new();
     for syntax in [Format::Csv, Format::Xml] {
-        let wanted: Vec<&OutboundRow> = rows.iter().filter(|r| format_of(r) == syntax).collect();
+        let wanted: Vec<&OutboundRow> = rows.iter().filter(|r| r.format == syntax).collect();
         let Some(first) = wanted.first() else {
             continue;
         };
@@ -572,30 +555,23 @@ pub fn reserve(
     kind: Kind,
     now: &clock::Clock,
     receipt_id: Option<i64>,
-    copy_to: Option<&str>,
+    copy_to: Option<Folder>,
 ) -> Result<OutboundRow, IndexError> {
     let partner = config.partner(mailbox);
-    let format = partner.map(|p| p.format).unwrap_or_default();
-    let framing = partner.map(|p| p.framing).unwrap_or_default();
-    let sequence = index::next_sequence(conn, mailbox, kind.as_str())?;
+    let sequence = index::next_sequence(conn, mailbox, kind)?;
     let mut row = OutboundRow {
         id: 0,
         mailbox: mailbox.to_string(),
-        kind: kind.as_str().to_string(),
+        kind,
         sequence,
         created_at: now.rfc3339(),
         stem: super::stem(kind.as_str(), mailbox, &now.file_stamp(), sequence),
-        format: if format == Format::Xml { "xml" } else { "csv" }.into(),
-        framing: if framing == Framing::Mesh {
-            "mesh"
-        } else {
-            "plain"
-        }
-        .into(),
+        format: partner.map(|p| p.format).unwrap_or_default(),
+        framing: partner.map(|p| p.framing).unwrap_or_default(),
         receipt_id,
-        copy_to: copy_to.map(str::to_string),
+        copy_to,
         params: None,
-        state: "pending".into(),
+        state: OutboundState::Pending,
     };
     row.id = index::insert_outbound(conn, &row)?;
     Ok(row)

@@ -1,6 +1,7 @@
 //! Index functions of the NHS-side flows: attendance events and access
 //! notifications, NHS number status and inactive notices, alert extracts.
 
+use crate::model::Change;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::IndexError;
@@ -344,9 +345,9 @@ pub fn changed_between(conn: &Connection, from: i64, to: i64) -> Result<bool> {
 }
 
 /// One alert row (§4.3). A REMOVE carries only `alert_id` and `nhs_number`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertRow {
-    pub change: &'static str,
+    pub change: Change,
     pub alert_id: String,
     pub nhs_number: String,
     pub plan_type: String,
@@ -368,8 +369,8 @@ fn alert_row(r: &Row<'_>, from: Option<i64>, secret: i64) -> rusqlite::Result<Al
     let created: i64 = r.get(11)?;
     Ok(AlertRow {
         change: match from {
-            Some(f) if created <= f => "UPDATE",
-            _ => "ADD",
+            Some(f) if created <= f => Change::Update,
+            _ => Change::Add,
         },
         alert_id: super::alert_id(secret, r.get(0)?),
         nhs_number: r.get(1)?,
@@ -432,10 +433,18 @@ pub fn for_each_alert_delta(
     let mut rows = stmt.query([from, to])?;
     while let Some(r) = rows.next()? {
         let row = AlertRow {
-            change: "REMOVE",
+            change: Change::Remove,
             alert_id: r.get(0)?,
             nhs_number: r.get(1)?,
-            ..AlertRow::default()
+            plan_type: String::new(),
+            date_of_birth: None,
+            start_date: String::new(),
+            end_date: None,
+            authority: String::new(),
+            team: None,
+            office_hours_phone: None,
+            out_of_hours_phone: None,
+            email: None,
         };
         if let Err(e) = f(row) {
             return Ok(Err(e));

@@ -6,6 +6,11 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::bound::{BorrowedStatement, Param};
 use super::IndexError;
+use crate::config::{Format, Framing};
+use crate::formats::Kind;
+use crate::model::{
+    Decision, EndedReason, Folder, MessageKind, MessageState, OutboundState, Status,
+};
 use crate::validate::{ExtractRecord, PlanType, Problem};
 
 type Result<T> = std::result::Result<T, IndexError>;
@@ -20,7 +25,7 @@ fn date_text(d: Option<NaiveDate>) -> Option<String> {
 // ---------------------------------------------------------------------------
 
 /// A message's row in the ledger.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageRow {
     pub id: i64,
     pub mailbox: String,
@@ -29,8 +34,8 @@ pub struct MessageRow {
     pub compressed: bool,
     pub sha256: Option<String>,
     pub received_at: String,
-    pub kind: String,
-    pub status: String,
+    pub kind: MessageKind,
+    pub status: Status,
     pub records: u64,
     pub applied: u64,
     pub rejected: u64,
@@ -39,13 +44,50 @@ pub struct MessageRow {
     pub extract_type: Option<String>,
     pub extracted_at: Option<String>,
     pub sequence: Option<u64>,
-    pub src_folder: String,
+    pub src_folder: Folder,
     pub src_name: Vec<u8>,
     pub src_ctl_name: Option<Vec<u8>>,
-    pub dest_folder: String,
+    pub dest_folder: Folder,
     pub dest_name: Vec<u8>,
     pub dest_ctl_name: Option<Vec<u8>>,
-    pub state: String,
+    pub state: MessageState,
+}
+
+impl MessageRow {
+    /// A message just found in a mailbox's `in/`, not decided yet.
+    pub fn arriving(
+        mailbox: &str,
+        name: Vec<u8>,
+        received_at: String,
+        authority: Option<String>,
+    ) -> MessageRow {
+        MessageRow {
+            id: 0,
+            mailbox: mailbox.to_string(),
+            src_name: name.clone(),
+            name,
+            ctl_name: None,
+            compressed: false,
+            sha256: None,
+            received_at,
+            kind: MessageKind::Refused,
+            status: Status::Pending,
+            records: 0,
+            applied: 0,
+            rejected: 0,
+            warnings: 0,
+            authority,
+            extract_type: None,
+            extracted_at: None,
+            sequence: None,
+            src_folder: Folder::In,
+            src_ctl_name: None,
+            dest_folder: Folder::Failed,
+            dest_name: Vec::new(),
+            dest_ctl_name: None,
+            state: MessageState::Moving,
+        }
+    }
 }
 
 const MESSAGE_COLUMNS: &str = "id, mailbox, name, ctl_name, sha256, received_at, kind, status, records, applied, rejected, warnings, authority, extract_type, extracted_at, sequence, src_folder, dest_folder, dest_name, state, compressed, dest_ctl_name, src_name, src_ctl_name";
@@ -233,17 +275,22 @@ pub struct Counts {
 pub struct ReceiptRow {
     pub id: i64,
     pub message_id: i64,
-    pub status: String,
+    pub status: Status,
     pub counts: Counts,
 }
 
-pub fn insert_receipt(conn: &Connection, message_id: i64, status: &str, c: Counts) -> Result<i64> {
+pub fn insert_receipt(
+    conn: &Connection,
+    message_id: i64,
+    status: Status,
+    c: Counts,
+) -> Result<i64> {
     conn.prepare_cached("INSERT INTO receipts (message_id, status, records, applied, rejected, warnings) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
         .execute(params![message_id, status, c.records, c.applied, c.rejected, c.warnings])?;
     Ok(conn.last_insert_rowid())
 }
 
-pub fn update_receipt(conn: &Connection, id: i64, status: &str, c: Counts) -> Result<()> {
+pub fn update_receipt(conn: &Connection, id: i64, status: Status, c: Counts) -> Result<()> {
     conn.prepare_cached("UPDATE receipts SET status = ?2, records = ?3, applied = ?4, rejected = ?5, warnings = ?6 WHERE id = ?1")?
         .execute(params![id, status, c.records, c.applied, c.rejected, c.warnings])?;
     Ok(())
@@ -308,20 +355,21 @@ pub fn for_each_problem(
 pub struct OutboundRow {
     pub id: i64,
     pub mailbox: String,
-    pub kind: String,
+    pub kind: Kind,
     pub sequence: u64,
     pub created_at: String,
     pub stem: String,
-    pub format: String,
-    pub framing: String,
+    pub format: Format,
+    pub framing: Framing,
     pub receipt_id: Option<i64>,
-    pub copy_to: Option<String>,
+    /// A second folder for a copy (`failed/`, beside a refused file).
+    pub copy_to: Option<Folder>,
     pub params: Option<String>,
-    pub state: String,
+    pub state: OutboundState,
 }
 
 /// The next sequence number for a partner and kind (+1 per file, from 1).
-pub fn next_sequence(conn: &Connection, mailbox: &str, kind: &str) -> Result<u64> {
+pub fn next_sequence(conn: &Connection, mailbox: &str, kind: Kind) -> Result<u64> {
     Ok(conn
         .prepare_cached(
             "INSERT INTO sequences (mailbox, kind, last) VALUES (?1, ?2, 1)
@@ -544,7 +592,7 @@ impl<'r> Columns<'r> {
             dob: dt(r.date_of_birth),
             start: dt(r.start_date),
             end,
-            reason: r.end_date.map(|_| "AUTHORITY"),
+            reason: r.end_date.map(|_| EndedReason::Authority.as_str()),
             team: r.team.as_deref(),
             office_hours_phone: r.office_hours_phone.as_deref(),
             out_of_hours_phone: r.out_of_hours_phone.as_deref(),
@@ -927,7 +975,7 @@ pub fn end_record(
     seqs: &mut ChangeSeq,
     id: i64,
     on: NaiveDate,
-    reason: &str,
+    reason: EndedReason,
 ) -> Result<()> {
     let seq = seqs.take();
     conn.prepare_cached(
@@ -1056,7 +1104,7 @@ pub fn end_at_18(conn: &Connection, seqs: &mut ChangeSeq, today: NaiveDate) -> R
         }
     }
     for (id, on) in &due {
-        end_record(conn, seqs, *id, *on, "AGE_18")?;
+        end_record(conn, seqs, *id, *on, EndedReason::Age18)?;
     }
     set_counter(conn, "age18_due", next)?;
     Ok(due.len() as u64)
@@ -1232,17 +1280,17 @@ pub fn record_applied_extract(
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
+pub struct DecisionRow {
     pub id: i64,
     pub message_id: i64,
-    pub decision: String,
+    pub decision: Decision,
     pub requested_by: String,
 }
 
 pub fn queue_decision(
     conn: &Connection,
     message_id: i64,
-    decision: &str,
+    decision: Decision,
     at: &str,
     by: &str,
 ) -> Result<i64> {
@@ -1252,14 +1300,14 @@ pub fn queue_decision(
 }
 
 /// Decisions not yet carried out, oldest first (one per message: the newest wins).
-pub fn pending_decisions(conn: &Connection) -> Result<Vec<Decision>> {
+pub fn pending_decisions(conn: &Connection) -> Result<Vec<DecisionRow>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, message_id, decision, requested_by FROM decisions d WHERE done_at IS NULL
          AND id = (SELECT MAX(id) FROM decisions WHERE message_id = d.message_id AND done_at IS NULL) ORDER BY id",
     )?;
     let rows = stmt
         .query_map([], |r| {
-            Ok(Decision {
+            Ok(DecisionRow {
                 id: r.get(0)?,
                 message_id: r.get(1)?,
                 decision: r.get(2)?,

@@ -138,7 +138,7 @@ proptest! {
                 // The hub ends one record itself between nights (hash unknown after).
                 let first: Option<i64> = tx.query_row("SELECT min(id) FROM records WHERE end_date IS NULL", [], |r| r.get(0)).unwrap();
                 if let (Some(id), true) = (first, n % 2 == 0) {
-                    end_record(&tx, &mut seqs, id, NaiveDate::from_ymd_opt(2026, 11, 21).unwrap(), "ABSENT_FROM_FULL").unwrap();
+                    end_record(&tx, &mut seqs, id, NaiveDate::from_ymd_opt(2026, 11, 21).unwrap(), crate::model::EndedReason::AbsentFromFull).unwrap();
                 }
             }
             seqs.save(&tx).unwrap();

@@ -16,6 +16,7 @@ use crate::config::{AlertsMode, Config, Role};
 use crate::emit::{self, render::AlertParams};
 use crate::formats::Kind;
 use crate::index::{self, Index, OutboundRow};
+use crate::validate::ExtractType;
 
 /// Reserves and writes alert files: `deltas` — DELTAs to `alerts = "delta"` sites
 /// (and a FULL to any site never sent one); `fulls_due` — the nightly FULL to
@@ -44,13 +45,13 @@ pub fn emit_alerts(
         let asked = requested.contains(code);
         let full_mode = *alerts == AlertsMode::Full;
         let params = match &state {
-            _ if asked => Some(("FULL", 0, None)),
-            None if deltas || (full_mode && fulls_due) => Some(("FULL", 0, None)),
-            Some(_) if full_mode && fulls_due => Some(("FULL", 0, None)),
+            _ if asked => Some((ExtractType::Full, 0, None)),
+            None if deltas || (full_mode && fulls_due) => Some((ExtractType::Full, 0, None)),
+            Some(_) if full_mode && fulls_due => Some((ExtractType::Full, 0, None)),
             Some((last_created_at, last_seq))
                 if deltas && !full_mode && index::changed_between(&tx, *last_seq, upto)? =>
             {
-                Some(("DELTA", *last_seq, Some(last_created_at.clone())))
+                Some((ExtractType::Delta, *last_seq, Some(last_created_at.clone())))
             }
             _ => None,
         };
@@ -67,7 +68,7 @@ pub fn emit_alerts(
             None,
         )?;
         let params = AlertParams {
-            kind: kind.to_string(),
+            kind,
             from,
             upto,
             since,
@@ -79,8 +80,8 @@ pub fn emit_alerts(
         if asked {
             index::finish_alert_requests(&tx, code, &now.rfc3339())?;
         }
-        info!(event = "alerts_reserved", site = %code, kind, sequence = row.sequence);
-        if kind == "FULL" {
+        info!(event = "alerts_reserved", site = %code, kind = kind.as_str(), sequence = row.sequence);
+        if kind == ExtractType::Full {
             fulls.push(row);
         }
     }

@@ -862,7 +862,13 @@ pub fn evaluate_step(
     if status.applies() && job.apply {
         let mut seqs = index::ChangeSeq::load(conn)?;
         for id in &r.to_end {
-            index::end_record(conn, &mut seqs, *id, r.reference_date, "ABSENT_FROM_FULL")?;
+            index::end_record(
+                conn,
+                &mut seqs,
+                *id,
+                r.reference_date,
+                crate::model::EndedReason::AbsentFromFull,
+            )?;
         }
         seqs.save(conn)?;
         if let Some(at) = r.header.extracted_at {

@@ -19,7 +19,7 @@ pub mod alerts;
 pub mod extract;
 pub mod feeds;
 
-use crate::model::Code;
+use crate::model::{Code, Decision, Folder, MessageKind, MessageState};
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fs::File;
@@ -512,16 +512,12 @@ fn fail_permanently(
     read_error: bool,
     report: &mut PassReport,
 ) -> Result<(), PassError> {
-    let mut m = MessageRow {
-        mailbox: partner.mailbox.clone(),
-        name: name_bytes(found.item.name()),
-        src_name: name_bytes(found.item.name()),
-        received_at: now.rfc3339(),
-        src_folder: "in".into(),
-        kind: "refused".into(),
-        authority: partner.authority_code().map(str::to_string),
-        ..MessageRow::default()
-    };
+    let mut m = MessageRow::arriving(
+        &partner.mailbox,
+        name_bytes(found.item.name()),
+        now.rfc3339(),
+        partner.authority_code().map(str::to_string),
+    );
     if let Ready::Mesh { ctl, .. } = &found.item {
         m.ctl_name = Some(name_bytes(ctl));
         m.src_ctl_name = m.ctl_name.clone();
@@ -625,8 +621,8 @@ pub fn recover(
 /// Moves a decided message's files (the `.ctl` first: a lone `.dat` waits harmlessly,
 /// a lone `.ctl` would be refused) to their final folder.
 fn move_message(root: &Dir, m: &MessageRow) -> io::Result<()> {
-    let from = transport::folder(root, &m.mailbox, &m.src_folder)?;
-    let to = transport::create_folder(root, &m.mailbox, &m.dest_folder)?;
+    let from = transport::folder(root, &m.mailbox, &m.src_folder.path())?;
+    let to = transport::create_folder(root, &m.mailbox, &m.dest_folder.path())?;
     if let (Some(ctl), Some(dest_ctl)) = (&m.src_ctl_name, &m.dest_ctl_name) {
         transport::move_entry(&from, &name_from(ctl), &to, &name_from(dest_ctl))?;
     }
@@ -638,19 +634,11 @@ fn move_message(root: &Dir, m: &MessageRow) -> io::Result<()> {
     )
 }
 
-fn dest_folder(status: Status, now: &Clock) -> String {
-    match status {
-        Status::Rejected | Status::Stale => "failed".into(),
-        Status::Quarantined => "quarantine".into(),
-        _ => format!("archive/{}", now.today().format("%Y-%m-%d")),
-    }
-}
-
 /// Chooses the final names in the destination folder (unique there now; when the
 /// folder cannot be opened, the names as they are: the move will say why).
 fn place(config: &Config, m: &mut MessageRow) {
     let dir = Dir::open(&config.hub.root)
-        .and_then(|root| transport::create_folder(&root, &m.mailbox, &m.dest_folder))
+        .and_then(|root| transport::create_folder(&root, &m.mailbox, &m.dest_folder.path()))
         .ok();
     let free = |name: &[u8]| match &dir {
         Some(d) => name_bytes(&transport::free_name(d, &name_from(name))),
@@ -658,7 +646,7 @@ fn place(config: &Config, m: &mut MessageRow) {
     };
     m.dest_ctl_name = m.src_ctl_name.as_deref().map(free);
     m.dest_name = free(&m.name);
-    m.state = "moving".into();
+    m.state = MessageState::Moving;
 }
 
 /// SHA-256 of an open file, streamed from its start.
@@ -785,22 +773,19 @@ fn process_message(
     dir: &Dir,
     found: &Found,
 ) -> Result<Status, PassError> {
-    let mut m = MessageRow {
-        mailbox: partner.mailbox.clone(),
-        name: name_bytes(found.item.name()),
-        src_name: name_bytes(found.item.name()),
-        received_at: now.rfc3339(),
-        src_folder: "in".into(),
-        authority: partner.authority_code().map(str::to_string),
-        ..MessageRow::default()
-    };
+    let mut m = MessageRow::arriving(
+        &partner.mailbox,
+        name_bytes(found.item.name()),
+        now.rfc3339(),
+        partner.authority_code().map(str::to_string),
+    );
     if let Ready::Mesh { ctl, .. } = &found.item {
         // The pair moves together, whatever is decided.
         m.ctl_name = Some(name_bytes(ctl));
         m.src_ctl_name = m.ctl_name.clone();
     }
     let refuse = |index: &mut Index, m: &mut MessageRow, problem: Problem| {
-        m.kind = "refused".into();
+        m.kind = MessageKind::Refused;
         reject_whole(config, index, &now, m, problem)
     };
     let (name, ctl_name) = match &found.item {
@@ -846,7 +831,7 @@ fn process_message(
         path: data_path,
     };
     let status = if matches!(partner.role, Role::Authority { .. }) {
-        m.kind = "extract".into();
+        m.kind = MessageKind::Extract;
         apply_extract(config, index, now, partner, m, pre_problems, &inbound)?
     } else {
         apply_feed(config, index, now, partner, m, pre_problems, &inbound)?
@@ -869,7 +854,7 @@ fn reserve_receipt(
     m: &MessageRow,
     receipt: i64,
 ) -> Result<(), PassError> {
-    let copy = (m.dest_folder == "failed").then_some("failed");
+    let copy = (m.dest_folder == Folder::Failed).then_some(Folder::Failed);
     emit::render::reserve(
         conn,
         config,
@@ -914,13 +899,13 @@ fn record_simple(
     counts: Counts,
     problems: Vec<Problem>,
 ) -> Result<(), PassError> {
-    m.status = status.as_str().into();
-    m.dest_folder = dest_folder(status, now);
+    m.status = status;
+    m.dest_folder = status.destination(now.today());
     m.records = counts.records;
     m.warnings = counts.warnings;
     place(config, m);
     m.id = index::insert_message(conn, m)?;
-    let receipt = index::insert_receipt(conn, m.id, status.as_str(), counts)?;
+    let receipt = index::insert_receipt(conn, m.id, status, counts)?;
     for (i, p) in problems.iter().enumerate() {
         index::insert_problem(conn, receipt, i as u64 + 1, p)?;
     }
@@ -1029,13 +1014,13 @@ fn begin_message(
         )?;
         return Ok(None);
     }
-    m.status = "PENDING".into();
-    m.dest_folder = "failed".into();
+    m.status = Status::Pending;
+    m.dest_folder = Folder::Failed;
     m.id = index::insert_message(conn, m)?;
     Ok(Some(index::insert_receipt(
         conn,
         m.id,
-        "PENDING",
+        Status::Pending,
         Counts::default(),
     )?))
 }
@@ -1053,10 +1038,9 @@ fn apply_feed(
     let data_path = &data.path;
     let tx = index.begin()?;
     m.kind = match partner.role {
-        Role::Site { .. } => "attendance",
-        _ => "nhs_status",
-    }
-    .into();
+        Role::Site { .. } => MessageKind::Attendance,
+        _ => MessageKind::NhsStatus,
+    };
     let Some(receipt) = begin_message(config, &tx, &now, &mut m)? else {
         tx.commit()?;
         return Ok(Status::Duplicate);
@@ -1138,15 +1122,15 @@ fn finish_message(
     detail: serde_json::Value,
 ) -> Result<(), PassError> {
     let status = o.status;
-    m.status = status.as_str().into();
+    m.status = status;
     m.records = o.counts.records;
     m.applied = o.counts.applied;
     m.rejected = o.counts.rejected;
     m.warnings = o.counts.warnings;
-    m.dest_folder = dest_folder(status, now);
+    m.dest_folder = status.destination(now.today());
     place(config, m);
     index::update_message(conn, m)?;
-    index::update_receipt(conn, receipt, status.as_str(), o.counts)?;
+    index::update_receipt(conn, receipt, status, o.counts)?;
     reserve_receipt(config, conn, now, m, receipt)?;
     let mut entry = json!({
         "message_id": m.id, "mailbox": m.mailbox, "file": String::from_utf8_lossy(&m.name),
@@ -1159,7 +1143,7 @@ fn finish_message(
             map.insert("authority".into(), json!(a));
         }
     }
-    index::audit(conn, now, actor, &m.kind, &entry)?;
+    index::audit(conn, now, actor, m.kind.as_str(), &entry)?;
     log_decision(m, status);
     Ok(())
 }
@@ -1177,18 +1161,18 @@ fn carry_out_decisions(
             continue;
         };
         let tx = index.begin()?;
-        if m.status != "QUARANTINED" || m.state != "done" {
+        if m.status != Status::Quarantined || m.state != MessageState::Done {
             index::finish_decisions(&tx, m.id, &now.rfc3339())?;
             tx.commit()?;
             continue;
         }
-        m.src_folder = "quarantine".into();
+        m.src_folder = Folder::Quarantine;
         let file_name = String::from_utf8_lossy(&m.name).into_owned();
         m.src_name = m.dest_name.clone();
         m.src_ctl_name = m.dest_ctl_name.clone();
-        let status = if d.decision == "release" {
+        let status = if d.decision == Decision::Release {
             let authority = m.authority.clone().unwrap_or_default();
-            let receipt = index::insert_receipt(&tx, m.id, "PENDING", Counts::default())?;
+            let receipt = index::insert_receipt(&tx, m.id, Status::Pending, Counts::default())?;
             let job = Job {
                 hub: &config.hub,
                 authority: &authority,
@@ -1225,7 +1209,7 @@ fn carry_out_decisions(
                 records: m.records,
                 ..Counts::default()
             };
-            let receipt = index::insert_receipt(&tx, m.id, "REJECTED", counts)?;
+            let receipt = index::insert_receipt(&tx, m.id, Status::Rejected, counts)?;
             index::insert_problem(
                 &tx,
                 receipt,
@@ -1236,9 +1220,9 @@ fn carry_out_decisions(
                     "an operator discarded this quarantined file; nothing was applied",
                 ),
             )?;
-            m.status = "REJECTED".into();
+            m.status = Status::Rejected;
             m.applied = 0;
-            m.dest_folder = "failed".into();
+            m.dest_folder = Folder::Failed;
             place(config, &mut m);
             index::update_message(&tx, &m)?;
             reserve_receipt(config, &tx, &now, &m, receipt)?;
@@ -1251,7 +1235,7 @@ fn carry_out_decisions(
             )?;
             Status::Rejected
         };
-        if d.decision == "release" {
+        if d.decision == Decision::Release {
             index::audit(
                 &tx,
                 &now,
