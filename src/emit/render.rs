@@ -165,8 +165,9 @@ pub fn render(
             let mut table =
                 TableWriter::begin(out, &formats::RECEIPT, row.format, &head.metadata())
                     .map_err(io)?;
-            index::for_each_problem(conn, receipt_id, |p| problem_row(&mut table, &p))?
-                .map_err(io)?;
+            index::for_each_problem(conn, receipt_id, |p| {
+                problem_row(&mut table, &p).map_err(io)
+            })?;
             table.finish().map_err(io)
         }
         Kind::Holdings => {
@@ -198,26 +199,27 @@ pub fn render(
                     .map(|e| clock::add_days(e, retention).to_string())
                     .unwrap_or_default();
                 let accesses = h.accesses.to_string();
-                table.row(&[
-                    &h.local_id,
-                    &h.nhs_number,
-                    &h.plan_type,
-                    h.date_of_birth.as_deref().unwrap_or(""),
-                    &h.start_date,
-                    h.end_date.as_deref().unwrap_or(""),
-                    status,
-                    if end.is_some() {
-                        h.ended_reason.as_deref().unwrap_or("")
-                    } else {
-                        ""
-                    },
-                    &purge_after,
-                    h.nhs_status.as_deref().unwrap_or("ACTIVE"),
-                    &accesses,
-                    h.last_accessed_at.as_deref().unwrap_or(""),
-                ])
-            })?
-            .map_err(io)?;
+                table
+                    .row(&[
+                        &h.local_id,
+                        &h.nhs_number,
+                        &h.plan_type,
+                        h.date_of_birth.as_deref().unwrap_or(""),
+                        &h.start_date,
+                        h.end_date.as_deref().unwrap_or(""),
+                        status,
+                        if end.is_some() {
+                            h.ended_reason.as_deref().unwrap_or("")
+                        } else {
+                            ""
+                        },
+                        &purge_after,
+                        h.nhs_status.as_deref().unwrap_or("ACTIVE"),
+                        &accesses,
+                        h.last_accessed_at.as_deref().unwrap_or(""),
+                    ])
+                    .map_err(io)
+            })?;
             table.finish().map_err(io)
         }
         Kind::Access => {
@@ -226,22 +228,23 @@ pub fn render(
             let mut table =
                 TableWriter::begin(out, &formats::ACCESS, row.format, &metadata).map_err(io)?;
             index::for_each_notification(conn, row.id, |n| {
-                table.row(&[
-                    &n.id.to_string(),
-                    &n.local_id,
-                    &n.nhs_number,
-                    &n.plan_type,
-                    &n.plan_status,
-                    n.plan_end_date.as_deref().unwrap_or(""),
-                    &n.accessed_at,
-                    &n.site_ods_code,
-                    &n.site_name,
-                    &n.setting,
-                    &n.user_name,
-                    &n.user_role,
-                ])
-            })?
-            .map_err(io)?;
+                table
+                    .row(&[
+                        &n.id.to_string(),
+                        &n.local_id,
+                        &n.nhs_number,
+                        &n.plan_type,
+                        &n.plan_status,
+                        n.plan_end_date.as_deref().unwrap_or(""),
+                        &n.accessed_at,
+                        &n.site_ods_code,
+                        &n.site_name,
+                        &n.setting,
+                        &n.user_name,
+                        &n.user_role,
+                    ])
+                    .map_err(io)
+            })?;
             table.finish().map_err(io)
         }
         Kind::Inactive => {
@@ -250,16 +253,17 @@ pub fn render(
             let mut table =
                 TableWriter::begin(out, &formats::INACTIVE, row.format, &metadata).map_err(io)?;
             index::for_each_inactive(conn, row.id, |n| {
-                table.row(&[
-                    &n.local_id,
-                    &n.nhs_number,
-                    &n.plan_type,
-                    &n.status,
-                    n.replacement.as_deref().unwrap_or(""),
-                    &n.effective_date,
-                ])
-            })?
-            .map_err(io)?;
+                table
+                    .row(&[
+                        &n.local_id,
+                        &n.nhs_number,
+                        &n.plan_type,
+                        &n.status,
+                        n.replacement.as_deref().unwrap_or(""),
+                        &n.effective_date,
+                    ])
+                    .map_err(io)
+            })?;
             table.finish().map_err(io)
         }
         Kind::Alerts => {
@@ -422,9 +426,9 @@ fn write_alert_rows(
         ])
     };
     if params.full() {
-        index::for_each_alert_full(conn, &mut write)?.map_err(io)?;
+        index::for_each_alert_full(conn, |r| write(r).map_err(io))?;
     } else {
-        index::for_each_alert_delta(conn, params.from, params.upto, &mut write)?.map_err(io)?;
+        index::for_each_alert_delta(conn, params.from, params.upto, |r| write(r).map_err(io))?;
     }
     table.finish().map_err(io)
 }

@@ -216,23 +216,20 @@ fn notification_row(r: &Row<'_>) -> rusqlite::Result<Notification> {
 }
 
 /// The notifications an ACCESS file carries, in order.
-pub fn for_each_notification(
+pub fn for_each_notification<E: From<IndexError>>(
     conn: &Connection,
     outbound_id: i64,
-    mut f: impl FnMut(Notification) -> std::io::Result<()>,
-) -> Result<std::io::Result<()>> {
-    let mut stmt = conn.prepare_cached(
+    f: impl FnMut(Notification) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
+    super::each_row(
+        conn,
         "SELECT id, message_id, authority, local_id, nhs_number, plan_type, plan_status, plan_end_date, accessed_at, site_ods_code,
                 site_name, setting, user_name, user_role, created_on
          FROM notifications WHERE outbound_id = ?1 ORDER BY id",
-    )?;
-    let mut rows = stmt.query([outbound_id])?;
-    while let Some(r) = rows.next()? {
-        if let Err(e) = f(notification_row(r)?) {
-            return Ok(Err(e));
-        }
-    }
-    Ok(Ok(()))
+        [outbound_id],
+        notification_row,
+        f,
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -277,33 +274,31 @@ pub fn insert_inactive(conn: &Connection, n: &InactiveNotice) -> Result<()> {
     Ok(())
 }
 
-pub fn for_each_inactive(
+pub fn for_each_inactive<E: From<IndexError>>(
     conn: &Connection,
     outbound_id: i64,
-    mut f: impl FnMut(InactiveNotice) -> std::io::Result<()>,
-) -> Result<std::io::Result<()>> {
-    let mut stmt = conn.prepare_cached(
+    f: impl FnMut(InactiveNotice) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
+    super::each_row(
+        conn,
         "SELECT message_id, authority, local_id, nhs_number, plan_type, status, replacement, effective_date, created_on
          FROM inactive_notices WHERE outbound_id = ?1 ORDER BY id",
-    )?;
-    let mut rows = stmt.query([outbound_id])?;
-    while let Some(r) = rows.next()? {
-        let n = InactiveNotice {
-            message_id: r.get(0)?,
-            authority: r.get(1)?,
-            local_id: r.get(2)?,
-            nhs_number: r.get(3)?,
-            plan_type: r.get(4)?,
-            status: r.get(5)?,
-            replacement: r.get(6)?,
-            effective_date: r.get(7)?,
-            created_on: r.get(8)?,
-        };
-        if let Err(e) = f(n) {
-            return Ok(Err(e));
-        }
-    }
-    Ok(Ok(()))
+        [outbound_id],
+        |r| {
+            Ok(InactiveNotice {
+                message_id: r.get(0)?,
+                authority: r.get(1)?,
+                local_id: r.get(2)?,
+                nhs_number: r.get(3)?,
+                plan_type: r.get(4)?,
+                status: r.get(5)?,
+                replacement: r.get(6)?,
+                effective_date: r.get(7)?,
+                created_on: r.get(8)?,
+            })
+        },
+        f,
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -393,21 +388,18 @@ pub fn count_alerts_full(conn: &Connection) -> Result<u64> {
         .query_row([], |r| r.get(0))?)
 }
 
-pub fn for_each_alert_full(
+pub fn for_each_alert_full<E: From<IndexError>>(
     conn: &Connection,
-    mut f: impl FnMut(AlertRow) -> std::io::Result<()>,
-) -> Result<std::io::Result<()>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "{ALERT_SELECT} ORDER BY nhs_number, plan_type, authority, id"
-    ))?;
+    f: impl FnMut(AlertRow) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
     let secret = super::alert_secret(conn)?;
-    let mut rows = stmt.query([])?;
-    while let Some(r) = rows.next()? {
-        if let Err(e) = f(alert_row(r, None, secret)?) {
-            return Ok(Err(e));
-        }
-    }
-    Ok(Ok(()))
+    super::each_row(
+        conn,
+        &format!("{ALERT_SELECT} ORDER BY nhs_number, plan_type, authority, id"),
+        [],
+        |r| alert_row(r, None, secret),
+        f,
+    )
 }
 
 /// Rows of a DELTA covering changes in (from, to]: ADD/UPDATE of current records,
@@ -421,46 +413,42 @@ pub fn count_alerts_delta(conn: &Connection, from: i64, to: i64) -> Result<u64> 
         .query_row([from, to], |r| r.get(0))?)
 }
 
-pub fn for_each_alert_delta(
+pub fn for_each_alert_delta<E: From<IndexError>>(
     conn: &Connection,
     from: i64,
     to: i64,
-    mut f: impl FnMut(AlertRow) -> std::io::Result<()>,
-) -> Result<std::io::Result<()>> {
-    let mut stmt = conn.prepare_cached(
+    mut f: impl FnMut(AlertRow) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
+    super::each_row(
+        conn,
         "SELECT alert_id, nhs_number, change_seq FROM removed WHERE change_seq > ?1 AND change_seq <= ?2 AND created_seq <= ?1 ORDER BY change_seq",
+        [from, to],
+        |r| {
+            Ok(AlertRow {
+                change: Change::Remove,
+                alert_id: r.get(0)?,
+                nhs_number: r.get(1)?,
+                plan_type: String::new(),
+                date_of_birth: None,
+                start_date: String::new(),
+                end_date: None,
+                authority: String::new(),
+                team: None,
+                office_hours_phone: None,
+                out_of_hours_phone: None,
+                email: None,
+            })
+        },
+        &mut f,
     )?;
-    let mut rows = stmt.query([from, to])?;
-    while let Some(r) = rows.next()? {
-        let row = AlertRow {
-            change: Change::Remove,
-            alert_id: r.get(0)?,
-            nhs_number: r.get(1)?,
-            plan_type: String::new(),
-            date_of_birth: None,
-            start_date: String::new(),
-            end_date: None,
-            authority: String::new(),
-            team: None,
-            office_hours_phone: None,
-            out_of_hours_phone: None,
-            email: None,
-        };
-        if let Err(e) = f(row) {
-            return Ok(Err(e));
-        }
-    }
     let secret = super::alert_secret(conn)?;
-    let mut stmt = conn.prepare_cached(&format!(
-        "{ALERT_SELECT} WHERE change_seq > ?1 AND change_seq <= ?2 ORDER BY change_seq"
-    ))?;
-    let mut rows = stmt.query([from, to])?;
-    while let Some(r) = rows.next()? {
-        if let Err(e) = f(alert_row(r, Some(from), secret)?) {
-            return Ok(Err(e));
-        }
-    }
-    Ok(Ok(()))
+    super::each_row(
+        conn,
+        &format!("{ALERT_SELECT} WHERE change_seq > ?1 AND change_seq <= ?2 ORDER BY change_seq"),
+        [from, to],
+        |r| alert_row(r, Some(from), secret),
+        f,
+    )
 }
 
 pub fn queue_alert_request(conn: &Connection, site: &str, at: &str, by: &str) -> Result<()> {

@@ -67,6 +67,23 @@ fn sql_advice(e: &rusqlite::Error) -> String {
     format!("database error: {e} ({advice})")
 }
 
+/// Calls `f` for each row of `sql` as `map` reads it; `f`'s own errors pass through
+/// unchanged (a writer's I/O error stays the writer's, never a database error).
+fn each_row<T, E: From<IndexError>>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    map: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    mut f: impl FnMut(T) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut stmt = conn.prepare_cached(sql).map_err(IndexError::from)?;
+    let mut rows = stmt.query(params).map_err(IndexError::from)?;
+    while let Some(r) = rows.next().map_err(IndexError::from)? {
+        f(map(r).map_err(IndexError::from)?)?;
+    }
+    Ok(())
+}
+
 /// An open index.
 pub struct Index {
     pub conn: Connection,

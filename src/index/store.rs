@@ -322,29 +322,27 @@ pub fn insert_problem(conn: &Connection, receipt_id: i64, seq: u64, p: &Problem)
 }
 
 /// A receipt's problems in receipt order: file-level first, then by line.
-pub fn for_each_problem(
+pub fn for_each_problem<E: From<IndexError>>(
     conn: &Connection,
     receipt_id: i64,
-    mut f: impl FnMut(Problem) -> std::io::Result<()>,
-) -> Result<std::io::Result<()>> {
-    let mut stmt = conn.prepare_cached(
+    f: impl FnMut(Problem) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
+    super::each_row(
+        conn,
         "SELECT line, ref, severity, code, field, message FROM problems WHERE receipt_id = ?1 ORDER BY line IS NOT NULL, line, seq",
-    )?;
-    let mut rows = stmt.query([receipt_id])?;
-    while let Some(r) = rows.next()? {
-        let p = Problem {
-            line: r.get(0)?,
-            reference: r.get(1)?,
-            severity: r.get(2)?,
-            code: r.get(3)?,
-            field: r.get(4)?,
-            message: r.get(5)?,
-        };
-        if let Err(e) = f(p) {
-            return Ok(Err(e));
-        }
-    }
-    Ok(Ok(()))
+        [receipt_id],
+        |r| {
+            Ok(Problem {
+                line: r.get(0)?,
+                reference: r.get(1)?,
+                severity: r.get(2)?,
+                code: r.get(3)?,
+                field: r.get(4)?,
+                message: r.get(5)?,
+            })
+        },
+        f,
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -1201,21 +1199,18 @@ fn holding_row(r: &Row<'_>) -> rusqlite::Result<(String, Holding)> {
 }
 
 /// Streams an authority's holdings, ordered by local_id and plan type.
-pub fn for_each_holding(
+pub fn for_each_holding<E: From<IndexError>>(
     conn: &Connection,
     authority: &str,
-    mut f: impl FnMut(Holding) -> std::io::Result<()>,
-) -> Result<std::io::Result<()>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "{HOLDING_SELECT} WHERE r.authority = ?1 ORDER BY r.local_id, r.plan_type"
-    ))?;
-    let mut rows = stmt.query([authority])?;
-    while let Some(r) = rows.next()? {
-        if let Err(e) = f(holding_row(r)?.1) {
-            return Ok(Err(e));
-        }
-    }
-    Ok(Ok(()))
+    mut f: impl FnMut(Holding) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
+    super::each_row(
+        conn,
+        &format!("{HOLDING_SELECT} WHERE r.authority = ?1 ORDER BY r.local_id, r.plan_type"),
+        [authority],
+        holding_row,
+        |(_, h)| f(h),
+    )
 }
 
 /// Held records (any authority) with an NHS number, for `lookup`.

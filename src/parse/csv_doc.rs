@@ -6,7 +6,9 @@ use std::io::{BufRead, BufReader, Read};
 use std::sync::{Arc, Mutex};
 
 use super::limits::{self, CrLf, LineLimit};
-use super::{meta, FileProblem, FormatSpec, Item, Prelude, RawRecord, Syntax, MAX_LINE_BYTES};
+use super::{
+    fail, meta, FileProblem, FormatSpec, Item, Prelude, RawRecord, Stop, Syntax, MAX_LINE_BYTES,
+};
 
 /// Remembers where the newlines the csv reader has been given but not yet placed
 /// are: the csv reader dates a record from the end of the previous one, before the
@@ -68,23 +70,18 @@ pub(super) struct CsvDoc<R: Read> {
     record: csv::ByteRecord,
 }
 
-fn io_problem(e: &std::io::Error) -> FileProblem {
-    let (code, message) = limits::classify(e);
-    FileProblem::new(code, "", message)
-}
-
-fn csv_problem(e: csv::Error) -> FileProblem {
+fn csv_problem(e: csv::Error) -> Stop {
     let line = e.position().map(|p| p.line() + 1);
     match e.into_kind() {
-        csv::ErrorKind::Io(io) => io_problem(&io),
-        other => FileProblem::new(
+        csv::ErrorKind::Io(io) => Stop::from_io(io),
+        other => Stop::Content(FileProblem::new(
             Code::CsvMalformed,
             "",
             format!(
                 "the CSV cannot be read near line {}: {other:?}",
                 line.unwrap_or(0)
             ),
-        ),
+        )),
     }
 }
 
@@ -92,13 +89,13 @@ impl<R: Read> CsvDoc<R> {
     pub(super) fn open(
         source: BufReader<R>,
         spec: &'static FormatSpec,
-    ) -> Result<(Self, Prelude), FileProblem> {
+    ) -> Result<(Self, Prelude), Stop> {
         let mut limited =
             BufReader::with_capacity(64 * 1024, LineLimit::new(source, b'\n', MAX_LINE_BYTES));
         let mut first = Vec::new();
         limited
             .read_until(b'\n', &mut first)
-            .map_err(|e| io_problem(&e))?;
+            .map_err(Stop::from_io)?;
         while first.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
             first.pop();
         }
@@ -125,7 +122,7 @@ impl<R: Read> CsvDoc<R> {
         let mut header = csv::ByteRecord::new();
         let found = reader.read_byte_record(&mut header).map_err(csv_problem)?;
         if !found {
-            return Err(FileProblem::new(
+            return fail(FileProblem::new(
                 Code::Header,
                 "",
                 "line 2 must be the header row of column names; the file has none",
@@ -133,7 +130,7 @@ impl<R: Read> CsvDoc<R> {
         }
         if header.len() == 1 && header[0].contains(&b';') {
             // Excel in many locales saves "CSV" with semicolons.
-            return Err(FileProblem::new(
+            return fail(FileProblem::new(
                 Code::Header,
                 "",
                 "the header row is separated by semicolons: save the file as \"CSV (comma-separated, UTF-8)\" and send it again",
@@ -150,7 +147,7 @@ impl<R: Read> CsvDoc<R> {
             match spec.columns.iter().position(|c| *c == name) {
                 Some(index) => {
                     if present[index] {
-                        return Err(FileProblem::new(
+                        return fail(FileProblem::new(
                             Code::Header,
                             name.clone(),
                             format!("column {name} is named twice in the header row"),
@@ -200,7 +197,7 @@ impl<R: Read> CsvDoc<R> {
         loop {
             match self.reader.read_byte_record(&mut self.record) {
                 Ok(false) => return None,
-                Err(e) => return Some(Item::Fatal(csv_problem(e))),
+                Err(e) => return Some(csv_problem(e).item()),
                 Ok(true) => {}
             }
             // The csv reader counts lines from the header; the metadata line is line 1.
@@ -269,12 +266,9 @@ impl<R: Read> CsvDoc<R> {
     }
 }
 
-pub(super) fn check_format(
-    metadata: &meta::Metadata,
-    spec: &FormatSpec,
-) -> Result<(), FileProblem> {
+pub(super) fn check_format(metadata: &meta::Metadata, spec: &FormatSpec) -> Result<(), Stop> {
     if metadata.format != spec.name {
-        return Err(FileProblem::new(
+        return fail(FileProblem::new(
             Code::Metadata,
             "",
             format!(
@@ -284,7 +278,7 @@ pub(super) fn check_format(
         ));
     }
     if metadata.version != "v1" {
-        return Err(FileProblem::new(
+        return fail(FileProblem::new(
             Code::Metadata,
             "",
             format!("version {:?} is not supported: write v1", metadata.version),

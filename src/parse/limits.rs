@@ -145,35 +145,41 @@ impl<R: Read> Read for Gunzip<R> {
     }
 }
 
-/// What an I/O error met while parsing means for the file.
-pub fn classify(error: &io::Error) -> (Code, String) {
+/// What an I/O error met while parsing means for the file: a content problem when a
+/// guard (or the decoder) says so; `None` when the source itself failed (an error for
+/// the pipeline to classify, never a receipt row).
+pub fn classify(error: &io::Error) -> Option<(Code, String)> {
     if let Some(inner) = error.get_ref() {
         if let Some(e) = inner.downcast_ref::<LineTooLong>() {
-            return (
+            return Some((
                 Code::LineTooLong,
                 format!("{e}; the file cannot be read safely"),
-            );
+            ));
         }
         if let Some(e) = inner.downcast_ref::<RecordTooLong>() {
-            return (
+            return Some((
                 Code::LineTooLong,
                 format!("{e}; the file cannot be read safely"),
-            );
+            ));
         }
         if let Some(e) = inner.downcast_ref::<TooLarge>() {
-            return (Code::TooLarge, format!("{e} (hub.max_file_bytes)"));
+            return Some((Code::TooLarge, format!("{e} (hub.max_file_bytes)")));
         }
         if let Some(e) = inner.downcast_ref::<BadCompression>() {
-            return (Code::Compression, format!("{e}: send the message again"));
+            return Some((Code::Compression, format!("{e}: send the message again")));
         }
     }
-    if error.kind() == io::ErrorKind::InvalidInput || error.kind() == io::ErrorKind::InvalidData {
-        return (
+    if matches!(
+        error.kind(),
+        io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput
+    ) {
+        // Decoding the text (UTF-8) reports these.
+        return Some((
             Code::Encoding,
             format!("the content cannot be decoded: {error}"),
-        );
+        ));
     }
-    (Code::ReadError, format!("reading the file failed: {error}"))
+    None
 }
 
 /// Turns every `\r\n` into `\n`, so that line numbers count CRLF and LF files alike
@@ -328,10 +334,10 @@ mod tests {
         let e = SizeLimit::new(&b"0123456789"[..], 5)
             .read_to_end(&mut out)
             .unwrap_err();
-        assert_eq!(classify(&e).0, Code::TooLarge);
+        assert_eq!(classify(&e).unwrap().0, Code::TooLarge);
         let e = LineLimit::new(&b"abc\nabcdef"[..], b'\n', 4)
             .read_to_end(&mut out)
             .unwrap_err();
-        assert_eq!(classify(&e).0, Code::LineTooLong);
+        assert_eq!(classify(&e).unwrap().0, Code::LineTooLong);
     }
 }

@@ -74,8 +74,48 @@ pub enum Item {
     Record(RawRecord),
     /// A non-fatal file-level warning met while reading (e.g. an unknown XML element).
     Warning(FileProblem),
-    /// The rest of the file cannot be read; the stream ends after this.
+    /// The rest of the file cannot be read (its content); the stream ends after this.
     Fatal(FileProblem),
+    /// Reading the source failed (the file system, not the content): an error, not a
+    /// receipt row; the stream ends after this.
+    Io(std::io::Error),
+}
+
+/// Why reading stopped: the file's content (a receipt problem), or its source.
+#[derive(Debug)]
+pub enum Stop {
+    Content(FileProblem),
+    Io(std::io::Error),
+}
+
+impl From<FileProblem> for Stop {
+    fn from(p: FileProblem) -> Stop {
+        Stop::Content(p)
+    }
+}
+
+impl Stop {
+    /// An I/O error met while reading: the content's fault when a guard says so (a
+    /// line too long, a bad gzip...), else the source's.
+    pub fn from_io(e: std::io::Error) -> Stop {
+        match limits::classify(&e) {
+            Some((code, message)) => Stop::Content(FileProblem::new(code, "", message)),
+            None => Stop::Io(e),
+        }
+    }
+
+    /// The item that ends a stream.
+    pub fn item(self) -> Item {
+        match self {
+            Stop::Content(p) => Item::Fatal(p),
+            Stop::Io(e) => Item::Io(e),
+        }
+    }
+}
+
+/// `Err` of a content problem, for functions that stop with [`Stop`].
+fn fail<T>(p: FileProblem) -> Result<T, Stop> {
+    Err(Stop::Content(p))
 }
 
 /// What is known before the first record.
@@ -141,14 +181,11 @@ fn sniff<R: BufRead>(reader: &mut R) -> std::io::Result<(bool, Syntax)> {
 }
 
 impl<R: Read> DocReader<R> {
-    /// Reads the prelude (metadata and, for CSV, the header row). An `Err` is a
-    /// file-level problem that stops reading before any record.
-    pub fn open(source: R, spec: &'static FormatSpec) -> Result<(Self, Prelude), FileProblem> {
+    /// Reads the prelude (metadata and, for CSV, the header row). An `Err` stops
+    /// reading before any record: a file-level problem, or the source failing.
+    pub fn open(source: R, spec: &'static FormatSpec) -> Result<(Self, Prelude), Stop> {
         let mut reader = BufReader::with_capacity(64 * 1024, source);
-        let (_bom, syntax) = sniff(&mut reader).map_err(|e| {
-            let (code, message) = limits::classify(&e);
-            FileProblem::new(code, "", message)
-        })?;
+        let (_bom, syntax) = sniff(&mut reader).map_err(Stop::from_io)?;
         match syntax {
             Syntax::Csv => {
                 let (doc, prelude) = csv_doc::CsvDoc::open(reader, spec)?;
@@ -185,7 +222,7 @@ impl<R: Read> Iterator for DocReader<R> {
             Inner::Csv(doc) => doc.next_item(),
             Inner::Xml(doc) => doc.next_item(),
         };
-        if matches!(item, None | Some(Item::Fatal(_))) {
+        if matches!(item, None | Some(Item::Fatal(_)) | Some(Item::Io(_))) {
             self.done = true;
         }
         item

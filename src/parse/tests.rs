@@ -6,8 +6,11 @@ use crate::model::Code;
 use proptest::prelude::*;
 
 fn read(data: &[u8]) -> Result<(Prelude, Vec<Item>), FileProblem> {
-    let (reader, prelude) = DocReader::open(std::io::Cursor::new(data.to_vec()), &EXTRACT)?;
-    Ok((prelude, reader.collect()))
+    match DocReader::open(std::io::Cursor::new(data.to_vec()), &EXTRACT) {
+        Ok((reader, prelude)) => Ok((prelude, reader.collect())),
+        Err(Stop::Content(p)) => Err(p),
+        Err(Stop::Io(e)) => panic!("reading from memory failed: {e}"),
+    }
 }
 
 fn records(items: &[Item]) -> Vec<&RawRecord> {
@@ -152,4 +155,33 @@ proptest! {
             prop_assert!(items.len() <= data.len() + 1);
         }
     }
+}
+
+/// A source that fails (the file system, not the content) is an error of the reader,
+/// never a receipt row.
+#[test]
+fn a_failing_source_is_an_error_not_a_problem() {
+    struct Failing(usize);
+    impl std::io::Read for Failing {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0 == 0 {
+                return Err(std::io::Error::from_raw_os_error(libc::EIO));
+            }
+            let text = b"#cpis-extract v1 authority=LA204 type=FULL extracted_at=2026-11-21T01:00:00Z records=1\nlocal_id,nhs_number,plan_type,start_date\n";
+            let n = text.len().min(buf.len());
+            buf[..n].copy_from_slice(&text[..n]);
+            self.0 -= 1;
+            Ok(n)
+        }
+    }
+    assert!(matches!(
+        DocReader::open(Failing(0), &EXTRACT),
+        Err(Stop::Io(_))
+    ));
+    let (reader, _) = DocReader::open(Failing(1), &EXTRACT).unwrap();
+    let items: Vec<Item> = reader.collect();
+    assert!(
+        matches!(items.last(), Some(Item::Io(e)) if e.raw_os_error() == Some(libc::EIO)),
+        "{items:?}"
+    );
 }

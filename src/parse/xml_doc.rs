@@ -11,8 +11,8 @@ use quick_xml::NsReader;
 
 use super::limits::{self, LineLimit};
 use super::{
-    meta, snake, FileProblem, FormatSpec, Item, Prelude, RawRecord, Syntax, MAX_LINE_BYTES,
-    MAX_XML_DEPTH,
+    fail, meta, snake, FileProblem, FormatSpec, Item, Prelude, RawRecord, Stop, Syntax,
+    MAX_LINE_BYTES, MAX_XML_DEPTH,
 };
 
 pub const NAMESPACE: &str = "urn:cpis-hub:v1";
@@ -39,22 +39,26 @@ pub(super) struct XmlDoc<R: Read> {
     finished: bool,
 }
 
-fn xml_problem(e: quick_xml::Error, at: u64) -> FileProblem {
+fn xml_problem(e: quick_xml::Error, at: u64) -> Stop {
     match e {
         quick_xml::Error::Io(io) => {
-            let (code, message) = limits::classify(&io);
-            FileProblem::new(code, "", message)
+            match limits::classify(&io) {
+                Some((code, message)) => Stop::Content(FileProblem::new(code, "", message)),
+                None => Stop::Io(std::sync::Arc::try_unwrap(io).unwrap_or_else(|shared| {
+                    std::io::Error::new(shared.kind(), shared.to_string())
+                })),
+            }
         }
-        quick_xml::Error::Encoding(err) => FileProblem::new(
+        quick_xml::Error::Encoding(err) => Stop::Content(FileProblem::new(
             Code::Encoding,
             "",
             format!("the XML is not valid UTF-8 near byte {at}: {err}"),
-        ),
-        other => FileProblem::new(
+        )),
+        other => Stop::Content(FileProblem::new(
             Code::XmlMalformed,
             "",
             format!("the XML is malformed near byte {at}: {other}"),
-        ),
+        )),
     }
 }
 
@@ -66,7 +70,7 @@ impl<R: Read> XmlDoc<R> {
     pub(super) fn open(
         source: BufReader<R>,
         spec: &'static FormatSpec,
-    ) -> Result<(Self, Prelude), FileProblem> {
+    ) -> Result<(Self, Prelude), Stop> {
         let limited =
             BufReader::with_capacity(64 * 1024, LineLimit::new(source, b'>', MAX_LINE_BYTES));
         let mut reader = NsReader::from_reader(limited);
@@ -84,7 +88,7 @@ impl<R: Read> XmlDoc<R> {
                     if let Some(Ok(enc)) = decl.encoding() {
                         let enc = String::from_utf8_lossy(&enc).to_ascii_lowercase();
                         if enc != "utf-8" && enc != "utf8" {
-                            return Err(FileProblem::new(
+                            return fail(FileProblem::new(
                                 Code::Encoding,
                                 "",
                                 format!("the XML declares encoding {enc:?}: send UTF-8"),
@@ -92,7 +96,7 @@ impl<R: Read> XmlDoc<R> {
                         }
                     }
                 }
-                Event::DocType(_) => return Err(doctype()),
+                Event::DocType(_) => return fail(doctype()),
                 Event::Comment(_) | Event::PI(_) | Event::Text(_) => {}
                 Event::Start(start) => {
                     let local = String::from_utf8_lossy(start.local_name().as_ref()).into_owned();
@@ -101,7 +105,7 @@ impl<R: Read> XmlDoc<R> {
                         _ => String::new(),
                     };
                     if local != spec.root || namespace != NAMESPACE {
-                        return Err(FileProblem::new(
+                        return fail(FileProblem::new(
                             Code::Metadata,
                             "",
                             format!("this mailbox takes <{} xmlns=\"{NAMESPACE}\">; the root is <{local}> in namespace {namespace:?}", spec.root),
@@ -114,7 +118,7 @@ impl<R: Read> XmlDoc<R> {
                     // metadata keys, so a root with many more is refused at once.
                     for attr in start.attributes().with_checks(false) {
                         if pairs.len() >= MAX_ROOT_ATTRIBUTES {
-                            return Err(FileProblem::new(
+                            return fail(FileProblem::new(
                                 Code::Metadata,
                                 "",
                                 format!("the root element has more than {MAX_ROOT_ATTRIBUTES} attributes"),
@@ -131,7 +135,7 @@ impl<R: Read> XmlDoc<R> {
                             .map_err(|e| xml_problem(e, at))?
                             .into_owned();
                         if !names.insert(name.clone()) {
-                            return Err(FileProblem::new(
+                            return fail(FileProblem::new(
                                 Code::Metadata,
                                 "",
                                 format!("attribute {name} appears twice"),
@@ -163,14 +167,14 @@ impl<R: Read> XmlDoc<R> {
                     ));
                 }
                 Event::Eof => {
-                    return Err(FileProblem::new(
+                    return fail(FileProblem::new(
                         Code::XmlMalformed,
                         "",
                         "the XML document has no root element",
                     ))
                 }
                 _ => {
-                    return Err(FileProblem::new(
+                    return fail(FileProblem::new(
                         Code::XmlMalformed,
                         "",
                         format!("unexpected content before the root element near byte {at}"),
@@ -180,7 +184,7 @@ impl<R: Read> XmlDoc<R> {
         }
     }
 
-    fn read(&mut self) -> Result<Event<'static>, FileProblem> {
+    fn read(&mut self) -> Result<Event<'static>, Stop> {
         self.buf.clear();
         let at = self.reader.buffer_position();
         self.reader
@@ -217,19 +221,19 @@ impl<R: Read> XmlDoc<R> {
     }
 
     /// Skips the rest of an element whose start was just read (depth counted from it).
-    fn skip_element(&mut self, depth_now: usize) -> Result<(), FileProblem> {
+    fn skip_element(&mut self, depth_now: usize) -> Result<(), Stop> {
         let mut depth = 1usize;
         while depth > 0 {
             match self.read()? {
                 Event::Start(_) => {
                     depth += 1;
                     if depth_now + depth - 1 > MAX_XML_DEPTH {
-                        return Err(too_deep());
+                        return fail(too_deep());
                     }
                 }
                 Event::End(_) => depth -= 1,
-                Event::DocType(_) => return Err(doctype()),
-                Event::Eof => return Err(truncated(self.spec)),
+                Event::DocType(_) => return fail(doctype()),
+                Event::Eof => return fail(truncated(self.spec)),
                 _ => {}
             }
         }
@@ -245,14 +249,14 @@ impl<R: Read> XmlDoc<R> {
         }
         match self.next_inner() {
             Ok(item) => item,
-            Err(problem) => {
+            Err(stop) => {
                 self.finished = true;
-                Some(Item::Fatal(problem))
+                Some(stop.item())
             }
         }
     }
 
-    fn next_inner(&mut self) -> Result<Option<Item>, FileProblem> {
+    fn next_inner(&mut self) -> Result<Option<Item>, Stop> {
         // Depth 1: inside the root.
         loop {
             match self.read()? {
@@ -285,7 +289,7 @@ impl<R: Read> XmlDoc<R> {
                             }
                             Event::Comment(_) | Event::PI(_) | Event::Text(_) => {}
                             _ => {
-                                return Err(FileProblem::new(
+                                return fail(FileProblem::new(
                                     Code::XmlMalformed,
                                     "",
                                     "content after the root element",
@@ -294,14 +298,14 @@ impl<R: Read> XmlDoc<R> {
                         }
                     }
                 }
-                Event::DocType(_) => return Err(doctype()),
-                Event::Eof => return Err(truncated(self.spec)),
+                Event::DocType(_) => return fail(doctype()),
+                Event::Eof => return fail(truncated(self.spec)),
                 _ => {}
             }
         }
     }
 
-    fn read_record(&mut self) -> Result<RawRecord, FileProblem> {
+    fn read_record(&mut self) -> Result<RawRecord, Stop> {
         let mut record = RawRecord {
             line: self.position,
             values: vec![None; self.spec.columns.len()],
@@ -346,8 +350,8 @@ impl<R: Read> XmlDoc<R> {
                     }
                 }
                 Event::End(_) => break,
-                Event::DocType(_) => return Err(doctype()),
-                Event::Eof => return Err(truncated(self.spec)),
+                Event::DocType(_) => return fail(doctype()),
+                Event::Eof => return fail(truncated(self.spec)),
                 Event::Text(t) => {
                     let text = t.unescape().map_err(|e| xml_problem(e, 0))?;
                     if !text.trim().is_empty() {
@@ -376,7 +380,7 @@ impl<R: Read> XmlDoc<R> {
 
     /// Reads the text of a column element up to its end tag; tells whether it held
     /// nested elements (which are skipped).
-    fn read_field(&mut self, _local: &str) -> Result<(String, bool), FileProblem> {
+    fn read_field(&mut self, _local: &str) -> Result<(String, bool), Stop> {
         let mut text = String::new();
         let mut nested = false;
         loop {
@@ -388,7 +392,7 @@ impl<R: Read> XmlDoc<R> {
                 Event::CData(c) => match std::str::from_utf8(&c) {
                     Ok(s) => push_bounded(&mut text, s),
                     Err(_) => {
-                        return Err(FileProblem::new(
+                        return fail(FileProblem::new(
                             Code::Encoding,
                             "",
                             "a CDATA section is not UTF-8",
@@ -400,8 +404,8 @@ impl<R: Read> XmlDoc<R> {
                     self.skip_element(4)?;
                 }
                 Event::End(_) => return Ok((text, nested)),
-                Event::DocType(_) => return Err(doctype()),
-                Event::Eof => return Err(truncated(self.spec)),
+                Event::DocType(_) => return fail(doctype()),
+                Event::Eof => return fail(truncated(self.spec)),
                 _ => {}
             }
         }

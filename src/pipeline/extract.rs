@@ -28,7 +28,7 @@ use crate::clock::{self, Clock};
 use crate::config::HubSettings;
 use crate::formats::EXTRACT;
 use crate::index::{self, Counts, IndexError};
-use crate::parse::{limits, DocReader, FileProblem, Item};
+use crate::parse::{limits, DocReader, FileProblem, Item, Stop};
 use crate::validate::{
     self, Action, Checked, ExtractHeader, ExtractRules, ExtractType, PlanType, Problem,
 };
@@ -304,6 +304,8 @@ const LINE_BATCHES: usize = 16;
 enum Line {
     Warning(FileProblem),
     Fatal(FileProblem),
+    /// Reading the source failed: the pass ends with this error.
+    Io(io::Error),
     /// A record; `None` when the columns are unusable (counted, not checked).
     Record(Option<Box<Prepared>>),
 }
@@ -335,6 +337,7 @@ fn prepare_lines(
         let (line, stop) = match item {
             Item::Warning(w) => (Line::Warning(w), false),
             Item::Fatal(fp) => (Line::Fatal(fp), true),
+            Item::Io(e) => (Line::Io(e), true),
             Item::Record(raw) if columns_ok => {
                 let checked = rules.check(&raw);
                 let key = checked.key.as_ref().map(|(id, plan)| key_hash(id, *plan));
@@ -554,10 +557,8 @@ fn run_pass(
     let source = open()?;
     let (reader, prelude) = match DocReader::open(source, &EXTRACT) {
         Ok(ok) => ok,
-        Err(fp) => {
-            if fp.code == Code::ReadError {
-                return Err(ExtractError::Io(io::Error::other(fp.message)));
-            }
+        Err(Stop::Io(e)) => return Err(ExtractError::Io(e)),
+        Err(Stop::Content(fp)) => {
             pass.push(conn, Problem::from_file(fp))?;
             result.file_error = true;
             result.warnings = pass.warnings;
@@ -644,11 +645,11 @@ fn run_pass(
             for line in batch.iter_mut() {
                 match line {
                     Line::Warning(w) => pass.push(conn, Problem::from_file(w.clone()))?,
+                    Line::Io(e) => {
+                        let e = std::mem::replace(e, io::Error::other("taken"));
+                        return Err(ExtractError::Io(e));
+                    }
                     Line::Fatal(fp) => {
-                        if fp.code == Code::ReadError {
-                            let message = std::mem::take(&mut fp.message);
-                            return Err(ExtractError::Io(io::Error::other(message)));
-                        }
                         pass.push(conn, Problem::from_file(fp.clone()))?;
                         fatal = true;
                         break 'lines;

@@ -11,7 +11,6 @@
 
 use crate::model::{Code, Severity};
 use std::collections::HashSet;
-use std::io;
 
 use rusqlite::Connection;
 
@@ -21,7 +20,7 @@ use crate::config::{Config, HubSettings};
 use crate::emit;
 use crate::formats::{self, Kind};
 use crate::index::{self, Counts, IndexError};
-use crate::parse::{DocReader, FormatSpec, Item, RawRecord};
+use crate::parse::{DocReader, FormatSpec, Item, RawRecord, Stop};
 use crate::validate::{self, AttendanceRules, Problem, StatusRules};
 
 /// What one feed does with its records.
@@ -132,10 +131,8 @@ fn run_pass(
     }
     let (reader, prelude) = match DocReader::open(open()?, handler.spec()) {
         Ok(ok) => ok,
-        Err(fp) if fp.code == Code::ReadError => {
-            return Err(ExtractError::Io(io::Error::other(fp.message)))
-        }
-        Err(fp) => {
+        Err(Stop::Io(e)) => return Err(ExtractError::Io(e)),
+        Err(Stop::Content(fp)) => {
             push(conn, &mut c, Problem::from_file(fp))?;
             return Ok(c);
         }
@@ -159,9 +156,7 @@ fn run_pass(
     for item in reader {
         match item {
             Item::Warning(w) => push(conn, &mut c, Problem::from_file(w))?,
-            Item::Fatal(fp) if fp.code == Code::ReadError => {
-                return Err(ExtractError::Io(io::Error::other(fp.message)))
-            }
+            Item::Io(e) => return Err(ExtractError::Io(e)),
             Item::Fatal(fp) => {
                 push(conn, &mut c, Problem::from_file(fp))?;
                 fatal = true;

@@ -15,7 +15,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::formats::EXTRACT;
 use crate::index::{self, IndexError};
-use crate::parse::{DocReader, Item};
+use crate::parse::{DocReader, Item, Stop};
 use crate::validate::{self, Action, ExtractRecord, ExtractRules, PlanType};
 
 #[derive(Debug, thiserror::Error)]
@@ -126,8 +126,11 @@ pub fn reconcile(
 ) -> Result<Counts, ReconcileError> {
     let name = file.display().to_string();
     let source = File::open(file).map_err(|e| ReconcileError::Read(name.clone(), e))?;
-    let (reader, prelude) = DocReader::open(source, &EXTRACT).map_err(|p| {
-        ReconcileError::Unreadable(name.clone(), format!("{}: {}", p.code, p.message))
+    let (reader, prelude) = DocReader::open(source, &EXTRACT).map_err(|stop| match stop {
+        Stop::Content(p) => {
+            ReconcileError::Unreadable(name.clone(), format!("{}: {}", p.code, p.message))
+        }
+        Stop::Io(e) => ReconcileError::Read(name.clone(), e),
     })?;
     let (header, _) = validate::extract_metadata(&prelude.metadata, authority, now.now());
     let today = now.today();
@@ -152,6 +155,7 @@ pub fn reconcile(
                     format!("{}: {}", p.code, p.message),
                 ))
             }
+            Item::Io(e) => return Err(ReconcileError::Read(name, e)),
         };
         let checked = rules.check(&raw);
         if let Some((local_id, plan)) = &checked.key {
