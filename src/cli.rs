@@ -336,7 +336,8 @@ fn open_for_processing(config: &Config) -> Result<(Lock, Index), Exit> {
         index::IndexError::Folder { .. } | index::IndexError::TooNew { .. } => usage(e),
         other => Exit(1, database_context(config, other)),
     })?;
-    let id = index::database_id(&index.conn).map_err(|e| Exit(1, database_context(config, e)))?;
+    let id = index::ledger::database_id(&index.conn)
+        .map_err(|e| Exit(1, database_context(config, e)))?;
     crate::transport::claim_root(config, &id).map_err(usage)?;
     Ok((lock, index))
 }
@@ -489,8 +490,8 @@ fn run(cli: Cli) -> Result<i32, Exit> {
                 let mut index = Index::open(&config.hub.database)?;
                 let by = operator();
                 let tx = index.begin()?;
-                index::queue_alert_request(&tx, &site, &now.rfc3339(), &by)?;
-                index::audit(
+                index::flows::queue_alert_request(&tx, &site, &now.rfc3339(), &by)?;
+                index::audit::audit(
                     &tx,
                     &now,
                     &format!("operator:{by}"),
@@ -653,7 +654,7 @@ fn quarantine(config: &Config, command: QuarantineCommand, now: Clock) -> anyhow
                 say!("no quarantined files (no database yet)");
                 return Ok(0);
             };
-            let rows = index::quarantined(&index.conn)?;
+            let rows = index::ledger::quarantined(&index.conn)?;
             if rows.is_empty() {
                 say!("no quarantined files");
                 return Ok(0);
@@ -697,15 +698,15 @@ fn quarantine(config: &Config, command: QuarantineCommand, now: Clock) -> anyhow
             };
             let mut index = Index::open(&config.hub.database)?;
             let tx = index.begin()?;
-            let Some(m) = index::message(&tx, id)? else {
+            let Some(m) = index::ledger::message(&tx, id)? else {
                 bail!("no message with id {id}: see `cpis-hub quarantine list`");
             };
             if m.status != crate::model::Status::Quarantined {
                 bail!("message {id} is {}, not QUARANTINED: only quarantined files can be released or discarded", m.status);
             }
             let by = operator();
-            index::queue_decision(&tx, id, decision, &now.rfc3339(), &by)?;
-            index::audit(
+            index::ledger::queue_decision(&tx, id, decision, &now.rfc3339(), &by)?;
+            index::audit::audit(
                 &tx,
                 &now,
                 &format!("operator:{by}"),
@@ -728,9 +729,9 @@ fn lookup(config: &Config, text: &str, reason: &str, now: Clock) -> Result<i32, 
     let run = || -> anyhow::Result<i32> {
         let mut index = Index::open(&config.hub.database)?;
         let number = nhs.as_string();
-        let held = index::records_by_nhs(&index.conn, &number)?;
+        let held = index::holdings::records_by_nhs(&index.conn, &number)?;
         let tx = index.begin()?;
-        index::audit(
+        index::audit::audit(
             &tx,
             &now,
             &format!("operator:{}", operator()),
@@ -779,7 +780,7 @@ fn lookup(config: &Config, text: &str, reason: &str, now: Clock) -> Result<i32, 
                 h.nhs_status.as_deref().unwrap_or("ACTIVE"),
             );
             let accesses =
-                index::recent_accesses(&index.conn, &authority, &h.local_id, &h.plan_type)?;
+                index::flows::recent_accesses(&index.conn, &authority, &h.local_id, &h.plan_type)?;
             say!("  recent unscheduled-care accesses: {}", accesses.len());
             for (at, site, setting) in accesses {
                 say!("    {at}  {site}  {setting}");
@@ -829,7 +830,7 @@ fn backup(config: &Config, file: &Path, now: Clock) -> anyhow::Result<i32> {
     drop(index);
     let mut writer = Index::open(&config.hub.database)?;
     let tx = writer.begin()?;
-    index::audit(
+    index::audit::audit(
         &tx,
         &now,
         &format!("operator:{}", operator()),
@@ -954,7 +955,7 @@ fn audit(config: &Config, since: Option<&str>, json_out: bool) -> Result<i32, Ex
             }
             return Ok(0);
         };
-        let rows = index::audit_since(&index.conn, since_text.as_deref())?;
+        let rows = index::audit::audit_since(&index.conn, since_text.as_deref())?;
         let stdout = std::io::stdout();
         let mut out = stdout.lock();
         for r in rows {

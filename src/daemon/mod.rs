@@ -84,9 +84,9 @@ fn due_jobs(
     now: DateTime<Utc>,
 ) -> Result<(DueJobs, DateTime<Utc>), index::IndexError> {
     let hub = &config.hub;
-    let (delta_last, _) = index::job_state(&index.conn, "alerts_delta")?;
-    let (_, full_day) = index::job_state(&index.conn, "alerts_full")?;
-    let (_, holdings_day) = index::job_state(&index.conn, "holdings")?;
+    let (delta_last, _) = index::flows::job_state(&index.conn, "alerts_delta")?;
+    let (_, full_day) = index::flows::job_state(&index.conn, "alerts_full")?;
+    let (_, holdings_day) = index::flows::job_state(&index.conn, "holdings")?;
     let delta_last = parse_time(delta_last);
     let (full_day, holdings_day) = (parse_day(full_day), parse_day(holdings_day));
     let due = DueJobs {
@@ -126,13 +126,13 @@ fn pass(
     let at = now.rfc3339();
     let tx = index.begin()?;
     if due.alerts_delta {
-        index::set_job_run(&tx, "alerts_delta", &at, None)?;
+        index::flows::set_job_run(&tx, "alerts_delta", &at, None)?;
     }
     if let Some(day) = due.alerts_full {
-        index::set_job_run(&tx, "alerts_full", &at, Some(&day.to_string()))?;
+        index::flows::set_job_run(&tx, "alerts_full", &at, Some(&day.to_string()))?;
     }
     if let Some(day) = due.holdings {
-        index::set_job_run(&tx, "holdings", &at, Some(&day.to_string()))?;
+        index::flows::set_job_run(&tx, "holdings", &at, Some(&day.to_string()))?;
     }
     tx.commit()?;
     for (job, ran) in [

@@ -10,7 +10,7 @@ use super::{Outgoing, Part, Staging, TableWriter, Undelivered};
 use crate::clock;
 use crate::config::{Config, Format, Framing, Role};
 use crate::formats::{self, Kind};
-use crate::index::{self, Counts, IndexError, OutboundRow};
+use crate::index::{self, ledger::Counts, outbound::OutboundRow, IndexError};
 use crate::model::{Change, Folder, OutboundState};
 use crate::parse::ctl;
 use crate::validate::{ExtractType, Problem};
@@ -148,9 +148,9 @@ pub fn render(
             let receipt_id = row
                 .receipt_id
                 .ok_or_else(|| EmitError::Missing(row.stem.clone()))?;
-            let receipt = index::receipt(conn, receipt_id)?
+            let receipt = index::ledger::receipt(conn, receipt_id)?
                 .ok_or_else(|| EmitError::Missing(row.stem.clone()))?;
-            let message = index::message(conn, receipt.message_id)?
+            let message = index::ledger::message(conn, receipt.message_id)?
                 .ok_or_else(|| EmitError::Missing(row.stem.clone()))?;
             let source = String::from_utf8_lossy(&message.name);
             let head = ReceiptHead {
@@ -165,7 +165,7 @@ pub fn render(
             let mut table =
                 TableWriter::begin(out, &formats::RECEIPT, row.format, &head.metadata())
                     .map_err(io)?;
-            index::for_each_problem(conn, receipt_id, |p| {
+            index::ledger::for_each_problem(conn, receipt_id, |p| {
                 problem_row(&mut table, &p).map_err(io)
             })?;
             table.finish().map_err(io)
@@ -178,7 +178,7 @@ pub fn render(
             // One read snapshot for the count in the metadata and the rows.
             let snapshot = conn.unchecked_transaction().map_err(IndexError::from)?;
             let conn: &Connection = &snapshot;
-            let count = index::count_held(conn, &authority)?;
+            let count = index::holdings::count_held(conn, &authority)?;
             let metadata = [
                 (key, value),
                 ("created_at", row.created_at.clone()),
@@ -188,7 +188,7 @@ pub fn render(
             ];
             let mut table =
                 TableWriter::begin(out, &formats::HOLDINGS, row.format, &metadata).map_err(io)?;
-            index::for_each_holding(conn, &authority, |h| {
+            index::holdings::for_each_holding(conn, &authority, |h| {
                 let end = h.end_date.as_deref().and_then(clock::parse_date);
                 let status = if end.is_some_and(|e| e <= today) {
                     "ENDED"
@@ -223,11 +223,11 @@ pub fn render(
             table.finish().map_err(io)
         }
         Kind::Access => {
-            let count = index::count_rows(conn, "notifications", row.id)?;
+            let count = index::flows::count_rows(conn, "notifications", row.id)?;
             let metadata = simple_metadata(key, value, row, count);
             let mut table =
                 TableWriter::begin(out, &formats::ACCESS, row.format, &metadata).map_err(io)?;
-            index::for_each_notification(conn, row.id, |n| {
+            index::flows::for_each_notification(conn, row.id, |n| {
                 table
                     .row(&[
                         &n.id.to_string(),
@@ -248,11 +248,11 @@ pub fn render(
             table.finish().map_err(io)
         }
         Kind::Inactive => {
-            let count = index::count_rows(conn, "inactive_notices", row.id)?;
+            let count = index::flows::count_rows(conn, "inactive_notices", row.id)?;
             let metadata = simple_metadata(key, value, row, count);
             let mut table =
                 TableWriter::begin(out, &formats::INACTIVE, row.format, &metadata).map_err(io)?;
-            index::for_each_inactive(conn, row.id, |n| {
+            index::flows::for_each_inactive(conn, row.id, |n| {
                 table
                     .row(&[
                         &n.local_id,
@@ -325,9 +325,9 @@ impl AlertParams {
 
     fn count(&self, conn: &Connection) -> Result<u64, IndexError> {
         if self.full() {
-            index::count_alerts_full(conn)
+            index::flows::count_alerts_full(conn)
         } else {
-            index::count_alerts_delta(conn, self.from, self.upto)
+            index::flows::count_alerts_delta(conn, self.from, self.upto)
         }
     }
 
@@ -366,7 +366,7 @@ fn write_alert_rows(
         source: e,
     };
     let mut table = TableWriter::body(out, &formats::ALERTS, syntax);
-    let mut write = |r: index::AlertRow| -> io::Result<()> {
+    let mut write = |r: index::flows::AlertRow| -> io::Result<()> {
         if r.change == Change::Remove {
             return table.row(&[
                 "REMOVE",
@@ -426,9 +426,11 @@ fn write_alert_rows(
         ])
     };
     if params.full() {
-        index::for_each_alert_full(conn, |r| write(r).map_err(io))?;
+        index::flows::for_each_alert_full(conn, |r| write(r).map_err(io))?;
     } else {
-        index::for_each_alert_delta(conn, params.from, params.upto, |r| write(r).map_err(io))?;
+        index::flows::for_each_alert_delta(conn, params.from, params.upto, |r| {
+            write(r).map_err(io)
+        })?;
     }
     table.finish().map_err(io)
 }
@@ -449,7 +451,7 @@ pub fn write_full_alerts(
     };
     let staging_path = config.hub.root.join(super::STAGING);
     let snapshot = conn.unchecked_transaction().map_err(IndexError::from)?;
-    let count = index::count_alerts_full(&snapshot)?;
+    let count = index::flows::count_alerts_full(&snapshot)?;
     let mut batch = Vec::new();
     for syntax in [Format::Csv, Format::Xml] {
         let wanted: Vec<&OutboundRow> = rows.iter().filter(|r| r.format == syntax).collect();
@@ -562,7 +564,7 @@ pub fn reserve(
     copy_to: Option<Folder>,
 ) -> Result<OutboundRow, IndexError> {
     let partner = config.partner(mailbox);
-    let sequence = index::next_sequence(conn, mailbox, kind)?;
+    let sequence = index::outbound::next_sequence(conn, mailbox, kind)?;
     let mut row = OutboundRow {
         id: 0,
         mailbox: mailbox.to_string(),
@@ -577,6 +579,6 @@ pub fn reserve(
         params: None,
         state: OutboundState::Pending,
     };
-    row.id = index::insert_outbound(conn, &row)?;
+    row.id = index::outbound::insert_outbound(conn, &row)?;
     Ok(row)
 }

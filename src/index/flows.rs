@@ -367,7 +367,7 @@ fn alert_row(r: &Row<'_>, from: Option<i64>, secret: i64) -> rusqlite::Result<Al
             Some(f) if created <= f => Change::Update,
             _ => Change::Add,
         },
-        alert_id: super::alert_id(secret, r.get(0)?),
+        alert_id: super::records::alert_id(secret, r.get(0)?),
         nhs_number: r.get(1)?,
         plan_type: r.get(2)?,
         date_of_birth: r.get(3)?,
@@ -392,7 +392,7 @@ pub fn for_each_alert_full<E: From<IndexError>>(
     conn: &Connection,
     f: impl FnMut(AlertRow) -> std::result::Result<(), E>,
 ) -> std::result::Result<(), E> {
-    let secret = super::alert_secret(conn)?;
+    let secret = super::records::alert_secret(conn)?;
     super::each_row(
         conn,
         &format!("{ALERT_SELECT} ORDER BY nhs_number, plan_type, authority, id"),
@@ -441,7 +441,7 @@ pub fn for_each_alert_delta<E: From<IndexError>>(
         },
         &mut f,
     )?;
-    let secret = super::alert_secret(conn)?;
+    let secret = super::records::alert_secret(conn)?;
     super::each_row(
         conn,
         &format!("{ALERT_SELECT} WHERE change_seq > ?1 AND change_seq <= ?2 ORDER BY change_seq"),

@@ -6,11 +6,16 @@
 //! transaction (`BEGIN IMMEDIATE` ... `COMMIT`), the schema is versioned with
 //! `PRAGMA user_version`. Must never write files, and never log an NHS number.
 
+pub mod audit;
 mod bound;
 pub mod flows;
+pub mod holdings;
+pub mod ledger;
+pub mod outbound;
+pub mod records;
+pub mod retention;
 mod schema;
 mod sql_types;
-pub mod store;
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -19,9 +24,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-pub use flows::*;
 pub use schema::VERSION as SCHEMA_VERSION;
-pub use store::*;
 
 /// A database problem, with what an operator should do about it.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +68,26 @@ fn sql_advice(e: &rusqlite::Error) -> String {
         _ => return format!("database error: {e}"),
     };
     format!("database error: {e} ({advice})")
+}
+
+/// A date as the database stores it (`YYYY-MM-DD`).
+fn date_text(d: Option<chrono::NaiveDate>) -> Option<String> {
+    use chrono::Datelike;
+    d.map(|d| format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day()))
+}
+
+/// Savepoints inside a file's transaction: a pass that must be read again is rolled
+/// back to its savepoint (`rollback_to`), a finished one kept (`release`).
+pub fn savepoint(conn: &Connection, name: &str) -> Result<(), IndexError> {
+    Ok(conn.execute_batch(&format!("SAVEPOINT {name}"))?)
+}
+
+pub fn rollback_to(conn: &Connection, name: &str) -> Result<(), IndexError> {
+    Ok(conn.execute_batch(&format!("ROLLBACK TO {name}"))?)
+}
+
+pub fn release(conn: &Connection, name: &str) -> Result<(), IndexError> {
+    Ok(conn.execute_batch(&format!("RELEASE {name}"))?)
 }
 
 /// Calls `f` for each row of `sql` as `map` reads it; `f`'s own errors pass through

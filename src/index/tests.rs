@@ -3,6 +3,9 @@
 use chrono::NaiveDate;
 use proptest::prelude::*;
 
+use super::records::{
+    content_hash, end_record, for_each_held, ChangeSeq, Held, RecordWriter, Upserted,
+};
 use super::*;
 use crate::nhs::NhsNumber;
 use crate::validate::{Action, ExtractRecord, PlanType};

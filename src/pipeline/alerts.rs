@@ -15,7 +15,7 @@ use crate::clock::Clock;
 use crate::config::{AlertsMode, Config, Role};
 use crate::emit::{self, render::AlertParams};
 use crate::formats::Kind;
-use crate::index::{self, Index, OutboundRow};
+use crate::index::{self, outbound::OutboundRow, Index};
 use crate::validate::ExtractType;
 
 /// Reserves and writes alert files: `deltas` — DELTAs to `alerts = "delta"` sites
@@ -30,18 +30,18 @@ pub fn emit_alerts(
     deltas: bool,
     fulls_due: bool,
 ) -> Result<(), PassError> {
-    let requested = index::pending_alert_requests(&index.conn)?;
+    let requested = index::flows::pending_alert_requests(&index.conn)?;
     if !deltas && !fulls_due && requested.is_empty() {
         return Ok(());
     }
     let tx = index.begin()?;
-    let upto = index::last_change_seq(&tx)?;
+    let upto = index::flows::last_change_seq(&tx)?;
     let mut fulls: Vec<OutboundRow> = Vec::new();
     for partner in &config.partners {
         let Role::Site { code, alerts, .. } = &partner.role else {
             continue;
         };
-        let state = index::site_state(&tx, code)?;
+        let state = index::flows::site_state(&tx, code)?;
         let asked = requested.contains(code);
         let full_mode = *alerts == AlertsMode::Full;
         let params = match &state {
@@ -49,7 +49,7 @@ pub fn emit_alerts(
             None if deltas || (full_mode && fulls_due) => Some((ExtractType::Full, 0, None)),
             Some(_) if full_mode && fulls_due => Some((ExtractType::Full, 0, None)),
             Some((last_created_at, last_seq))
-                if deltas && !full_mode && index::changed_between(&tx, *last_seq, upto)? =>
+                if deltas && !full_mode && index::flows::changed_between(&tx, *last_seq, upto)? =>
             {
                 Some((ExtractType::Delta, *last_seq, Some(last_created_at.clone())))
             }
@@ -74,11 +74,11 @@ pub fn emit_alerts(
             since,
         };
         let text = json!(params).to_string();
-        index::set_outbound_params(&tx, row.id, &text)?;
+        index::outbound::set_outbound_params(&tx, row.id, &text)?;
         row.params = Some(text);
-        index::set_site_state(&tx, code, &now.rfc3339(), upto)?;
+        index::flows::set_site_state(&tx, code, &now.rfc3339(), upto)?;
         if asked {
-            index::finish_alert_requests(&tx, code, &now.rfc3339())?;
+            index::flows::finish_alert_requests(&tx, code, &now.rfc3339())?;
         }
         info!(event = "alerts_reserved", site = %code, kind = kind.as_str(), sequence = row.sequence);
         if kind == ExtractType::Full {
@@ -94,7 +94,7 @@ pub fn emit_alerts(
             if undelivered.iter().any(|u| u.id == row.id) {
                 continue;
             }
-            index::mark_outbound_written(&index.conn, row.id)?;
+            index::outbound::mark_outbound_written(&index.conn, row.id)?;
             info!(event = "outbound_written", mailbox = %row.mailbox, file = %emit::render::data_name(row));
         }
     }

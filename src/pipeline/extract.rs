@@ -27,7 +27,7 @@ use xxhash_rust::xxh3::xxh3_128;
 use crate::clock::{self, Clock};
 use crate::config::HubSettings;
 use crate::formats::EXTRACT;
-use crate::index::{self, Counts, IndexError};
+use crate::index::{self, ledger::Counts, IndexError};
 use crate::parse::{limits, DocReader, FileProblem, Item, Stop};
 use crate::validate::{
     self, Action, Checked, ExtractHeader, ExtractRules, ExtractType, PlanType, Problem,
@@ -118,7 +118,7 @@ impl DbSink {
 
     fn insert(&mut self, conn: &Connection, problem: &Problem) -> Result<(), IndexError> {
         self.seq += 1;
-        index::insert_problem(conn, self.receipt_id, self.seq, problem)
+        index::ledger::insert_problem(conn, self.receipt_id, self.seq, problem)
     }
 }
 
@@ -195,7 +195,7 @@ pub struct Outcome {
 /// lines: an upsert then needs no read, and an unchanged record no write. Read only
 /// when the authority holds at most [`HELD_IN_MEMORY`] records (≤ ~11 MiB); above
 /// that, every line reads its record from the index instead.
-type HeldMap = HashMap<u128, index::Held, BuildHasherDefault<KeyHasher>>;
+type HeldMap = HashMap<u128, index::records::Held, BuildHasherDefault<KeyHasher>>;
 
 /// The most held records read into memory for one file (see [`HeldMap`]).
 pub const HELD_IN_MEMORY: usize = 200_000;
@@ -228,7 +228,7 @@ fn read_held(
     let limit = crate::fault::held_in_memory(HELD_IN_MEMORY) as u64;
     let mut map = HeldMap::default();
     let mut open = 0u64;
-    let all = index::for_each_held(conn, authority, on, limit, |local_id, plan, held| {
+    let all = index::records::for_each_held(conn, authority, on, limit, |local_id, plan, held| {
         let plan = std::str::from_utf8(plan).ok().and_then(PlanType::parse);
         if let Some(plan) = plan {
             map.insert(key_hash_bytes(local_id, plan), held);
@@ -316,7 +316,7 @@ struct Prepared {
     checked: Checked,
     /// [`key_hash`] of (local_id, plan_type) when both could be read.
     key: Option<u128>,
-    /// The content hash of a valid UPSERT (`index::content_hash`).
+    /// The content hash of a valid UPSERT (`index::records::content_hash`).
     hash: i64,
 }
 
@@ -342,7 +342,7 @@ fn prepare_lines(
                 let checked = rules.check(&raw);
                 let key = checked.key.as_ref().map(|(id, plan)| key_hash(id, *plan));
                 let hash = match &checked.record {
-                    Some(r) if r.action == Action::Upsert => index::content_hash(r),
+                    Some(r) if r.action == Action::Upsert => index::records::content_hash(r),
                     _ => 0,
                 };
                 let p = Prepared {
@@ -387,8 +387,8 @@ struct Applying<'c, 'a> {
     can_apply: bool,
     check_nhs_status: bool,
     dups: &'a HashSet<u128>,
-    seqs: index::ChangeSeq,
-    writer: index::RecordWriter<'c>,
+    seqs: index::records::ChangeSeq,
+    writer: index::records::RecordWriter<'c>,
     held: Option<HeldMap>,
     /// Today (Europe/London, `--now`) and `hub.retention_days`: for EXPIRED.
     today: NaiveDate,
@@ -435,7 +435,7 @@ impl Applying<'_, '_> {
                 Action::Upsert => {
                     let inactive = match record.nhs_number {
                         Some(n) if self.check_nhs_status => {
-                            index::nhs_status(conn, &n.as_string())?
+                            index::records::nhs_status(conn, &n.as_string())?
                         }
                         _ => None,
                     };
@@ -474,7 +474,7 @@ impl Applying<'_, '_> {
                 Action::Delete => {
                     let id = match self.held.as_ref() {
                         Some(map) => map.get(&key).map(|h| h.id),
-                        None => index::find_record(
+                        None => index::records::find_record(
                             conn,
                             self.authority,
                             &record.local_id,
@@ -489,7 +489,7 @@ impl Applying<'_, '_> {
                             record.plan_type,
                         )),
                         Some(id) if self.can_apply => {
-                            index::delete_record(conn, &mut self.seqs, id)?;
+                            index::records::delete_record(conn, &mut self.seqs, id)?;
                             if let Some(map) = self.held.as_mut() {
                                 map.remove(&key);
                             }
@@ -578,7 +578,7 @@ fn run_pass(
     for p in header_problems {
         pass.push(conn, p)?;
     }
-    let state = index::authority_state(conn, job.authority)?;
+    let state = index::holdings::authority_state(conn, job.authority)?;
     if let (Some(seq), Some(last)) = (header.sequence, state.last_sequence) {
         let message = if seq > last + 1 {
             Some(format!("sequence={seq}, but the last applied file had sequence={last}: {} file(s) may be missing (expected {})", seq - last - 1, last + 1))
@@ -606,7 +606,7 @@ fn run_pass(
     };
     let can_apply = allow_apply && !pass.file_error && !stale && header.extract_type.is_some();
     let full = header.extract_type == Some(ExtractType::Full);
-    let check_nhs_status = index::any_nhs_status(conn)?;
+    let check_nhs_status = index::records::any_nhs_status(conn)?;
     // A worker thread reads, parses and checks the lines (pure work) while this one
     // reads what the authority holds, then applies them in file order.
     let (line_tx, line_rx) = mpsc::sync_channel::<Vec<Line>>(LINE_BATCHES);
@@ -614,8 +614,8 @@ fn run_pass(
     let rules = &rules;
     let (seqs, writer, held, fatal) = std::thread::scope(|scope| {
         scope.spawn(move || prepare_lines(reader, rules, columns_ok, line_tx, used_rx));
-        let seqs = index::ChangeSeq::load(conn)?;
-        let writer = index::RecordWriter::new(conn)?;
+        let seqs = index::records::ChangeSeq::load(conn)?;
+        let writer = index::records::RecordWriter::new(conn)?;
         let held = match read_held(conn, job.authority, reference_date)? {
             Some((map, open)) => {
                 result.open_before = open;
@@ -623,7 +623,8 @@ fn run_pass(
             }
             None => {
                 if full {
-                    result.open_before = index::count_open(conn, job.authority, reference_date)?;
+                    result.open_before =
+                        index::records::count_open(conn, job.authority, reference_date)?;
                 }
                 None
             }
@@ -699,13 +700,18 @@ fn run_pass(
                 to_end.sort_unstable();
             }
             None => {
-                index::for_each_open(conn, job.authority, reference_date, |id, local_id, plan| {
-                    if let Some(plan) = PlanType::parse(plan) {
-                        if hashes.binary_search(&key_hash(local_id, plan)).is_err() {
-                            to_end.push(id);
+                index::records::for_each_open(
+                    conn,
+                    job.authority,
+                    reference_date,
+                    |id, local_id, plan| {
+                        if let Some(plan) = PlanType::parse(plan) {
+                            if hashes.binary_search(&key_hash(local_id, plan)).is_err() {
+                                to_end.push(id);
+                            }
                         }
-                    }
-                })?;
+                    },
+                )?;
                 to_end.sort_unstable();
             }
         }
@@ -861,9 +867,9 @@ pub fn evaluate_step(
         sink.push(conn, p)?;
     }
     if status.applies() && job.apply {
-        let mut seqs = index::ChangeSeq::load(conn)?;
+        let mut seqs = index::records::ChangeSeq::load(conn)?;
         for id in &r.to_end {
-            index::end_record(
+            index::records::end_record(
                 conn,
                 &mut seqs,
                 *id,
@@ -873,7 +879,7 @@ pub fn evaluate_step(
         }
         seqs.save(conn)?;
         if let Some(at) = r.header.extracted_at {
-            index::record_applied_extract(
+            index::holdings::record_applied_extract(
                 conn,
                 job.authority,
                 &at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),

@@ -19,7 +19,7 @@ use crate::clock::{self, Clock};
 use crate::config::{Config, HubSettings};
 use crate::emit;
 use crate::formats::{self, Kind};
-use crate::index::{self, Counts, IndexError};
+use crate::index::{self, ledger::Counts, IndexError};
 use crate::parse::{DocReader, FormatSpec, Item, RawRecord, Stop};
 use crate::validate::{self, AttendanceRules, Problem, StatusRules};
 
@@ -353,9 +353,9 @@ impl FeedHandler for Attendance<'_> {
         };
         let today = self.now.today().to_string();
         let first = if apply {
-            index::mark_event_seen(conn, self.site_code, &ev.event_id, &today)?
+            index::flows::mark_event_seen(conn, self.site_code, &ev.event_id, &today)?
         } else {
-            !index::event_seen(conn, self.site_code, &ev.event_id)?
+            !index::flows::event_seen(conn, self.site_code, &ev.event_id)?
                 && self.seen.insert(ev.event_id.clone())
         };
         if !first {
@@ -375,7 +375,7 @@ impl FeedHandler for Attendance<'_> {
             return Ok(Verdict::Applied);
         }
         let nhs = ev.nhs_number.as_string();
-        let held = index::held_by_nhs(conn, &nhs)?;
+        let held = index::flows::held_by_nhs(conn, &nhs)?;
         if held.is_empty() {
             self.not_held += 1;
             return Ok(Verdict::Applied);
@@ -391,9 +391,9 @@ impl FeedHandler for Attendance<'_> {
                 .as_deref()
                 .and_then(clock::parse_date)
                 .is_some_and(|e| e <= today_date);
-            index::insert_notification(
+            index::flows::insert_notification(
                 conn,
-                &index::Notification {
+                &index::flows::Notification {
                     message_id: self.message_id,
                     authority: r.authority.clone(),
                     local_id: r.local_id.clone(),
@@ -414,14 +414,14 @@ impl FeedHandler for Attendance<'_> {
                     ..Default::default()
                 },
             )?;
-            index::add_access(conn, r.id, &accessed_at, &ev.site_ods_code, &ev.setting)?;
+            index::flows::add_access(conn, r.id, &accessed_at, &ev.site_ods_code, &ev.setting)?;
             self.notified += 1;
         }
         Ok(Verdict::Applied)
     }
 
     fn finish(&mut self, conn: &Connection) -> Result<(), IndexError> {
-        let authorities = index::notification_authorities(conn, self.message_id)?;
+        let authorities = index::flows::notification_authorities(conn, self.message_id)?;
         reserve_per_authority(
             conn,
             self.config,
@@ -429,7 +429,7 @@ impl FeedHandler for Attendance<'_> {
             Kind::Access,
             authorities,
             |conn, authority, outbound| {
-                index::attach_notifications(conn, self.message_id, authority, outbound)
+                index::flows::attach_notifications(conn, self.message_id, authority, outbound)
             },
         )
     }
@@ -492,12 +492,12 @@ impl FeedHandler for NhsStatus<'_> {
         let nhs = c.nhs_number.as_string();
         let replacement = c.replacement.map(|r| r.as_string());
         let effective = c.effective_date.to_string();
-        index::set_nhs_status(conn, &nhs, c.status, replacement.as_deref(), &effective)?;
+        index::flows::set_nhs_status(conn, &nhs, c.status, replacement.as_deref(), &effective)?;
         self.marked += 1;
-        for r in index::held_by_nhs(conn, &nhs)? {
-            index::insert_inactive(
+        for r in index::flows::held_by_nhs(conn, &nhs)? {
+            index::flows::insert_inactive(
                 conn,
-                &index::InactiveNotice {
+                &index::flows::InactiveNotice {
                     message_id: self.message_id,
                     authority: r.authority,
                     local_id: r.local_id,
@@ -515,7 +515,7 @@ impl FeedHandler for NhsStatus<'_> {
     }
 
     fn finish(&mut self, conn: &Connection) -> Result<(), IndexError> {
-        let authorities = index::inactive_authorities(conn, self.message_id)?;
+        let authorities = index::flows::inactive_authorities(conn, self.message_id)?;
         reserve_per_authority(
             conn,
             self.config,
@@ -523,7 +523,7 @@ impl FeedHandler for NhsStatus<'_> {
             Kind::Inactive,
             authorities,
             |conn, authority, outbound| {
-                index::attach_inactive(conn, self.message_id, authority, outbound)
+                index::flows::attach_inactive(conn, self.message_id, authority, outbound)
             },
         )
     }

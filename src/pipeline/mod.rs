@@ -39,7 +39,7 @@ use crate::config::{Config, Partner, Role};
 use crate::emit::{self, render::EmitError};
 use crate::formats::Kind;
 use crate::fsutil::{self, Dir};
-use crate::index::{self, Counts, Index, IndexError, MessageRow};
+use crate::index::{self, ledger::Counts, ledger::MessageRow, Index, IndexError};
 use crate::intake::{self, Found, Ready};
 use crate::parse::ctl;
 use crate::transport::{self, name_bytes, name_from};
@@ -225,7 +225,7 @@ pub fn run_pass(
         };
         report.scanned.insert(partner.mailbox.clone());
         // Files decided already, whose move waits for their receipt: not new messages.
-        let decided = index::decided_in_inbox(&index.conn, &partner.mailbox)?;
+        let decided = index::ledger::decided_in_inbox(&index.conn, &partner.mailbox)?;
         report.wake_at = match (report.wake_at, scan.wake_at) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -348,7 +348,7 @@ fn handle_failure(
         ErrorKind::File => {
             // The same failure again and again is the file's: after MAX_ATTEMPTS it
             // is answered, so it never blocks its partner's later files for long.
-            let attempts = index::note_failure(
+            let attempts = index::ledger::note_failure(
                 &index.conn,
                 &key.0,
                 &transport::name_bytes(&key.1),
@@ -384,7 +384,9 @@ pub const MAX_ATTEMPTS: u32 = 3;
 
 /// Forgets the failures counted for a file (it was decided, or it left `in/`).
 fn forget_failures(index: &Index, key: &(String, OsString)) {
-    if let Err(e) = index::forget_failures(&index.conn, &key.0, &transport::name_bytes(&key.1)) {
+    if let Err(e) =
+        index::ledger::forget_failures(&index.conn, &key.0, &transport::name_bytes(&key.1))
+    {
         warn!(event = "retry_count_error", mailbox = %key.0, error = %e);
     }
 }
@@ -557,7 +559,7 @@ pub fn recover(
 ) -> Result<(), PassError> {
     let staging_path = config.hub.root.join(emit::STAGING);
     staging.clear().map_err(io_at(&staging_path))?;
-    let rows = index::pending_outbound(&index.conn)?;
+    let rows = index::outbound::pending_outbound(&index.conn)?;
     let mut batch = Vec::new();
     let mut failed = HashSet::new();
     for row in &rows {
@@ -578,22 +580,22 @@ pub fn recover(
         failed.insert(u.id);
         report.partner_error(&u.mailbox, format!("an outbound file could not be put in its folder: {} (remove what is in the way; it is written again at the next pass)", u.error));
     }
-    let written: Vec<&index::OutboundRow> =
+    let written: Vec<&index::outbound::OutboundRow> =
         rows.iter().filter(|r| !failed.contains(&r.id)).collect();
     if !written.is_empty() {
         crate::fault::point("after_receipt");
         let tx = index.begin()?;
         for row in &written {
-            index::mark_outbound_written(&tx, row.id)?;
+            index::outbound::mark_outbound_written(&tx, row.id)?;
         }
         tx.commit()?;
         for row in &written {
             info!(event = "outbound_written", mailbox = %row.mailbox, file = %emit::render::data_name(row));
         }
     }
-    let waiting = index::messages_awaiting_receipt(&index.conn)?;
+    let waiting = index::ledger::messages_awaiting_receipt(&index.conn)?;
     let mut moved = Vec::new();
-    for m in index::messages_moving(&index.conn)? {
+    for m in index::ledger::messages_moving(&index.conn)? {
         if waiting.contains(&m.id) {
             continue;
         }
@@ -612,7 +614,7 @@ pub fn recover(
     crate::fault::point("after_move");
     let tx = index.begin()?;
     for id in moved {
-        index::mark_message_done(&tx, id)?;
+        index::ledger::mark_message_done(&tx, id)?;
     }
     tx.commit()?;
     Ok(())
@@ -904,10 +906,10 @@ fn record_simple(
     m.records = counts.records;
     m.warnings = counts.warnings;
     place(config, m);
-    m.id = index::insert_message(conn, m)?;
-    let receipt = index::insert_receipt(conn, m.id, status, counts)?;
+    m.id = index::ledger::insert_message(conn, m)?;
+    let receipt = index::ledger::insert_receipt(conn, m.id, status, counts)?;
     for (i, p) in problems.iter().enumerate() {
-        index::insert_problem(conn, receipt, i as u64 + 1, p)?;
+        index::ledger::insert_problem(conn, receipt, i as u64 + 1, p)?;
     }
     reserve_receipt(config, conn, now, m, receipt)?;
     log_decision(m, status);
@@ -1002,7 +1004,9 @@ fn begin_message(
     now: &Clock,
     m: &mut MessageRow,
 ) -> Result<Option<i64>, PassError> {
-    if index::find_duplicate(conn, &m.mailbox, m.sha256.as_deref().unwrap_or_default())?.is_some() {
+    if index::ledger::find_duplicate(conn, &m.mailbox, m.sha256.as_deref().unwrap_or_default())?
+        .is_some()
+    {
         record_simple(
             config,
             conn,
@@ -1016,8 +1020,8 @@ fn begin_message(
     }
     m.status = Status::Pending;
     m.dest_folder = Folder::Failed;
-    m.id = index::insert_message(conn, m)?;
-    Ok(Some(index::insert_receipt(
+    m.id = index::ledger::insert_message(conn, m)?;
+    Ok(Some(index::ledger::insert_receipt(
         conn,
         m.id,
         Status::Pending,
@@ -1129,8 +1133,8 @@ fn finish_message(
     m.warnings = o.counts.warnings;
     m.dest_folder = status.destination(now.today());
     place(config, m);
-    index::update_message(conn, m)?;
-    index::update_receipt(conn, receipt, status, o.counts)?;
+    index::ledger::update_message(conn, m)?;
+    index::ledger::update_receipt(conn, receipt, status, o.counts)?;
     reserve_receipt(config, conn, now, m, receipt)?;
     let mut entry = json!({
         "message_id": m.id, "mailbox": m.mailbox, "file": String::from_utf8_lossy(&m.name),
@@ -1143,7 +1147,7 @@ fn finish_message(
             map.insert("authority".into(), json!(a));
         }
     }
-    index::audit(conn, now, actor, m.kind.as_str(), &entry)?;
+    index::audit::audit(conn, now, actor, m.kind.as_str(), &entry)?;
     log_decision(m, status);
     Ok(())
 }
@@ -1156,13 +1160,13 @@ fn carry_out_decisions(
     staging: &emit::Staging,
     report: &mut PassReport,
 ) -> Result<(), PassError> {
-    for d in index::pending_decisions(&index.conn)? {
-        let Some(mut m) = index::message(&index.conn, d.message_id)? else {
+    for d in index::ledger::pending_decisions(&index.conn)? {
+        let Some(mut m) = index::ledger::message(&index.conn, d.message_id)? else {
             continue;
         };
         let tx = index.begin()?;
         if m.status != Status::Quarantined || m.state != MessageState::Done {
-            index::finish_decisions(&tx, m.id, &now.rfc3339())?;
+            index::ledger::finish_decisions(&tx, m.id, &now.rfc3339())?;
             tx.commit()?;
             continue;
         }
@@ -1172,7 +1176,8 @@ fn carry_out_decisions(
         m.src_ctl_name = m.dest_ctl_name.clone();
         let status = if d.decision == Decision::Release {
             let authority = m.authority.clone().unwrap_or_default();
-            let receipt = index::insert_receipt(&tx, m.id, Status::Pending, Counts::default())?;
+            let receipt =
+                index::ledger::insert_receipt(&tx, m.id, Status::Pending, Counts::default())?;
             let job = Job {
                 hub: &config.hub,
                 authority: &authority,
@@ -1209,8 +1214,8 @@ fn carry_out_decisions(
                 records: m.records,
                 ..Counts::default()
             };
-            let receipt = index::insert_receipt(&tx, m.id, Status::Rejected, counts)?;
-            index::insert_problem(
+            let receipt = index::ledger::insert_receipt(&tx, m.id, Status::Rejected, counts)?;
+            index::ledger::insert_problem(
                 &tx,
                 receipt,
                 1,
@@ -1224,9 +1229,9 @@ fn carry_out_decisions(
             m.applied = 0;
             m.dest_folder = Folder::Failed;
             place(config, &mut m);
-            index::update_message(&tx, &m)?;
+            index::ledger::update_message(&tx, &m)?;
             reserve_receipt(config, &tx, &now, &m, receipt)?;
-            index::audit(
+            index::audit::audit(
                 &tx,
                 &now,
                 &format!("operator:{}", d.requested_by),
@@ -1236,7 +1241,7 @@ fn carry_out_decisions(
             Status::Rejected
         };
         if d.decision == Decision::Release {
-            index::audit(
+            index::audit::audit(
                 &tx,
                 &now,
                 &format!("operator:{}", d.requested_by),
@@ -1244,7 +1249,7 @@ fn carry_out_decisions(
                 &json!({"message_id": m.id, "file": file_name, "status": status.as_str()}),
             )?;
         }
-        index::finish_decisions(&tx, m.id, &now.rfc3339())?;
+        index::ledger::finish_decisions(&tx, m.id, &now.rfc3339())?;
         tx.commit()?;
         recover(config, index, staging, report)?;
     }
@@ -1260,21 +1265,21 @@ pub fn housekeeping(
 ) -> Result<(), PassError> {
     let today = now.today();
     let tx = index.begin()?;
-    let mut seqs = index::ChangeSeq::load(&tx)?;
-    let ended = index::end_at_18(&tx, &mut seqs, today)?;
-    let purged = index::purge(&tx, &mut seqs, today, config.hub.retention_days)?;
+    let mut seqs = index::records::ChangeSeq::load(&tx)?;
+    let ended = index::retention::end_at_18(&tx, &mut seqs, today)?;
+    let purged = index::retention::purge(&tx, &mut seqs, today, config.hub.retention_days)?;
     seqs.save(&tx)?;
     let cutoff = crate::clock::add_days(today, -i64::from(config.hub.retention_days));
-    index::purge_flows(&tx, &cutoff.to_string())?;
+    index::flows::purge_flows(&tx, &cutoff.to_string())?;
     let problems_before =
         now.now() - chrono::Duration::days(crate::report::rejections::REJECTION_DAYS);
-    index::purge_problems(&tx, &crate::clock::rfc3339(problems_before))?;
+    index::flows::purge_problems(&tx, &crate::clock::rfc3339(problems_before))?;
     if ended > 0 {
-        index::audit(&tx, &now, "pass", "age_18", &json!({"ended": ended}))?;
+        index::audit::audit(&tx, &now, "pass", "age_18", &json!({"ended": ended}))?;
         info!(event = "age_18", ended);
     }
     for (authority, count) in &purged {
-        index::audit(
+        index::audit::audit(
             &tx,
             &now,
             "pass",
@@ -1391,14 +1396,14 @@ pub fn validate_file(
     };
     let (key, value) = partner.key();
     let partner_key = (key, value.to_string());
-    if let Some(id) = index::find_duplicate(conn, &partner.mailbox, &sha256)? {
+    if let Some(id) = index::ledger::find_duplicate(conn, &partner.mailbox, &sha256)? {
         return Ok(Validation {
             partner_key,
             sha256,
             status: Status::Duplicate,
             counts: Counts::default(),
             problems: Vec::new(),
-            earlier: index::message(conn, id)?,
+            earlier: index::ledger::message(conn, id)?,
         });
     }
     let open = opener(&file, false, config.hub.max_file_bytes);

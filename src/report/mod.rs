@@ -119,7 +119,7 @@ fn authority_line(
             _ => line.open_ucpp = open,
         }
     }
-    let state = index::authority_state(conn, code)?;
+    let state = index::holdings::authority_state(conn, code)?;
     let stale_after =
         chrono::Duration::from_std(config.hub.stale_after).unwrap_or(chrono::Duration::MAX);
     let last = [state.last_full_at.clone(), state.last_delta_at.clone()]

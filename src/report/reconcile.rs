@@ -62,7 +62,7 @@ fn date(d: Option<chrono::NaiveDate>) -> Option<String> {
 }
 
 /// The fields that differ between a file's record and the held one.
-fn differing_fields(r: &ExtractRecord, held: &index::StoredRecord) -> Vec<&'static str> {
+fn differing_fields(r: &ExtractRecord, held: &index::records::StoredRecord) -> Vec<&'static str> {
     let mut f = Vec::new();
     if r.nhs_number.map(|n| n.as_string()).as_deref() != Some(held.nhs_number.as_str()) {
         f.push("nhs_number");
@@ -185,7 +185,7 @@ pub fn reconcile(
             .map_err(ReconcileError::Write)?;
             continue;
         };
-        match index::find_record(conn, authority, &r.local_id, r.plan_type)? {
+        match index::records::find_record(conn, authority, &r.local_id, r.plan_type)? {
             None => {
                 counts.only_in_file += 1;
                 spool(
@@ -222,7 +222,7 @@ pub fn reconcile(
     hashes.sort_unstable();
     // Held and open, but not in the file: a FULL would end these.
     let mut failed: Option<io::Error> = None;
-    index::for_each_open(
+    index::records::for_each_open(
         conn,
         authority,
         rules.reference_date,

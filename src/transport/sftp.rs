@@ -340,14 +340,14 @@ pub fn download(
     let mailbox = &remote.mailbox;
 
     // Finish what a crash left: local copies durable, remote not yet retired.
-    for (name, size, mtime) in index::sftp_local_pending(&index.conn, mailbox)? {
+    for (name, size, mtime) in index::flows::sftp_local_pending(&index.conn, mailbox)? {
         if by_name
             .get(name.as_str())
             .is_some_and(|f| f.size == size && f.mtime == mtime)
         {
             retire(sftp, remote, &name)?;
         }
-        index::set_sftp_download(&index.conn, mailbox, &name, size, mtime, "done", &at)?;
+        index::flows::set_sftp_download(&index.conn, mailbox, &name, size, mtime, "done", &at)?;
     }
 
     let mut order: Vec<&RemoteFile> = Vec::new();
@@ -381,7 +381,8 @@ pub fn download(
 
     let mut done = Vec::new();
     for f in order {
-        match index::sftp_download_state(&index.conn, mailbox, &f.name, f.size, f.mtime)?.as_deref()
+        match index::flows::sftp_download_state(&index.conn, mailbox, &f.name, f.size, f.mtime)?
+            .as_deref()
         {
             Some("local") => {}
             Some("done") | Some("downloading") | None => {
@@ -389,7 +390,7 @@ pub fn download(
                     // The previous file of that name is still waiting to be processed.
                     continue;
                 }
-                index::set_sftp_download(
+                index::flows::set_sftp_download(
                     &index.conn,
                     mailbox,
                     &f.name,
@@ -399,7 +400,7 @@ pub fn download(
                     &at,
                 )?;
                 download_one(sftp, remote, f, &in_dir)?;
-                index::set_sftp_download(
+                index::flows::set_sftp_download(
                     &index.conn,
                     mailbox,
                     &f.name,
@@ -413,7 +414,15 @@ pub fn download(
             Some(_) => continue,
         }
         retire(sftp, remote, &f.name)?;
-        index::set_sftp_download(&index.conn, mailbox, &f.name, f.size, f.mtime, "done", &at)?;
+        index::flows::set_sftp_download(
+            &index.conn,
+            mailbox,
+            &f.name,
+            f.size,
+            f.mtime,
+            "done",
+            &at,
+        )?;
         done.push(f.name.clone());
     }
     Ok(done)
