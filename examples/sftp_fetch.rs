@@ -21,7 +21,7 @@ fn main() -> anyhow::Result<()> {
         .iter()
         .find(|r| &r.mailbox == mailbox)
         .ok_or_else(|| anyhow::anyhow!("no [[sftp]] for {mailbox}"))?;
-    let index = Index::open(&config.hub.database)?;
+    let mut index = Index::open(&config.hub.database)?;
     let start = Instant::now();
     let (_session, conn) = sftp::connect(remote)?;
     let mut listings = sftp::Listings::default();
@@ -29,7 +29,7 @@ fn main() -> anyhow::Result<()> {
         &conn,
         remote,
         &config,
-        &index,
+        &mut index,
         &Clock::real(),
         &mut listings,
     )?;
@@ -37,7 +37,7 @@ fn main() -> anyhow::Result<()> {
         &conn,
         remote,
         &config,
-        &index,
+        &mut index,
         &Clock::real(),
         &mut listings,
     )?);

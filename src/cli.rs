@@ -336,8 +336,8 @@ fn open_for_processing(config: &Config) -> Result<(Lock, Index), Exit> {
         index::IndexError::Folder { .. } | index::IndexError::TooNew { .. } => usage(e),
         other => Exit(1, database_context(config, other)),
     })?;
-    let id = index::ledger::database_id(&index.conn)
-        .map_err(|e| Exit(1, database_context(config, e)))?;
+    let id =
+        index::ledger::database_id(index.db()).map_err(|e| Exit(1, database_context(config, e)))?;
     crate::transport::claim_root(config, &id).map_err(usage)?;
     Ok((lock, index))
 }
@@ -547,10 +547,10 @@ fn init(dir: &Path) -> anyhow::Result<i32> {
 }
 
 /// Opens the index for reading: the database if it exists, else an empty one.
-fn read_index(config: &Config) -> anyhow::Result<Index> {
+fn read_index(config: &Config) -> anyhow::Result<index::ReadOnly> {
     Ok(match Index::open_read_only(&config.hub.database)? {
         Some(index) => index,
-        None => Index::in_memory()?,
+        None => index::ReadOnly::empty()?,
     })
 }
 
@@ -573,16 +573,11 @@ fn validate(
         None => pipeline::partner_of_file(config, file),
     };
     let index = read_index(config)?;
-    let v = pipeline::validate_file(config, &index.conn, file, partner, now)?;
+    let v = pipeline::validate_file(config, index.db(), file, partner, now)?;
     let sequence = match partner {
-        Some(p) => index
-            .conn
-            .query_row(
-                "SELECT last + 1 FROM sequences WHERE mailbox = ?1 AND kind = 'RECEIPT'",
-                [&p.mailbox],
-                |r| r.get::<_, u64>(0),
-            )
-            .unwrap_or(1),
+        Some(p) => {
+            index::views::next_sequence_preview(index.db(), &p.mailbox, formats::Kind::Receipt)?
+        }
         None => 1,
     };
     let source = file
@@ -654,7 +649,7 @@ fn quarantine(config: &Config, command: QuarantineCommand, now: Clock) -> anyhow
                 say!("no quarantined files (no database yet)");
                 return Ok(0);
             };
-            let rows = index::ledger::quarantined(&index.conn)?;
+            let rows = index::ledger::quarantined(index.db())?;
             if rows.is_empty() {
                 say!("no quarantined files");
                 return Ok(0);
@@ -668,14 +663,8 @@ fn quarantine(config: &Config, command: QuarantineCommand, now: Clock) -> anyhow
                 "DECISION"
             );
             for (m, decision) in rows {
-                let reason: String = index
-                    .conn
-                    .query_row(
-                        "SELECT p.message FROM problems p JOIN receipts r ON r.id = p.receipt_id WHERE r.message_id = ?1 AND p.code = 'MASS_END' ORDER BY r.id DESC LIMIT 1",
-                        [m.id],
-                        |r| r.get(0),
-                    )
-                    .unwrap_or_else(|_| "held for an operator".into());
+                let reason = index::views::quarantine_reason(index.db(), m.id)?
+                    .unwrap_or_else(|| "held for an operator".into());
                 say!(
                     "{:<6} {:<10} {:<20} {:<40} {:<16} {}",
                     m.id,
@@ -698,7 +687,7 @@ fn quarantine(config: &Config, command: QuarantineCommand, now: Clock) -> anyhow
             };
             let mut index = Index::open(&config.hub.database)?;
             let tx = index.begin()?;
-            let Some(m) = index::ledger::message(&tx, id)? else {
+            let Some(m) = index::ledger::message(tx.db(), id)? else {
                 bail!("no message with id {id}: see `cpis-hub quarantine list`");
             };
             if m.status != crate::model::Status::Quarantined {
@@ -729,7 +718,7 @@ fn lookup(config: &Config, text: &str, reason: &str, now: Clock) -> Result<i32, 
     let run = || -> anyhow::Result<i32> {
         let mut index = Index::open(&config.hub.database)?;
         let number = nhs.as_string();
-        let held = index::holdings::records_by_nhs(&index.conn, &number)?;
+        let held = index::holdings::records_by_nhs(index.db(), &number)?;
         let tx = index.begin()?;
         index::audit::audit(
             &tx,
@@ -780,7 +769,7 @@ fn lookup(config: &Config, text: &str, reason: &str, now: Clock) -> Result<i32, 
                 h.nhs_status.as_deref().unwrap_or("ACTIVE"),
             );
             let accesses =
-                index::flows::recent_accesses(&index.conn, &authority, &h.local_id, &h.plan_type)?;
+                index::flows::recent_accesses(index.db(), &authority, &h.local_id, &h.plan_type)?;
             say!("  recent unscheduled-care accesses: {}", accesses.len());
             for (at, site, setting) in accesses {
                 say!("    {at}  {site}  {setting}");
@@ -817,16 +806,7 @@ fn backup(config: &Config, file: &Path, now: Clock) -> anyhow::Result<i32> {
         format!("backing up to {}", file.display())
     })?;
     crate::fault::point("backup_copied");
-    let copy =
-        rusqlite::Connection::open_with_flags(file, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    let check: String = copy.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
-    if check != "ok" {
-        bail!(
-            "the backup {} failed its integrity check: {check}",
-            file.display()
-        );
-    }
-    let records: u64 = copy.query_row("SELECT COUNT(*) FROM records", [], |r| r.get(0))?;
+    let records = index::ReadOnly::check_copy(file)?;
     drop(index);
     let mut writer = Index::open(&config.hub.database)?;
     let tx = writer.begin()?;
@@ -869,7 +849,7 @@ fn report(config: &Config, command: ReportCommand, now: Clock) -> Result<i32, Ex
     match command {
         ReportCommand::Summary { csv, html } => {
             let s =
-                crate::report::summary(&index.conn, config, &now).map_err(|e| Exit(1, e.into()))?;
+                crate::report::summary(index.db(), config, &now).map_err(|e| Exit(1, e.into()))?;
             if csv {
                 crate::report::write_summary_csv(&s, &mut out).map_err(fail)?;
             } else {
@@ -894,7 +874,7 @@ fn report(config: &Config, command: ReportCommand, now: Clock) -> Result<i32, Ex
                 )));
             }
             let counts = crate::report::reconcile::reconcile(
-                &index.conn,
+                index.db(),
                 config,
                 &authority,
                 &file,
@@ -919,18 +899,22 @@ fn report(config: &Config, command: ReportCommand, now: Clock) -> Result<i32, Ex
             csv,
         } => {
             let since = since_instant(since.as_deref())?;
-            let codes: Vec<String> = if all {
+            let codes: Vec<crate::model::Code> = if all {
                 Vec::new()
             } else if codes.is_empty() {
-                crate::report::rejections::NHS_CODES
-                    .iter()
-                    .map(|c| c.to_string())
-                    .collect()
+                crate::report::rejections::NHS_CODES.to_vec()
             } else {
                 codes
+                    .iter()
+                    .map(|c| {
+                        crate::model::Code::parse(c).ok_or_else(|| {
+                            usage(anyhow::anyhow!("--code {c} is not a receipt code (see docs/formats-authorities.md)"))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, Exit>>()?
             };
-            let rows = crate::report::rejections::rejections(
-                &index.conn,
+            let rows = index::views::rejections(
+                index.db(),
                 authority.as_deref(),
                 since.as_deref(),
                 &codes,
@@ -955,7 +939,7 @@ fn audit(config: &Config, since: Option<&str>, json_out: bool) -> Result<i32, Ex
             }
             return Ok(0);
         };
-        let rows = index::audit::audit_since(&index.conn, since_text.as_deref())?;
+        let rows = index::audit::audit_since(index.db(), since_text.as_deref())?;
         let stdout = std::io::stdout();
         let mut out = stdout.lock();
         for r in rows {

@@ -102,17 +102,16 @@ pub fn gather(config: &Config, now: Clock) -> Result<Status, IndexError> {
         };
         let (last_in, last_out) = match &index {
             Some(ix) => (
-                ix.conn
-                    .query_row(
-                        "SELECT received_at, name, status FROM messages WHERE mailbox = ?1 ORDER BY id DESC LIMIT 1",
-                        [&p.mailbox],
-                        |r| Ok(FileSeen { at: r.get(0)?, name: String::from_utf8_lossy(&r.get::<_, Vec<u8>>(1)?).into_owned(), status: r.get(2)? }),
-                    )
-                    .ok(),
-                index::outbound::last_outbound(&ix.conn, &p.mailbox)?
+                index::views::last_message(ix.db(), &p.mailbox)?
+                    .map(|(at, name, status)| FileSeen { at, name, status }),
+                index::outbound::last_outbound(ix.db(), &p.mailbox)?
                     .into_iter()
                     .max_by(|a, b| a.2.cmp(&b.2))
-                    .map(|(kind, stem, at)| FileSeen { at, name: stem, status: kind }),
+                    .map(|(kind, stem, at)| FileSeen {
+                        at,
+                        name: stem,
+                        status: kind,
+                    }),
             ),
             None => (None, None),
         };
@@ -134,7 +133,7 @@ pub fn gather(config: &Config, now: Clock) -> Result<Status, IndexError> {
         let code = a.authority_code().unwrap_or_default();
         let last = match &index {
             Some(ix) => {
-                let s = index::holdings::authority_state(&ix.conn, code)?;
+                let s = index::holdings::authority_state(ix.db(), code)?;
                 [s.last_full_at, s.last_delta_at]
                     .into_iter()
                     .flatten()
@@ -151,7 +150,7 @@ pub fn gather(config: &Config, now: Clock) -> Result<Status, IndexError> {
         }
     }
     if let Some(ix) = &index {
-        for (m, decision) in index::ledger::quarantined(&ix.conn)? {
+        for (m, decision) in index::ledger::quarantined(ix.db())? {
             quarantined.push(Quarantined {
                 id: m.id,
                 mailbox: m.mailbox,
@@ -163,7 +162,7 @@ pub fn gather(config: &Config, now: Clock) -> Result<Status, IndexError> {
         for job in ["alerts_delta", "alerts_full", "holdings"] {
             jobs.push(JobRun {
                 job: job.into(),
-                last_run_at: index::flows::job_state(&ix.conn, job)?.0,
+                last_run_at: index::flows::job_state(ix.db(), job)?.0,
             });
         }
     }

@@ -84,9 +84,9 @@ fn due_jobs(
     now: DateTime<Utc>,
 ) -> Result<(DueJobs, DateTime<Utc>), index::IndexError> {
     let hub = &config.hub;
-    let (delta_last, _) = index::flows::job_state(&index.conn, "alerts_delta")?;
-    let (_, full_day) = index::flows::job_state(&index.conn, "alerts_full")?;
-    let (_, holdings_day) = index::flows::job_state(&index.conn, "holdings")?;
+    let (delta_last, _) = index::flows::job_state(index.db(), "alerts_delta")?;
+    let (_, full_day) = index::flows::job_state(index.db(), "alerts_full")?;
+    let (_, holdings_day) = index::flows::job_state(index.db(), "holdings")?;
     let delta_last = parse_time(delta_last);
     let (full_day, holdings_day) = (parse_day(full_day), parse_day(holdings_day));
     let due = DueJobs {

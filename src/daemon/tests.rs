@@ -94,13 +94,13 @@ async fn holdings_run_once_at_their_time_and_alerts_every_interval() {
         "a FULL at the first emit, then no DELTA while nothing changes: {alerts:?}"
     );
     let index = Index::open(&config.hub.database).unwrap();
-    let (last, _) = index::flows::job_state(&index.conn, "alerts_delta").unwrap();
+    let (last, _) = index::flows::job_state(index.db(), "alerts_delta").unwrap();
     let last = clock::parse_rfc3339(&last.unwrap()).unwrap();
     assert!(
         last >= clock::parse_rfc3339("2026-11-21T03:35:00Z").unwrap(),
         "the alerts job ran every 15 minutes: last at {last}"
     );
-    let (_, day) = index::flows::job_state(&index.conn, "holdings").unwrap();
+    let (_, day) = index::flows::job_state(index.db(), "holdings").unwrap();
     assert_eq!(day.as_deref(), Some("2026-11-21"));
 }
 
@@ -133,36 +133,4 @@ fn io_errors_are_classified() {
         ErrorKind::Permanent
     );
     assert_eq!(classify_io(&Error::other("odd")), ErrorKind::File);
-}
-
-#[test]
-fn database_errors_are_the_environment_or_the_file() {
-    use crate::index::IndexError;
-    use crate::pipeline::{classify_index, ErrorKind};
-    let sql = |code: i32| {
-        IndexError::Sql(rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(code),
-            None,
-        ))
-    };
-    assert_eq!(
-        classify_index(&sql(rusqlite::ffi::SQLITE_FULL)),
-        ErrorKind::Environment
-    );
-    assert_eq!(
-        classify_index(&sql(rusqlite::ffi::SQLITE_BUSY)),
-        ErrorKind::Environment
-    );
-    assert_eq!(
-        classify_index(&sql(rusqlite::ffi::SQLITE_IOERR)),
-        ErrorKind::Environment
-    );
-    assert_eq!(
-        classify_index(&sql(rusqlite::ffi::SQLITE_CONSTRAINT)),
-        ErrorKind::File
-    );
-    assert_eq!(
-        classify_index(&sql(rusqlite::ffi::SQLITE_TOOBIG)),
-        ErrorKind::File
-    );
 }

@@ -4,13 +4,11 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use rusqlite::Connection;
-
 use super::{Outgoing, Part, Staging, TableWriter, Undelivered};
 use crate::clock;
 use crate::config::{Config, Format, Framing, Role};
 use crate::formats::{self, Kind};
-use crate::index::{self, ledger::Counts, outbound::OutboundRow, IndexError};
+use crate::index::{self, ledger::Counts, outbound::OutboundRow, Db, IndexError, Tx};
 use crate::model::{Change, Folder, OutboundState};
 use crate::parse::ctl;
 use crate::validate::{ExtractType, Problem};
@@ -43,7 +41,7 @@ pub fn data_name(row: &OutboundRow) -> String {
 /// them visible.
 pub fn stage(
     config: &Config,
-    conn: &Connection,
+    db: Db<'_>,
     staging: &Staging,
     row: &OutboundRow,
 ) -> Result<Outgoing, EmitError> {
@@ -59,14 +57,14 @@ pub fn stage(
     let data = staging.stage(&row.mailbox, "out", &name, OUT_MODE, |file| {
         let mut w = io::BufWriter::with_capacity(256 * 1024, file);
         let result = if keep_copy {
-            render(config, conn, row, &mut body).and_then(|()| {
+            render(config, db, row, &mut body).and_then(|()| {
                 w.write_all(&body).map_err(|e| EmitError::Io {
                     path: PathBuf::from(&row.stem),
                     source: e,
                 })
             })
         } else {
-            render(config, conn, row, &mut w)
+            render(config, db, row, &mut w)
         };
         match result {
             Ok(()) => w.flush(),
@@ -134,7 +132,7 @@ fn stage_ctl(
 /// Renders an outbound file's content.
 pub fn render(
     config: &Config,
-    conn: &Connection,
+    db: Db<'_>,
     row: &OutboundRow,
     out: &mut dyn Write,
 ) -> Result<(), EmitError> {
@@ -148,9 +146,9 @@ pub fn render(
             let receipt_id = row
                 .receipt_id
                 .ok_or_else(|| EmitError::Missing(row.stem.clone()))?;
-            let receipt = index::ledger::receipt(conn, receipt_id)?
+            let receipt = index::ledger::receipt(db, receipt_id)?
                 .ok_or_else(|| EmitError::Missing(row.stem.clone()))?;
-            let message = index::ledger::message(conn, receipt.message_id)?
+            let message = index::ledger::message(db, receipt.message_id)?
                 .ok_or_else(|| EmitError::Missing(row.stem.clone()))?;
             let source = String::from_utf8_lossy(&message.name);
             let head = ReceiptHead {
@@ -165,7 +163,7 @@ pub fn render(
             let mut table =
                 TableWriter::begin(out, &formats::RECEIPT, row.format, &head.metadata())
                     .map_err(io)?;
-            index::ledger::for_each_problem(conn, receipt_id, |p| {
+            index::ledger::for_each_problem(db, receipt_id, |p| {
                 problem_row(&mut table, &p).map_err(io)
             })?;
             table.finish().map_err(io)
@@ -176,9 +174,9 @@ pub fn render(
             let today = clock::london_date(as_of);
             let retention = i64::from(config.hub.retention_days);
             // One read snapshot for the count in the metadata and the rows.
-            let snapshot = conn.unchecked_transaction().map_err(IndexError::from)?;
-            let conn: &Connection = &snapshot;
-            let count = index::holdings::count_held(conn, &authority)?;
+            let snapshot = db.snapshot()?;
+            let db = snapshot.db();
+            let count = index::holdings::count_held(db, &authority)?;
             let metadata = [
                 (key, value),
                 ("created_at", row.created_at.clone()),
@@ -188,7 +186,7 @@ pub fn render(
             ];
             let mut table =
                 TableWriter::begin(out, &formats::HOLDINGS, row.format, &metadata).map_err(io)?;
-            index::holdings::for_each_holding(conn, &authority, |h| {
+            index::holdings::for_each_holding(db, &authority, |h| {
                 let end = h.end_date.as_deref().and_then(clock::parse_date);
                 let status = if end.is_some_and(|e| e <= today) {
                     "ENDED"
@@ -223,11 +221,11 @@ pub fn render(
             table.finish().map_err(io)
         }
         Kind::Access => {
-            let count = index::flows::count_rows(conn, "notifications", row.id)?;
+            let count = index::flows::count_rows(db, "notifications", row.id)?;
             let metadata = simple_metadata(key, value, row, count);
             let mut table =
                 TableWriter::begin(out, &formats::ACCESS, row.format, &metadata).map_err(io)?;
-            index::flows::for_each_notification(conn, row.id, |n| {
+            index::flows::for_each_notification(db, row.id, |n| {
                 table
                     .row(&[
                         &n.id.to_string(),
@@ -248,11 +246,11 @@ pub fn render(
             table.finish().map_err(io)
         }
         Kind::Inactive => {
-            let count = index::flows::count_rows(conn, "inactive_notices", row.id)?;
+            let count = index::flows::count_rows(db, "inactive_notices", row.id)?;
             let metadata = simple_metadata(key, value, row, count);
             let mut table =
                 TableWriter::begin(out, &formats::INACTIVE, row.format, &metadata).map_err(io)?;
-            index::flows::for_each_inactive(conn, row.id, |n| {
+            index::flows::for_each_inactive(db, row.id, |n| {
                 table
                     .row(&[
                         &n.local_id,
@@ -268,8 +266,8 @@ pub fn render(
         }
         Kind::Alerts => {
             let params = AlertParams::of(row)?;
-            let snapshot = conn.unchecked_transaction().map_err(IndexError::from)?;
-            let count = params.count(&snapshot)?;
+            let snapshot = db.snapshot()?;
+            let count = params.count(snapshot.db())?;
             TableWriter::head(
                 out,
                 &formats::ALERTS,
@@ -277,7 +275,7 @@ pub fn render(
                 &params.metadata(key, &value, row, count),
             )
             .map_err(io)?;
-            write_alert_rows(config, &snapshot, &params, row.format, out)
+            write_alert_rows(config, snapshot.db(), &params, row.format, out)
         }
     }
 }
@@ -323,11 +321,11 @@ impl AlertParams {
         self.kind == ExtractType::Full
     }
 
-    fn count(&self, conn: &Connection) -> Result<u64, IndexError> {
+    fn count(&self, db: Db<'_>) -> Result<u64, IndexError> {
         if self.full() {
-            index::flows::count_alerts_full(conn)
+            index::flows::count_alerts_full(db)
         } else {
-            index::flows::count_alerts_delta(conn, self.from, self.upto)
+            index::flows::count_alerts_delta(db, self.from, self.upto)
         }
     }
 
@@ -356,7 +354,7 @@ impl AlertParams {
 /// same for every site receiving the same FULL.
 fn write_alert_rows(
     config: &Config,
-    conn: &Connection,
+    db: Db<'_>,
     params: &AlertParams,
     syntax: Format,
     out: &mut dyn Write,
@@ -426,11 +424,9 @@ fn write_alert_rows(
         ])
     };
     if params.full() {
-        index::flows::for_each_alert_full(conn, |r| write(r).map_err(io))?;
+        index::flows::for_each_alert_full(db, |r| write(r).map_err(io))?;
     } else {
-        index::flows::for_each_alert_delta(conn, params.from, params.upto, |r| {
-            write(r).map_err(io)
-        })?;
+        index::flows::for_each_alert_delta(db, params.from, params.upto, |r| write(r).map_err(io))?;
     }
     table.finish().map_err(io)
 }
@@ -441,7 +437,7 @@ fn write_alert_rows(
 /// The bytes are those [`render`] would produce for each file alone.
 pub fn write_full_alerts(
     config: &Config,
-    conn: &Connection,
+    db: Db<'_>,
     staging: &Staging,
     rows: &[OutboundRow],
 ) -> Result<Vec<Undelivered>, EmitError> {
@@ -450,8 +446,8 @@ pub fn write_full_alerts(
         move |source| EmitError::Io { path, source }
     };
     let staging_path = config.hub.root.join(super::STAGING);
-    let snapshot = conn.unchecked_transaction().map_err(IndexError::from)?;
-    let count = index::flows::count_alerts_full(&snapshot)?;
+    let snapshot = db.snapshot()?;
+    let count = index::flows::count_alerts_full(snapshot.db())?;
     let mut batch = Vec::new();
     for syntax in [Format::Csv, Format::Xml] {
         let wanted: Vec<&OutboundRow> = rows.iter().filter(|r| r.format == syntax).collect();
@@ -465,7 +461,7 @@ pub fn write_full_alerts(
         let result = (|| -> Result<(), EmitError> {
             {
                 let mut w = io::BufWriter::with_capacity(256 * 1024, file);
-                write_alert_rows(config, &snapshot, &params, syntax, &mut w)?;
+                write_alert_rows(config, snapshot.db(), &params, syntax, &mut w)?;
                 w.flush().map_err(io_at(&staging_path))?;
             }
             crate::fault::point("alerts_body_written");
@@ -555,7 +551,7 @@ pub fn problem_row(table: &mut TableWriter<'_>, p: &Problem) -> io::Result<()> {
 
 /// Reserves an outbound file for a partner (inside the caller's transaction).
 pub fn reserve(
-    conn: &Connection,
+    tx: &Tx<'_>,
     config: &Config,
     mailbox: &str,
     kind: Kind,
@@ -564,7 +560,7 @@ pub fn reserve(
     copy_to: Option<Folder>,
 ) -> Result<OutboundRow, IndexError> {
     let partner = config.partner(mailbox);
-    let sequence = index::outbound::next_sequence(conn, mailbox, kind)?;
+    let sequence = index::outbound::next_sequence(tx, mailbox, kind)?;
     let mut row = OutboundRow {
         id: 0,
         mailbox: mailbox.to_string(),
@@ -579,6 +575,6 @@ pub fn reserve(
         params: None,
         state: OutboundState::Pending,
     };
-    row.id = index::outbound::insert_outbound(conn, &row)?;
+    row.id = index::outbound::insert_outbound(tx, &row)?;
     Ok(row)
 }

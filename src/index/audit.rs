@@ -1,8 +1,9 @@
 //! The audit log: append-only (by trigger), a controlled record.
 
-use rusqlite::{params, Connection};
+use rusqlite::params;
 
 use super::IndexError;
+use super::{Db, Tx};
 
 type Result<T> = std::result::Result<T, IndexError>;
 
@@ -11,12 +12,13 @@ type Result<T> = std::result::Result<T, IndexError>;
 /// Appends to the audit log: the real time of the entry (never `--now`, which is
 /// kept beside it when given), who, what.
 pub fn audit(
-    conn: &Connection,
+    tx: &Tx<'_>,
     clock: &crate::clock::Clock,
     actor: &str,
     action: &str,
     detail: &serde_json::Value,
 ) -> Result<()> {
+    let conn = tx.conn();
     let at = crate::clock::rfc3339(chrono::Utc::now());
     conn.prepare_cached(
         "INSERT INTO audit (at, actor, action, detail, pretend_at) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -43,7 +45,8 @@ pub struct AuditRow {
 }
 
 /// Audit entries at or after `since` (RFC 3339 text), oldest first.
-pub fn audit_since(conn: &Connection, since: Option<&str>) -> Result<Vec<AuditRow>> {
+pub fn audit_since(db: Db<'_>, since: Option<&str>) -> Result<Vec<AuditRow>> {
+    let conn = db.conn();
     let mut stmt = conn.prepare_cached(
         "SELECT id, at, actor, action, detail, pretend_at FROM audit WHERE ?1 IS NULL OR at >= ?1 ORDER BY id",
     )?;

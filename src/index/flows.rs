@@ -2,9 +2,10 @@
 //! notifications, NHS number status and inactive notices, alert extracts.
 
 use crate::model::Change;
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, OptionalExtension, Row};
 
 use super::IndexError;
+use super::{Db, Tx};
 
 type Result<T> = std::result::Result<T, IndexError>;
 
@@ -16,7 +17,8 @@ pub const ACCESSES_KEPT: i64 = 25;
 // ---------------------------------------------------------------------------
 
 /// Was (site, event_id) processed before, in any file?
-pub fn event_seen(conn: &Connection, site: &str, event_id: &str) -> Result<bool> {
+pub fn event_seen(db: Db<'_>, site: &str, event_id: &str) -> Result<bool> {
+    let conn = db.conn();
     Ok(conn
         .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM events_seen WHERE site = ?1 AND event_id = ?2)",
@@ -25,7 +27,8 @@ pub fn event_seen(conn: &Connection, site: &str, event_id: &str) -> Result<bool>
 }
 
 /// Records (site, event_id) as processed; false when it already was.
-pub fn mark_event_seen(conn: &Connection, site: &str, event_id: &str, today: &str) -> Result<bool> {
+pub fn mark_event_seen(tx: &Tx<'_>, site: &str, event_id: &str, today: &str) -> Result<bool> {
+    let conn = tx.conn();
     let n = conn
         .prepare_cached(
             "INSERT OR IGNORE INTO events_seen (site, event_id, seen_on) VALUES (?1, ?2, ?3)",
@@ -45,7 +48,8 @@ pub struct HeldRecord {
 }
 
 /// Every held record (any authority) with this NHS number.
-pub fn held_by_nhs(conn: &Connection, nhs: &str) -> Result<Vec<HeldRecord>> {
+pub fn held_by_nhs(db: Db<'_>, nhs: &str) -> Result<Vec<HeldRecord>> {
+    let conn = db.conn();
     let mut stmt = conn.prepare_cached(
         "SELECT id, authority, local_id, plan_type, end_date FROM records WHERE nhs_number = ?1 ORDER BY authority, local_id, plan_type",
     )?;
@@ -83,7 +87,8 @@ pub struct Notification {
     pub created_on: String,
 }
 
-pub fn insert_notification(conn: &Connection, n: &Notification) -> Result<()> {
+pub fn insert_notification(tx: &Tx<'_>, n: &Notification) -> Result<()> {
+    let conn = tx.conn();
     conn.prepare_cached(
         "INSERT INTO notifications (message_id, authority, local_id, nhs_number, plan_type, plan_status, plan_end_date, accessed_at,
          site_ods_code, site_name, setting, user_name, user_role, created_on)
@@ -98,12 +103,13 @@ pub fn insert_notification(conn: &Connection, n: &Notification) -> Result<()> {
 
 /// Adds an access to a record's history and keeps only the newest [`ACCESSES_KEPT`].
 pub fn add_access(
-    conn: &Connection,
+    tx: &Tx<'_>,
     record_id: i64,
     accessed_at: &str,
     site_ods_code: &str,
     setting: &str,
 ) -> Result<()> {
+    let conn = tx.conn();
     conn.prepare_cached("INSERT INTO accesses (record_id, accessed_at, site_ods_code, setting) VALUES (?1, ?2, ?3, ?4)")?
         .execute(params![record_id, accessed_at, site_ods_code, setting])?;
     conn.prepare_cached(
@@ -116,11 +122,12 @@ pub fn add_access(
 
 /// The newest accesses of a record, newest first: (accessed_at, site_ods_code, setting).
 pub fn recent_accesses(
-    conn: &Connection,
+    db: Db<'_>,
     authority: &str,
     local_id: &str,
     plan_type: &str,
 ) -> Result<Vec<(String, String, String)>> {
+    let conn = db.conn();
     let mut stmt = conn.prepare_cached(
         "SELECT a.accessed_at, a.site_ods_code, a.setting FROM accesses a JOIN records r ON r.id = a.record_id
          WHERE r.authority = ?1 AND r.local_id = ?2 AND r.plan_type = ?3 ORDER BY a.accessed_at DESC, a.rowid DESC",
@@ -134,7 +141,8 @@ pub fn recent_accesses(
 }
 
 /// The authorities a message produced rows for in `table`, in order.
-fn authorities_of(conn: &Connection, table: &str, message_id: i64) -> Result<Vec<String>> {
+fn authorities_of(db: Db<'_>, table: &str, message_id: i64) -> Result<Vec<String>> {
+    let conn = db.conn();
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT DISTINCT authority FROM {table} WHERE message_id = ?1 ORDER BY authority"
     ))?;
@@ -146,12 +154,13 @@ fn authorities_of(conn: &Connection, table: &str, message_id: i64) -> Result<Vec
 
 /// Links a message's rows for one authority to the outbound file that carries them.
 fn attach(
-    conn: &Connection,
+    tx: &Tx<'_>,
     table: &str,
     message_id: i64,
     authority: &str,
     outbound_id: i64,
 ) -> Result<u64> {
+    let conn = tx.conn();
     let n = conn
         .prepare_cached(&format!(
             "UPDATE {table} SET outbound_id = ?3 WHERE message_id = ?1 AND authority = ?2"
@@ -160,34 +169,39 @@ fn attach(
     Ok(n as u64)
 }
 
-pub fn notification_authorities(conn: &Connection, message_id: i64) -> Result<Vec<String>> {
-    authorities_of(conn, "notifications", message_id)
+pub fn notification_authorities(db: Db<'_>, message_id: i64) -> Result<Vec<String>> {
+    let _conn = db.conn();
+    authorities_of(db, "notifications", message_id)
 }
 
 pub fn attach_notifications(
-    conn: &Connection,
+    tx: &Tx<'_>,
     message_id: i64,
     authority: &str,
     outbound_id: i64,
 ) -> Result<u64> {
-    attach(conn, "notifications", message_id, authority, outbound_id)
+    let _conn = tx.conn();
+    attach(tx, "notifications", message_id, authority, outbound_id)
 }
 
-pub fn inactive_authorities(conn: &Connection, message_id: i64) -> Result<Vec<String>> {
-    authorities_of(conn, "inactive_notices", message_id)
+pub fn inactive_authorities(db: Db<'_>, message_id: i64) -> Result<Vec<String>> {
+    let _conn = db.conn();
+    authorities_of(db, "inactive_notices", message_id)
 }
 
 pub fn attach_inactive(
-    conn: &Connection,
+    tx: &Tx<'_>,
     message_id: i64,
     authority: &str,
     outbound_id: i64,
 ) -> Result<u64> {
-    attach(conn, "inactive_notices", message_id, authority, outbound_id)
+    let _conn = tx.conn();
+    attach(tx, "inactive_notices", message_id, authority, outbound_id)
 }
 
 /// Rows carried by an outbound file.
-pub fn count_rows(conn: &Connection, table: &str, outbound_id: i64) -> Result<u64> {
+pub fn count_rows(db: Db<'_>, table: &str, outbound_id: i64) -> Result<u64> {
+    let conn = db.conn();
     Ok(conn
         .prepare_cached(&format!(
             "SELECT COUNT(*) FROM {table} WHERE outbound_id = ?1"
@@ -217,12 +231,12 @@ fn notification_row(r: &Row<'_>) -> rusqlite::Result<Notification> {
 
 /// The notifications an ACCESS file carries, in order.
 pub fn for_each_notification<E: From<IndexError>>(
-    conn: &Connection,
+    db: Db<'_>,
     outbound_id: i64,
     f: impl FnMut(Notification) -> std::result::Result<(), E>,
 ) -> std::result::Result<(), E> {
     super::each_row(
-        conn,
+        db.conn(),
         "SELECT id, message_id, authority, local_id, nhs_number, plan_type, plan_status, plan_end_date, accessed_at, site_ods_code,
                 site_name, setting, user_name, user_role, created_on
          FROM notifications WHERE outbound_id = ?1 ORDER BY id",
@@ -237,12 +251,13 @@ pub fn for_each_notification<E: From<IndexError>>(
 // ---------------------------------------------------------------------------
 
 pub fn set_nhs_status(
-    conn: &Connection,
+    tx: &Tx<'_>,
     nhs: &str,
     status: &str,
     replacement: Option<&str>,
     effective_date: &str,
 ) -> Result<()> {
+    let conn = tx.conn();
     conn.prepare_cached(
         "INSERT INTO nhs_status (nhs_number, status, replacement, effective_date) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (nhs_number) DO UPDATE SET status = excluded.status, replacement = excluded.replacement, effective_date = excluded.effective_date",
@@ -265,7 +280,8 @@ pub struct InactiveNotice {
     pub created_on: String,
 }
 
-pub fn insert_inactive(conn: &Connection, n: &InactiveNotice) -> Result<()> {
+pub fn insert_inactive(tx: &Tx<'_>, n: &InactiveNotice) -> Result<()> {
+    let conn = tx.conn();
     conn.prepare_cached(
         "INSERT INTO inactive_notices (message_id, authority, local_id, nhs_number, plan_type, status, replacement, effective_date, created_on)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -275,12 +291,12 @@ pub fn insert_inactive(conn: &Connection, n: &InactiveNotice) -> Result<()> {
 }
 
 pub fn for_each_inactive<E: From<IndexError>>(
-    conn: &Connection,
+    db: Db<'_>,
     outbound_id: i64,
     f: impl FnMut(InactiveNotice) -> std::result::Result<(), E>,
 ) -> std::result::Result<(), E> {
     super::each_row(
-        conn,
+        db.conn(),
         "SELECT message_id, authority, local_id, nhs_number, plan_type, status, replacement, effective_date, created_on
          FROM inactive_notices WHERE outbound_id = ?1 ORDER BY id",
         [outbound_id],
@@ -306,14 +322,16 @@ pub fn for_each_inactive<E: From<IndexError>>(
 // ---------------------------------------------------------------------------
 
 /// What a site was last sent: (created_at of that file, change_seq it covered).
-pub fn site_state(conn: &Connection, site: &str) -> Result<Option<(String, i64)>> {
+pub fn site_state(db: Db<'_>, site: &str) -> Result<Option<(String, i64)>> {
+    let conn = db.conn();
     Ok(conn
         .prepare_cached("SELECT last_created_at, last_seq FROM site_state WHERE site = ?1")?
         .query_row([site], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?)
 }
 
-pub fn set_site_state(conn: &Connection, site: &str, created_at: &str, seq: i64) -> Result<()> {
+pub fn set_site_state(tx: &Tx<'_>, site: &str, created_at: &str, seq: i64) -> Result<()> {
+    let conn = tx.conn();
     conn.prepare_cached(
         "INSERT INTO site_state (site, last_created_at, last_seq) VALUES (?1, ?2, ?3)
          ON CONFLICT (site) DO UPDATE SET last_created_at = excluded.last_created_at, last_seq = excluded.last_seq",
@@ -323,14 +341,16 @@ pub fn set_site_state(conn: &Connection, site: &str, created_at: &str, seq: i64)
 }
 
 /// The last change sequence number handed out.
-pub fn last_change_seq(conn: &Connection) -> Result<i64> {
+pub fn last_change_seq(db: Db<'_>) -> Result<i64> {
+    let conn = db.conn();
     Ok(conn
         .prepare_cached("SELECT value FROM counters WHERE name = 'change_seq'")?
         .query_row([], |r| r.get(0))?)
 }
 
 /// Whether anything changed in (from, to].
-pub fn changed_between(conn: &Connection, from: i64, to: i64) -> Result<bool> {
+pub fn changed_between(db: Db<'_>, from: i64, to: i64) -> Result<bool> {
+    let conn = db.conn();
     Ok(conn
         .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM records WHERE change_seq > ?1 AND change_seq <= ?2)
@@ -382,19 +402,20 @@ fn alert_row(r: &Row<'_>, from: Option<i64>, secret: i64) -> rusqlite::Result<Al
 }
 
 /// Rows of a FULL alert extract: every record held, in a stable order.
-pub fn count_alerts_full(conn: &Connection) -> Result<u64> {
+pub fn count_alerts_full(db: Db<'_>) -> Result<u64> {
+    let conn = db.conn();
     Ok(conn
         .prepare_cached("SELECT COUNT(*) FROM records")?
         .query_row([], |r| r.get(0))?)
 }
 
 pub fn for_each_alert_full<E: From<IndexError>>(
-    conn: &Connection,
+    db: Db<'_>,
     f: impl FnMut(AlertRow) -> std::result::Result<(), E>,
 ) -> std::result::Result<(), E> {
-    let secret = super::records::alert_secret(conn)?;
+    let secret = super::records::alert_secret(db)?;
     super::each_row(
-        conn,
+        db.conn(),
         &format!("{ALERT_SELECT} ORDER BY nhs_number, plan_type, authority, id"),
         [],
         |r| alert_row(r, None, secret),
@@ -404,7 +425,8 @@ pub fn for_each_alert_full<E: From<IndexError>>(
 
 /// Rows of a DELTA covering changes in (from, to]: ADD/UPDATE of current records,
 /// REMOVE of records the site was sent and that were purged or deleted since.
-pub fn count_alerts_delta(conn: &Connection, from: i64, to: i64) -> Result<u64> {
+pub fn count_alerts_delta(db: Db<'_>, from: i64, to: i64) -> Result<u64> {
+    let conn = db.conn();
     Ok(conn
         .prepare_cached(
             "SELECT (SELECT COUNT(*) FROM records WHERE change_seq > ?1 AND change_seq <= ?2)
@@ -414,13 +436,13 @@ pub fn count_alerts_delta(conn: &Connection, from: i64, to: i64) -> Result<u64> 
 }
 
 pub fn for_each_alert_delta<E: From<IndexError>>(
-    conn: &Connection,
+    db: Db<'_>,
     from: i64,
     to: i64,
     mut f: impl FnMut(AlertRow) -> std::result::Result<(), E>,
 ) -> std::result::Result<(), E> {
     super::each_row(
-        conn,
+        db.conn(),
         "SELECT alert_id, nhs_number, change_seq FROM removed WHERE change_seq > ?1 AND change_seq <= ?2 AND created_seq <= ?1 ORDER BY change_seq",
         [from, to],
         |r| {
@@ -441,9 +463,9 @@ pub fn for_each_alert_delta<E: From<IndexError>>(
         },
         &mut f,
     )?;
-    let secret = super::records::alert_secret(conn)?;
+    let secret = super::records::alert_secret(db)?;
     super::each_row(
-        conn,
+        db.conn(),
         &format!("{ALERT_SELECT} WHERE change_seq > ?1 AND change_seq <= ?2 ORDER BY change_seq"),
         [from, to],
         |r| alert_row(r, Some(from), secret),
@@ -451,7 +473,8 @@ pub fn for_each_alert_delta<E: From<IndexError>>(
     )
 }
 
-pub fn queue_alert_request(conn: &Connection, site: &str, at: &str, by: &str) -> Result<()> {
+pub fn queue_alert_request(tx: &Tx<'_>, site: &str, at: &str, by: &str) -> Result<()> {
+    let conn = tx.conn();
     conn.prepare_cached(
         "INSERT INTO alert_requests (site, requested_at, requested_by) VALUES (?1, ?2, ?3)",
     )?
@@ -460,7 +483,8 @@ pub fn queue_alert_request(conn: &Connection, site: &str, at: &str, by: &str) ->
 }
 
 /// Sites with a FULL requested and not yet sent.
-pub fn pending_alert_requests(conn: &Connection) -> Result<Vec<String>> {
+pub fn pending_alert_requests(db: Db<'_>) -> Result<Vec<String>> {
+    let conn = db.conn();
     let mut stmt = conn.prepare_cached(
         "SELECT DISTINCT site FROM alert_requests WHERE done_at IS NULL ORDER BY site",
     )?;
@@ -470,7 +494,8 @@ pub fn pending_alert_requests(conn: &Connection) -> Result<Vec<String>> {
     Ok(rows)
 }
 
-pub fn finish_alert_requests(conn: &Connection, site: &str, at: &str) -> Result<()> {
+pub fn finish_alert_requests(tx: &Tx<'_>, site: &str, at: &str) -> Result<()> {
+    let conn = tx.conn();
     conn.prepare_cached(
         "UPDATE alert_requests SET done_at = ?2 WHERE site = ?1 AND done_at IS NULL",
     )?
@@ -480,7 +505,8 @@ pub fn finish_alert_requests(conn: &Connection, site: &str, at: &str) -> Result<
 
 /// Forgets what retention allows: event ids, sent notification rows and alert
 /// tombstones older than `cutoff` (YYYY-MM-DD), and tombstones every site has seen.
-pub fn purge_flows(conn: &Connection, cutoff: &str) -> Result<()> {
+pub fn purge_flows(tx: &Tx<'_>, cutoff: &str) -> Result<()> {
+    let conn = tx.conn();
     conn.prepare_cached("DELETE FROM events_seen WHERE seen_on < ?1")?
         .execute([cutoff])?;
     conn.prepare_cached(
@@ -500,7 +526,8 @@ pub fn purge_flows(conn: &Connection, cutoff: &str) -> Result<()> {
 // ---------------------------------------------------------------------------
 
 /// When a job last ran, and (daily jobs) for which Europe/London date.
-pub fn job_state(conn: &Connection, name: &str) -> Result<(Option<String>, Option<String>)> {
+pub fn job_state(db: Db<'_>, name: &str) -> Result<(Option<String>, Option<String>)> {
+    let conn = db.conn();
     Ok(conn
         .prepare_cached("SELECT last_run_at, last_day FROM jobs WHERE name = ?1")?
         .query_row([name], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -509,7 +536,8 @@ pub fn job_state(conn: &Connection, name: &str) -> Result<(Option<String>, Optio
 }
 
 /// Records a run of a job (`day`: the date a daily job ran for, kept if `None`).
-pub fn set_job_run(conn: &Connection, name: &str, at: &str, day: Option<&str>) -> Result<()> {
+pub fn set_job_run(tx: &Tx<'_>, name: &str, at: &str, day: Option<&str>) -> Result<()> {
+    let conn = tx.conn();
     conn.prepare_cached(
         "INSERT INTO jobs (name, last_run_at, last_day) VALUES (?1, ?2, ?3)
          ON CONFLICT (name) DO UPDATE SET last_run_at = excluded.last_run_at, last_day = coalesce(excluded.last_day, last_day)",
@@ -524,12 +552,13 @@ pub fn set_job_run(conn: &Connection, name: &str, at: &str, day: Option<&str>) -
 
 /// The state of a remote file's download: `downloading`, `local` or `done`.
 pub fn sftp_download_state(
-    conn: &Connection,
+    db: Db<'_>,
     mailbox: &str,
     name: &str,
     size: u64,
     mtime: u64,
 ) -> Result<Option<String>> {
+    let conn = db.conn();
     Ok(conn
         .prepare_cached("SELECT state FROM sftp_downloads WHERE mailbox = ?1 AND name = ?2 AND size = ?3 AND mtime = ?4")?
         .query_row(params![mailbox, name, size, mtime], |r| r.get(0))
@@ -537,7 +566,7 @@ pub fn sftp_download_state(
 }
 
 pub fn set_sftp_download(
-    conn: &Connection,
+    tx: &Tx<'_>,
     mailbox: &str,
     name: &str,
     size: u64,
@@ -545,6 +574,7 @@ pub fn set_sftp_download(
     state: &str,
     at: &str,
 ) -> Result<()> {
+    let conn = tx.conn();
     conn.prepare_cached(
         "INSERT INTO sftp_downloads (mailbox, name, size, mtime, state, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (mailbox, name, size, mtime) DO UPDATE SET state = excluded.state, at = excluded.at",
@@ -554,7 +584,8 @@ pub fn set_sftp_download(
 }
 
 /// Downloads whose local copy is durable but whose remote file was not yet removed.
-pub fn sftp_local_pending(conn: &Connection, mailbox: &str) -> Result<Vec<(String, u64, u64)>> {
+pub fn sftp_local_pending(db: Db<'_>, mailbox: &str) -> Result<Vec<(String, u64, u64)>> {
+    let conn = db.conn();
     let mut stmt = conn.prepare_cached(
         "SELECT name, size, mtime FROM sftp_downloads WHERE mailbox = ?1 AND state = 'local'",
     )?;
@@ -566,7 +597,8 @@ pub fn sftp_local_pending(conn: &Connection, mailbox: &str) -> Result<Vec<(Strin
 
 /// Forgets rejected-line details of messages received before `before` (RFC 3339).
 /// Receipts already sent are not affected.
-pub fn purge_problems(conn: &Connection, before: &str) -> Result<u64> {
+pub fn purge_problems(tx: &Tx<'_>, before: &str) -> Result<u64> {
+    let conn = tx.conn();
     let n = conn
         .prepare_cached(
             "DELETE FROM problems WHERE receipt_id IN (SELECT r.id FROM receipts r JOIN messages m ON m.id = r.message_id

@@ -1,8 +1,9 @@
 //! What an authority holds, for holdings files and lookups, and what it last sent.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, OptionalExtension, Row};
 
 use super::IndexError;
+use super::{Db, Tx};
 
 type Result<T> = std::result::Result<T, IndexError>;
 
@@ -21,7 +22,8 @@ pub struct Holding {
     pub last_accessed_at: Option<String>,
 }
 
-pub fn count_held(conn: &Connection, authority: &str) -> Result<u64> {
+pub fn count_held(db: Db<'_>, authority: &str) -> Result<u64> {
+    let conn = db.conn();
     Ok(conn
         .prepare_cached("SELECT COUNT(*) FROM records WHERE authority = ?1")?
         .query_row([authority], |r| r.get(0))?)
@@ -53,12 +55,12 @@ fn holding_row(r: &Row<'_>) -> rusqlite::Result<(String, Holding)> {
 
 /// Streams an authority's holdings, ordered by local_id and plan type.
 pub fn for_each_holding<E: From<IndexError>>(
-    conn: &Connection,
+    db: Db<'_>,
     authority: &str,
     mut f: impl FnMut(Holding) -> std::result::Result<(), E>,
 ) -> std::result::Result<(), E> {
     super::each_row(
-        conn,
+        db.conn(),
         &format!("{HOLDING_SELECT} WHERE r.authority = ?1 ORDER BY r.local_id, r.plan_type"),
         [authority],
         holding_row,
@@ -67,7 +69,8 @@ pub fn for_each_holding<E: From<IndexError>>(
 }
 
 /// Held records (any authority) with an NHS number, for `lookup`.
-pub fn records_by_nhs(conn: &Connection, nhs: &str) -> Result<Vec<(String, Holding)>> {
+pub fn records_by_nhs(db: Db<'_>, nhs: &str) -> Result<Vec<(String, Holding)>> {
+    let conn = db.conn();
     let mut stmt = conn.prepare_cached(&format!(
         "{HOLDING_SELECT} WHERE r.nhs_number = ?1 ORDER BY r.authority, r.local_id"
     ))?;
@@ -89,7 +92,8 @@ pub struct AuthorityState {
     pub last_delta_at: Option<String>,
 }
 
-pub fn authority_state(conn: &Connection, authority: &str) -> Result<AuthorityState> {
+pub fn authority_state(db: Db<'_>, authority: &str) -> Result<AuthorityState> {
+    let conn = db.conn();
     Ok(conn
         .prepare_cached("SELECT last_extracted_at, last_sequence, last_full_at, last_delta_at FROM authority_state WHERE authority = ?1")?
         .query_row([authority], |r| {
@@ -107,13 +111,14 @@ pub fn authority_state(conn: &Connection, authority: &str) -> Result<AuthoritySt
 /// Records an applied extract: its time (never older than the last: a STALE file is
 /// not applied), sequence and type.
 pub fn record_applied_extract(
-    conn: &Connection,
+    tx: &Tx<'_>,
     authority: &str,
     extracted_at: &str,
     sequence: Option<u64>,
     full: bool,
     now: &str,
 ) -> Result<()> {
+    let conn = tx.conn();
     conn.prepare_cached(
         "INSERT INTO authority_state (authority, last_extracted_at, last_sequence, last_full_at, last_delta_at)
          VALUES (?1, ?2, ?3, CASE WHEN ?4 THEN ?5 END, CASE WHEN ?4 THEN NULL ELSE ?5 END)

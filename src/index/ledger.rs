@@ -1,9 +1,10 @@
 //! The ledger: every inbound message, its receipt and problems, the failures
 //! counted against a file, operator decisions.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, OptionalExtension, Row};
 
 use super::IndexError;
+use super::{Db, Tx};
 use crate::model::{Decision, Folder, MessageKind, MessageState, Status};
 use crate::validate::Problem;
 
@@ -111,7 +112,8 @@ fn message_row(r: &Row<'_>) -> rusqlite::Result<MessageRow> {
 }
 
 /// The id of an earlier message with the same content from the same mailbox.
-pub fn find_duplicate(conn: &Connection, mailbox: &str, sha256: &str) -> Result<Option<i64>> {
+pub fn find_duplicate(db: Db<'_>, mailbox: &str, sha256: &str) -> Result<Option<i64>> {
+    let conn = db.conn();
     Ok(conn
         .prepare_cached(
             "SELECT id FROM messages WHERE mailbox = ?1 AND sha256 = ?2 ORDER BY id LIMIT 1",
@@ -121,7 +123,8 @@ pub fn find_duplicate(conn: &Connection, mailbox: &str, sha256: &str) -> Result<
 }
 
 /// Inserts a message; its outcome columns are filled by [`update_message`].
-pub fn insert_message(conn: &Connection, m: &MessageRow) -> Result<i64> {
+pub fn insert_message(tx: &Tx<'_>, m: &MessageRow) -> Result<i64> {
+    let conn = tx.conn();
     conn.prepare_cached(
         "INSERT INTO messages (mailbox, name, ctl_name, sha256, received_at, kind, status, records, applied, rejected, warnings, authority, extract_type, extracted_at, sequence, src_folder, dest_folder, dest_name, state, compressed, dest_ctl_name, src_name, src_ctl_name)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
@@ -135,7 +138,8 @@ pub fn insert_message(conn: &Connection, m: &MessageRow) -> Result<i64> {
 }
 
 /// Writes a message's outcome and where its file goes.
-pub fn update_message(conn: &Connection, m: &MessageRow) -> Result<()> {
+pub fn update_message(tx: &Tx<'_>, m: &MessageRow) -> Result<()> {
+    let conn = tx.conn();
     conn.prepare_cached(
         "UPDATE messages SET status = ?2, records = ?3, applied = ?4, rejected = ?5, warnings = ?6, authority = ?7,
          extract_type = ?8, extracted_at = ?9, sequence = ?10, src_folder = ?11, dest_folder = ?12, dest_name = ?13, state = ?14,
@@ -148,7 +152,8 @@ pub fn update_message(conn: &Connection, m: &MessageRow) -> Result<()> {
     Ok(())
 }
 
-pub fn message(conn: &Connection, id: i64) -> Result<Option<MessageRow>> {
+pub fn message(db: Db<'_>, id: i64) -> Result<Option<MessageRow>> {
+    let conn = db.conn();
     Ok(conn
         .prepare_cached(&format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1"
@@ -158,7 +163,8 @@ pub fn message(conn: &Connection, id: i64) -> Result<Option<MessageRow>> {
 }
 
 /// Messages whose files have not been moved to their final folder yet.
-pub fn messages_moving(conn: &Connection) -> Result<Vec<MessageRow>> {
+pub fn messages_moving(db: Db<'_>) -> Result<Vec<MessageRow>> {
+    let conn = db.conn();
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages WHERE state <> 'done' ORDER BY id"
     ))?;
@@ -168,14 +174,16 @@ pub fn messages_moving(conn: &Connection) -> Result<Vec<MessageRow>> {
     Ok(rows)
 }
 
-pub fn mark_message_done(conn: &Connection, id: i64) -> Result<()> {
+pub fn mark_message_done(tx: &Tx<'_>, id: i64) -> Result<()> {
+    let conn = tx.conn();
     conn.prepare_cached("UPDATE messages SET state = 'done' WHERE id = ?1")?
         .execute([id])?;
     Ok(())
 }
 
 /// Messages decided whose receipt is not written yet: their files must not move.
-pub fn messages_awaiting_receipt(conn: &Connection) -> Result<std::collections::HashSet<i64>> {
+pub fn messages_awaiting_receipt(db: Db<'_>) -> Result<std::collections::HashSet<i64>> {
+    let conn = db.conn();
     let mut stmt = conn.prepare_cached(
         "SELECT r.message_id FROM outbound o JOIN receipts r ON r.id = o.receipt_id WHERE o.state <> 'written'",
     )?;
@@ -187,10 +195,8 @@ pub fn messages_awaiting_receipt(conn: &Connection) -> Result<std::collections::
 
 /// Names in a mailbox's `in/` of messages already decided and waiting to be moved:
 /// never taken again as new messages.
-pub fn decided_in_inbox(
-    conn: &Connection,
-    mailbox: &str,
-) -> Result<std::collections::HashSet<Vec<u8>>> {
+pub fn decided_in_inbox(db: Db<'_>, mailbox: &str) -> Result<std::collections::HashSet<Vec<u8>>> {
+    let conn = db.conn();
     let mut stmt = conn.prepare_cached(
         "SELECT src_name FROM messages WHERE state <> 'done' AND src_folder = 'in' AND mailbox = ?1
          UNION SELECT src_ctl_name FROM messages WHERE state <> 'done' AND src_folder = 'in' AND mailbox = ?1 AND src_ctl_name IS NOT NULL",
@@ -203,13 +209,8 @@ pub fn decided_in_inbox(
 
 /// Counts a failure of the file `name` in a mailbox's `in/`: the number of passes in
 /// a row it has failed with this same error.
-pub fn note_failure(
-    conn: &Connection,
-    mailbox: &str,
-    name: &[u8],
-    error: &str,
-    at: &str,
-) -> Result<u32> {
+pub fn note_failure(tx: &Tx<'_>, mailbox: &str, name: &[u8], error: &str, at: &str) -> Result<u32> {
+    let conn = tx.conn();
     Ok(conn
         .prepare_cached(
             "INSERT INTO failures (mailbox, name, error, attempts, last_at) VALUES (?1, ?2, ?3, 1, ?4)
@@ -222,14 +223,16 @@ pub fn note_failure(
 }
 
 /// Forgets the failures of a file (decided, or gone from `in/`).
-pub fn forget_failures(conn: &Connection, mailbox: &str, name: &[u8]) -> Result<()> {
+pub fn forget_failures(tx: &Tx<'_>, mailbox: &str, name: &[u8]) -> Result<()> {
+    let conn = tx.conn();
     conn.prepare_cached("DELETE FROM failures WHERE mailbox = ?1 AND name = ?2")?
         .execute(params![mailbox, name])?;
     Ok(())
 }
 
 /// This database's identity (marked on its mailbox root, §6.6), as 16 hex digits.
-pub fn database_id(conn: &Connection) -> Result<String> {
+pub fn database_id(db: Db<'_>) -> Result<String> {
+    let conn = db.conn();
     let id: i64 = conn
         .prepare_cached("SELECT value FROM counters WHERE name = 'database_id'")?
         .query_row([], |r| r.get(0))?;
@@ -237,7 +240,8 @@ pub fn database_id(conn: &Connection) -> Result<String> {
 }
 
 /// Messages held in quarantine with no decision carried out yet.
-pub fn quarantined(conn: &Connection) -> Result<Vec<(MessageRow, Option<String>)>> {
+pub fn quarantined(db: Db<'_>) -> Result<Vec<(MessageRow, Option<String>)>> {
+    let conn = db.conn();
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {MESSAGE_COLUMNS}, (SELECT decision FROM decisions d WHERE d.message_id = messages.id AND d.done_at IS NULL ORDER BY id DESC LIMIT 1)
          FROM messages WHERE status = 'QUARANTINED' ORDER BY id"
@@ -268,24 +272,22 @@ pub struct ReceiptRow {
     pub counts: Counts,
 }
 
-pub fn insert_receipt(
-    conn: &Connection,
-    message_id: i64,
-    status: Status,
-    c: Counts,
-) -> Result<i64> {
+pub fn insert_receipt(tx: &Tx<'_>, message_id: i64, status: Status, c: Counts) -> Result<i64> {
+    let conn = tx.conn();
     conn.prepare_cached("INSERT INTO receipts (message_id, status, records, applied, rejected, warnings) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
         .execute(params![message_id, status, c.records, c.applied, c.rejected, c.warnings])?;
     Ok(conn.last_insert_rowid())
 }
 
-pub fn update_receipt(conn: &Connection, id: i64, status: Status, c: Counts) -> Result<()> {
+pub fn update_receipt(tx: &Tx<'_>, id: i64, status: Status, c: Counts) -> Result<()> {
+    let conn = tx.conn();
     conn.prepare_cached("UPDATE receipts SET status = ?2, records = ?3, applied = ?4, rejected = ?5, warnings = ?6 WHERE id = ?1")?
         .execute(params![id, status, c.records, c.applied, c.rejected, c.warnings])?;
     Ok(())
 }
 
-pub fn receipt(conn: &Connection, id: i64) -> Result<Option<ReceiptRow>> {
+pub fn receipt(db: Db<'_>, id: i64) -> Result<Option<ReceiptRow>> {
+    let conn = db.conn();
     Ok(conn
         .prepare_cached("SELECT id, message_id, status, records, applied, rejected, warnings FROM receipts WHERE id = ?1")?
         .query_row([id], |r| {
@@ -304,7 +306,8 @@ pub fn receipt(conn: &Connection, id: i64) -> Result<Option<ReceiptRow>> {
         .optional()?)
 }
 
-pub fn insert_problem(conn: &Connection, receipt_id: i64, seq: u64, p: &Problem) -> Result<()> {
+pub fn insert_problem(tx: &Tx<'_>, receipt_id: i64, seq: u64, p: &Problem) -> Result<()> {
+    let conn = tx.conn();
     conn.prepare_cached("INSERT INTO problems (receipt_id, seq, line, ref, severity, code, field, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?
         .execute(params![receipt_id, seq, p.line, p.reference, p.severity, p.code, p.field, p.message])?;
     Ok(())
@@ -312,12 +315,12 @@ pub fn insert_problem(conn: &Connection, receipt_id: i64, seq: u64, p: &Problem)
 
 /// A receipt's problems in receipt order: file-level first, then by line.
 pub fn for_each_problem<E: From<IndexError>>(
-    conn: &Connection,
+    db: Db<'_>,
     receipt_id: i64,
     f: impl FnMut(Problem) -> std::result::Result<(), E>,
 ) -> std::result::Result<(), E> {
     super::each_row(
-        conn,
+        db.conn(),
         "SELECT line, ref, severity, code, field, message FROM problems WHERE receipt_id = ?1 ORDER BY line IS NOT NULL, line, seq",
         [receipt_id],
         |r| {
@@ -343,19 +346,21 @@ pub struct DecisionRow {
 }
 
 pub fn queue_decision(
-    conn: &Connection,
+    tx: &Tx<'_>,
     message_id: i64,
     decision: Decision,
     at: &str,
     by: &str,
 ) -> Result<i64> {
+    let conn = tx.conn();
     conn.prepare_cached("INSERT INTO decisions (message_id, decision, requested_at, requested_by) VALUES (?1, ?2, ?3, ?4)")?
         .execute(params![message_id, decision, at, by])?;
     Ok(conn.last_insert_rowid())
 }
 
 /// Decisions not yet carried out, oldest first (one per message: the newest wins).
-pub fn pending_decisions(conn: &Connection) -> Result<Vec<DecisionRow>> {
+pub fn pending_decisions(db: Db<'_>) -> Result<Vec<DecisionRow>> {
+    let conn = db.conn();
     let mut stmt = conn.prepare_cached(
         "SELECT id, message_id, decision, requested_by FROM decisions d WHERE done_at IS NULL
          AND id = (SELECT MAX(id) FROM decisions WHERE message_id = d.message_id AND done_at IS NULL) ORDER BY id",
@@ -374,7 +379,8 @@ pub fn pending_decisions(conn: &Connection) -> Result<Vec<DecisionRow>> {
 }
 
 /// Marks every open decision on a message as carried out.
-pub fn finish_decisions(conn: &Connection, message_id: i64, at: &str) -> Result<()> {
+pub fn finish_decisions(tx: &Tx<'_>, message_id: i64, at: &str) -> Result<()> {
+    let conn = tx.conn();
     conn.prepare_cached(
         "UPDATE decisions SET done_at = ?2 WHERE message_id = ?1 AND done_at IS NULL",
     )?

@@ -16,6 +16,7 @@ pub mod records;
 pub mod retention;
 mod schema;
 mod sql_types;
+pub mod views;
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -47,6 +48,47 @@ pub enum IndexError {
     },
     #[error("{}", sql_advice(.0))]
     Sql(#[from] rusqlite::Error),
+    #[error("internal error: a write was asked of a read-only evaluation")]
+    ReadOnly,
+    #[error("the database copy {path} failed its integrity check: {detail}")]
+    Damaged { path: PathBuf, detail: String },
+}
+
+impl IndexError {
+    /// Whether the database's own state failed (busy, full, read-only, unreadable,
+    /// damaged): the environment, which no file can change. Otherwise a statement
+    /// failed on what it was given (a constraint, a value too big).
+    pub fn is_environment(&self) -> bool {
+        use rusqlite::ErrorCode as C;
+        match self {
+            IndexError::Sql(rusqlite::Error::SqliteFailure(f, _)) => matches!(
+                f.code,
+                C::DatabaseBusy
+                    | C::DatabaseLocked
+                    | C::DiskFull
+                    | C::SystemIoFailure
+                    | C::CannotOpen
+                    | C::ReadOnly
+                    | C::OutOfMemory
+                    | C::DatabaseCorrupt
+                    | C::NotADatabase
+                    | C::FileLockingProtocolFailed
+                    | C::PermissionDenied
+                    | C::OperationInterrupted
+            ),
+            IndexError::Folder { .. } | IndexError::Open { .. } | IndexError::TooNew { .. } => true,
+            IndexError::Sql(_) | IndexError::ReadOnly => false,
+            IndexError::Damaged { .. } => true,
+        }
+    }
+
+    /// A failure injected for tests (`CPIS_HUB_FAULT=poison:NAME`): a constraint.
+    pub fn injected_constraint() -> IndexError {
+        IndexError::Sql(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
+            Some("fault injected: poison".into()),
+        ))
+    }
 }
 
 /// SQLite's message with what an operator should do about it (once).
@@ -76,20 +118,6 @@ fn date_text(d: Option<chrono::NaiveDate>) -> Option<String> {
     d.map(|d| format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day()))
 }
 
-/// Savepoints inside a file's transaction: a pass that must be read again is rolled
-/// back to its savepoint (`rollback_to`), a finished one kept (`release`).
-pub fn savepoint(conn: &Connection, name: &str) -> Result<(), IndexError> {
-    Ok(conn.execute_batch(&format!("SAVEPOINT {name}"))?)
-}
-
-pub fn rollback_to(conn: &Connection, name: &str) -> Result<(), IndexError> {
-    Ok(conn.execute_batch(&format!("ROLLBACK TO {name}"))?)
-}
-
-pub fn release(conn: &Connection, name: &str) -> Result<(), IndexError> {
-    Ok(conn.execute_batch(&format!("RELEASE {name}"))?)
-}
-
 /// Calls `f` for each row of `sql` as `map` reads it; `f`'s own errors pass through
 /// unchanged (a writer's I/O error stays the writer's, never a database error).
 fn each_row<T, E: From<IndexError>>(
@@ -107,9 +135,144 @@ fn each_row<T, E: From<IndexError>>(
     Ok(())
 }
 
+/// Read access to the index: every query takes one (from [`Index::db`],
+/// [`ReadOnly::db`] or [`Tx::db`]). Outside this module it only passes through.
+#[derive(Clone, Copy)]
+pub struct Db<'a> {
+    conn: &'a Connection,
+}
+
+impl<'a> Db<'a> {
+    pub(in crate::index) fn conn(&self) -> &'a Connection {
+        self.conn
+    }
+
+    /// A read snapshot: what several queries read is one consistent state (the count
+    /// in a file's metadata and its rows), whatever a writer does meanwhile.
+    pub fn snapshot(self) -> Result<Snapshot<'a>, IndexError> {
+        Ok(Snapshot {
+            tx: self.conn.unchecked_transaction()?,
+        })
+    }
+}
+
+/// See [`Db::snapshot`]; it ends (rolls back: it wrote nothing) when dropped.
+pub struct Snapshot<'a> {
+    tx: rusqlite::Transaction<'a>,
+}
+
+impl Snapshot<'_> {
+    pub fn db(&self) -> Db<'_> {
+        Db { conn: &self.tx }
+    }
+}
+
+/// A write transaction (`BEGIN IMMEDIATE`): every write takes one, so nothing
+/// outside `index` can write, and nothing writes outside a transaction. Dropped
+/// without [`Tx::commit`], it rolls back.
+pub struct Tx<'a> {
+    tx: rusqlite::Transaction<'a>,
+}
+
+impl Tx<'_> {
+    /// Reads inside this transaction.
+    pub fn db(&self) -> Db<'_> {
+        Db { conn: &self.tx }
+    }
+
+    pub(in crate::index) fn conn(&self) -> &Connection {
+        &self.tx
+    }
+
+    pub fn commit(self) -> Result<(), IndexError> {
+        Ok(self.tx.commit()?)
+    }
+
+    /// A savepoint inside the transaction: a pass that must be read again is rolled
+    /// back to it ([`Tx::rollback_to`]), a finished one kept ([`Tx::release`]).
+    pub fn savepoint(&self, name: &str) -> Result<(), IndexError> {
+        Ok(self.tx.execute_batch(&format!("SAVEPOINT {name}"))?)
+    }
+
+    pub fn rollback_to(&self, name: &str) -> Result<(), IndexError> {
+        Ok(self.tx.execute_batch(&format!("ROLLBACK TO {name}"))?)
+    }
+
+    pub fn release(&self, name: &str) -> Result<(), IndexError> {
+        Ok(self.tx.execute_batch(&format!("RELEASE {name}"))?)
+    }
+}
+
+/// Either a transaction to write in, or only reads (a dry run such as `validate`):
+/// for code that evaluates a file whether or not it applies it.
+#[derive(Clone, Copy)]
+pub enum Store<'a> {
+    Read(Db<'a>),
+    Write(&'a Tx<'a>),
+}
+
+impl<'a> Store<'a> {
+    pub fn db(&self) -> Db<'_> {
+        match self {
+            Store::Read(db) => *db,
+            Store::Write(tx) => tx.db(),
+        }
+    }
+
+    /// The transaction, for a write; a dry run asked to write is a bug, said as such.
+    pub fn tx(&self) -> Result<&'a Tx<'a>, IndexError> {
+        match self {
+            Store::Write(tx) => Ok(tx),
+            Store::Read(_) => Err(IndexError::ReadOnly),
+        }
+    }
+}
+
+/// An index opened for reading only (operator views: `status`, `report`, `audit`,
+/// `validate`): it has no way to write.
+pub struct ReadOnly(Index);
+
+impl ReadOnly {
+    pub fn db(&self) -> Db<'_> {
+        self.0.db()
+    }
+
+    /// Writes a consistent copy of the database to a new file (`VACUUM INTO`, from a
+    /// read snapshot: the daemon carries on writing).
+    pub fn backup_to(&self, target: &str) -> Result<(), IndexError> {
+        self.0.conn.execute("VACUUM INTO ?1", [target])?;
+        Ok(())
+    }
+
+    /// Checks a copy made by [`ReadOnly::backup_to`] (SQLite's integrity check) and
+    /// returns how many records it holds.
+    pub fn check_copy(path: &Path) -> Result<u64, IndexError> {
+        let copy = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(
+            |source| IndexError::Open {
+                path: path.to_path_buf(),
+                source,
+            },
+        )?;
+        let check: String = copy.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+        if check != "ok" {
+            return Err(IndexError::Damaged {
+                path: path.to_path_buf(),
+                detail: check,
+            });
+        }
+        Ok(copy.query_row("SELECT COUNT(*) FROM records", [], |r| r.get(0))?)
+    }
+
+    /// An empty index of this build's schema, in memory (`validate` before any
+    /// database exists).
+    pub fn empty() -> Result<ReadOnly, IndexError> {
+        Index::in_memory().map(ReadOnly)
+    }
+}
+
 /// An open index.
 pub struct Index {
-    pub conn: Connection,
+    conn: Connection,
     path: PathBuf,
 }
 
@@ -156,7 +319,7 @@ impl Index {
 
     /// Opens an existing database for reading only (operator commands that must not
     /// write). `None` when there is no database yet.
-    pub fn open_read_only(path: &Path) -> Result<Option<Index>, IndexError> {
+    pub fn open_read_only(path: &Path) -> Result<Option<ReadOnly>, IndexError> {
         if !path.exists() {
             return Ok(None);
         }
@@ -185,11 +348,11 @@ impl Index {
             // Not migrated yet (no process pass has run with this build): nothing to read.
             return Ok(None);
         }
-        Ok(Some(index))
+        Ok(Some(ReadOnly(index)))
     }
 
-    /// An empty in-memory index (for `validate` before any database exists).
-    pub fn in_memory() -> Result<Index, IndexError> {
+    /// An empty in-memory index.
+    fn in_memory() -> Result<Index, IndexError> {
         let conn = Connection::open_in_memory()?;
         let index = Index {
             conn,
@@ -244,18 +407,29 @@ impl Index {
         self.version()
     }
 
-    /// Writes a consistent copy of the database to a new file (`VACUUM INTO`, from a
-    /// read snapshot: the daemon carries on writing).
-    pub fn backup_to(&self, target: &str) -> Result<(), IndexError> {
-        self.conn.execute("VACUUM INTO ?1", [target])?;
-        Ok(())
+    /// Starts a write transaction (taking the write lock at once).
+    pub fn begin(&mut self) -> Result<Tx<'_>, IndexError> {
+        Ok(Tx {
+            tx: self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?,
+        })
     }
 
-    /// Starts a write transaction (taking the write lock at once).
-    pub fn begin(&mut self) -> Result<rusqlite::Transaction<'_>, IndexError> {
-        Ok(self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?)
+    /// Runs `f` in a transaction of its own and commits it (a one-off write).
+    pub fn write<T>(
+        &mut self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, IndexError>,
+    ) -> Result<T, IndexError> {
+        let tx = self.begin()?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Reads outside a transaction.
+    pub fn db(&self) -> Db<'_> {
+        Db { conn: &self.conn }
     }
 }
 

@@ -1,9 +1,10 @@
 //! Outbound files reserved for writing, and the sequence numbers of each partner
 //! and kind.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, OptionalExtension, Row};
 
 use super::IndexError;
+use super::{Db, Tx};
 use crate::config::{Format, Framing};
 use crate::formats::Kind;
 use crate::model::{Folder, OutboundState};
@@ -32,7 +33,8 @@ pub struct OutboundRow {
 }
 
 /// The next sequence number for a partner and kind (+1 per file, from 1).
-pub fn next_sequence(conn: &Connection, mailbox: &str, kind: Kind) -> Result<u64> {
+pub fn next_sequence(tx: &Tx<'_>, mailbox: &str, kind: Kind) -> Result<u64> {
+    let conn = tx.conn();
     Ok(conn
         .prepare_cached(
             "INSERT INTO sequences (mailbox, kind, last) VALUES (?1, ?2, 1)
@@ -41,7 +43,8 @@ pub fn next_sequence(conn: &Connection, mailbox: &str, kind: Kind) -> Result<u64
         .query_row(params![mailbox, kind], |r| r.get(0))?)
 }
 
-pub fn insert_outbound(conn: &Connection, o: &OutboundRow) -> Result<i64> {
+pub fn insert_outbound(tx: &Tx<'_>, o: &OutboundRow) -> Result<i64> {
+    let conn = tx.conn();
     conn.prepare_cached(
         "INSERT INTO outbound (mailbox, kind, sequence, created_at, stem, format, framing, receipt_id, copy_to, state, params)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -74,7 +77,8 @@ const OUTBOUND_COLUMNS: &str =
     "id, mailbox, kind, sequence, created_at, stem, format, framing, receipt_id, copy_to, state, params";
 
 /// Outbound files reserved but not yet written, oldest first.
-pub fn pending_outbound(conn: &Connection) -> Result<Vec<OutboundRow>> {
+pub fn pending_outbound(db: Db<'_>) -> Result<Vec<OutboundRow>> {
+    let conn = db.conn();
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {OUTBOUND_COLUMNS} FROM outbound WHERE state <> 'written' ORDER BY id"
     ))?;
@@ -84,7 +88,8 @@ pub fn pending_outbound(conn: &Connection) -> Result<Vec<OutboundRow>> {
     Ok(rows)
 }
 
-pub fn outbound(conn: &Connection, id: i64) -> Result<Option<OutboundRow>> {
+pub fn outbound(db: Db<'_>, id: i64) -> Result<Option<OutboundRow>> {
+    let conn = db.conn();
     Ok(conn
         .prepare_cached(&format!(
             "SELECT {OUTBOUND_COLUMNS} FROM outbound WHERE id = ?1"
@@ -93,14 +98,16 @@ pub fn outbound(conn: &Connection, id: i64) -> Result<Option<OutboundRow>> {
         .optional()?)
 }
 
-pub fn mark_outbound_written(conn: &Connection, id: i64) -> Result<()> {
+pub fn mark_outbound_written(tx: &Tx<'_>, id: i64) -> Result<()> {
+    let conn = tx.conn();
     conn.prepare_cached("UPDATE outbound SET state = 'written' WHERE id = ?1")?
         .execute([id])?;
     Ok(())
 }
 
 /// The newest outbound file of each kind for a mailbox: (kind, stem, created_at).
-pub fn last_outbound(conn: &Connection, mailbox: &str) -> Result<Vec<(String, String, String)>> {
+pub fn last_outbound(db: Db<'_>, mailbox: &str) -> Result<Vec<(String, String, String)>> {
+    let conn = db.conn();
     let mut stmt = conn.prepare_cached(
         "SELECT kind, stem, created_at FROM outbound o WHERE mailbox = ?1 AND id = (SELECT MAX(id) FROM outbound WHERE mailbox = ?1 AND kind = o.kind) ORDER BY kind",
     )?;
@@ -111,7 +118,8 @@ pub fn last_outbound(conn: &Connection, mailbox: &str) -> Result<Vec<(String, St
 }
 
 /// Kind-specific parameters of a reserved outbound file (alerts: type, range, since).
-pub fn set_outbound_params(conn: &Connection, id: i64, params: &str) -> Result<()> {
+pub fn set_outbound_params(tx: &Tx<'_>, id: i64, params: &str) -> Result<()> {
+    let conn = tx.conn();
     conn.prepare_cached("UPDATE outbound SET params = ?2 WHERE id = ?1")?
         .execute(params![id, params])?;
     Ok(())

@@ -9,8 +9,8 @@ use super::IndexError;
 use crate::model::EndedReason;
 use crate::validate::{ExtractRecord, PlanType};
 
-use super::date_text;
 use super::retention::{lower_counter, DueDays};
+use super::{date_text, Db, Tx};
 
 type Result<T> = std::result::Result<T, IndexError>;
 
@@ -43,7 +43,8 @@ pub struct ChangeSeq {
 
 impl ChangeSeq {
     /// Reads the counter (inside the transaction that will use it).
-    pub fn load(conn: &Connection) -> Result<ChangeSeq> {
+    pub fn load(db: Db<'_>) -> Result<ChangeSeq> {
+        let conn = db.conn();
         let last: i64 = conn
             .prepare_cached("SELECT value FROM counters WHERE name = 'change_seq'")?
             .query_row([], |r| r.get(0))?;
@@ -56,7 +57,8 @@ impl ChangeSeq {
     }
 
     /// Writes the counter back (never lowering it).
-    pub fn save(&self, conn: &Connection) -> Result<()> {
+    pub fn save(&self, tx: &Tx<'_>) -> Result<()> {
+        let conn = tx.conn();
         conn.prepare_cached(
             "UPDATE counters SET value = max(value, ?1) WHERE name = 'change_seq'",
         )?
@@ -66,11 +68,12 @@ impl ChangeSeq {
 }
 
 pub fn find_record(
-    conn: &Connection,
+    db: Db<'_>,
     authority: &str,
     local_id: &str,
     plan: PlanType,
 ) -> Result<Option<StoredRecord>> {
+    let conn = db.conn();
     Ok(conn
         .prepare_cached(
             "SELECT id, nhs_number, date_of_birth, start_date, end_date, ended_reason, team, office_hours_phone, out_of_hours_phone, email
@@ -275,12 +278,13 @@ impl Held {
 /// `limit` records. Returns `false` (having stopped after `limit` calls) when it holds
 /// more: the caller then discards what it was given.
 pub fn for_each_held(
-    conn: &Connection,
+    db: Db<'_>,
     authority: &str,
     on: NaiveDate,
     limit: u64,
     mut f: impl FnMut(&[u8], &[u8], Held),
 ) -> Result<bool> {
+    let conn = db.conn();
     let on = date_text(Some(on));
     let mut stmt = conn.prepare_cached(
         "SELECT id, local_id, plan_type, row_hash, end_date IS NULL OR end_date > ?2 FROM records WHERE authority = ?1 ORDER BY local_id, plan_type",
@@ -319,7 +323,8 @@ pub struct RecordWriter<'c> {
 }
 
 impl<'c> RecordWriter<'c> {
-    pub fn new(conn: &'c Connection) -> Result<Self> {
+    pub fn new(tx: &'c Tx<'_>) -> Result<Self> {
+        let conn = tx.conn();
         Ok(RecordWriter {
             conn,
             find: conn.prepare(&format!(
@@ -345,8 +350,9 @@ impl<'c> RecordWriter<'c> {
 
     /// Stores what the writes mean for the age-18 ending (call before the
     /// transaction commits).
-    pub fn save(&self, conn: &Connection) -> Result<()> {
-        self.due.save(conn)
+    pub fn save(&self, tx: &Tx<'_>) -> Result<()> {
+        let _conn = tx.conn();
+        self.due.save(tx)
     }
 
     /// Upserts a valid record, reading what is held under its key first.
@@ -481,7 +487,8 @@ impl<'c> RecordWriter<'c> {
 }
 
 /// The key of this index's alert ids.
-pub fn alert_secret(conn: &Connection) -> Result<i64> {
+pub fn alert_secret(db: Db<'_>) -> Result<i64> {
+    let conn = db.conn();
     Ok(conn
         .prepare_cached("SELECT value FROM counters WHERE name = 'alert_secret'")?
         .query_row([], |r| r.get(0))?)
@@ -498,9 +505,10 @@ pub fn alert_id(secret: i64, record_id: i64) -> String {
 }
 
 /// Removes a record at once, leaving a tombstone for the sites' alert REMOVE row.
-pub fn delete_record(conn: &Connection, seqs: &mut ChangeSeq, id: i64) -> Result<()> {
+pub fn delete_record(tx: &Tx<'_>, seqs: &mut ChangeSeq, id: i64) -> Result<()> {
+    let conn = tx.conn();
     let seq = seqs.take();
-    let alert = alert_id(alert_secret(conn)?, id);
+    let alert = alert_id(alert_secret(tx.db())?, id);
     conn.prepare_cached(
         "INSERT OR REPLACE INTO removed (alert_id, nhs_number, created_seq, change_seq) SELECT ?3, nhs_number, created_seq, ?2 FROM records WHERE id = ?1",
     )?
@@ -511,7 +519,8 @@ pub fn delete_record(conn: &Connection, seqs: &mut ChangeSeq, id: i64) -> Result
 }
 
 /// Open records of an authority on a date: no end date, or one after that date.
-pub fn count_open(conn: &Connection, authority: &str, on: NaiveDate) -> Result<u64> {
+pub fn count_open(db: Db<'_>, authority: &str, on: NaiveDate) -> Result<u64> {
+    let conn = db.conn();
     Ok(conn
         .prepare_cached("SELECT COUNT(*) FROM records WHERE authority = ?1 AND (end_date IS NULL OR end_date > ?2)")?
         .query_row(params![authority, date_text(Some(on))], |r| r.get(0))?)
@@ -519,11 +528,12 @@ pub fn count_open(conn: &Connection, authority: &str, on: NaiveDate) -> Result<u
 
 /// Calls `f(id, local_id, plan_type)` for each open record of an authority.
 pub fn for_each_open(
-    conn: &Connection,
+    db: Db<'_>,
     authority: &str,
     on: NaiveDate,
     mut f: impl FnMut(i64, &str, &str),
 ) -> Result<()> {
+    let conn = db.conn();
     let mut stmt = conn.prepare_cached(
         "SELECT id, local_id, plan_type FROM records WHERE authority = ?1 AND (end_date IS NULL OR end_date > ?2)",
     )?;
@@ -538,30 +548,33 @@ pub fn for_each_open(
 
 /// Ends a record on a date with a reason (ABSENT_FROM_FULL, AGE_18).
 pub fn end_record(
-    conn: &Connection,
+    tx: &Tx<'_>,
     seqs: &mut ChangeSeq,
     id: i64,
     on: NaiveDate,
     reason: EndedReason,
 ) -> Result<()> {
+    let conn = tx.conn();
     let seq = seqs.take();
     conn.prepare_cached(
         // The hub's own ending matches no line an authority sends: hash unknown.
         "UPDATE records SET end_date = ?2, ended_reason = ?3, change_seq = ?4, row_hash = NULL WHERE id = ?1",
     )?
     .execute(params![id, date_text(Some(on)), reason, seq])?;
-    lower_counter(conn, "purge_due", on)
+    lower_counter(tx, "purge_due", on)
 }
 
 /// Whether any NHS number is marked superseded or inactive (if none, no lookup is needed).
-pub fn any_nhs_status(conn: &Connection) -> Result<bool> {
+pub fn any_nhs_status(db: Db<'_>) -> Result<bool> {
+    let conn = db.conn();
     Ok(conn
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM nhs_status)")?
         .query_row([], |r| r.get(0))?)
 }
 
 /// The status of an NHS number when it is superseded or inactive: (status, replacement).
-pub fn nhs_status(conn: &Connection, nhs: &str) -> Result<Option<(String, Option<String>)>> {
+pub fn nhs_status(db: Db<'_>, nhs: &str) -> Result<Option<(String, Option<String>)>> {
+    let conn = db.conn();
     Ok(conn
         .prepare_cached("SELECT status, replacement FROM nhs_status WHERE nhs_number = ?1")?
         .query_row([nhs], |r| Ok((r.get(0)?, r.get(1)?)))

@@ -2,9 +2,10 @@
 //! could find work (so a pass with nothing due reads no record).
 
 use chrono::NaiveDate;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 
 use super::IndexError;
+use super::{Db, Tx};
 use crate::model::EndedReason;
 use crate::validate::ExtractRecord;
 
@@ -33,20 +34,23 @@ fn days(d: NaiveDate) -> i64 {
     i64::from(d.num_days_from_ce())
 }
 
-pub(super) fn lower_counter(conn: &Connection, name: &str, day: NaiveDate) -> Result<()> {
+pub(super) fn lower_counter(tx: &Tx<'_>, name: &str, day: NaiveDate) -> Result<()> {
+    let conn = tx.conn();
     conn.prepare_cached("UPDATE counters SET value = min(value, ?2) WHERE name = ?1")?
         .execute(params![name, days(day)])?;
     Ok(())
 }
 
-fn read_counter(conn: &Connection, name: &str) -> Result<Option<i64>> {
+fn read_counter(db: Db<'_>, name: &str) -> Result<Option<i64>> {
+    let conn = db.conn();
     Ok(conn
         .prepare_cached("SELECT value FROM counters WHERE name = ?1")?
         .query_row([name], |r| r.get(0))
         .optional()?)
 }
 
-fn set_counter(conn: &Connection, name: &str, value: i64) -> Result<()> {
+fn set_counter(tx: &Tx<'_>, name: &str, value: i64) -> Result<()> {
+    let conn = tx.conn();
     conn.prepare_cached("INSERT OR REPLACE INTO counters (name, value) VALUES (?1, ?2)")?
         .execute(params![name, value])?;
     Ok(())
@@ -73,12 +77,13 @@ impl DueDays {
     }
 
     /// Lowers the stored days (never raises them; unknown stays unknown).
-    pub(super) fn save(&self, conn: &Connection) -> Result<()> {
+    pub(super) fn save(&self, tx: &Tx<'_>) -> Result<()> {
+        let _conn = tx.conn();
         if let Some(day) = self.earliest {
-            lower_counter(conn, "age18_due", day)?;
+            lower_counter(tx, "age18_due", day)?;
         }
         if let Some(day) = self.earliest_end {
-            lower_counter(conn, "purge_due", day)?;
+            lower_counter(tx, "purge_due", day)?;
         }
         Ok(())
     }
@@ -87,8 +92,9 @@ impl DueDays {
 /// Ends open CPP/LAC records of children who are 18 on or before `today`, on their
 /// 18th birthday. Returns how many were ended. Reads nothing when [`DueDays`] says
 /// nothing can be due yet.
-pub fn end_at_18(conn: &Connection, seqs: &mut ChangeSeq, today: NaiveDate) -> Result<u64> {
-    if read_counter(conn, "age18_due")?.is_some_and(|day| days(today) < day) {
+pub fn end_at_18(tx: &Tx<'_>, seqs: &mut ChangeSeq, today: NaiveDate) -> Result<u64> {
+    let conn = tx.conn();
+    if read_counter(tx.db(), "age18_due")?.is_some_and(|day| days(today) < day) {
         return Ok(0);
     }
     let mut due = Vec::new();
@@ -115,9 +121,9 @@ pub fn end_at_18(conn: &Connection, seqs: &mut ChangeSeq, today: NaiveDate) -> R
         }
     }
     for (id, on) in &due {
-        end_record(conn, seqs, *id, *on, EndedReason::Age18)?;
+        end_record(tx, seqs, *id, *on, EndedReason::Age18)?;
     }
-    set_counter(conn, "age18_due", next)?;
+    set_counter(tx, "age18_due", next)?;
     Ok(due.len() as u64)
 }
 
@@ -125,13 +131,14 @@ pub fn end_at_18(conn: &Connection, seqs: &mut ChangeSeq, today: NaiveDate) -> R
 /// Returns how many were purged, by authority. Reads nothing when `purge_due` (see
 /// [`DueDays`]) says no ending is old enough yet.
 pub fn purge(
-    conn: &Connection,
+    tx: &Tx<'_>,
     seqs: &mut ChangeSeq,
     today: NaiveDate,
     retention_days: u32,
 ) -> Result<Vec<(String, u64)>> {
+    let conn = tx.conn();
     let cutoff = crate::clock::add_days(today, -i64::from(retention_days));
-    if read_counter(conn, "purge_due")?.is_some_and(|day| days(cutoff) < day) {
+    if read_counter(tx.db(), "purge_due")?.is_some_and(|day| days(cutoff) < day) {
         return Ok(Vec::new());
     }
     let mut due = Vec::new();
@@ -156,12 +163,12 @@ pub fn purge(
     due.sort_unstable();
     let mut counts: Vec<(String, u64)> = Vec::new();
     for (authority, _, id) in due {
-        delete_record(conn, seqs, id)?;
+        delete_record(tx, seqs, id)?;
         match counts.last_mut() {
             Some((a, n)) if *a == authority => *n += 1,
             _ => counts.push((authority, 1)),
         }
     }
-    set_counter(conn, "purge_due", next)?;
+    set_counter(tx, "purge_due", next)?;
     Ok(counts)
 }

@@ -63,10 +63,11 @@ fn a_version_1_database_migrates_and_hashes_rows_without_changing_them() {
     assert_eq!(index.schema_version().unwrap(), SCHEMA_VERSION);
     let tx = index.begin().unwrap();
     let hash: Option<i64> = tx
+        .conn()
         .query_row("SELECT row_hash FROM records", [], |r| r.get(0))
         .unwrap();
     assert_eq!(hash, None);
-    let mut seqs = ChangeSeq::load(&tx).unwrap();
+    let mut seqs = ChangeSeq::load(tx.db()).unwrap();
     let mut writer = RecordWriter::new(&tx).unwrap();
     let same = record("M1", "9991000003", "2026-01-10", None, None);
     let (what, held) = writer.upsert(&mut seqs, "LA204", &same).unwrap();
@@ -79,11 +80,12 @@ fn a_version_1_database_migrates_and_hashes_rows_without_changing_them() {
     drop(writer);
     seqs.save(&tx).unwrap();
     let hash: Option<i64> = tx
+        .conn()
         .query_row("SELECT row_hash FROM records", [], |r| r.get(0))
         .unwrap();
     assert_eq!(hash, Some(held.hash));
     assert_eq!(
-        change_seq(&tx),
+        change_seq(tx.conn()),
         1,
         "an unchanged record was written as a change"
     );
@@ -114,10 +116,10 @@ proptest! {
         for known in [false, true] {
             let mut index = Index::in_memory().unwrap();
             let tx = index.begin().unwrap();
-            let mut seqs = ChangeSeq::load(&tx).unwrap();
+            let mut seqs = ChangeSeq::load(tx.db()).unwrap();
             for (n, night) in nights.iter().enumerate() {
                 let mut held: std::collections::HashMap<String, Held> = std::collections::HashMap::new();
-                for_each_held(&tx, "LA204", NaiveDate::from_ymd_opt(2026, 11, 22).unwrap(), u64::MAX, |id, _, h| {
+                for_each_held(tx.db(), "LA204", NaiveDate::from_ymd_opt(2026, 11, 22).unwrap(), u64::MAX, |id, _, h| {
                     held.insert(String::from_utf8_lossy(id).into_owned(), h);
                 }).unwrap();
                 let mut writer = RecordWriter::new(&tx).unwrap();
@@ -139,13 +141,14 @@ proptest! {
                 }
                 drop(writer);
                 // The hub ends one record itself between nights (hash unknown after).
-                let first: Option<i64> = tx.query_row("SELECT min(id) FROM records WHERE end_date IS NULL", [], |r| r.get(0)).unwrap();
+                let first: Option<i64> = tx.conn().query_row("SELECT min(id) FROM records WHERE end_date IS NULL", [], |r| r.get(0)).unwrap();
                 if let (Some(id), true) = (first, n % 2 == 0) {
                     end_record(&tx, &mut seqs, id, NaiveDate::from_ymd_opt(2026, 11, 21).unwrap(), crate::model::EndedReason::AbsentFromFull).unwrap();
                 }
             }
             seqs.save(&tx).unwrap();
             let rows: Vec<String> = tx
+                .conn()
                 .prepare("SELECT id, local_id, nhs_number, start_date, end_date, ended_reason, team, created_seq, change_seq FROM records ORDER BY id")
                 .unwrap()
                 .query_map([], |r| {
@@ -158,7 +161,7 @@ proptest! {
                 .unwrap()
                 .collect::<rusqlite::Result<_>>()
                 .unwrap();
-            results.push((rows, change_seq(&tx)));
+            results.push((rows, change_seq(tx.conn())));
         }
         prop_assert_eq!(&results[0], &results[1]);
     }
@@ -191,7 +194,7 @@ fn a_new_database_has_8k_pages_and_an_older_one_keeps_its_own() {
     assert_eq!(page_size(&index), 4096);
     assert_eq!(index.schema_version().unwrap(), SCHEMA_VERSION);
     let tx = index.begin().unwrap();
-    let mut seqs = ChangeSeq::load(&tx).unwrap();
+    let mut seqs = ChangeSeq::load(tx.db()).unwrap();
     let mut writer = RecordWriter::new(&tx).unwrap();
     let r = record("M1", "9991000003", "2026-01-10", None, Some("North"));
     assert_eq!(
@@ -209,7 +212,7 @@ fn a_new_database_has_8k_pages_and_an_older_one_keeps_its_own() {
 fn the_held_scan_stops_only_above_its_limit() {
     let mut index = Index::in_memory().unwrap();
     let tx = index.begin().unwrap();
-    let mut seqs = ChangeSeq::load(&tx).unwrap();
+    let mut seqs = ChangeSeq::load(tx.db()).unwrap();
     let mut writer = RecordWriter::new(&tx).unwrap();
     for (id, nhs) in [
         ("A1", "9991000003"),
@@ -235,7 +238,7 @@ fn the_held_scan_stops_only_above_its_limit() {
     let on = NaiveDate::from_ymd_opt(2026, 11, 21).unwrap();
     let scan = |limit| {
         let mut ids = Vec::new();
-        let all = for_each_held(&tx, "LA204", on, limit, |local_id, _, _| {
+        let all = for_each_held(tx.db(), "LA204", on, limit, |local_id, _, _| {
             ids.push(String::from_utf8(local_id.to_vec()).unwrap())
         })
         .unwrap();
@@ -304,4 +307,29 @@ fn a_database_migrated_by_the_first_text_of_1_to_2_ends_equal_to_a_fresh_one() {
     let fresh = Index::open(&dir.path().join("fresh.sqlite3")).unwrap();
     assert_eq!(schema_of(&migrated.conn), schema_of(&fresh.conn));
     assert_eq!(migrated.schema_version().unwrap(), SCHEMA_VERSION);
+}
+
+#[test]
+fn database_errors_are_the_environment_or_the_file() {
+    let sql = |code: i32| {
+        IndexError::Sql(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(code),
+            None,
+        ))
+    };
+    for code in [
+        rusqlite::ffi::SQLITE_FULL,
+        rusqlite::ffi::SQLITE_BUSY,
+        rusqlite::ffi::SQLITE_IOERR,
+        rusqlite::ffi::SQLITE_CORRUPT,
+    ] {
+        assert!(sql(code).is_environment(), "{code}");
+    }
+    for code in [
+        rusqlite::ffi::SQLITE_CONSTRAINT,
+        rusqlite::ffi::SQLITE_TOOBIG,
+    ] {
+        assert!(!sql(code).is_environment(), "{code}");
+    }
+    assert!(!IndexError::injected_constraint().is_environment());
 }

@@ -30,18 +30,18 @@ pub fn emit_alerts(
     deltas: bool,
     fulls_due: bool,
 ) -> Result<(), PassError> {
-    let requested = index::flows::pending_alert_requests(&index.conn)?;
+    let requested = index::flows::pending_alert_requests(index.db())?;
     if !deltas && !fulls_due && requested.is_empty() {
         return Ok(());
     }
     let tx = index.begin()?;
-    let upto = index::flows::last_change_seq(&tx)?;
+    let upto = index::flows::last_change_seq(tx.db())?;
     let mut fulls: Vec<OutboundRow> = Vec::new();
     for partner in &config.partners {
         let Role::Site { code, alerts, .. } = &partner.role else {
             continue;
         };
-        let state = index::flows::site_state(&tx, code)?;
+        let state = index::flows::site_state(tx.db(), code)?;
         let asked = requested.contains(code);
         let full_mode = *alerts == AlertsMode::Full;
         let params = match &state {
@@ -49,7 +49,9 @@ pub fn emit_alerts(
             None if deltas || (full_mode && fulls_due) => Some((ExtractType::Full, 0, None)),
             Some(_) if full_mode && fulls_due => Some((ExtractType::Full, 0, None)),
             Some((last_created_at, last_seq))
-                if deltas && !full_mode && index::flows::changed_between(&tx, *last_seq, upto)? =>
+                if deltas
+                    && !full_mode
+                    && index::flows::changed_between(tx.db(), *last_seq, upto)? =>
             {
                 Some((ExtractType::Delta, *last_seq, Some(last_created_at.clone())))
             }
@@ -89,12 +91,17 @@ pub fn emit_alerts(
     // FULL files first, rendered once for all sites; then everything else (and any
     // FULL a site's folder could not take, written alone by `recover`).
     if !fulls.is_empty() {
-        let undelivered = emit::render::write_full_alerts(config, &index.conn, staging, &fulls)?;
-        for row in &fulls {
-            if undelivered.iter().any(|u| u.id == row.id) {
-                continue;
-            }
-            index::outbound::mark_outbound_written(&index.conn, row.id)?;
+        let undelivered = emit::render::write_full_alerts(config, index.db(), staging, &fulls)?;
+        let written: Vec<&OutboundRow> = fulls
+            .iter()
+            .filter(|row| !undelivered.iter().any(|u| u.id == row.id))
+            .collect();
+        index.write(|tx| {
+            written
+                .iter()
+                .try_for_each(|row| index::outbound::mark_outbound_written(tx, row.id))
+        })?;
+        for row in written {
             info!(event = "outbound_written", mailbox = %row.mailbox, file = %emit::render::data_name(row));
         }
     }

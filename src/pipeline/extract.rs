@@ -21,13 +21,12 @@ use std::io::{self, Read};
 use std::sync::mpsc;
 
 use chrono::NaiveDate;
-use rusqlite::Connection;
 use xxhash_rust::xxh3::xxh3_128;
 
 use crate::clock::{self, Clock};
 use crate::config::HubSettings;
 use crate::formats::EXTRACT;
-use crate::index::{self, ledger::Counts, IndexError};
+use crate::index::{self, ledger::Counts, IndexError, Store};
 use crate::parse::{limits, DocReader, FileProblem, Item, Stop};
 use crate::validate::{
     self, Action, Checked, ExtractHeader, ExtractRules, ExtractType, PlanType, Problem,
@@ -42,20 +41,14 @@ pub enum ExtractError {
     Index(#[from] IndexError),
 }
 
-impl From<rusqlite::Error> for ExtractError {
-    fn from(e: rusqlite::Error) -> Self {
-        ExtractError::Index(IndexError::Sql(e))
-    }
-}
-
 /// Where problems go: the index (for a receipt) or memory (for `validate`).
 pub trait Sink {
-    fn push(&mut self, conn: &Connection, problem: Problem) -> Result<(), IndexError>;
+    fn push(&mut self, store: Store<'_>, problem: Problem) -> Result<(), IndexError>;
     /// Forget everything pushed (the pass is read again).
     fn reset(&mut self);
     /// After the last problem: one row per code that had more than
     /// [`MAX_LISTED_PER_CODE`], saying how many more there were.
-    fn finish(&mut self, conn: &Connection) -> Result<(), IndexError>;
+    fn finish(&mut self, store: Store<'_>) -> Result<(), IndexError>;
 }
 
 /// A receipt lists at most this many problems of one code; the others are counted
@@ -116,16 +109,16 @@ impl DbSink {
         }
     }
 
-    fn insert(&mut self, conn: &Connection, problem: &Problem) -> Result<(), IndexError> {
+    fn insert(&mut self, store: Store<'_>, problem: &Problem) -> Result<(), IndexError> {
         self.seq += 1;
-        index::ledger::insert_problem(conn, self.receipt_id, self.seq, problem)
+        index::ledger::insert_problem(store.tx()?, self.receipt_id, self.seq, problem)
     }
 }
 
 impl Sink for DbSink {
-    fn push(&mut self, conn: &Connection, problem: Problem) -> Result<(), IndexError> {
+    fn push(&mut self, store: Store<'_>, problem: Problem) -> Result<(), IndexError> {
         if self.cap.admit(&problem) {
-            self.insert(conn, &problem)?;
+            self.insert(store, &problem)?;
         }
         Ok(())
     }
@@ -134,9 +127,9 @@ impl Sink for DbSink {
         self.seq = 0;
         self.cap = Cap::default();
     }
-    fn finish(&mut self, conn: &Connection) -> Result<(), IndexError> {
+    fn finish(&mut self, store: Store<'_>) -> Result<(), IndexError> {
         for p in self.cap.summaries() {
-            self.insert(conn, &p)?;
+            self.insert(store, &p)?;
         }
         self.cap = Cap::default();
         Ok(())
@@ -148,7 +141,7 @@ impl Sink for DbSink {
 pub struct MemorySink(pub Vec<Problem>, Cap);
 
 impl Sink for MemorySink {
-    fn push(&mut self, _: &Connection, problem: Problem) -> Result<(), IndexError> {
+    fn push(&mut self, _: Store<'_>, problem: Problem) -> Result<(), IndexError> {
         if self.1.admit(&problem) {
             self.0.push(problem);
         }
@@ -158,7 +151,7 @@ impl Sink for MemorySink {
         self.0.clear();
         self.1 = Cap::default();
     }
-    fn finish(&mut self, _: &Connection) -> Result<(), IndexError> {
+    fn finish(&mut self, _: Store<'_>) -> Result<(), IndexError> {
         self.0.extend(self.1.summaries());
         self.1 = Cap::default();
         Ok(())
@@ -221,20 +214,21 @@ impl Hasher for KeyHasher {
 /// Reads what the authority holds (see [`HeldMap`]); `None` when it holds too much
 /// (the scan stops at the first record over the limit).
 fn read_held(
-    conn: &Connection,
+    store: Store<'_>,
     authority: &str,
     on: NaiveDate,
 ) -> Result<Option<(HeldMap, u64)>, IndexError> {
     let limit = crate::fault::held_in_memory(HELD_IN_MEMORY) as u64;
     let mut map = HeldMap::default();
     let mut open = 0u64;
-    let all = index::records::for_each_held(conn, authority, on, limit, |local_id, plan, held| {
-        let plan = std::str::from_utf8(plan).ok().and_then(PlanType::parse);
-        if let Some(plan) = plan {
-            map.insert(key_hash_bytes(local_id, plan), held);
-            open += u64::from(held.open);
-        }
-    })?;
+    let all =
+        index::records::for_each_held(store.db(), authority, on, limit, |local_id, plan, held| {
+            let plan = std::str::from_utf8(plan).ok().and_then(PlanType::parse);
+            if let Some(plan) = plan {
+                map.insert(key_hash_bytes(local_id, plan), held);
+                open += u64::from(held.open);
+            }
+        })?;
     Ok(all.then_some((map, open)))
 }
 
@@ -283,7 +277,7 @@ struct Pass<'s> {
 }
 
 impl Pass<'_> {
-    fn push(&mut self, conn: &Connection, p: Problem) -> Result<(), IndexError> {
+    fn push(&mut self, store: Store<'_>, p: Problem) -> Result<(), IndexError> {
         // STALE is a decision of its own (§4.1 order), not a file-level error.
         if p.line.is_none() && p.severity == Severity::Error && p.code != Code::Stale {
             self.file_error = true;
@@ -291,7 +285,7 @@ impl Pass<'_> {
         if p.severity == Severity::Warning {
             self.warnings += 1;
         }
-        self.sink.push(conn, p)
+        self.sink.push(store, p)
     }
 }
 
@@ -382,13 +376,14 @@ fn prepare_lines(
 
 /// The applying side of a pass: what it needs to decide and write each line.
 struct Applying<'c, 'a> {
-    conn: &'c Connection,
+    store: Store<'c>,
     authority: &'a str,
     can_apply: bool,
     check_nhs_status: bool,
     dups: &'a HashSet<u128>,
     seqs: index::records::ChangeSeq,
-    writer: index::records::RecordWriter<'c>,
+    /// Present when the pass may apply (a dry run has none).
+    writer: Option<index::records::RecordWriter<'c>>,
     held: Option<HeldMap>,
     /// Today (Europe/London, `--now`) and `hub.retention_days`: for EXPIRED.
     today: NaiveDate,
@@ -403,7 +398,7 @@ impl Applying<'_, '_> {
         pass: &mut Pass<'_>,
         result: &mut PassResult,
     ) -> Result<(), ExtractError> {
-        let conn = self.conn;
+        let store = self.store;
         let (line, key, hash) = (p.line, p.key, p.hash);
         let checked = &mut p.checked;
         if let (Some(h), Some((local_id, plan))) = (key, &checked.key) {
@@ -435,7 +430,7 @@ impl Applying<'_, '_> {
                 Action::Upsert => {
                     let inactive = match record.nhs_number {
                         Some(n) if self.check_nhs_status => {
-                            index::records::nhs_status(conn, &n.as_string())?
+                            index::records::nhs_status(store.db(), &n.as_string())?
                         }
                         _ => None,
                     };
@@ -447,10 +442,11 @@ impl Applying<'_, '_> {
                             replacement.as_deref(),
                         ));
                     } else if self.can_apply {
+                        let writer = self.writer.as_mut().ok_or(IndexError::ReadOnly)?;
                         match self.held.as_mut() {
                             Some(map) => {
                                 let before = map.get(&key).copied();
-                                let (_, now) = self.writer.upsert_known(
+                                let (_, now) = writer.upsert_known(
                                     &mut self.seqs,
                                     self.authority,
                                     before,
@@ -465,7 +461,7 @@ impl Applying<'_, '_> {
                                 }
                             }
                             None => {
-                                self.writer.upsert(&mut self.seqs, self.authority, record)?;
+                                writer.upsert(&mut self.seqs, self.authority, record)?;
                             }
                         }
                         result.wrote = true;
@@ -475,7 +471,7 @@ impl Applying<'_, '_> {
                     let id = match self.held.as_ref() {
                         Some(map) => map.get(&key).map(|h| h.id),
                         None => index::records::find_record(
-                            conn,
+                            store.db(),
                             self.authority,
                             &record.local_id,
                             record.plan_type,
@@ -489,7 +485,7 @@ impl Applying<'_, '_> {
                             record.plan_type,
                         )),
                         Some(id) if self.can_apply => {
-                            index::records::delete_record(conn, &mut self.seqs, id)?;
+                            index::records::delete_record(store.tx()?, &mut self.seqs, id)?;
                             if let Some(map) = self.held.as_mut() {
                                 map.remove(&key);
                             }
@@ -508,7 +504,7 @@ impl Applying<'_, '_> {
             result.invalid += 1;
         }
         for p in checked.problems.drain(..) {
-            pass.push(conn, p)?;
+            pass.push(store, p)?;
         }
         Ok(())
     }
@@ -518,7 +514,7 @@ impl Applying<'_, '_> {
 pub type Opener<'a> = &'a dyn Fn() -> io::Result<Box<dyn Read + Send>>;
 
 fn run_pass(
-    conn: &Connection,
+    store: Store<'_>,
     job: &Job<'_>,
     open: Opener<'_>,
     allow_apply: bool,
@@ -532,7 +528,7 @@ fn run_pass(
     };
     let today = job.now.today();
     for p in &job.pre_problems {
-        pass.push(conn, p.clone())?;
+        pass.push(store, p.clone())?;
     }
     let mut result = PassResult {
         header: ExtractHeader {
@@ -559,26 +555,26 @@ fn run_pass(
         Ok(ok) => ok,
         Err(Stop::Io(e)) => return Err(ExtractError::Io(e)),
         Err(Stop::Content(fp)) => {
-            pass.push(conn, Problem::from_file(fp))?;
+            pass.push(store, Problem::from_file(fp))?;
             result.file_error = true;
             result.warnings = pass.warnings;
             return Ok(result);
         }
     };
     for w in prelude.warnings {
-        pass.push(conn, Problem::from_file(w))?;
+        pass.push(store, Problem::from_file(w))?;
     }
     let (header, meta_problems) =
         validate::extract_metadata(&prelude.metadata, job.authority, job.now.now());
     for p in meta_problems {
-        pass.push(conn, p)?;
+        pass.push(store, p)?;
     }
     let header_problems = validate::extract_columns(&prelude.present, header.extract_type);
     let columns_ok = header_problems.is_empty();
     for p in header_problems {
-        pass.push(conn, p)?;
+        pass.push(store, p)?;
     }
-    let state = index::holdings::authority_state(conn, job.authority)?;
+    let state = index::holdings::authority_state(store.db(), job.authority)?;
     if let (Some(seq), Some(last)) = (header.sequence, state.last_sequence) {
         let message = if seq > last + 1 {
             Some(format!("sequence={seq}, but the last applied file had sequence={last}: {} file(s) may be missing (expected {})", seq - last - 1, last + 1))
@@ -590,7 +586,7 @@ fn run_pass(
             None
         };
         if let Some(message) = message {
-            pass.push(conn, Problem::file(Code::SequenceGap, "sequence", message))?;
+            pass.push(store, Problem::file(Code::SequenceGap, "sequence", message))?;
         }
     }
     let last_applied = state
@@ -606,7 +602,7 @@ fn run_pass(
     };
     let can_apply = allow_apply && !pass.file_error && !stale && header.extract_type.is_some();
     let full = header.extract_type == Some(ExtractType::Full);
-    let check_nhs_status = index::records::any_nhs_status(conn)?;
+    let check_nhs_status = index::records::any_nhs_status(store.db())?;
     // A worker thread reads, parses and checks the lines (pure work) while this one
     // reads what the authority holds, then applies them in file order.
     let (line_tx, line_rx) = mpsc::sync_channel::<Vec<Line>>(LINE_BATCHES);
@@ -614,9 +610,13 @@ fn run_pass(
     let rules = &rules;
     let (seqs, writer, held, fatal) = std::thread::scope(|scope| {
         scope.spawn(move || prepare_lines(reader, rules, columns_ok, line_tx, used_rx));
-        let seqs = index::records::ChangeSeq::load(conn)?;
-        let writer = index::records::RecordWriter::new(conn)?;
-        let held = match read_held(conn, job.authority, reference_date)? {
+        let seqs = index::records::ChangeSeq::load(store.db())?;
+        let writer = if allow_apply {
+            Some(index::records::RecordWriter::new(store.tx()?)?)
+        } else {
+            None
+        };
+        let held = match read_held(store, job.authority, reference_date)? {
             Some((map, open)) => {
                 result.open_before = open;
                 Some(map)
@@ -624,13 +624,13 @@ fn run_pass(
             None => {
                 if full {
                     result.open_before =
-                        index::records::count_open(conn, job.authority, reference_date)?;
+                        index::records::count_open(store.db(), job.authority, reference_date)?;
                 }
                 None
             }
         };
         let mut state = Applying {
-            conn,
+            store,
             authority: job.authority,
             can_apply,
             check_nhs_status,
@@ -645,13 +645,13 @@ fn run_pass(
         'lines: for mut batch in line_rx {
             for line in batch.iter_mut() {
                 match line {
-                    Line::Warning(w) => pass.push(conn, Problem::from_file(w.clone()))?,
+                    Line::Warning(w) => pass.push(store, Problem::from_file(w.clone()))?,
                     Line::Io(e) => {
                         let e = std::mem::replace(e, io::Error::other("taken"));
                         return Err(ExtractError::Io(e));
                     }
                     Line::Fatal(fp) => {
-                        pass.push(conn, Problem::from_file(fp.clone()))?;
+                        pass.push(store, Problem::from_file(fp.clone()))?;
                         fatal = true;
                         break 'lines;
                     }
@@ -672,7 +672,7 @@ fn run_pass(
     if !fatal {
         if let Some(declared) = header.records {
             if declared != result.records {
-                pass.push(conn, Problem::file(Code::RecordCount, "records", format!("the metadata declares records={declared} but the file holds {} records: the file may be truncated; send it again", result.records)))?;
+                pass.push(store, Problem::file(Code::RecordCount, "records", format!("the metadata declares records={declared} but the file holds {} records: the file may be truncated; send it again", result.records)))?;
             }
         }
     }
@@ -701,7 +701,7 @@ fn run_pass(
             }
             None => {
                 index::records::for_each_open(
-                    conn,
+                    store.db(),
                     job.authority,
                     reference_date,
                     |id, local_id, plan| {
@@ -717,14 +717,14 @@ fn run_pass(
         }
         result.to_end = to_end;
     }
-    if allow_apply {
-        seqs.save(conn)?;
-        writer.save(conn)?;
+    if let Some(writer) = writer {
+        seqs.save(store.tx()?)?;
+        writer.save(store.tx()?)?;
     }
     if stale && !pass.file_error {
         let last = state.last_extracted_at.clone().unwrap_or_default();
         let at = header.extracted_at.map(clock::rfc3339).unwrap_or_default();
-        pass.push(conn, Problem::file(Code::Stale, "extracted_at", format!("extracted_at={at} is older than the last extract applied for {} ({last}); nothing was applied", job.authority)))?;
+        pass.push(store, Problem::file(Code::Stale, "extracted_at", format!("extracted_at={at} is older than the last extract applied for {} ({last}); nothing was applied", job.authority)))?;
     }
     result.header = header;
     result.file_error = pass.file_error;
@@ -758,21 +758,21 @@ pub enum Step {
 /// (in the caller's transaction), inside a savepoint it rolls back to whenever the
 /// file must be read again. Problems go to `sink`.
 pub fn evaluate(
-    conn: &Connection,
+    store: Store<'_>,
     job: &Job<'_>,
     open: Opener<'_>,
     sink: &mut dyn Sink,
 ) -> Result<Outcome, ExtractError> {
     if job.apply {
-        index::savepoint(conn, "extract_pass")?;
+        store.tx()?.savepoint("extract_pass")?;
     }
     let mut hints = Hints::default();
     let outcome = loop {
-        match evaluate_step(conn, job, open, sink, &hints) {
+        match evaluate_step(store, job, open, sink, &hints) {
             Ok(Step::Done(o)) => break Ok(o),
             Ok(Step::Again(h)) => {
                 if job.apply {
-                    index::rollback_to(conn, "extract_pass")?;
+                    store.tx()?.rollback_to("extract_pass")?;
                 }
                 sink.reset();
                 hints = h;
@@ -782,9 +782,9 @@ pub fn evaluate(
     };
     if job.apply {
         if outcome.is_err() {
-            index::rollback_to(conn, "extract_pass")?;
+            store.tx()?.rollback_to("extract_pass")?;
         }
-        index::release(conn, "extract_pass")?;
+        store.tx()?.release("extract_pass")?;
     }
     outcome
 }
@@ -794,14 +794,14 @@ pub fn evaluate(
 /// message again with the hints (a savepoint would make SQLite copy every page the
 /// pass changes to a sub-journal: ~5–12 % of a large FULL).
 pub fn evaluate_step(
-    conn: &Connection,
+    store: Store<'_>,
     job: &Job<'_>,
     open: Opener<'_>,
     sink: &mut dyn Sink,
     hints: &Hints,
 ) -> Result<Step, ExtractError> {
     let apply = job.apply && !hints.no_apply;
-    let r = run_pass(conn, job, open, apply, &hints.dups, sink)?;
+    let r = run_pass(store, job, open, apply, &hints.dups, sink)?;
     if r.dups != hints.dups {
         return Ok(Step::Again(Hints {
             dups: r.dups,
@@ -864,23 +864,23 @@ pub fn evaluate_step(
         )));
     }
     if let Some(p) = extra {
-        sink.push(conn, p)?;
+        sink.push(store, p)?;
     }
     if status.applies() && job.apply {
-        let mut seqs = index::records::ChangeSeq::load(conn)?;
+        let mut seqs = index::records::ChangeSeq::load(store.db())?;
         for id in &r.to_end {
             index::records::end_record(
-                conn,
+                store.tx()?,
                 &mut seqs,
                 *id,
                 r.reference_date,
                 crate::model::EndedReason::AbsentFromFull,
             )?;
         }
-        seqs.save(conn)?;
+        seqs.save(store.tx()?)?;
         if let Some(at) = r.header.extracted_at {
             index::holdings::record_applied_extract(
-                conn,
+                store.tx()?,
                 job.authority,
                 &at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
                 r.header.sequence,

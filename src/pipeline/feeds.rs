@@ -12,14 +12,12 @@
 use crate::model::{Code, Severity};
 use std::collections::HashSet;
 
-use rusqlite::Connection;
-
 use super::extract::{ExtractError, Opener, Outcome, Sink, Status};
 use crate::clock::{self, Clock};
 use crate::config::{Config, HubSettings};
 use crate::emit;
 use crate::formats::{self, Kind};
-use crate::index::{self, ledger::Counts, IndexError};
+use crate::index::{self, ledger::Counts, IndexError, Store, Tx};
 use crate::parse::{DocReader, FormatSpec, Item, RawRecord, Stop};
 use crate::validate::{self, AttendanceRules, Problem, StatusRules};
 
@@ -34,13 +32,13 @@ pub trait FeedHandler {
     /// Checks one record and, when `apply`, applies it. Problems go to `problems`.
     fn record(
         &mut self,
-        conn: &Connection,
+        store: Store<'_>,
         raw: &RawRecord,
         apply: bool,
         problems: &mut Vec<Problem>,
     ) -> Result<Verdict, IndexError>;
     /// After an applied pass: reserve the outbound files the rows go in.
-    fn finish(&mut self, conn: &Connection) -> Result<(), IndexError>;
+    fn finish(&mut self, store: Store<'_>) -> Result<(), IndexError>;
 }
 
 /// What became of one record.
@@ -103,7 +101,7 @@ struct PassCounts {
 }
 
 fn run_pass(
-    conn: &Connection,
+    store: Store<'_>,
     handler: &mut dyn FeedHandler,
     pre: &[Problem],
     open: Opener<'_>,
@@ -117,48 +115,48 @@ fn run_pass(
         warnings: 0,
         file_error: false,
     };
-    let mut push = |conn: &Connection, c: &mut PassCounts, p: Problem| -> Result<(), IndexError> {
+    let mut push = |store: Store<'_>, c: &mut PassCounts, p: Problem| -> Result<(), IndexError> {
         if p.severity == Severity::Warning {
             c.warnings += 1;
         } else if p.line.is_none() {
             c.file_error = true;
         }
-        sink.push(conn, p)
+        sink.push(store, p)
     };
     handler.begin();
     for p in pre {
-        push(conn, &mut c, p.clone())?;
+        push(store, &mut c, p.clone())?;
     }
     let (reader, prelude) = match DocReader::open(open()?, handler.spec()) {
         Ok(ok) => ok,
         Err(Stop::Io(e)) => return Err(ExtractError::Io(e)),
         Err(Stop::Content(fp)) => {
-            push(conn, &mut c, Problem::from_file(fp))?;
+            push(store, &mut c, Problem::from_file(fp))?;
             return Ok(c);
         }
     };
     for w in prelude.warnings {
-        push(conn, &mut c, Problem::from_file(w))?;
+        push(store, &mut c, Problem::from_file(w))?;
     }
     let (header, meta_problems) = validate::feed_metadata(&prelude.metadata, handler.owner());
     for p in meta_problems {
-        push(conn, &mut c, p)?;
+        push(store, &mut c, p)?;
     }
     let columns =
         validate::required_columns(&prelude.present, handler.spec().columns, handler.required());
     let columns_ok = columns.is_empty();
     for p in columns {
-        push(conn, &mut c, p)?;
+        push(store, &mut c, p)?;
     }
     let can_apply = apply && !c.file_error;
     let mut fatal = false;
     let mut problems = Vec::new();
     for item in reader {
         match item {
-            Item::Warning(w) => push(conn, &mut c, Problem::from_file(w))?,
+            Item::Warning(w) => push(store, &mut c, Problem::from_file(w))?,
             Item::Io(e) => return Err(ExtractError::Io(e)),
             Item::Fatal(fp) => {
-                push(conn, &mut c, Problem::from_file(fp))?;
+                push(store, &mut c, Problem::from_file(fp))?;
                 fatal = true;
                 break;
             }
@@ -168,13 +166,13 @@ fn run_pass(
                     continue;
                 }
                 problems.clear();
-                match handler.record(conn, &raw, can_apply, &mut problems)? {
+                match handler.record(store, &raw, can_apply, &mut problems)? {
                     Verdict::Applied => {}
                     Verdict::Invalid => c.invalid += 1,
                     Verdict::Skipped => c.skipped += 1,
                 }
                 for p in problems.drain(..) {
-                    push(conn, &mut c, p)?;
+                    push(store, &mut c, p)?;
                 }
             }
         }
@@ -184,7 +182,7 @@ fn run_pass(
             if declared != c.records {
                 let msg = format!("the metadata declares records={declared} but the file holds {} records: the file may be truncated; send it again", c.records);
                 push(
-                    conn,
+                    store,
                     &mut c,
                     Problem::file(Code::RecordCount, "records", msg),
                 )?;
@@ -197,7 +195,7 @@ fn run_pass(
 /// Evaluates a feed file and, when `apply` and the decision allows, applies it in the
 /// caller's transaction.
 pub fn evaluate(
-    conn: &Connection,
+    store: Store<'_>,
     handler: &mut dyn FeedHandler,
     hub: &HubSettings,
     pre: &[Problem],
@@ -206,21 +204,21 @@ pub fn evaluate(
     sink: &mut dyn Sink,
 ) -> Result<Outcome, ExtractError> {
     if apply {
-        index::savepoint(conn, "feed_pass")?;
+        store.tx()?.savepoint("feed_pass")?;
     }
     let result = (|| {
-        let mut c = run_pass(conn, handler, pre, open, apply, sink)?;
+        let mut c = run_pass(store, handler, pre, open, apply, sink)?;
         let (status, extra) = basic_decision(c.file_error, c.records, c.invalid, hub);
         if apply && !status.applies() {
-            index::rollback_to(conn, "feed_pass")?;
+            store.tx()?.rollback_to("feed_pass")?;
             sink.reset();
-            c = run_pass(conn, handler, pre, open, false, sink)?;
+            c = run_pass(store, handler, pre, open, false, sink)?;
         }
         if let Some(p) = extra {
-            sink.push(conn, p)?;
+            sink.push(store, p)?;
         }
         if apply && status.applies() {
-            handler.finish(conn)?;
+            handler.finish(store)?;
         }
         Ok(Outcome {
             status,
@@ -245,10 +243,10 @@ pub fn evaluate(
     })();
     if apply {
         match &result {
-            Ok(_) => index::release(conn, "feed_pass")?,
+            Ok(_) => store.tx()?.release("feed_pass")?,
             Err(_) => {
-                index::rollback_to(conn, "feed_pass")?;
-                index::release(conn, "feed_pass")?
+                store.tx()?.rollback_to("feed_pass")?;
+                store.tx()?.release("feed_pass")?
             }
         }
     }
@@ -258,19 +256,20 @@ pub fn evaluate(
 /// Reserves one outbound file of `kind` per authority a file produced rows for, and
 /// ties those rows to it (`attach`).
 fn reserve_per_authority(
-    conn: &Connection,
+    store: Store<'_>,
     config: &Config,
     now: &Clock,
     kind: Kind,
     authorities: Vec<String>,
-    attach: impl Fn(&Connection, &str, i64) -> Result<u64, IndexError>,
+    attach: impl Fn(&Tx<'_>, &str, i64) -> Result<u64, IndexError>,
 ) -> Result<(), IndexError> {
     for authority in authorities {
         let Some(partner) = config.authority(&authority) else {
             continue;
         };
-        let row = emit::render::reserve(conn, config, &partner.mailbox, kind, now, None, None)?;
-        attach(conn, &authority, row.id)?;
+        let row =
+            emit::render::reserve(store.tx()?, config, &partner.mailbox, kind, now, None, None)?;
+        attach(store.tx()?, &authority, row.id)?;
     }
     Ok(())
 }
@@ -336,7 +335,7 @@ impl FeedHandler for Attendance<'_> {
 
     fn record(
         &mut self,
-        conn: &Connection,
+        store: Store<'_>,
         raw: &RawRecord,
         apply: bool,
         problems: &mut Vec<Problem>,
@@ -353,9 +352,9 @@ impl FeedHandler for Attendance<'_> {
         };
         let today = self.now.today().to_string();
         let first = if apply {
-            index::flows::mark_event_seen(conn, self.site_code, &ev.event_id, &today)?
+            index::flows::mark_event_seen(store.tx()?, self.site_code, &ev.event_id, &today)?
         } else {
-            !index::flows::event_seen(conn, self.site_code, &ev.event_id)?
+            !index::flows::event_seen(store.db(), self.site_code, &ev.event_id)?
                 && self.seen.insert(ev.event_id.clone())
         };
         if !first {
@@ -375,7 +374,7 @@ impl FeedHandler for Attendance<'_> {
             return Ok(Verdict::Applied);
         }
         let nhs = ev.nhs_number.as_string();
-        let held = index::flows::held_by_nhs(conn, &nhs)?;
+        let held = index::flows::held_by_nhs(store.db(), &nhs)?;
         if held.is_empty() {
             self.not_held += 1;
             return Ok(Verdict::Applied);
@@ -392,7 +391,7 @@ impl FeedHandler for Attendance<'_> {
                 .and_then(clock::parse_date)
                 .is_some_and(|e| e <= today_date);
             index::flows::insert_notification(
-                conn,
+                store.tx()?,
                 &index::flows::Notification {
                     message_id: self.message_id,
                     authority: r.authority.clone(),
@@ -414,22 +413,28 @@ impl FeedHandler for Attendance<'_> {
                     ..Default::default()
                 },
             )?;
-            index::flows::add_access(conn, r.id, &accessed_at, &ev.site_ods_code, &ev.setting)?;
+            index::flows::add_access(
+                store.tx()?,
+                r.id,
+                &accessed_at,
+                &ev.site_ods_code,
+                &ev.setting,
+            )?;
             self.notified += 1;
         }
         Ok(Verdict::Applied)
     }
 
-    fn finish(&mut self, conn: &Connection) -> Result<(), IndexError> {
-        let authorities = index::flows::notification_authorities(conn, self.message_id)?;
+    fn finish(&mut self, store: Store<'_>) -> Result<(), IndexError> {
+        let authorities = index::flows::notification_authorities(store.db(), self.message_id)?;
         reserve_per_authority(
-            conn,
+            store,
             self.config,
             &self.now,
             Kind::Access,
             authorities,
-            |conn, authority, outbound| {
-                index::flows::attach_notifications(conn, self.message_id, authority, outbound)
+            |tx, authority, outbound| {
+                index::flows::attach_notifications(tx, self.message_id, authority, outbound)
             },
         )
     }
@@ -473,7 +478,7 @@ impl FeedHandler for NhsStatus<'_> {
 
     fn record(
         &mut self,
-        conn: &Connection,
+        store: Store<'_>,
         raw: &RawRecord,
         apply: bool,
         problems: &mut Vec<Problem>,
@@ -492,11 +497,17 @@ impl FeedHandler for NhsStatus<'_> {
         let nhs = c.nhs_number.as_string();
         let replacement = c.replacement.map(|r| r.as_string());
         let effective = c.effective_date.to_string();
-        index::flows::set_nhs_status(conn, &nhs, c.status, replacement.as_deref(), &effective)?;
+        index::flows::set_nhs_status(
+            store.tx()?,
+            &nhs,
+            c.status,
+            replacement.as_deref(),
+            &effective,
+        )?;
         self.marked += 1;
-        for r in index::flows::held_by_nhs(conn, &nhs)? {
+        for r in index::flows::held_by_nhs(store.db(), &nhs)? {
             index::flows::insert_inactive(
-                conn,
+                store.tx()?,
                 &index::flows::InactiveNotice {
                     message_id: self.message_id,
                     authority: r.authority,
@@ -514,16 +525,16 @@ impl FeedHandler for NhsStatus<'_> {
         Ok(Verdict::Applied)
     }
 
-    fn finish(&mut self, conn: &Connection) -> Result<(), IndexError> {
-        let authorities = index::flows::inactive_authorities(conn, self.message_id)?;
+    fn finish(&mut self, store: Store<'_>) -> Result<(), IndexError> {
+        let authorities = index::flows::inactive_authorities(store.db(), self.message_id)?;
         reserve_per_authority(
-            conn,
+            store,
             self.config,
             &self.now,
             Kind::Inactive,
             authorities,
-            |conn, authority, outbound| {
-                index::flows::attach_inactive(conn, self.message_id, authority, outbound)
+            |tx, authority, outbound| {
+                index::flows::attach_inactive(tx, self.message_id, authority, outbound)
             },
         )
     }

@@ -29,7 +29,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use rusqlite::Connection;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
@@ -39,7 +38,7 @@ use crate::config::{Config, Partner, Role};
 use crate::emit::{self, render::EmitError};
 use crate::formats::Kind;
 use crate::fsutil::{self, Dir};
-use crate::index::{self, ledger::Counts, ledger::MessageRow, Index, IndexError};
+use crate::index::{self, ledger::Counts, ledger::MessageRow, Db, Index, IndexError, Store, Tx};
 use crate::intake::{self, Found, Ready};
 use crate::parse::ctl;
 use crate::transport::{self, name_bytes, name_from};
@@ -55,12 +54,6 @@ pub enum PassError {
     Emit(#[from] EmitError),
     #[error("file system error on {path}: {source}")]
     Io { path: String, source: io::Error },
-}
-
-impl From<rusqlite::Error> for PassError {
-    fn from(e: rusqlite::Error) -> Self {
-        PassError::Index(IndexError::Sql(e))
-    }
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> PassError + '_ {
@@ -225,7 +218,7 @@ pub fn run_pass(
         };
         report.scanned.insert(partner.mailbox.clone());
         // Files decided already, whose move waits for their receipt: not new messages.
-        let decided = index::ledger::decided_in_inbox(&index.conn, &partner.mailbox)?;
+        let decided = index::ledger::decided_in_inbox(index.db(), &partner.mailbox)?;
         report.wake_at = match (report.wake_at, scan.wake_at) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -348,14 +341,21 @@ fn handle_failure(
         ErrorKind::File => {
             // The same failure again and again is the file's: after MAX_ATTEMPTS it
             // is answered, so it never blocks its partner's later files for long.
-            let attempts = index::ledger::note_failure(
-                &index.conn,
-                &key.0,
-                &transport::name_bytes(&key.1),
-                &message,
-                &now.rfc3339(),
-            )
-            .unwrap_or(1);
+            let at = now.rfc3339();
+            let attempts = index
+                .begin()
+                .and_then(|tx| {
+                    let n = index::ledger::note_failure(
+                        &tx,
+                        &key.0,
+                        &transport::name_bytes(&key.1),
+                        &message,
+                        &at,
+                    )?;
+                    tx.commit()?;
+                    Ok(n)
+                })
+                .unwrap_or(1);
             attempts >= MAX_ATTEMPTS
         }
     };
@@ -383,10 +383,12 @@ fn handle_failure(
 pub const MAX_ATTEMPTS: u32 = 3;
 
 /// Forgets the failures counted for a file (it was decided, or it left `in/`).
-fn forget_failures(index: &Index, key: &(String, OsString)) {
-    if let Err(e) =
-        index::ledger::forget_failures(&index.conn, &key.0, &transport::name_bytes(&key.1))
-    {
+fn forget_failures(index: &mut Index, key: &(String, OsString)) {
+    let forget = |tx: Tx<'_>| {
+        index::ledger::forget_failures(&tx, &key.0, &transport::name_bytes(&key.1))?;
+        tx.commit()
+    };
+    if let Err(e) = index.begin().and_then(forget) {
         warn!(event = "retry_count_error", mailbox = %key.0, error = %e);
     }
 }
@@ -403,7 +405,7 @@ fn extract_failed(path: &Path) -> impl FnOnce(ExtractError) -> PassError + '_ {
 }
 
 /// Commits a message's transaction, with the crash-injection points around it.
-fn commit_decided(tx: rusqlite::Transaction<'_>) -> Result<(), PassError> {
+fn commit_decided(tx: Tx<'_>) -> Result<(), PassError> {
     crate::fault::point("before_commit");
     tx.commit()?;
     crate::fault::point("after_commit");
@@ -445,27 +447,10 @@ impl PassError {
 /// a statement that fails on what the file brought (a constraint, a value too big)
 /// is the file's.
 pub fn classify_index(e: &IndexError) -> ErrorKind {
-    use rusqlite::ErrorCode as C;
-    match e {
-        IndexError::Sql(rusqlite::Error::SqliteFailure(f, _)) => match f.code {
-            C::DatabaseBusy
-            | C::DatabaseLocked
-            | C::DiskFull
-            | C::SystemIoFailure
-            | C::CannotOpen
-            | C::ReadOnly
-            | C::OutOfMemory
-            | C::DatabaseCorrupt
-            | C::NotADatabase
-            | C::FileLockingProtocolFailed
-            | C::PermissionDenied
-            | C::OperationInterrupted => ErrorKind::Environment,
-            _ => ErrorKind::File,
-        },
-        IndexError::Folder { .. } | IndexError::Open { .. } | IndexError::TooNew { .. } => {
-            ErrorKind::Environment
-        }
-        IndexError::Sql(_) => ErrorKind::File,
+    if e.is_environment() {
+        ErrorKind::Environment
+    } else {
+        ErrorKind::File
     }
 }
 
@@ -559,11 +544,11 @@ pub fn recover(
 ) -> Result<(), PassError> {
     let staging_path = config.hub.root.join(emit::STAGING);
     staging.clear().map_err(io_at(&staging_path))?;
-    let rows = index::outbound::pending_outbound(&index.conn)?;
+    let rows = index::outbound::pending_outbound(index.db())?;
     let mut batch = Vec::new();
     let mut failed = HashSet::new();
     for row in &rows {
-        match emit::render::stage(config, &index.conn, staging, row) {
+        match emit::render::stage(config, index.db(), staging, row) {
             Ok(out) => batch.push(out),
             Err(EmitError::Missing(what)) => {
                 failed.insert(row.id);
@@ -593,9 +578,9 @@ pub fn recover(
             info!(event = "outbound_written", mailbox = %row.mailbox, file = %emit::render::data_name(row));
         }
     }
-    let waiting = index::ledger::messages_awaiting_receipt(&index.conn)?;
+    let waiting = index::ledger::messages_awaiting_receipt(index.db())?;
     let mut moved = Vec::new();
-    for m in index::ledger::messages_moving(&index.conn)? {
+    for m in index::ledger::messages_moving(index.db())? {
         if waiting.contains(&m.id) {
             continue;
         }
@@ -821,12 +806,7 @@ fn process_message(
     m.compressed = compressed;
     m.sha256 = Some(sha256_of(&data).map_err(io_at(&data_path))?);
     if crate::fault::poisoned(&m.name) {
-        return Err(PassError::Index(IndexError::Sql(
-            rusqlite::Error::SqliteFailure(
-                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
-                Some("fault injected: poison".into()),
-            ),
-        )));
+        return Err(PassError::Index(IndexError::injected_constraint()));
     }
     let inbound = Inbound {
         file: data,
@@ -851,14 +831,14 @@ struct Inbound {
 /// Reserves a message's receipt; one for `failed/` also gets a copy there (§1.1).
 fn reserve_receipt(
     config: &Config,
-    conn: &Connection,
+    tx: &Tx<'_>,
     now: &Clock,
     m: &MessageRow,
     receipt: i64,
 ) -> Result<(), PassError> {
     let copy = (m.dest_folder == Folder::Failed).then_some(Folder::Failed);
     emit::render::reserve(
-        conn,
+        tx,
         config,
         &m.mailbox,
         Kind::Receipt,
@@ -894,7 +874,7 @@ fn reject_whole(
 /// Writes the ledger row, a receipt with `problems`, and reserves the receipt.
 fn record_simple(
     config: &Config,
-    conn: &Connection,
+    tx: &Tx<'_>,
     now: &Clock,
     m: &mut MessageRow,
     status: Status,
@@ -906,12 +886,12 @@ fn record_simple(
     m.records = counts.records;
     m.warnings = counts.warnings;
     place(config, m);
-    m.id = index::ledger::insert_message(conn, m)?;
-    let receipt = index::ledger::insert_receipt(conn, m.id, status, counts)?;
+    m.id = index::ledger::insert_message(tx, m)?;
+    let receipt = index::ledger::insert_receipt(tx, m.id, status, counts)?;
     for (i, p) in problems.iter().enumerate() {
-        index::ledger::insert_problem(conn, receipt, i as u64 + 1, p)?;
+        index::ledger::insert_problem(tx, receipt, i as u64 + 1, p)?;
     }
-    reserve_receipt(config, conn, now, m, receipt)?;
+    reserve_receipt(config, tx, now, m, receipt)?;
     log_decision(m, status);
     Ok(())
 }
@@ -976,12 +956,12 @@ fn apply_extract(
             return Ok(Status::Duplicate);
         };
         let mut sink = DbSink::new(receipt);
-        match extract::evaluate_step(&tx, &job, &open, &mut sink, &hints)
+        match extract::evaluate_step(Store::Write(&tx), &job, &open, &mut sink, &hints)
             .map_err(extract_failed(data_path))?
         {
             extract::Step::Again(h) => hints = h, // tx dropped: rolled back
             extract::Step::Done(outcome) => {
-                sink.finish(&tx)?;
+                sink.finish(Store::Write(&tx))?;
                 finish_extract(config, &tx, &now, &mut m, receipt, &outcome, "pass")?;
                 commit_decided(tx)?;
                 return Ok(outcome.status);
@@ -1000,16 +980,16 @@ fn apply_extract(
 /// completed by [`finish_message`], and the receipt's id is returned.
 fn begin_message(
     config: &Config,
-    conn: &Connection,
+    tx: &Tx<'_>,
     now: &Clock,
     m: &mut MessageRow,
 ) -> Result<Option<i64>, PassError> {
-    if index::ledger::find_duplicate(conn, &m.mailbox, m.sha256.as_deref().unwrap_or_default())?
+    if index::ledger::find_duplicate(tx.db(), &m.mailbox, m.sha256.as_deref().unwrap_or_default())?
         .is_some()
     {
         record_simple(
             config,
-            conn,
+            tx,
             now,
             m,
             Status::Duplicate,
@@ -1020,9 +1000,9 @@ fn begin_message(
     }
     m.status = Status::Pending;
     m.dest_folder = Folder::Failed;
-    m.id = index::ledger::insert_message(conn, m)?;
+    m.id = index::ledger::insert_message(tx, m)?;
     Ok(Some(index::ledger::insert_receipt(
-        conn,
+        tx,
         m.id,
         Status::Pending,
         Counts::default(),
@@ -1061,7 +1041,7 @@ fn apply_feed(
         } => {
             let mut h = feeds::Attendance::new(config, code, name, site_codes, now, m.id);
             let o = feeds::evaluate(
-                &tx,
+                Store::Write(&tx),
                 &mut h,
                 &config.hub,
                 &pre_problems,
@@ -1076,7 +1056,7 @@ fn apply_feed(
         _ => {
             let mut h = feeds::NhsStatus::new(config, now, m.id);
             let o = feeds::evaluate(
-                &tx,
+                Store::Write(&tx),
                 &mut h,
                 &config.hub,
                 &pre_problems,
@@ -1088,7 +1068,7 @@ fn apply_feed(
             (o, json!({"marked": h.marked, "notices": h.notices}))
         }
     };
-    sink.finish(&tx)?;
+    sink.finish(Store::Write(&tx))?;
     finish_message(config, &tx, &now, &mut m, receipt, &outcome, "pass", detail)?;
     commit_decided(tx)?;
     Ok(outcome.status)
@@ -1097,7 +1077,7 @@ fn apply_feed(
 /// Records an extract's outcome in the ledger, reserves its receipt, audits it.
 fn finish_extract(
     config: &Config,
-    conn: &Connection,
+    tx: &Tx<'_>,
     now: &Clock,
     m: &mut MessageRow,
     receipt: i64,
@@ -1109,7 +1089,7 @@ fn finish_extract(
     m.sequence = o.header.sequence;
     let ended = if o.status.applies() { o.would_end } else { 0 };
     let detail = json!({"type": m.extract_type, "ended_absent": ended});
-    finish_message(config, conn, now, m, receipt, o, actor, detail)
+    finish_message(config, tx, now, m, receipt, o, actor, detail)
 }
 
 /// Records a message's outcome in the ledger, reserves its receipt, audits it
@@ -1117,7 +1097,7 @@ fn finish_extract(
 #[allow(clippy::too_many_arguments)]
 fn finish_message(
     config: &Config,
-    conn: &Connection,
+    tx: &Tx<'_>,
     now: &Clock,
     m: &mut MessageRow,
     receipt: i64,
@@ -1133,9 +1113,9 @@ fn finish_message(
     m.warnings = o.counts.warnings;
     m.dest_folder = status.destination(now.today());
     place(config, m);
-    index::ledger::update_message(conn, m)?;
-    index::ledger::update_receipt(conn, receipt, status, o.counts)?;
-    reserve_receipt(config, conn, now, m, receipt)?;
+    index::ledger::update_message(tx, m)?;
+    index::ledger::update_receipt(tx, receipt, status, o.counts)?;
+    reserve_receipt(config, tx, now, m, receipt)?;
     let mut entry = json!({
         "message_id": m.id, "mailbox": m.mailbox, "file": String::from_utf8_lossy(&m.name),
         "status": status.as_str(), "records": o.counts.records, "applied": o.counts.applied,
@@ -1147,7 +1127,7 @@ fn finish_message(
             map.insert("authority".into(), json!(a));
         }
     }
-    index::audit::audit(conn, now, actor, m.kind.as_str(), &entry)?;
+    index::audit::audit(tx, now, actor, m.kind.as_str(), &entry)?;
     log_decision(m, status);
     Ok(())
 }
@@ -1160,8 +1140,8 @@ fn carry_out_decisions(
     staging: &emit::Staging,
     report: &mut PassReport,
 ) -> Result<(), PassError> {
-    for d in index::ledger::pending_decisions(&index.conn)? {
-        let Some(mut m) = index::ledger::message(&index.conn, d.message_id)? else {
+    for d in index::ledger::pending_decisions(index.db())? {
+        let Some(mut m) = index::ledger::message(index.db(), d.message_id)? else {
             continue;
         };
         let tx = index.begin()?;
@@ -1193,9 +1173,9 @@ fn carry_out_decisions(
                 .map_err(|p| io_at(&path)(io::Error::new(io::ErrorKind::InvalidData, p.message)))?;
             let open = opener(&file, m.compressed, config.hub.max_file_bytes);
             let mut sink = DbSink::new(receipt);
-            let outcome =
-                extract::evaluate(&tx, &job, &open, &mut sink).map_err(extract_failed(&path))?;
-            sink.finish(&tx)?;
+            let outcome = extract::evaluate(Store::Write(&tx), &job, &open, &mut sink)
+                .map_err(extract_failed(&path))?;
+            sink.finish(Store::Write(&tx))?;
             finish_extract(
                 config,
                 &tx,
@@ -1265,7 +1245,7 @@ pub fn housekeeping(
 ) -> Result<(), PassError> {
     let today = now.today();
     let tx = index.begin()?;
-    let mut seqs = index::records::ChangeSeq::load(&tx)?;
+    let mut seqs = index::records::ChangeSeq::load(tx.db())?;
     let ended = index::retention::end_at_18(&tx, &mut seqs, today)?;
     let purged = index::retention::purge(&tx, &mut seqs, today, config.hub.retention_days)?;
     seqs.save(&tx)?;
@@ -1372,7 +1352,7 @@ pub fn partner_of_file<'c>(config: &'c Config, path: &Path) -> Option<&'c Partne
 /// Checks a file against the rules and the index without changing anything (§7).
 pub fn validate_file(
     config: &Config,
-    conn: &Connection,
+    db: Db<'_>,
     path: &Path,
     partner: Option<&Partner>,
     now: Clock,
@@ -1396,14 +1376,14 @@ pub fn validate_file(
     };
     let (key, value) = partner.key();
     let partner_key = (key, value.to_string());
-    if let Some(id) = index::ledger::find_duplicate(conn, &partner.mailbox, &sha256)? {
+    if let Some(id) = index::ledger::find_duplicate(db, &partner.mailbox, &sha256)? {
         return Ok(Validation {
             partner_key,
             sha256,
             status: Status::Duplicate,
             counts: Counts::default(),
             problems: Vec::new(),
-            earlier: index::ledger::message(conn, id)?,
+            earlier: index::ledger::message(db, id)?,
         });
     }
     let open = opener(&file, false, config.hub.max_file_bytes);
@@ -1419,20 +1399,36 @@ pub fn validate_file(
         } => {
             let mut h = feeds::Attendance::new(config, code, name, site_codes, now, 0);
             Some(
-                feeds::evaluate(conn, &mut h, &config.hub, &[], &open, false, &mut sink)
-                    .map_err(io_err)?,
+                feeds::evaluate(
+                    Store::Read(db),
+                    &mut h,
+                    &config.hub,
+                    &[],
+                    &open,
+                    false,
+                    &mut sink,
+                )
+                .map_err(io_err)?,
             )
         }
         Role::Demographics => {
             let mut h = feeds::NhsStatus::new(config, now, 0);
             Some(
-                feeds::evaluate(conn, &mut h, &config.hub, &[], &open, false, &mut sink)
-                    .map_err(io_err)?,
+                feeds::evaluate(
+                    Store::Read(db),
+                    &mut h,
+                    &config.hub,
+                    &[],
+                    &open,
+                    false,
+                    &mut sink,
+                )
+                .map_err(io_err)?,
             )
         }
     };
     if let Some(outcome) = feed_outcome {
-        sink.finish(conn)?;
+        sink.finish(Store::Read(db))?;
         let mut problems = sink.0;
         problems.sort_by_key(|p| p.line.map_or((0, 0), |l| (1, l)));
         return Ok(Validation {
@@ -1453,8 +1449,9 @@ pub fn validate_file(
         guard: true,
         apply: false,
     };
-    let outcome = extract::evaluate(conn, &job, &open, &mut sink).map_err(extract_failed(path))?;
-    sink.finish(conn)?;
+    let outcome =
+        extract::evaluate(Store::Read(db), &job, &open, &mut sink).map_err(extract_failed(path))?;
+    sink.finish(Store::Read(db))?;
     let mut problems = sink.0;
     problems.sort_by_key(|p| p.line.map_or((0, 0), |l| (1, l)));
     Ok(Validation {

@@ -59,16 +59,17 @@ fn process_in_time(mut f: Fixture, found: Found) -> (Fixture, Result<Status, Pas
         .expect("the hub blocked on an entry swapped in after the scan")
 }
 
+/// The codes of the first (only) message's receipt.
 fn problem_codes(f: &Fixture) -> Vec<Code> {
-    let mut stmt = f
-        .index
-        .conn
-        .prepare("SELECT code FROM problems ORDER BY receipt_id, seq")
-        .unwrap();
-    stmt.query_map([], |r| r.get(0))
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect()
+    let db = f.index.db();
+    let receipt = index::ledger::receipt(db, 1).unwrap().expect("a receipt");
+    let mut codes = Vec::new();
+    index::ledger::for_each_problem(db, receipt.id, |p| {
+        codes.push(p.code);
+        Ok::<_, IndexError>(())
+    })
+    .unwrap();
+    codes
 }
 
 #[test]
@@ -100,11 +101,7 @@ fn a_link_swapped_in_after_the_scan_is_refused_never_followed() {
     let (f, result) = process_in_time(f, seen_as_plain("nightly.csv"));
     assert_eq!(result.unwrap(), Status::Rejected);
     assert_eq!(problem_codes(&f), [Code::Name]);
-    let held: i64 = f
-        .index
-        .conn
-        .query_row("SELECT COUNT(*) FROM records", [], |r| r.get(0))
-        .unwrap();
+    let held = index::holdings::count_held(f.index.db(), "LA204").unwrap();
     assert_eq!(held, 0, "an outside file was applied as the partner's");
     assert_eq!(
         fs::metadata(&outside).unwrap().permissions().mode() & 0o777,

@@ -13,12 +13,12 @@ pub mod rejections;
 use std::io::{self, Write};
 
 use chrono::NaiveDate;
-use rusqlite::{params, Connection};
 use serde::Serialize;
 
 use crate::clock::{self, Clock};
 use crate::config::{Config, Role};
-use crate::index::{self, IndexError};
+use crate::index::{self, Db, IndexError};
+use crate::validate::PlanType;
 
 /// One authority's line of the summary (or the national totals).
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -89,7 +89,7 @@ fn day_start(day: NaiveDate) -> String {
 }
 
 fn authority_line(
-    conn: &Connection,
+    db: Db<'_>,
     config: &Config,
     code: &str,
     mailbox: &str,
@@ -104,22 +104,15 @@ fn authority_line(
         name: name.to_string(),
         ..AuthorityLine::default()
     };
-    let mut stmt = conn.prepare_cached(
-        "SELECT plan_type, SUM(end_date IS NULL OR end_date > ?2), SUM(end_date IS NOT NULL AND end_date <= ?2)
-         FROM records WHERE authority = ?1 GROUP BY plan_type",
-    )?;
-    let mut rows = stmt.query(params![code, today])?;
-    while let Some(r) = rows.next()? {
-        let plan: String = r.get(0)?;
-        let open: u64 = r.get(1)?;
-        line.ended += r.get::<_, u64>(2)?;
-        match plan.as_str() {
-            "CPP" => line.open_cpp = open,
-            "LAC" => line.open_lac = open,
+    for (plan, open, ended) in index::views::records_by_plan(db, code, &today)? {
+        line.ended += ended;
+        match PlanType::parse(&plan) {
+            Some(PlanType::Cpp) => line.open_cpp = open,
+            Some(PlanType::Lac) => line.open_lac = open,
             _ => line.open_ucpp = open,
         }
     }
-    let state = index::holdings::authority_state(conn, code)?;
+    let state = index::holdings::authority_state(db, code)?;
     let stale_after =
         chrono::Duration::from_std(config.hub.stale_after).unwrap_or(chrono::Duration::MAX);
     let last = [state.last_full_at.clone(), state.last_delta_at.clone()]
@@ -132,32 +125,16 @@ fn authority_line(
         .is_none_or(|t| now.now() - t > stale_after);
     line.last_full = state.last_full_at;
     line.last_delta = state.last_delta_at;
-    let (rejected, quarantined): (u64, u64) = conn.prepare_cached(
-        "SELECT COUNT(DISTINCT CASE WHEN r.status = 'REJECTED' THEN m.id END), COUNT(DISTINCT CASE WHEN r.status = 'QUARANTINED' THEN m.id END)
-         FROM messages m JOIN receipts r ON r.message_id = m.id WHERE m.mailbox = ?1 AND m.received_at >= ?2",
-    )?
-    .query_row(params![mailbox, since], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let (rejected, quarantined) = index::views::files_rejected_quarantined(db, mailbox, &since)?;
     line.files_rejected_7d = rejected;
     line.files_quarantined_7d = quarantined;
-    let mut stmt = conn.prepare_cached(
-        "SELECT p.code, COUNT(*) FROM messages m JOIN receipts r ON r.message_id = m.id JOIN problems p ON p.receipt_id = r.id
-         WHERE m.mailbox = ?1 AND m.received_at >= ?2 AND p.line IS NOT NULL AND p.severity = 'ERROR'
-           AND r.id = (SELECT MAX(id) FROM receipts WHERE message_id = m.id)
-         GROUP BY p.code ORDER BY p.code",
-    )?;
-    line.lines_rejected_7d = stmt
-        .query_map(params![mailbox, since], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    line.notifications_7d = conn
-        .prepare_cached(
-            "SELECT COUNT(*) FROM notifications WHERE authority = ?1 AND created_on >= ?2",
-        )?
-        .query_row(params![code, since_day], |r| r.get(0))?;
+    line.lines_rejected_7d = index::views::lines_rejected_by_code(db, mailbox, &since)?;
+    line.notifications_7d = index::views::notifications_since(db, code, &since_day)?;
     Ok(line)
 }
 
 /// Gathers the summary as of `now`.
-pub fn summary(conn: &Connection, config: &Config, now: &Clock) -> Result<Summary, IndexError> {
+pub fn summary(db: Db<'_>, config: &Config, now: &Clock) -> Result<Summary, IndexError> {
     let mut authorities = Vec::new();
     let mut national = AuthorityLine {
         authority: "ALL".into(),
@@ -168,7 +145,7 @@ pub fn summary(conn: &Connection, config: &Config, now: &Clock) -> Result<Summar
         let Role::Authority { code, name, .. } = &p.role else {
             continue;
         };
-        let line = authority_line(conn, config, code, &p.mailbox, name, now)?;
+        let line = authority_line(db, config, code, &p.mailbox, name, now)?;
         national.add(&line);
         authorities.push(line);
     }
@@ -177,13 +154,7 @@ pub fn summary(conn: &Connection, config: &Config, now: &Clock) -> Result<Summar
     for back in (0..30).rev() {
         let day = clock::add_days(now.today(), -back);
         let (from, to) = (day_start(day), day_start(clock::add_days(day, 1)));
-        let mut stmt = conn.prepare_cached(
-            "SELECT authority, COUNT(*), SUM(records) FROM messages WHERE kind = 'extract' AND authority IS NOT NULL
-             AND received_at >= ?1 AND received_at < ?2 GROUP BY authority ORDER BY authority",
-        )?;
-        let by_authority = stmt
-            .query_map(params![from, to], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let by_authority = index::views::extracts_between(db, &from, &to)?;
         daily.push(DayActivity {
             day: day.to_string(),
             by_authority,

@@ -8,13 +8,12 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use rusqlite::Connection;
 use xxhash_rust::xxh3::xxh3_128;
 
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::formats::EXTRACT;
-use crate::index::{self, IndexError};
+use crate::index::{self, Db, IndexError};
 use crate::parse::{DocReader, Item, Stop};
 use crate::validate::{self, Action, ExtractRecord, ExtractRules, PlanType};
 
@@ -116,7 +115,7 @@ fn spool(w: &mut dyn Write, e: Entry<'_>) -> io::Result<()> {
 
 /// Compares `file` with what `authority` holds. Writes counts then the list.
 pub fn reconcile(
-    conn: &Connection,
+    db: Db<'_>,
     config: &Config,
     authority: &str,
     file: &Path,
@@ -185,7 +184,7 @@ pub fn reconcile(
             .map_err(ReconcileError::Write)?;
             continue;
         };
-        match index::records::find_record(conn, authority, &r.local_id, r.plan_type)? {
+        match index::records::find_record(db, authority, &r.local_id, r.plan_type)? {
             None => {
                 counts.only_in_file += 1;
                 spool(
@@ -222,29 +221,24 @@ pub fn reconcile(
     hashes.sort_unstable();
     // Held and open, but not in the file: a FULL would end these.
     let mut failed: Option<io::Error> = None;
-    index::records::for_each_open(
-        conn,
-        authority,
-        rules.reference_date,
-        |_, local_id, plan| {
-            if let Some(p) = PlanType::parse(plan) {
-                if hashes.binary_search(&key_hash(local_id, p)).is_err() {
-                    counts.only_held += 1;
-                    if let Err(e) = spool(
-                        &mut list,
-                        Entry {
-                            kind: "ONLY_HELD",
-                            local_id,
-                            plan_type: plan,
-                            detail: String::new(),
-                        },
-                    ) {
-                        failed.get_or_insert(e);
-                    }
+    index::records::for_each_open(db, authority, rules.reference_date, |_, local_id, plan| {
+        if let Some(p) = PlanType::parse(plan) {
+            if hashes.binary_search(&key_hash(local_id, p)).is_err() {
+                counts.only_held += 1;
+                if let Err(e) = spool(
+                    &mut list,
+                    Entry {
+                        kind: "ONLY_HELD",
+                        local_id,
+                        plan_type: plan,
+                        detail: String::new(),
+                    },
+                ) {
+                    failed.get_or_insert(e);
                 }
             }
-        },
-    )?;
+        }
+    })?;
     if let Some(e) = failed {
         return Err(ReconcileError::Write(e));
     }

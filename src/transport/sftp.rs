@@ -319,7 +319,7 @@ pub fn download(
     sftp: &Sftp,
     remote: &SftpRemote,
     config: &Config,
-    index: &Index,
+    index: &mut Index,
     now: &Clock,
     listings: &mut Listings,
 ) -> Result<Vec<String>, SftpError> {
@@ -340,14 +340,16 @@ pub fn download(
     let mailbox = &remote.mailbox;
 
     // Finish what a crash left: local copies durable, remote not yet retired.
-    for (name, size, mtime) in index::flows::sftp_local_pending(&index.conn, mailbox)? {
+    for (name, size, mtime) in index::flows::sftp_local_pending(index.db(), mailbox)? {
         if by_name
             .get(name.as_str())
             .is_some_and(|f| f.size == size && f.mtime == mtime)
         {
             retire(sftp, remote, &name)?;
         }
-        index::flows::set_sftp_download(&index.conn, mailbox, &name, size, mtime, "done", &at)?;
+        index.write(|tx| {
+            index::flows::set_sftp_download(tx, mailbox, &name, size, mtime, "done", &at)
+        })?;
     }
 
     let mut order: Vec<&RemoteFile> = Vec::new();
@@ -381,7 +383,7 @@ pub fn download(
 
     let mut done = Vec::new();
     for f in order {
-        match index::flows::sftp_download_state(&index.conn, mailbox, &f.name, f.size, f.mtime)?
+        match index::flows::sftp_download_state(index.db(), mailbox, &f.name, f.size, f.mtime)?
             .as_deref()
         {
             Some("local") => {}
@@ -390,39 +392,31 @@ pub fn download(
                     // The previous file of that name is still waiting to be processed.
                     continue;
                 }
-                index::flows::set_sftp_download(
-                    &index.conn,
-                    mailbox,
-                    &f.name,
-                    f.size,
-                    f.mtime,
-                    "downloading",
-                    &at,
-                )?;
+                index.write(|tx| {
+                    index::flows::set_sftp_download(
+                        tx,
+                        mailbox,
+                        &f.name,
+                        f.size,
+                        f.mtime,
+                        "downloading",
+                        &at,
+                    )
+                })?;
                 download_one(sftp, remote, f, &in_dir)?;
-                index::flows::set_sftp_download(
-                    &index.conn,
-                    mailbox,
-                    &f.name,
-                    f.size,
-                    f.mtime,
-                    "local",
-                    &at,
-                )?;
+                index.write(|tx| {
+                    index::flows::set_sftp_download(
+                        tx, mailbox, &f.name, f.size, f.mtime, "local", &at,
+                    )
+                })?;
                 info!(event = "sftp_downloaded", mailbox = %mailbox, file = %f.name, bytes = f.size);
             }
             Some(_) => continue,
         }
         retire(sftp, remote, &f.name)?;
-        index::flows::set_sftp_download(
-            &index.conn,
-            mailbox,
-            &f.name,
-            f.size,
-            f.mtime,
-            "done",
-            &at,
-        )?;
+        index.write(|tx| {
+            index::flows::set_sftp_download(tx, mailbox, &f.name, f.size, f.mtime, "done", &at)
+        })?;
         done.push(f.name.clone());
     }
     Ok(done)
@@ -531,11 +525,11 @@ pub fn sync(
     listings: &mut Listings,
     downloads: bool,
 ) -> Result<SyncReport, SftpError> {
-    let index = Index::open(&config.hub.database)?;
+    let mut index = Index::open(&config.hub.database)?;
     let (_session, sftp) = connect(remote)?;
     let mut report = SyncReport::default();
     if downloads {
-        report.downloaded = download(&sftp, remote, config, &index, now, listings)?;
+        report.downloaded = download(&sftp, remote, config, &mut index, now, listings)?;
     }
     report.uploaded = upload(&sftp, remote, config)?;
     Ok(report)
@@ -606,12 +600,20 @@ pub fn download_all_while<T>(
                 let done = done.clone();
                 scope.spawn(move || {
                     let result = (|| {
-                        let index = Index::open(&config.hub.database)?;
+                        let mut index = Index::open(&config.hub.database)?;
                         let (_session, sftp) = connect(remote)?;
                         let mut listings = Listings::default();
-                        let mut got = download(&sftp, remote, config, &index, now, &mut listings)?;
+                        let mut got =
+                            download(&sftp, remote, config, &mut index, now, &mut listings)?;
                         std::thread::sleep(config.hub.settle);
-                        got.extend(download(&sftp, remote, config, &index, now, &mut listings)?);
+                        got.extend(download(
+                            &sftp,
+                            remote,
+                            config,
+                            &mut index,
+                            now,
+                            &mut listings,
+                        )?);
                         Ok::<_, SftpError>(got)
                     })();
                     let _ = done.send(remote.mailbox.clone());
