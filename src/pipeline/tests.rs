@@ -6,7 +6,15 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, SystemTime};
 
-use super::*;
+use super::message::process_message;
+use super::PassError;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::fsutil::Dir;
+use crate::index::{self, Index, IndexError};
+use crate::intake::{Found, Ready};
+use crate::model::Status;
+use crate::transport;
 
 struct Fixture {
     _dir: tempfile::TempDir,
