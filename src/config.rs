@@ -140,6 +140,16 @@ impl Partner {
         }
     }
 
+    /// What this partner's inbound messages are.
+    pub fn message_kind(&self) -> crate::model::MessageKind {
+        use crate::model::MessageKind;
+        match self.role {
+            Role::Authority { .. } => MessageKind::Extract,
+            Role::Site { .. } => MessageKind::Attendance,
+            Role::Demographics => MessageKind::NhsStatus,
+        }
+    }
+
     /// The workflow id this partner sends with (§1.4).
     pub fn inbound_workflow(&self) -> &'static str {
         match self.role {

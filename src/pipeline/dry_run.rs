@@ -89,43 +89,20 @@ pub fn validate_file(
     let open = opener(&file, false, config.hub.max_file_bytes);
     let mut sink = extract::MemorySink::default();
     let io_err = extract_failed(path);
-    let feed_outcome = match &partner.role {
-        Role::Authority { .. } => None,
-        Role::Site {
-            code,
-            name,
-            site_codes,
-            ..
-        } => {
-            let mut h = feeds::Attendance::new(config, code, name, site_codes, now, 0);
-            Some(
-                feeds::evaluate(
-                    Store::Read(db),
-                    &mut h,
-                    &config.hub,
-                    &[],
-                    &open,
-                    false,
-                    &mut sink,
-                )
-                .map_err(io_err)?,
+    let feed_outcome = match feeds::handler_for(config, partner, now, 0) {
+        None => None,
+        Some(mut handler) => Some(
+            feeds::evaluate(
+                Store::Read(db),
+                handler.as_mut(),
+                &config.hub,
+                &[],
+                &open,
+                false,
+                &mut sink,
             )
-        }
-        Role::Demographics => {
-            let mut h = feeds::NhsStatus::new(config, now, 0);
-            Some(
-                feeds::evaluate(
-                    Store::Read(db),
-                    &mut h,
-                    &config.hub,
-                    &[],
-                    &open,
-                    false,
-                    &mut sink,
-                )
-                .map_err(io_err)?,
-            )
-        }
+            .map_err(io_err)?,
+        ),
     };
     if let Some(outcome) = feed_outcome {
         sink.finish(Store::Read(db))?;

@@ -23,6 +23,7 @@ use std::sync::mpsc;
 use chrono::NaiveDate;
 use xxhash_rust::xxh3::xxh3_128;
 
+use super::decide;
 use crate::clock::{self, Clock};
 use crate::config::HubSettings;
 use crate::formats::EXTRACT;
@@ -41,123 +42,7 @@ pub enum ExtractError {
     Index(#[from] IndexError),
 }
 
-/// Where problems go: the index (for a receipt) or memory (for `validate`).
-pub trait Sink {
-    fn push(&mut self, store: Store<'_>, problem: Problem) -> Result<(), IndexError>;
-    /// Forget everything pushed (the pass is read again).
-    fn reset(&mut self);
-    /// After the last problem: one row per code that had more than
-    /// [`MAX_LISTED_PER_CODE`], saying how many more there were.
-    fn finish(&mut self, store: Store<'_>) -> Result<(), IndexError>;
-}
-
-/// A receipt lists at most this many problems of one code; the others are counted
-/// in one closing row (the counts in the metadata always count them all). Bounds
-/// the receipt, and the memory and database rows behind it, whatever the file.
-pub const MAX_LISTED_PER_CODE: u64 = 1000;
-
-/// Counts problems per code and says which are listed.
-#[derive(Debug, Default)]
-struct Cap {
-    by_code: HashMap<Code, (u64, Severity)>,
-}
-
-impl Cap {
-    fn admit(&mut self, p: &Problem) -> bool {
-        let entry = self.by_code.entry(p.code).or_insert((0, p.severity));
-        entry.0 += 1;
-        entry.0 <= MAX_LISTED_PER_CODE
-    }
-
-    /// The closing rows, in a stable order (by code).
-    fn summaries(&self) -> Vec<Problem> {
-        let mut over: Vec<(&Code, &(u64, Severity))> = self
-            .by_code
-            .iter()
-            .filter(|(_, (n, _))| *n > MAX_LISTED_PER_CODE)
-            .collect();
-        over.sort_by_key(|(code, _)| **code);
-        over.into_iter()
-            .map(|(code, (n, severity))| Problem {
-                line: None,
-                reference: String::new(),
-                severity: *severity,
-                code: *code,
-                field: String::new(),
-                message: format!(
-                    "{} more {code} problems are not listed ({n} in all; a receipt lists the first {MAX_LISTED_PER_CODE} of each code)",
-                    n - MAX_LISTED_PER_CODE
-                ),
-            })
-            .collect()
-    }
-}
-
-/// Problems into the `problems` table under one receipt.
-pub struct DbSink {
-    pub receipt_id: i64,
-    seq: u64,
-    cap: Cap,
-}
-
-impl DbSink {
-    pub fn new(receipt_id: i64) -> Self {
-        DbSink {
-            receipt_id,
-            seq: 0,
-            cap: Cap::default(),
-        }
-    }
-
-    fn insert(&mut self, store: Store<'_>, problem: &Problem) -> Result<(), IndexError> {
-        self.seq += 1;
-        index::ledger::insert_problem(store.tx()?, self.receipt_id, self.seq, problem)
-    }
-}
-
-impl Sink for DbSink {
-    fn push(&mut self, store: Store<'_>, problem: Problem) -> Result<(), IndexError> {
-        if self.cap.admit(&problem) {
-            self.insert(store, &problem)?;
-        }
-        Ok(())
-    }
-    fn reset(&mut self) {
-        // The savepoint rollback removed the rows.
-        self.seq = 0;
-        self.cap = Cap::default();
-    }
-    fn finish(&mut self, store: Store<'_>) -> Result<(), IndexError> {
-        for p in self.cap.summaries() {
-            self.insert(store, &p)?;
-        }
-        self.cap = Cap::default();
-        Ok(())
-    }
-}
-
-/// Problems kept in memory.
-#[derive(Default)]
-pub struct MemorySink(pub Vec<Problem>, Cap);
-
-impl Sink for MemorySink {
-    fn push(&mut self, _: Store<'_>, problem: Problem) -> Result<(), IndexError> {
-        if self.1.admit(&problem) {
-            self.0.push(problem);
-        }
-        Ok(())
-    }
-    fn reset(&mut self) {
-        self.0.clear();
-        self.1 = Cap::default();
-    }
-    fn finish(&mut self, _: Store<'_>) -> Result<(), IndexError> {
-        self.0.extend(self.1.summaries());
-        self.1 = Cap::default();
-        Ok(())
-    }
-}
-
+pub use super::sink::{DbSink, MemorySink, Sink};
 pub use crate::model::Status;
 
 /// What is being evaluated.
@@ -812,44 +697,18 @@ pub fn evaluate_step(
     let full = r.header.extract_type == Some(ExtractType::Full);
     let would_end = r.to_end.len() as u64;
     let limit = mass_end_limit(job.hub, r.open_before);
-    let fraction = if r.records > 0 {
-        r.invalid as f64 / r.records as f64
-    } else {
-        0.0
+    let findings = decide::Findings {
+        file_error: r.file_error,
+        stale: r.stale,
+        records: r.records,
+        invalid: r.invalid,
+        mass_end: (full && job.guard).then_some(decide::MassEnd {
+            would_end,
+            open_before: r.open_before,
+            limit,
+        }),
     };
-    let (status, extra) = if r.file_error {
-        (Status::Rejected, None)
-    } else if r.stale {
-        (Status::Stale, None)
-    } else if r.records > 0 && r.invalid == r.records {
-        let msg = format!("all {} records are invalid; nothing was applied", r.records);
-        (
-            Status::Rejected,
-            Some(Problem::file(Code::RejectFraction, "", msg)),
-        )
-    } else if fraction > job.hub.max_reject_fraction {
-        let msg = format!(
-            "{} of {} records are invalid ({:.0}%), more than hub.max_reject_fraction {}; nothing was applied: fix the extract and send it again",
-            r.invalid, r.records, fraction * 100.0, job.hub.max_reject_fraction
-        );
-        (
-            Status::Rejected,
-            Some(Problem::file(Code::RejectFraction, "", msg)),
-        )
-    } else if full && job.guard && would_end as f64 > limit {
-        let msg = format!(
-            "this FULL would end {would_end} of the {} open records (more than {limit:.0}); it is held for an operator (cpis-hub quarantine release|discard)",
-            r.open_before
-        );
-        (
-            Status::Quarantined,
-            Some(Problem::file(Code::MassEnd, "", msg)),
-        )
-    } else if r.invalid == 0 {
-        (Status::Accepted, None)
-    } else {
-        (Status::Partial, None)
-    };
+    let (status, extra) = decide::decide(&findings, job.hub.max_reject_fraction);
     if r.wrote && !status.applies() {
         return Ok(Step::Again(Hints {
             dups: dups.clone(),

@@ -12,9 +12,11 @@
 use crate::model::{Code, Severity};
 use std::collections::HashSet;
 
-use super::extract::{ExtractError, Opener, Outcome, Sink, Status};
+use super::decide;
+use super::extract::{ExtractError, Opener, Outcome, Sink};
 use crate::clock::{self, Clock};
 use crate::config::{Config, HubSettings};
+use crate::config::{Partner, Role};
 use crate::emit;
 use crate::formats::{self, Kind};
 use crate::index::{self, ledger::Counts, IndexError, Store, Tx};
@@ -39,6 +41,30 @@ pub trait FeedHandler {
     ) -> Result<Verdict, IndexError>;
     /// After an applied pass: reserve the outbound files the rows go in.
     fn finish(&mut self, store: Store<'_>) -> Result<(), IndexError>;
+    /// The feed's own counts for the audit log (never an NHS number).
+    fn detail(&self) -> serde_json::Value;
+}
+
+/// The feed a partner sends (`None` for an authority: its files are extracts).
+/// `message_id` ties the rows it makes to their message (0 for a dry run).
+pub fn handler_for<'a>(
+    config: &'a Config,
+    partner: &'a Partner,
+    now: Clock,
+    message_id: i64,
+) -> Option<Box<dyn FeedHandler + 'a>> {
+    match &partner.role {
+        Role::Authority { .. } => None,
+        Role::Site {
+            code,
+            name,
+            site_codes,
+            ..
+        } => Some(Box::new(Attendance::new(
+            config, code, name, site_codes, now, message_id,
+        ))),
+        Role::Demographics => Some(Box::new(NhsStatus::new(config, now, message_id))),
+    }
 }
 
 /// What became of one record.
@@ -50,46 +76,6 @@ pub enum Verdict {
     Invalid,
     /// Valid but not applied again (`DUPLICATE_EVENT`): counts in neither.
     Skipped,
-}
-
-/// The basic decision of §4.1 for files without STALE or the mass-end guard.
-pub fn basic_decision(
-    file_error: bool,
-    records: u64,
-    invalid: u64,
-    hub: &HubSettings,
-) -> (Status, Option<Problem>) {
-    let fraction = if records > 0 {
-        invalid as f64 / records as f64
-    } else {
-        0.0
-    };
-    if file_error {
-        (Status::Rejected, None)
-    } else if records > 0 && invalid == records {
-        (
-            Status::Rejected,
-            Some(Problem::file(
-                Code::RejectFraction,
-                "",
-                format!("all {records} records are invalid; nothing was applied"),
-            )),
-        )
-    } else if fraction > hub.max_reject_fraction {
-        let msg = format!(
-            "{invalid} of {records} records are invalid ({:.0}%), more than hub.max_reject_fraction {}; nothing was applied: fix the file and send it again",
-            fraction * 100.0,
-            hub.max_reject_fraction
-        );
-        (
-            Status::Rejected,
-            Some(Problem::file(Code::RejectFraction, "", msg)),
-        )
-    } else if invalid == 0 {
-        (Status::Accepted, None)
-    } else {
-        (Status::Partial, None)
-    }
 }
 
 struct PassCounts {
@@ -208,7 +194,13 @@ pub fn evaluate(
     }
     let result = (|| {
         let mut c = run_pass(store, handler, pre, open, apply, sink)?;
-        let (status, extra) = basic_decision(c.file_error, c.records, c.invalid, hub);
+        let findings = decide::Findings {
+            file_error: c.file_error,
+            records: c.records,
+            invalid: c.invalid,
+            ..decide::Findings::default()
+        };
+        let (status, extra) = decide::decide(&findings, hub.max_reject_fraction);
         if apply && !status.applies() {
             store.tx()?.rollback_to("feed_pass")?;
             sink.reset();
@@ -316,6 +308,10 @@ impl<'a> Attendance<'a> {
 }
 
 impl FeedHandler for Attendance<'_> {
+    fn detail(&self) -> serde_json::Value {
+        serde_json::json!({"site": self.site_code, "notified": self.notified, "silent_reads": self.silent_reads, "not_held": self.not_held, "duplicate_events": self.duplicates})
+    }
+
     fn spec(&self) -> &'static FormatSpec {
         &formats::ATTENDANCE
     }
@@ -462,6 +458,10 @@ impl<'a> NhsStatus<'a> {
 }
 
 impl FeedHandler for NhsStatus<'_> {
+    fn detail(&self) -> serde_json::Value {
+        serde_json::json!({"marked": self.marked, "notices": self.notices})
+    }
+
     fn spec(&self) -> &'static FormatSpec {
         &formats::NHS_STATUS
     }

@@ -18,7 +18,7 @@ use super::extract::{DbSink, Job, Sink, Status};
 use super::pass::{PassReport, MAX_ATTEMPTS};
 use super::recover::recover;
 use crate::clock::Clock;
-use crate::config::{Config, Partner, Role};
+use crate::config::{Config, Partner};
 use crate::emit::{self};
 use crate::formats::Kind;
 use crate::fsutil::{self, Dir};
@@ -270,7 +270,7 @@ pub(super) fn process_message(
         file: data,
         path: data_path,
     };
-    let status = if matches!(partner.role, Role::Authority { .. }) {
+    let status = if partner.message_kind() == MessageKind::Extract {
         m.kind = MessageKind::Extract;
         apply_extract(config, index, now, partner, m, pre_problems, &inbound)?
     } else {
@@ -479,53 +479,27 @@ pub(super) fn apply_feed(
 ) -> Result<Status, PassError> {
     let data_path = &data.path;
     let tx = index.begin()?;
-    m.kind = match partner.role {
-        Role::Site { .. } => MessageKind::Attendance,
-        _ => MessageKind::NhsStatus,
-    };
+    m.kind = partner.message_kind();
     let Some(receipt) = begin_message(config, &tx, &now, &mut m)? else {
         tx.commit()?;
         return Ok(Status::Duplicate);
     };
+    // The rows the feed makes are tied to this message.
+    let mut handler = feeds::handler_for(config, partner, now, m.id)
+        .ok_or(PassError::Index(IndexError::ReadOnly))?;
     let open = opener(&data.file, m.compressed, config.hub.max_file_bytes);
     let mut sink = DbSink::new(receipt);
-    let io_err = extract_failed(data_path);
-    let (outcome, detail) = match &partner.role {
-        Role::Site {
-            code,
-            name,
-            site_codes,
-            ..
-        } => {
-            let mut h = feeds::Attendance::new(config, code, name, site_codes, now, m.id);
-            let o = feeds::evaluate(
-                Store::Write(&tx),
-                &mut h,
-                &config.hub,
-                &pre_problems,
-                &open,
-                true,
-                &mut sink,
-            )
-            .map_err(io_err)?;
-            let d = json!({"site": code, "notified": h.notified, "silent_reads": h.silent_reads, "not_held": h.not_held, "duplicate_events": h.duplicates});
-            (o, d)
-        }
-        _ => {
-            let mut h = feeds::NhsStatus::new(config, now, m.id);
-            let o = feeds::evaluate(
-                Store::Write(&tx),
-                &mut h,
-                &config.hub,
-                &pre_problems,
-                &open,
-                true,
-                &mut sink,
-            )
-            .map_err(io_err)?;
-            (o, json!({"marked": h.marked, "notices": h.notices}))
-        }
-    };
+    let outcome = feeds::evaluate(
+        Store::Write(&tx),
+        handler.as_mut(),
+        &config.hub,
+        &pre_problems,
+        &open,
+        true,
+        &mut sink,
+    )
+    .map_err(extract_failed(data_path))?;
+    let detail = handler.detail();
     sink.finish(Store::Write(&tx))?;
     finish_message(config, &tx, &now, &mut m, receipt, &outcome, "pass", detail)?;
     commit_decided(tx)?;

@@ -16,6 +16,7 @@
 //! number.
 
 pub mod alerts;
+mod decide;
 mod decisions;
 mod dry_run;
 mod error;
@@ -25,6 +26,7 @@ mod housekeeping;
 mod message;
 mod pass;
 mod recover;
+mod sink;
 
 pub use dry_run::{partner_of_file, validate_file, Validation};
 pub use error::{classify_io, ErrorKind, PassError};
