@@ -1,0 +1,73 @@
+//! `process`: one pass (downloads from every remote meanwhile, uploads after), and
+//! what `run` shares with it: the checks and lock before a hub that writes starts.
+
+use super::args::EmitKind;
+use super::{usage, warn_line, Exit};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::index::{self, Index};
+use crate::lock::Lock;
+use crate::pipeline::{self, PassOptions};
+
+pub(super) fn run(config: &Config, emit: &[EmitKind], now: Clock) -> Result<i32, Exit> {
+    let (_lock, mut index) = open_for_processing(config)?;
+    let (report, mut failures) =
+        crate::transport::sftp::download_all_while(config, &now, |mailboxes, ready| {
+            let options = PassOptions {
+                emit_holdings: emit.contains(&EmitKind::Holdings),
+                alert_deltas: emit.contains(&EmitKind::Alerts),
+                alert_fulls: emit.contains(&EmitKind::Alerts),
+                downloading: Some(pipeline::Downloads { mailboxes, ready }),
+                report_unconfigured: true,
+                ..PassOptions::default()
+            };
+            pipeline::run_pass(config, &mut index, now, &options)
+        });
+    let report = report.map_err(|e| Exit(1, pass_error(config, e)))?;
+    failures.extend(crate::transport::sftp::upload_all(config));
+    for f in &failures {
+        warn_line(format_args!("SFTP {}: {}", f.mailbox, f.error));
+    }
+    // Each file's and partner's failure is in the log already (file_retry,
+    // file_failed, partner_skipped): not said twice.
+    Ok(if failures.is_empty() {
+        report.exit_code()
+    } else {
+        1
+    })
+}
+
+/// What `run` and `process` need before they touch a file: the layout checked
+/// (§6.6), the lock, the database, and the mailbox root claimed for it. Exit 2 for
+/// the configuration, the lock and a root that belongs to another database; 1 when
+/// the database cannot be opened or written (a full disk is not a usage error).
+pub(super) fn open_for_processing(config: &Config) -> Result<(Lock, Index), Exit> {
+    crate::transport::check_layout(config).map_err(usage)?;
+    let lock = Lock::acquire(&config.lock_path()).map_err(usage)?;
+    let index = Index::open(&config.hub.database).map_err(|e| match e {
+        index::IndexError::Folder { .. } | index::IndexError::TooNew { .. } => usage(e),
+        other => Exit(1, database_context(config, other)),
+    })?;
+    let id =
+        index::ledger::database_id(index.db()).map_err(|e| Exit(1, database_context(config, e)))?;
+    crate::transport::claim_root(config, &id).map_err(usage)?;
+    Ok((lock, index))
+}
+
+/// A failed pass, naming the database when the database failed.
+fn pass_error(config: &Config, e: pipeline::PassError) -> anyhow::Error {
+    use pipeline::PassError as P;
+    match e {
+        P::Index(_) | P::Emit(crate::emit::render::EmitError::Index(_)) => {
+            database_context(config, e)
+        }
+        other => other.into(),
+    }
+}
+
+/// An error that names the database it happened on (SQLite's own messages, such as
+/// "database or disk is full", name none).
+fn database_context(config: &Config, e: impl Into<anyhow::Error>) -> anyhow::Error {
+    e.into()
+        .context(format!("database {}", config.hub.database.display()))
+}
