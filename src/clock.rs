@@ -4,7 +4,7 @@
 //! Owns no state beyond the instant it was given. Must never be used for the
 //! readiness check of inbound files (SPEC §1.2), which uses the real clock.
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, SecondsFormat, TimeZone, Utc};
 use chrono_tz::Europe::London;
 
 /// The hub's current time for one pass.
@@ -56,6 +56,24 @@ impl Clock {
     /// `20261121T100000Z`, the time part of outbound file names.
     pub fn file_stamp(&self) -> String {
         self.now.format("%Y%m%dT%H%M%SZ").to_string()
+    }
+}
+
+/// The instant a local Europe/London time happens on a date.
+pub fn london_instant(day: NaiveDate, at: NaiveTime) -> DateTime<Utc> {
+    let local = day.and_time(at);
+    match London.from_local_datetime(&local) {
+        chrono::LocalResult::Single(t) => t.with_timezone(&Utc),
+        chrono::LocalResult::Ambiguous(first, _) => first.with_timezone(&Utc),
+        chrono::LocalResult::None => {
+            // In the spring gap: the same time one hour on (the clocks went forward).
+            let later = local + chrono::Duration::hours(1);
+            London
+                .from_local_datetime(&later)
+                .earliest()
+                .map(|t| t.with_timezone(&Utc))
+                .unwrap_or_else(|| Utc.from_utc_datetime(&local))
+        }
     }
 }
 

@@ -10,28 +10,9 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
-use chrono_tz::Europe::London;
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 
-use crate::clock::london_date;
-
-/// The instant a local Europe/London time happens on a date.
-pub fn london_instant(day: NaiveDate, at: NaiveTime) -> DateTime<Utc> {
-    let local = day.and_time(at);
-    match London.from_local_datetime(&local) {
-        chrono::LocalResult::Single(t) => t.with_timezone(&Utc),
-        chrono::LocalResult::Ambiguous(first, _) => first.with_timezone(&Utc),
-        chrono::LocalResult::None => {
-            // In the spring gap: the same time one hour on (the clocks went forward).
-            let later = local + chrono::Duration::hours(1);
-            London
-                .from_local_datetime(&later)
-                .earliest()
-                .map(|t| t.with_timezone(&Utc))
-                .unwrap_or_else(|| Utc.from_utc_datetime(&local))
-        }
-    }
-}
+use crate::clock::{london_date, london_instant};
 
 /// The date a daily job at `at` is due for now, if it has not run for it yet.
 pub fn daily_due(

@@ -10,7 +10,6 @@ use crate::config::{Config, Format, Framing, Role};
 use crate::formats::{self, Kind};
 use crate::index::{self, ledger::Counts, outbound::OutboundRow, Db, IndexError, Tx};
 use crate::model::{Change, Folder, OutboundState};
-use crate::parse::ctl;
 use crate::validate::{ExtractType, Problem};
 
 /// Why an outbound file could not be written.
@@ -110,7 +109,7 @@ fn stage_ctl(
         (Kind::Holdings, _) => "CPISHUB_HOLDINGS",
         (Kind::Alerts, _) => "CPISHUB_ALERTS",
     };
-    let text = ctl::write(
+    let text = super::ctl::control_file(
         workflow,
         &config.hub.mailbox,
         &row.mailbox,

@@ -7,14 +7,13 @@ use std::io::{self, Write};
 use quick_xml::escape::escape;
 
 use crate::config::Format;
-use crate::formats::OutFormat;
-use crate::parse::{camel, meta, pascal};
+use crate::formats::{camel, metadata_line, pascal, Spec};
 
 pub const NAMESPACE: &str = "urn:cpis-hub:v1";
 
 /// Writes one document row by row.
 pub struct TableWriter<'w> {
-    format: &'static OutFormat,
+    format: &'static Spec,
     out: Out<'w>,
 }
 
@@ -27,7 +26,7 @@ impl<'w> TableWriter<'w> {
     /// Writes the metadata and (CSV) the header row, and returns the writer of rows.
     pub fn begin(
         out: &'w mut dyn Write,
-        format: &'static OutFormat,
+        format: &'static Spec,
         syntax: Format,
         metadata: &[(&str, String)],
     ) -> io::Result<Self> {
@@ -39,13 +38,13 @@ impl<'w> TableWriter<'w> {
     /// or the declaration and the root's start tag (XML).
     pub fn head(
         out: &mut dyn Write,
-        format: &'static OutFormat,
+        format: &'static Spec,
         syntax: Format,
         metadata: &[(&str, String)],
     ) -> io::Result<()> {
         match syntax {
             Format::Csv => {
-                out.write_all(meta::write_line(format.name, metadata).as_bytes())?;
+                out.write_all(metadata_line(format.name, metadata).as_bytes())?;
                 out.write_all(b"\n")?;
                 let mut csv = csv::WriterBuilder::new()
                     .terminator(csv::Terminator::Any(b'\n'))
@@ -69,7 +68,7 @@ impl<'w> TableWriter<'w> {
 
     /// A writer of rows only (what follows [`TableWriter::head`]): a body rendered once
     /// can follow many heads.
-    pub fn body(out: &'w mut dyn Write, format: &'static OutFormat, syntax: Format) -> Self {
+    pub fn body(out: &'w mut dyn Write, format: &'static Spec, syntax: Format) -> Self {
         let out = match syntax {
             Format::Csv => Out::Csv(Box::new(
                 csv::WriterBuilder::new()

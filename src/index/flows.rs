@@ -595,15 +595,19 @@ pub fn sftp_local_pending(db: Db<'_>, mailbox: &str) -> Result<Vec<(String, u64,
     Ok(rows)
 }
 
-/// Forgets rejected-line details of messages received before `before` (RFC 3339).
-/// Receipts already sent are not affected.
-pub fn purge_problems(tx: &Tx<'_>, before: &str) -> Result<u64> {
+/// How many days rejected-line details are kept (`report rejections`).
+pub const REJECTION_DAYS: i64 = 90;
+
+/// Forgets rejected-line details of messages received more than
+/// [`REJECTION_DAYS`] before `now`. Receipts already sent are not affected.
+pub fn purge_problems(tx: &Tx<'_>, now: chrono::DateTime<chrono::Utc>) -> Result<u64> {
+    let before = crate::clock::rfc3339(now - chrono::Duration::days(REJECTION_DAYS));
     let conn = tx.conn();
     let n = conn
         .prepare_cached(
             "DELETE FROM problems WHERE receipt_id IN (SELECT r.id FROM receipts r JOIN messages m ON m.id = r.message_id
              WHERE m.received_at < ?1 AND NOT EXISTS (SELECT 1 FROM outbound o WHERE o.receipt_id = r.id AND o.state <> 'written'))",
         )?
-        .execute([before])?;
+        .execute([&before])?;
     Ok(n as u64)
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use super::limits::{self, CrLf, LineLimit};
 use super::{
-    fail, meta, FileProblem, FormatSpec, Item, Prelude, RawRecord, Stop, Syntax, MAX_LINE_BYTES,
+    fail, meta, FileProblem, Item, Prelude, RawRecord, Spec, Stop, Syntax, MAX_LINE_BYTES,
 };
 
 /// Remembers where the newlines the csv reader has been given but not yet placed
@@ -86,10 +86,7 @@ fn csv_problem(e: csv::Error) -> Stop {
 }
 
 impl<R: Read> CsvDoc<R> {
-    pub(super) fn open(
-        source: BufReader<R>,
-        spec: &'static FormatSpec,
-    ) -> Result<(Self, Prelude), Stop> {
+    pub(super) fn open(source: BufReader<R>, spec: &'static Spec) -> Result<(Self, Prelude), Stop> {
         let mut limited =
             BufReader::with_capacity(64 * 1024, LineLimit::new(source, b'\n', MAX_LINE_BYTES));
         let mut first = Vec::new();
@@ -266,7 +263,7 @@ impl<R: Read> CsvDoc<R> {
     }
 }
 
-pub(super) fn check_format(metadata: &meta::Metadata, spec: &FormatSpec) -> Result<(), Stop> {
+pub(super) fn check_format(metadata: &meta::Metadata, spec: &Spec) -> Result<(), Stop> {
     if metadata.format != spec.name {
         return fail(FileProblem::new(
             Code::Metadata,

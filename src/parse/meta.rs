@@ -1,5 +1,6 @@
-//! The CSV metadata line (`#cpis-extract v1 key=value ...`) and its percent
-//! encoding (SPEC §2.1).
+//! Reading the CSV metadata line (`#cpis-extract v1 key=value ...`, SPEC §2.1).
+
+use crate::formats::percent_decode;
 
 /// The metadata of a document, whichever syntax it came in.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -19,39 +20,6 @@ impl Metadata {
             .map(|(_, v)| v.as_str())
             .filter(|v| !v.trim().is_empty())
     }
-}
-
-/// Percent-encodes a metadata value: space, `%`, `=`, control characters and every
-/// non-ASCII byte become `%XX`.
-pub fn percent_encode(value: &[u8]) -> String {
-    let mut out = String::with_capacity(value.len());
-    for &b in value {
-        if b == b' ' || b == b'%' || b == b'=' || !(0x20..0x7f).contains(&b) {
-            out.push_str(&format!("%{b:02X}"));
-        } else {
-            out.push(char::from(b));
-        }
-    }
-    out
-}
-
-/// Decodes `%XX` sequences; `None` on a broken sequence or a result that is not UTF-8.
-pub fn percent_decode(value: &str) -> Option<String> {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            let text = std::str::from_utf8(hex).ok()?;
-            out.push(u8::from_str_radix(text, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// Parses a metadata line (BOM and line end already removed).
@@ -85,29 +53,9 @@ pub fn parse_line(line: &str) -> Result<Metadata, String> {
     })
 }
 
-/// Writes a metadata line (without line end).
-pub fn write_line(format: &str, pairs: &[(&str, String)]) -> String {
-    let mut line = format!("#{format} v1");
-    for (k, v) in pairs {
-        line.push(' ');
-        line.push_str(k);
-        line.push('=');
-        line.push_str(&percent_encode(v.as_bytes()));
-    }
-    line
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn round_trip_of_awkward_values() {
-        let name = "nightly extract=100% café\t.csv";
-        let enc = percent_encode(name.as_bytes());
-        assert!(!enc.contains([' ', '=', '\t']) && enc.is_ascii(), "{enc}");
-        assert_eq!(percent_decode(&enc).as_deref(), Some(name));
-    }
 
     #[test]
     fn parses_spec_example() {

@@ -13,6 +13,7 @@ pub mod limits;
 pub mod meta;
 mod xml_doc;
 
+use crate::formats::Spec;
 use crate::model::Code;
 use std::io::{BufRead, BufReader, Read};
 
@@ -22,17 +23,6 @@ pub use meta::Metadata;
 pub const MAX_LINE_BYTES: usize = 1 << 20;
 /// Deepest XML nesting accepted (§2.1).
 pub const MAX_XML_DEPTH: usize = 8;
-
-/// The columns of one SPEC format.
-#[derive(Debug)]
-pub struct FormatSpec {
-    /// `cpis-extract`
-    pub name: &'static str,
-    /// `CpisExtract`
-    pub root: &'static str,
-    /// snake_case column names; a record's values come in this order.
-    pub columns: &'static [&'static str],
-}
 
 /// A problem that concerns the whole file (empty `line` in a receipt).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,7 +173,7 @@ fn sniff<R: BufRead>(reader: &mut R) -> std::io::Result<(bool, Syntax)> {
 impl<R: Read> DocReader<R> {
     /// Reads the prelude (metadata and, for CSV, the header row). An `Err` stops
     /// reading before any record: a file-level problem, or the source failing.
-    pub fn open(source: R, spec: &'static FormatSpec) -> Result<(Self, Prelude), Stop> {
+    pub fn open(source: R, spec: &'static Spec) -> Result<(Self, Prelude), Stop> {
         let mut reader = BufReader::with_capacity(64 * 1024, source);
         let (_bom, syntax) = sniff(&mut reader).map_err(Stop::from_io)?;
         match syntax {
@@ -226,49 +216,6 @@ impl<R: Read> Iterator for DocReader<R> {
             self.done = true;
         }
         item
-    }
-}
-
-/// `nhs_number` -> `NhsNumber`
-pub fn pascal(snake: &str) -> String {
-    snake
-        .split('_')
-        .map(|part| {
-            let mut chars = part.chars();
-            match chars.next() {
-                Some(first) => first.to_ascii_uppercase().to_string() + chars.as_str(),
-                None => String::new(),
-            }
-        })
-        .collect()
-}
-
-/// `extractedAt` / `NhsNumber` -> `extracted_at` / `nhs_number`
-pub fn snake(name: &str) -> String {
-    let mut out = String::with_capacity(name.len() + 4);
-    let mut prev_lower_or_digit = false;
-    for c in name.chars() {
-        if c.is_ascii_uppercase() {
-            if prev_lower_or_digit {
-                out.push('_');
-            }
-            out.push(c.to_ascii_lowercase());
-            prev_lower_or_digit = false;
-        } else {
-            out.push(c);
-            prev_lower_or_digit = c.is_ascii_lowercase() || c.is_ascii_digit();
-        }
-    }
-    out
-}
-
-/// `extracted_at` -> `extractedAt`
-pub fn camel(snake: &str) -> String {
-    let p = pascal(snake);
-    let mut chars = p.chars();
-    match chars.next() {
-        Some(first) => first.to_ascii_lowercase().to_string() + chars.as_str(),
-        None => String::new(),
     }
 }
 

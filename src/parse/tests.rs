@@ -136,14 +136,6 @@ fn xml_nested_column_is_a_record_problem_but_deep_nesting_is_fatal() {
     assert!(matches!(items.last(), Some(Item::Fatal(p)) if p.message.contains("deeper")));
 }
 
-#[test]
-fn names_map_between_cases() {
-    assert_eq!(pascal("out_of_hours_phone"), "OutOfHoursPhone");
-    assert_eq!(snake("OutOfHoursPhone"), "out_of_hours_phone");
-    assert_eq!(camel("extracted_at"), "extractedAt");
-    assert_eq!(snake("extractedAt"), "extracted_at");
-}
-
 proptest! {
     /// No byte string makes a reader panic or loop.
     #[test]

@@ -11,9 +11,10 @@ use quick_xml::NsReader;
 
 use super::limits::{self, LineLimit};
 use super::{
-    fail, meta, snake, FileProblem, FormatSpec, Item, Prelude, RawRecord, Stop, Syntax,
-    MAX_LINE_BYTES, MAX_XML_DEPTH,
+    fail, meta, FileProblem, Item, Prelude, RawRecord, Spec, Stop, Syntax, MAX_LINE_BYTES,
+    MAX_XML_DEPTH,
 };
+use crate::formats::snake;
 
 pub const NAMESPACE: &str = "urn:cpis-hub:v1";
 
@@ -30,7 +31,7 @@ const MAX_FIELD_BYTES: usize = 64 * 1024;
 
 pub(super) struct XmlDoc<R: Read> {
     reader: NsReader<BufReader<LineLimit<BufReader<R>>>>,
-    spec: &'static FormatSpec,
+    spec: &'static Spec,
     buf: Vec<u8>,
     position: u64,
     warned: HashSet<String>,
@@ -67,10 +68,7 @@ fn doctype() -> FileProblem {
 }
 
 impl<R: Read> XmlDoc<R> {
-    pub(super) fn open(
-        source: BufReader<R>,
-        spec: &'static FormatSpec,
-    ) -> Result<(Self, Prelude), Stop> {
+    pub(super) fn open(source: BufReader<R>, spec: &'static Spec) -> Result<(Self, Prelude), Stop> {
         let limited =
             BufReader::with_capacity(64 * 1024, LineLimit::new(source, b'>', MAX_LINE_BYTES));
         let mut reader = NsReader::from_reader(limited);
@@ -442,7 +440,7 @@ fn too_deep() -> FileProblem {
     )
 }
 
-fn truncated(spec: &FormatSpec) -> FileProblem {
+fn truncated(spec: &Spec) -> FileProblem {
     FileProblem::new(
         Code::XmlMalformed,
         "",

@@ -18,14 +18,15 @@ use crate::clock::{self, Clock};
 use crate::config::{Config, HubSettings};
 use crate::config::{Partner, Role};
 use crate::emit;
+use crate::formats::Spec;
 use crate::formats::{self, Kind};
 use crate::index::{self, ledger::Counts, IndexError, Store, Tx};
-use crate::parse::{DocReader, FormatSpec, Item, RawRecord, Stop};
+use crate::parse::{DocReader, Item, RawRecord, Stop};
 use crate::validate::{self, AttendanceRules, Problem, StatusRules};
 
 /// What one feed does with its records.
 pub trait FeedHandler {
-    fn spec(&self) -> &'static FormatSpec;
+    fn spec(&self) -> &'static Spec;
     /// The metadata key and value that must name the sender, if any.
     fn owner(&self) -> Option<(&str, &str)>;
     fn required(&self) -> &'static [usize];
@@ -312,7 +313,7 @@ impl FeedHandler for Attendance<'_> {
         serde_json::json!({"site": self.site_code, "notified": self.notified, "silent_reads": self.silent_reads, "not_held": self.not_held, "duplicate_events": self.duplicates})
     }
 
-    fn spec(&self) -> &'static FormatSpec {
+    fn spec(&self) -> &'static Spec {
         &formats::ATTENDANCE
     }
     fn owner(&self) -> Option<(&str, &str)> {
@@ -462,7 +463,7 @@ impl FeedHandler for NhsStatus<'_> {
         serde_json::json!({"marked": self.marked, "notices": self.notices})
     }
 
-    fn spec(&self) -> &'static FormatSpec {
+    fn spec(&self) -> &'static Spec {
         &formats::NHS_STATUS
     }
     fn owner(&self) -> Option<(&str, &str)> {

@@ -30,9 +30,7 @@ pub fn housekeeping(
     seqs.save(&tx)?;
     let cutoff = crate::clock::add_days(today, -i64::from(config.hub.retention_days));
     index::flows::purge_flows(&tx, &cutoff.to_string())?;
-    let problems_before =
-        now.now() - chrono::Duration::days(crate::report::rejections::REJECTION_DAYS);
-    index::flows::purge_problems(&tx, &crate::clock::rfc3339(problems_before))?;
+    index::flows::purge_problems(&tx, now.now())?;
     if ended > 0 {
         index::audit::audit(&tx, &now, "pass", "age_18", &json!({"ended": ended}))?;
         info!(event = "age_18", ended);

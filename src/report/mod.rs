@@ -82,10 +82,7 @@ pub struct DayActivity {
 }
 
 fn day_start(day: NaiveDate) -> String {
-    clock::rfc3339(crate::daemon::schedule::london_instant(
-        day,
-        chrono::NaiveTime::MIN,
-    ))
+    clock::rfc3339(clock::london_instant(day, chrono::NaiveTime::MIN))
 }
 
 fn authority_line(

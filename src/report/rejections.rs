@@ -1,15 +1,12 @@
 //! `report rejections`: the lines rejected for a missing or invalid NHS number (or
 //! any codes asked for), with the file, line, `local_id` and code — what a data
 //! officer needs to fix case files. Problem details are kept 90 days
-//! ([`REJECTION_DAYS`]); the messages never hold an NHS number beyond the
+//! ([`crate::index::flows::REJECTION_DAYS`]); the messages never hold an NHS number beyond the
 //! replacement named by `NHS_INACTIVE`.
 
 use std::io::{self, Write};
 
 use crate::model::Code;
-
-/// How long rejected-line details are kept.
-pub const REJECTION_DAYS: i64 = 90;
 
 /// The codes listed by default.
 pub const NHS_CODES: &[Code] = &[

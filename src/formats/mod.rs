@@ -1,10 +1,30 @@
-//! The column lists of every SPEC format (§2.3, §3, §4), shared by the readers,
-//! the validators and the writers so that no list is written twice.
+//! The tables of every SPEC format (§2.3, §3, §4) and the spellings they share:
+//! column lists, the case mapping of names between CSV and XML (§2.1), and the
+//! percent encoding of metadata values. Read by the readers, the validators and
+//! the writers, so that no list or spelling is written twice.
+//!
+//! Owns no state; does no I/O. Must never depend on `parse` or `emit`: both
+//! depend on it.
 
-use crate::parse::FormatSpec;
+mod encoding;
+mod names;
+
+pub use encoding::{metadata_line, percent_decode, percent_encode};
+pub use names::{camel, pascal, snake};
+
+/// The columns of one SPEC format, inbound or outbound.
+#[derive(Debug)]
+pub struct Spec {
+    /// `cpis-extract`
+    pub name: &'static str,
+    /// `CpisExtract`
+    pub root: &'static str,
+    /// snake_case column names; a record's values come in this order.
+    pub columns: &'static [&'static str],
+}
 
 /// Authority extract (§2.3).
-pub static EXTRACT: FormatSpec = FormatSpec {
+pub static EXTRACT: Spec = Spec {
     name: "cpis-extract",
     root: "CpisExtract",
     columns: &[
@@ -38,7 +58,7 @@ pub mod extract_col {
 }
 
 /// Attendance events (§3.1).
-pub static ATTENDANCE: FormatSpec = FormatSpec {
+pub static ATTENDANCE: Spec = Spec {
     name: "cpis-attendance",
     root: "CpisAttendance",
     columns: &[
@@ -55,7 +75,7 @@ pub static ATTENDANCE: FormatSpec = FormatSpec {
 };
 
 /// NHS number status changes (§3.2).
-pub static NHS_STATUS: FormatSpec = FormatSpec {
+pub static NHS_STATUS: Spec = Spec {
     name: "cpis-nhs-status",
     root: "CpisNhsStatus",
     columns: &[
@@ -66,21 +86,13 @@ pub static NHS_STATUS: FormatSpec = FormatSpec {
     ],
 };
 
-/// An outbound format: its name, XML root and columns.
-#[derive(Debug)]
-pub struct OutFormat {
-    pub name: &'static str,
-    pub root: &'static str,
-    pub columns: &'static [&'static str],
-}
-
-pub static RECEIPT: OutFormat = OutFormat {
+pub static RECEIPT: Spec = Spec {
     name: "cpis-receipt",
     root: "CpisReceipt",
     columns: &["line", "ref", "severity", "code", "field", "message"],
 };
 
-pub static HOLDINGS: OutFormat = OutFormat {
+pub static HOLDINGS: Spec = Spec {
     name: "cpis-holdings",
     root: "CpisHoldings",
     columns: &[
@@ -133,7 +145,7 @@ impl Kind {
     }
 }
 
-pub static ACCESS: OutFormat = OutFormat {
+pub static ACCESS: Spec = Spec {
     name: "cpis-access",
     root: "CpisAccess",
     columns: &[
@@ -152,7 +164,7 @@ pub static ACCESS: OutFormat = OutFormat {
     ],
 };
 
-pub static ALERTS: OutFormat = OutFormat {
+pub static ALERTS: Spec = Spec {
     name: "cpis-alerts",
     root: "CpisAlerts",
     columns: &[
@@ -173,7 +185,7 @@ pub static ALERTS: OutFormat = OutFormat {
     ],
 };
 
-pub static INACTIVE: OutFormat = OutFormat {
+pub static INACTIVE: Spec = Spec {
     name: "cpis-inactive",
     root: "CpisInactive",
     columns: &[
