@@ -189,6 +189,25 @@ spelled! {
 }
 
 spelled! {
+    /// Where a file taken from an SFTP `in/` is: being copied, copied and durable
+    /// here (the remote file still to be retired), or retired (§1.5).
+    pub enum DownloadState {
+        Downloading => "downloading",
+        Local => "local",
+        Done => "done",
+    }
+}
+
+spelled! {
+    /// A scheduled job of the daemon (§5.4), as the ledger records its runs.
+    pub enum Job {
+        AlertsDelta => "alerts_delta",
+        AlertsFull => "alerts_full",
+        Holdings => "holdings",
+    }
+}
+
+spelled! {
     /// An operator's decision on a quarantined message.
     pub enum Decision {
         Release => "release",

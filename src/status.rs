@@ -13,6 +13,7 @@ use crate::config::{Config, Role};
 use crate::index::{self, Index, IndexError};
 use crate::intake;
 use crate::lock::Lock;
+use crate::model::Job;
 
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -159,9 +160,9 @@ pub fn gather(config: &Config, now: Clock) -> Result<Status, IndexError> {
                 decision_queued: decision,
             });
         }
-        for job in ["alerts_delta", "alerts_full", "holdings"] {
+        for &job in Job::ALL {
             jobs.push(JobRun {
-                job: job.into(),
+                job: job.as_str().into(),
                 last_run_at: index::flows::job_state(ix.db(), job)?.0,
             });
         }

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
+use crate::clock;
+use crate::model::Job;
 
 fn config(dir: &Path) -> Config {
     let text = r#"
@@ -94,43 +96,12 @@ async fn holdings_run_once_at_their_time_and_alerts_every_interval() {
         "a FULL at the first emit, then no DELTA while nothing changes: {alerts:?}"
     );
     let index = Index::open(&config.hub.database).unwrap();
-    let (last, _) = index::flows::job_state(index.db(), "alerts_delta").unwrap();
+    let (last, _) = index::flows::job_state(index.db(), Job::AlertsDelta).unwrap();
     let last = clock::parse_rfc3339(&last.unwrap()).unwrap();
     assert!(
         last >= clock::parse_rfc3339("2026-11-21T03:35:00Z").unwrap(),
         "the alerts job ran every 15 minutes: last at {last}"
     );
-    let (_, day) = index::flows::job_state(index.db(), "holdings").unwrap();
+    let (_, day) = index::flows::job_state(index.db(), Job::Holdings).unwrap();
     assert_eq!(day.as_deref(), Some("2026-11-21"));
-}
-
-#[test]
-fn backoff_doubles_up_to_its_bound() {
-    let delays: Vec<u64> = (1..=12).map(|n| backoff_delay(n).as_secs()).collect();
-    assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
-    assert_eq!(backoff_delay(200), MAX_BACKOFF);
-}
-
-#[test]
-fn io_errors_are_classified() {
-    use crate::pipeline::{classify_io, ErrorKind};
-    use std::io::{Error, ErrorKind as K};
-    assert_eq!(
-        classify_io(&Error::from(K::PermissionDenied)),
-        ErrorKind::Environment
-    );
-    assert_eq!(
-        classify_io(&Error::from(K::StorageFull)),
-        ErrorKind::Environment
-    );
-    assert_eq!(classify_io(&Error::from(K::NotFound)), ErrorKind::Vanished);
-    assert_eq!(
-        classify_io(&Error::from(K::InvalidData)),
-        ErrorKind::Permanent
-    );
-    assert_eq!(
-        classify_io(&Error::from(K::IsADirectory)),
-        ErrorKind::Permanent
-    );
-    assert_eq!(classify_io(&Error::other("odd")), ErrorKind::File);
 }

@@ -1,7 +1,7 @@
 //! Index functions of the NHS-side flows: attendance events and access
 //! notifications, NHS number status and inactive notices, alert extracts.
 
-use crate::model::Change;
+use crate::model::{Change, DownloadState, Job};
 use rusqlite::{params, OptionalExtension, Row};
 
 use super::IndexError;
@@ -526,23 +526,23 @@ pub fn purge_flows(tx: &Tx<'_>, cutoff: &str) -> Result<()> {
 // ---------------------------------------------------------------------------
 
 /// When a job last ran, and (daily jobs) for which Europe/London date.
-pub fn job_state(db: Db<'_>, name: &str) -> Result<(Option<String>, Option<String>)> {
+pub fn job_state(db: Db<'_>, job: Job) -> Result<(Option<String>, Option<String>)> {
     let conn = db.conn();
     Ok(conn
         .prepare_cached("SELECT last_run_at, last_day FROM jobs WHERE name = ?1")?
-        .query_row([name], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row([job.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?
         .unwrap_or((None, None)))
 }
 
 /// Records a run of a job (`day`: the date a daily job ran for, kept if `None`).
-pub fn set_job_run(tx: &Tx<'_>, name: &str, at: &str, day: Option<&str>) -> Result<()> {
+pub fn set_job_run(tx: &Tx<'_>, job: Job, at: &str, day: Option<&str>) -> Result<()> {
     let conn = tx.conn();
     conn.prepare_cached(
         "INSERT INTO jobs (name, last_run_at, last_day) VALUES (?1, ?2, ?3)
          ON CONFLICT (name) DO UPDATE SET last_run_at = excluded.last_run_at, last_day = coalesce(excluded.last_day, last_day)",
     )?
-    .execute(params![name, at, day])?;
+    .execute(params![job.as_str(), at, day])?;
     Ok(())
 }
 
@@ -557,7 +557,7 @@ pub fn sftp_download_state(
     name: &str,
     size: u64,
     mtime: u64,
-) -> Result<Option<String>> {
+) -> Result<Option<DownloadState>> {
     let conn = db.conn();
     Ok(conn
         .prepare_cached("SELECT state FROM sftp_downloads WHERE mailbox = ?1 AND name = ?2 AND size = ?3 AND mtime = ?4")?
@@ -571,7 +571,7 @@ pub fn set_sftp_download(
     name: &str,
     size: u64,
     mtime: u64,
-    state: &str,
+    state: DownloadState,
     at: &str,
 ) -> Result<()> {
     let conn = tx.conn();
@@ -587,10 +587,12 @@ pub fn set_sftp_download(
 pub fn sftp_local_pending(db: Db<'_>, mailbox: &str) -> Result<Vec<(String, u64, u64)>> {
     let conn = db.conn();
     let mut stmt = conn.prepare_cached(
-        "SELECT name, size, mtime FROM sftp_downloads WHERE mailbox = ?1 AND state = 'local'",
+        "SELECT name, size, mtime FROM sftp_downloads WHERE mailbox = ?1 AND state = ?2",
     )?;
     let rows = stmt
-        .query_map([mailbox], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .query_map(params![mailbox, DownloadState::Local], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }

@@ -6,7 +6,8 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, 
 use crate::config::{Format, Framing};
 use crate::formats::Kind;
 use crate::model::{
-    Code, Decision, EndedReason, Folder, MessageKind, MessageState, OutboundState, Severity, Status,
+    Code, Decision, DownloadState, EndedReason, Folder, MessageKind, MessageState, OutboundState,
+    Severity, Status,
 };
 
 fn text<'a>(value: ValueRef<'a>) -> FromSqlResult<&'a str> {
@@ -42,6 +43,7 @@ stored_as_text!(
     MessageKind => "message kind",
     MessageState => "message state",
     OutboundState => "outbound state",
+    DownloadState => "download state",
     Decision => "decision",
     EndedReason => "ended reason",
     Kind => "outbound kind",

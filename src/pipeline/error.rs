@@ -108,3 +108,31 @@ pub fn classify_io(e: &io::Error) -> ErrorKind {
         _ => ErrorKind::File,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_are_classified() {
+        use std::io::{Error, ErrorKind as K};
+        assert_eq!(
+            classify_io(&Error::from(K::PermissionDenied)),
+            ErrorKind::Environment
+        );
+        assert_eq!(
+            classify_io(&Error::from(K::StorageFull)),
+            ErrorKind::Environment
+        );
+        assert_eq!(classify_io(&Error::from(K::NotFound)), ErrorKind::Vanished);
+        assert_eq!(
+            classify_io(&Error::from(K::InvalidData)),
+            ErrorKind::Permanent
+        );
+        assert_eq!(
+            classify_io(&Error::from(K::IsADirectory)),
+            ErrorKind::Permanent
+        );
+        assert_eq!(classify_io(&Error::other("odd")), ErrorKind::File);
+    }
+}

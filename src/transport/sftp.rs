@@ -32,6 +32,7 @@ use crate::config::{Config, Framing, SftpRemote};
 use crate::fsutil::{self, Dir};
 use crate::index::{self, Index, IndexError};
 use crate::intake::is_temporary;
+use crate::model::DownloadState;
 
 /// Why a remote could not be served; every kind is retried later (with backoff),
 /// but those that need an operator say so.
@@ -348,7 +349,15 @@ pub fn download(
             retire(sftp, remote, &name)?;
         }
         index.write(|tx| {
-            index::flows::set_sftp_download(tx, mailbox, &name, size, mtime, "done", &at)
+            index::flows::set_sftp_download(
+                tx,
+                mailbox,
+                &name,
+                size,
+                mtime,
+                DownloadState::Done,
+                &at,
+            )
         })?;
     }
 
@@ -383,11 +392,9 @@ pub fn download(
 
     let mut done = Vec::new();
     for f in order {
-        match index::flows::sftp_download_state(index.db(), mailbox, &f.name, f.size, f.mtime)?
-            .as_deref()
-        {
-            Some("local") => {}
-            Some("done") | Some("downloading") | None => {
+        match index::flows::sftp_download_state(index.db(), mailbox, &f.name, f.size, f.mtime)? {
+            Some(DownloadState::Local) => {}
+            Some(DownloadState::Done) | Some(DownloadState::Downloading) | None => {
                 if in_dir.stat(&f.name).map_err(local(&in_path))?.is_some() {
                     // The previous file of that name is still waiting to be processed.
                     continue;
@@ -399,23 +406,36 @@ pub fn download(
                         &f.name,
                         f.size,
                         f.mtime,
-                        "downloading",
+                        DownloadState::Downloading,
                         &at,
                     )
                 })?;
                 download_one(sftp, remote, f, &in_dir)?;
                 index.write(|tx| {
                     index::flows::set_sftp_download(
-                        tx, mailbox, &f.name, f.size, f.mtime, "local", &at,
+                        tx,
+                        mailbox,
+                        &f.name,
+                        f.size,
+                        f.mtime,
+                        DownloadState::Local,
+                        &at,
                     )
                 })?;
                 info!(event = "sftp_downloaded", mailbox = %mailbox, file = %f.name, bytes = f.size);
             }
-            Some(_) => continue,
         }
         retire(sftp, remote, &f.name)?;
         index.write(|tx| {
-            index::flows::set_sftp_download(tx, mailbox, &f.name, f.size, f.mtime, "done", &at)
+            index::flows::set_sftp_download(
+                tx,
+                mailbox,
+                &f.name,
+                f.size,
+                f.mtime,
+                DownloadState::Done,
+                &at,
+            )
         })?;
         done.push(f.name.clone());
     }
