@@ -1,5 +1,5 @@
-//! The `cpis-hub` binary: everything lives in the library; see `cpis_hub::cli`.
+//! The `cpis-hub` binary: everything lives in the library; see the library.
 
 fn main() {
-    std::process::exit(cpis_hub::cli::main());
+    std::process::exit(cpis_hub::main());
 }

@@ -16,6 +16,7 @@ mod alerts;
 mod args;
 mod audit;
 mod backup;
+mod bench;
 mod daemon;
 mod help;
 mod init;
@@ -32,6 +33,7 @@ use std::path::{Path, PathBuf};
 use clap::Parser;
 
 pub use args::Cli;
+pub use bench::sftp_fetch;
 use args::{Command, LogFormat};
 
 use crate::clock::Clock;

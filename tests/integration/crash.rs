@@ -68,7 +68,7 @@ fn a_crash_at_any_step_ends_where_an_uninterrupted_run_ends() {
     for mesh in [false, true] {
         let expected = scenario(None, mesh);
         assert_eq!(expected.1[0][6..], ["0".to_string(), "0".to_string()]);
-        for point in cpis_hub::fault::POINTS {
+        for point in cpis_hub::FAULT_POINTS {
             let got = scenario(Some(point), mesh);
             assert_eq!(
                 got.1, expected.1,

@@ -303,7 +303,7 @@ impl Doc {
             .skip(2)
             .map(|t| {
                 let (k, v) = t.split_once('=').unwrap();
-                (k.to_string(), cpis_hub::formats::percent_decode(v).unwrap())
+                (k.to_string(), cpis_hub::percent_decode(v).unwrap())
             })
             .collect();
         let mut reader = csv::ReaderBuilder::new()

@@ -246,7 +246,7 @@ fn a_second_process_is_refused_while_the_lock_is_held() {
     let hub = Hub::new();
     hub.process(0);
     let _held =
-        cpis_hub::lock::Lock::acquire(&hub.path().join("db/cpis-hub.sqlite3.lock")).unwrap();
+        cpis_hub::Lock::acquire(&hub.path().join("db/cpis-hub.sqlite3.lock")).unwrap();
     let out = hub.run(&["process"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("another cpis-hub process"));

@@ -245,7 +245,7 @@ fn a_crash_at_any_step_of_an_attendance_file_sends_each_notification_once() {
         .0
         .keys()
         .any(|k| k.starts_with("X26LA204/out/ACCESS_")));
-    for point in cpis_hub::fault::POINTS {
+    for point in cpis_hub::FAULT_POINTS {
         let got = scenario(Some(point));
         assert_eq!(got.1, expected.1, "index after a crash at {point}");
         assert_eq!(

@@ -186,7 +186,7 @@ fn the_audit_log_records_the_real_user_and_time_never_what_the_caller_says() {
     assert!(!actor.contains("somebody-else"), "{actor}");
     let uid = rustix::process::getuid().as_raw();
     assert!(actor.contains(&format!("uid {uid}")), "{actor}");
-    let at = cpis_hub::clock::parse_rfc3339(at).unwrap();
+    let at = cpis_hub::parse_rfc3339(at).unwrap();
     assert!(at >= before, "the real time, not --now: {at}");
     assert_eq!(pretend, NOW, "--now kept beside it");
 }

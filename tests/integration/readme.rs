@@ -289,7 +289,7 @@ fn version_names_the_schema() {
     assert!(
         text.contains(&format!(
             "database schema {}",
-            cpis_hub::index::SCHEMA_VERSION
+            cpis_hub::SCHEMA_VERSION
         )),
         "{text}"
     );
@@ -342,7 +342,7 @@ fn readme_attendance_demo_notifies_on_the_real_clock() {
 fn the_readme_lists_every_command() {
     use clap::CommandFactory;
     let readme = fs::read_to_string(project_dir().join("README.md")).unwrap();
-    for sub in cpis_hub::cli::Cli::command().get_subcommands() {
+    for sub in cpis_hub::Cli::command().get_subcommands() {
         let name = sub.get_name();
         assert!(
             readme.contains(&format!("| `cpis-hub {name}")),
