@@ -9,7 +9,7 @@ use chrono_tz::Europe::London;
 
 /// The hub's current time for one pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Clock {
+pub(crate) struct Clock {
     now: DateTime<Utc>,
     /// Given (`--now`), not read from the real clock.
     pretended: bool,
@@ -17,7 +17,7 @@ pub struct Clock {
 
 impl Clock {
     /// A clock fixed at `now` (whole seconds: every written time has second precision).
-    pub fn at(now: DateTime<Utc>) -> Clock {
+    pub(crate) fn at(now: DateTime<Utc>) -> Clock {
         let now = DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now);
         Clock {
             now,
@@ -26,7 +26,7 @@ impl Clock {
     }
 
     /// The real clock.
-    pub fn real() -> Clock {
+    pub(crate) fn real() -> Clock {
         Clock {
             pretended: false,
             ..Clock::at(Utc::now())
@@ -35,39 +35,39 @@ impl Clock {
 
     /// The time `--now` pretends, when it does (the audit log keeps it beside the
     /// real time, never instead of it).
-    pub fn pretended(&self) -> Option<String> {
+    pub(crate) fn pretended(&self) -> Option<String> {
         self.pretended.then(|| self.rfc3339())
     }
 
-    pub fn now(&self) -> DateTime<Utc> {
+    pub(crate) fn now(&self) -> DateTime<Utc> {
         self.now
     }
 
     /// Today's date in Europe/London.
-    pub fn today(&self) -> NaiveDate {
+    pub(crate) fn today(&self) -> NaiveDate {
         london_date(self.now)
     }
 
     /// `2026-11-21T10:00:00Z`
-    pub fn rfc3339(&self) -> String {
+    pub(crate) fn rfc3339(&self) -> String {
         rfc3339(self.now)
     }
 
     /// `20261121T100000Z`, the time part of outbound file names.
-    pub fn file_stamp(&self) -> String {
+    pub(crate) fn file_stamp(&self) -> String {
         self.now.format("%Y%m%dT%H%M%SZ").to_string()
     }
 }
 
 /// The instant a local Europe/London time happens on a date.
-pub fn london_instant(day: NaiveDate, at: NaiveTime) -> DateTime<Utc> {
+pub(crate) fn london_instant(day: NaiveDate, at: NaiveTime) -> DateTime<Utc> {
     let local = day.and_time(at);
     match London.from_local_datetime(&local) {
         chrono::LocalResult::Single(t) => t.with_timezone(&Utc),
         chrono::LocalResult::Ambiguous(first, _) => first.with_timezone(&Utc),
         chrono::LocalResult::None => {
             // In the spring gap: the same time one hour on (the clocks went forward).
-            let later = local + chrono::Duration::hours(1);
+            let later = local + Duration::hours(1);
             London
                 .from_local_datetime(&later)
                 .earliest()
@@ -78,12 +78,12 @@ pub fn london_instant(day: NaiveDate, at: NaiveTime) -> DateTime<Utc> {
 }
 
 /// The calendar date in Europe/London at an instant.
-pub fn london_date(at: DateTime<Utc>) -> NaiveDate {
+pub(crate) fn london_date(at: DateTime<Utc>) -> NaiveDate {
     at.with_timezone(&London).date_naive()
 }
 
 /// RFC 3339 in UTC with a `Z` and whole seconds.
-pub fn rfc3339(at: DateTime<Utc>) -> String {
+pub(crate) fn rfc3339(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
@@ -95,7 +95,7 @@ pub fn parse_rfc3339(text: &str) -> Option<DateTime<Utc>> {
 }
 
 /// Parses a strict `YYYY-MM-DD` date.
-pub fn parse_date(text: &str) -> Option<NaiveDate> {
+pub(crate) fn parse_date(text: &str) -> Option<NaiveDate> {
     let b = text.trim().as_bytes();
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
@@ -111,7 +111,7 @@ pub fn parse_date(text: &str) -> Option<NaiveDate> {
 /// The day a person born on `dob` turns `years` old. Someone born on 29 February
 /// reaches that age on 1 March in a year that has no 29 February (the rule in
 /// England and Wales).
-pub fn birthday(dob: NaiveDate, years: i32) -> NaiveDate {
+pub(crate) fn birthday(dob: NaiveDate, years: i32) -> NaiveDate {
     let year = dob.year() + years;
     NaiveDate::from_ymd_opt(year, dob.month(), dob.day())
         .or_else(|| NaiveDate::from_ymd_opt(year, 3, 1))
@@ -119,7 +119,7 @@ pub fn birthday(dob: NaiveDate, years: i32) -> NaiveDate {
 }
 
 /// `date + days`, saturating at the calendar's end.
-pub fn add_days(date: NaiveDate, days: i64) -> NaiveDate {
+pub(crate) fn add_days(date: NaiveDate, days: i64) -> NaiveDate {
     date.checked_add_signed(Duration::days(days))
         .unwrap_or(NaiveDate::MAX)
 }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 /// A configuration problem, naming the key (`hub.settle`, `authority[2].mailbox`).
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     #[error(
         "cannot read config file {path}: {source} (pass --config FILE or set CPIS_HUB_CONFIG)"
     )]
@@ -38,21 +38,21 @@ fn key_error(key: impl Into<String>, message: impl Into<String>) -> ConfigError 
 /// Outbound file syntax for a partner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
-pub enum Format {
+pub(crate) enum Format {
     #[default]
     Csv,
     Xml,
 }
 
 impl Format {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Format::Csv => "csv",
             Format::Xml => "xml",
         }
     }
 
-    pub fn parse(text: &str) -> Option<Format> {
+    pub(crate) fn parse(text: &str) -> Option<Format> {
         [Format::Csv, Format::Xml]
             .into_iter()
             .find(|f| f.as_str() == text)
@@ -62,21 +62,21 @@ impl Format {
 /// Outbound framing for a partner: a plain data file, or a MESH `.dat` + `.ctl` pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
-pub enum Framing {
+pub(crate) enum Framing {
     #[default]
     Plain,
     Mesh,
 }
 
 impl Framing {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Framing::Plain => "plain",
             Framing::Mesh => "mesh",
         }
     }
 
-    pub fn parse(text: &str) -> Option<Framing> {
+    pub(crate) fn parse(text: &str) -> Option<Framing> {
         [Framing::Plain, Framing::Mesh]
             .into_iter()
             .find(|f| f.as_str() == text)
@@ -86,7 +86,7 @@ impl Framing {
 /// Whether a site receives alert DELTAs or a nightly FULL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
-pub enum AlertsMode {
+pub(crate) enum AlertsMode {
     #[default]
     Delta,
     Full,
@@ -94,7 +94,7 @@ pub enum AlertsMode {
 
 /// What kind of partner owns a mailbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Role {
+pub(crate) enum Role {
     Authority {
         code: String,
         name: String,
@@ -113,7 +113,7 @@ pub enum Role {
 
 /// One partner: its mailbox (its identity), its role and how it wants files.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Partner {
+pub(crate) struct Partner {
     /// Where it is configured, for messages: `authority[2]`, `site[1]`, `demographics`.
     pub config_key: String,
     pub mailbox: String,
@@ -124,7 +124,7 @@ pub struct Partner {
 
 impl Partner {
     /// The metadata key and value that name this partner in outbound files (§4).
-    pub fn key(&self) -> (&'static str, &str) {
+    pub(crate) fn key(&self) -> (&'static str, &str) {
         match &self.role {
             Role::Authority { code, .. } => ("authority", code),
             Role::Site { code, .. } => ("site", code),
@@ -133,7 +133,7 @@ impl Partner {
     }
 
     /// The authority code, when this partner is an authority.
-    pub fn authority_code(&self) -> Option<&str> {
+    pub(crate) fn authority_code(&self) -> Option<&str> {
         match &self.role {
             Role::Authority { code, .. } => Some(code),
             _ => None,
@@ -141,7 +141,7 @@ impl Partner {
     }
 
     /// What this partner's inbound messages are.
-    pub fn message_kind(&self) -> crate::model::MessageKind {
+    pub(crate) fn message_kind(&self) -> crate::model::MessageKind {
         use crate::model::MessageKind;
         match self.role {
             Role::Authority { .. } => MessageKind::Extract,
@@ -151,7 +151,7 @@ impl Partner {
     }
 
     /// The workflow id this partner sends with (§1.4).
-    pub fn inbound_workflow(&self) -> &'static str {
+    pub(crate) fn inbound_workflow(&self) -> &'static str {
         match self.role {
             Role::Authority { .. } => "CPISHUB_EXTRACT",
             Role::Site { .. } => "CPISHUB_ATTEND",
@@ -160,7 +160,7 @@ impl Partner {
     }
 
     /// The workflow id of the receipts this partner gets (§1.4).
-    pub fn receipt_workflow(&self) -> &'static str {
+    pub(crate) fn receipt_workflow(&self) -> &'static str {
         match self.role {
             Role::Authority { .. } => "CPISHUB_EXTRACT_ACK",
             Role::Site { .. } => "CPISHUB_ATTEND_ACK",
@@ -171,7 +171,7 @@ impl Partner {
 
 /// `[hub]` settings, validated.
 #[derive(Debug, Clone)]
-pub struct HubSettings {
+pub(crate) struct HubSettings {
     pub mailbox: String,
     pub root: PathBuf,
     pub database: PathBuf,
@@ -192,7 +192,7 @@ pub struct HubSettings {
 
 /// One `[[sftp]]` remote (used by the SFTP transport).
 #[derive(Debug, Clone)]
-pub struct SftpRemote {
+pub(crate) struct SftpRemote {
     pub mailbox: String,
     pub host: String,
     pub port: u16,
@@ -214,8 +214,7 @@ pub struct SftpRemote {
 
 /// The whole validated configuration.
 #[derive(Debug, Clone)]
-pub struct Config {
-    pub path: PathBuf,
+pub(crate) struct Config {
     pub hub: HubSettings,
     pub partners: Vec<Partner>,
     pub sftp: Vec<SftpRemote>,
@@ -223,40 +222,40 @@ pub struct Config {
 
 impl Config {
     /// The partner owning a mailbox id (case-insensitive, as MESH compares them).
-    pub fn partner(&self, mailbox: &str) -> Option<&Partner> {
+    pub(crate) fn partner(&self, mailbox: &str) -> Option<&Partner> {
         self.partners
             .iter()
             .find(|p| p.mailbox.eq_ignore_ascii_case(mailbox))
     }
 
     /// The partner for an authority code.
-    pub fn authority(&self, code: &str) -> Option<&Partner> {
+    pub(crate) fn authority(&self, code: &str) -> Option<&Partner> {
         self.partners
             .iter()
             .find(|p| p.authority_code() == Some(code))
     }
 
     /// The partner for a site organisation code.
-    pub fn site(&self, code: &str) -> Option<&Partner> {
+    pub(crate) fn site(&self, code: &str) -> Option<&Partner> {
         self.partners
             .iter()
             .find(|p| matches!(&p.role, Role::Site { code: c, .. } if c == code))
     }
 
     /// Authorities in config order.
-    pub fn authorities(&self) -> impl Iterator<Item = &Partner> {
+    pub(crate) fn authorities(&self) -> impl Iterator<Item = &Partner> {
         self.partners
             .iter()
             .filter(|p| matches!(p.role, Role::Authority { .. }))
     }
 
     /// `<root>/<MAILBOX>/<folder>`
-    pub fn folder(&self, mailbox: &str, folder: &str) -> PathBuf {
+    pub(crate) fn folder(&self, mailbox: &str, folder: &str) -> PathBuf {
         self.hub.root.join(mailbox).join(folder)
     }
 
     /// The lock file beside the database (§6.6).
-    pub fn lock_path(&self) -> PathBuf {
+    pub(crate) fn lock_path(&self) -> PathBuf {
         let mut name = self
             .hub
             .database
@@ -268,7 +267,7 @@ impl Config {
     }
 
     /// Reads and validates a config file.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
@@ -277,7 +276,7 @@ impl Config {
     }
 
     /// Validates config text; relative paths are resolved against `path`'s folder.
-    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    pub(crate) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             path: path.to_path_buf(),
             message: e.to_string(),
@@ -287,7 +286,7 @@ impl Config {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         let base = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
-        build(raw, path, &base)
+        build(raw, &base)
     }
 }
 
@@ -397,7 +396,7 @@ struct RawSftp {
 // ---------------------------------------------------------------------------
 
 /// Parses `30s`, `15m`, `250ms`, `36h`, `1d`, `0s`: an integer and a unit.
-pub fn parse_duration(text: &str) -> Option<Duration> {
+pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit())?;
     let (number, unit) = text.split_at(split);
@@ -495,7 +494,7 @@ fn non_empty(key: &str, value: &str) -> Result<String, ConfigError> {
     }
 }
 
-fn build(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError> {
+fn build(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     let h = raw.hub;
     let resolve = |p: &str| base.join(p);
     let hub = HubSettings {
@@ -657,7 +656,6 @@ fn build(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError
     }
 
     Ok(Config {
-        path: path.to_path_buf(),
         hub,
         partners,
         sftp,
@@ -665,13 +663,14 @@ fn build(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError
 }
 
 /// The production example configuration shipped in `deploy/`.
-pub const EXAMPLE: &str = include_str!("../deploy/cpis-hub.example.toml");
+pub(crate) const EXAMPLE: &str = include_str!("../deploy/cpis-hub.example.toml");
 
 /// The demo configuration the README runs (paths under `../var/`, test numbers on).
-pub const DEMO: &str = include_str!("../deploy/cpis-hub.demo.toml");
+#[cfg(test)]
+const DEMO: &str = include_str!("../deploy/cpis-hub.demo.toml");
 
 /// The example configuration as `init` writes it into a folder (data under `var/`).
-pub fn example_for_init() -> String {
+pub(crate) fn example_for_init() -> String {
     EXAMPLE.replace("\"/var/lib/cpis-hub/", "\"var/")
 }
 

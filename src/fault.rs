@@ -16,7 +16,7 @@ pub const POINTS: &[&str] = &[
 ];
 
 /// Whether this build can inject faults at all.
-pub const COMPILED_IN: bool = cfg!(feature = "fault-injection");
+pub(crate) const COMPILED_IN: bool = cfg!(feature = "fault-injection");
 
 #[cfg(feature = "fault-injection")]
 fn armed() -> Option<&'static str> {
@@ -37,14 +37,14 @@ fn armed() -> Option<&'static str> {
 }
 
 /// A warning for the log when `CPIS_HUB_FAULT` is set in a build that ignores it.
-pub fn ignored_warning() -> Option<String> {
+pub(crate) fn ignored_warning() -> Option<String> {
     (!COMPILED_IN && std::env::var_os("CPIS_HUB_FAULT").is_some()).then(|| {
         "CPIS_HUB_FAULT is set but this build has no fault injection: it is ignored".into()
     })
 }
 
 /// Aborts the process if `CPIS_HUB_FAULT` is this point.
-pub fn point(name: &str) {
+pub(crate) fn point(name: &str) {
     if armed() == Some(name) {
         eprintln!("cpis-hub: fault injected at {name}: aborting");
         std::process::abort();
@@ -54,7 +54,7 @@ pub fn point(name: &str) {
 /// With `CPIS_HUB_FAULT=transient_read:N` the first N reads of inbound files fail
 /// with "permission denied" (transient); with `permanent_read:N`, with "invalid
 /// data" (permanent). For tests of retries, backoff and `failed/`.
-pub fn transient_read() -> std::io::Result<()> {
+pub(crate) fn transient_read() -> std::io::Result<()> {
     use std::io::{Error, ErrorKind};
     use std::sync::atomic::{AtomicU32, Ordering};
     static FAILED: AtomicU32 = AtomicU32::new(0);
@@ -76,7 +76,7 @@ pub fn transient_read() -> std::io::Result<()> {
 /// With `CPIS_HUB_FAULT=held_in_memory:N` an extract reads the authority's held
 /// records into memory only when there are at most N of them (production: 200,000),
 /// so the tests can run the path that reads each record from the index instead.
-pub fn held_in_memory(default: usize) -> usize {
+pub(crate) fn held_in_memory(default: usize) -> usize {
     armed()
         .and_then(|a| a.strip_prefix("held_in_memory:"))
         .and_then(|n| n.parse().ok())
@@ -86,7 +86,7 @@ pub fn held_in_memory(default: usize) -> usize {
 /// With `CPIS_HUB_FAULT=poison:NAME` applying the inbound file NAME fails the same
 /// way every time (an SQL constraint error: not the environment), for tests of
 /// bounded retries.
-pub fn poisoned(name: &[u8]) -> bool {
+pub(crate) fn poisoned(name: &[u8]) -> bool {
     armed()
         .and_then(|a| a.strip_prefix("poison:"))
         .is_some_and(|n| n.as_bytes() == name)

@@ -23,14 +23,14 @@ use rustix::fs::{AtFlags, Mode, OFlags};
 
 /// An open folder, and the path it was opened by (for messages only).
 #[derive(Debug)]
-pub struct Dir {
+pub(crate) struct Dir {
     fd: OwnedFd,
     path: PathBuf,
 }
 
 /// What `lstat` (or `fstat`) says of an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Info {
+pub(crate) struct Info {
     pub kind: Kind,
     pub size: u64,
     pub modified: SystemTime,
@@ -43,7 +43,7 @@ pub struct Info {
 
 /// The kinds of directory entries the hub tells apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     File,
     Dir,
     Symlink,
@@ -53,7 +53,7 @@ pub enum Kind {
 
 impl Kind {
     /// How a receipt names it.
-    pub fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             Kind::File => "a regular file",
             Kind::Dir => "a folder",
@@ -92,23 +92,23 @@ impl Info {
     }
 
     /// Writable by users other than the owner and the group.
-    pub fn world_writable(&self) -> bool {
+    pub(crate) fn world_writable(&self) -> bool {
         self.mode & 0o002 != 0
     }
 }
 
 /// `fstat` of an open file.
-pub fn info(file: &impl AsFd) -> io::Result<Info> {
+pub(crate) fn info(file: &impl AsFd) -> io::Result<Info> {
     Ok(Info::of(&rustix::fs::fstat(file)?))
 }
 
 /// Sets a file's mode through its descriptor.
-pub fn set_mode(file: &impl AsFd, mode: u32) -> io::Result<()> {
+pub(crate) fn set_mode(file: &impl AsFd, mode: u32) -> io::Result<()> {
     Ok(rustix::fs::fchmod(file, Mode::from_raw_mode(mode))?)
 }
 
 /// The effective user id of this process (the owner of what the hub creates).
-pub fn euid() -> u32 {
+pub(crate) fn euid() -> u32 {
     rustix::process::geteuid().as_raw()
 }
 
@@ -131,7 +131,7 @@ fn component(name: &OsStr) -> io::Result<&OsStr> {
 impl Dir {
     /// Opens a folder named by the operator (the mailbox root, the database's
     /// folder): the path as configured, links in it followed.
-    pub fn open(path: &Path) -> io::Result<Dir> {
+    pub(crate) fn open(path: &Path) -> io::Result<Dir> {
         let fd = rustix::fs::open(path, dir_flags(), Mode::empty())?;
         Ok(Dir {
             fd,
@@ -140,12 +140,12 @@ impl Dir {
     }
 
     /// The path this folder was opened by (for messages).
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// `self/name`, which must be a folder and not a symbolic link.
-    pub fn sub(&self, name: impl AsRef<OsStr>) -> io::Result<Dir> {
+    pub(crate) fn sub(&self, name: impl AsRef<OsStr>) -> io::Result<Dir> {
         let name = component(name.as_ref())?;
         let fd = rustix::fs::openat(
             &self.fd,
@@ -161,7 +161,7 @@ impl Dir {
     }
 
     /// `self/a/b/...` (components separated by `/`), none a symbolic link.
-    pub fn sub_path(&self, rel: &str) -> io::Result<Dir> {
+    pub(crate) fn sub_path(&self, rel: &str) -> io::Result<Dir> {
         let mut parts = rel.split('/').filter(|p| !p.is_empty());
         let first = parts
             .next()
@@ -174,7 +174,7 @@ impl Dir {
     }
 
     /// Like [`Dir::sub_path`], creating missing folders with `mode` on the way.
-    pub fn create_path(&self, rel: &str, mode: u32) -> io::Result<Dir> {
+    pub(crate) fn create_path(&self, rel: &str, mode: u32) -> io::Result<Dir> {
         let mut parts = rel.split('/').filter(|p| !p.is_empty());
         let first = parts
             .next()
@@ -187,7 +187,7 @@ impl Dir {
     }
 
     /// `self/name` as a folder, created with `mode` when missing.
-    pub fn create_dir(&self, name: impl AsRef<OsStr>, mode: u32) -> io::Result<Dir> {
+    pub(crate) fn create_dir(&self, name: impl AsRef<OsStr>, mode: u32) -> io::Result<Dir> {
         let name = component(name.as_ref())?;
         match rustix::fs::mkdirat(&self.fd, name, Mode::from_raw_mode(mode)) {
             Ok(()) | Err(rustix::io::Errno::EXIST) => {}
@@ -219,7 +219,7 @@ impl Dir {
     }
 
     /// `lstat` of `self/name`; `None` when there is no such entry.
-    pub fn stat(&self, name: impl AsRef<OsStr>) -> io::Result<Option<Info>> {
+    pub(crate) fn stat(&self, name: impl AsRef<OsStr>) -> io::Result<Option<Info>> {
         let name = component(name.as_ref())?;
         match rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => Ok(Some(Info::of(&st))),
@@ -229,13 +229,13 @@ impl Dir {
     }
 
     /// `fstat` of the folder itself.
-    pub fn info(&self) -> io::Result<Info> {
+    pub(crate) fn info(&self) -> io::Result<Info> {
         info(&self.fd)
     }
 
     /// Every entry (but `.` and `..`) with what `lstat` says of it; entries that
     /// vanish while listed are left out.
-    pub fn entries(&self) -> io::Result<Vec<(OsString, Info)>> {
+    pub(crate) fn entries(&self) -> io::Result<Vec<(OsString, Info)>> {
         let mut out = Vec::new();
         let mut dir = rustix::fs::Dir::read_from(&self.fd)?;
         while let Some(entry) = dir.read() {
@@ -254,7 +254,7 @@ impl Dir {
     /// Opens `self/name` for reading without following a link and without blocking
     /// on a FIFO; returns the file and what its descriptor says it is. The caller
     /// decides what to accept (see [`Info`]).
-    pub fn open_read(&self, name: impl AsRef<OsStr>) -> io::Result<(File, Info)> {
+    pub(crate) fn open_read(&self, name: impl AsRef<OsStr>) -> io::Result<(File, Info)> {
         let name = component(name.as_ref())?;
         let fd = rustix::fs::openat(
             &self.fd,
@@ -273,7 +273,7 @@ impl Dir {
 
     /// Creates `self/name`, which must not exist (not even as a link), with `mode`
     /// from the start.
-    pub fn create_new(&self, name: impl AsRef<OsStr>, mode: u32) -> io::Result<File> {
+    pub(crate) fn create_new(&self, name: impl AsRef<OsStr>, mode: u32) -> io::Result<File> {
         let name = component(name.as_ref())?;
         let fd = rustix::fs::openat(
             &self.fd,
@@ -289,7 +289,7 @@ impl Dir {
 
     /// Renames `self/from` to `to/to_name`, replacing a file (or link) there; the
     /// entry itself moves, whatever it is (a link is not followed).
-    pub fn rename(
+    pub(crate) fn rename(
         &self,
         from: impl AsRef<OsStr>,
         to: &Dir,
@@ -300,13 +300,13 @@ impl Dir {
     }
 
     /// Removes the entry `self/name` (a file, link, FIFO...; not a folder).
-    pub fn remove_file(&self, name: impl AsRef<OsStr>) -> io::Result<()> {
+    pub(crate) fn remove_file(&self, name: impl AsRef<OsStr>) -> io::Result<()> {
         let name = component(name.as_ref())?;
         Ok(rustix::fs::unlinkat(&self.fd, name, AtFlags::empty())?)
     }
 
     /// Removes `self/name` and everything below it, never following a link.
-    pub fn remove_tree(&self, name: impl AsRef<OsStr>) -> io::Result<()> {
+    pub(crate) fn remove_tree(&self, name: impl AsRef<OsStr>) -> io::Result<()> {
         let name = component(name.as_ref())?;
         match self.stat(name)? {
             None => Ok(()),
@@ -322,18 +322,18 @@ impl Dir {
     }
 
     /// Flushes the folder's entries (a rename is durable once its folder is).
-    pub fn sync(&self) -> io::Result<()> {
+    pub(crate) fn sync(&self) -> io::Result<()> {
         Ok(rustix::fs::fsync(&self.fd)?)
     }
 
     /// Flushes the whole file system this folder is on (one flush for a batch).
-    pub fn syncfs(&self) -> io::Result<()> {
+    pub(crate) fn syncfs(&self) -> io::Result<()> {
         Ok(rustix::fs::syncfs(&self.fd)?)
     }
 }
 
 /// Creates a folder named by the operator (and its parents), mode 0700, when missing.
-pub fn ensure_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn ensure_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     if !dir.is_dir() {
         std::fs::DirBuilder::new()
@@ -348,13 +348,13 @@ pub fn ensure_dir(dir: &Path) -> io::Result<()> {
 /// readers of one open file, each from the start, none disturbing another, and
 /// never the file's name again.
 #[derive(Debug, Clone)]
-pub struct ReadAt {
+pub(crate) struct ReadAt {
     file: std::sync::Arc<File>,
     pos: u64,
 }
 
 impl ReadAt {
-    pub fn new(file: std::sync::Arc<File>) -> ReadAt {
+    pub(crate) fn new(file: std::sync::Arc<File>) -> ReadAt {
         ReadAt { file, pos: 0 }
     }
 }

@@ -16,11 +16,11 @@ use std::time::{Duration, SystemTime};
 use crate::fsutil::{Dir, Info, Kind};
 
 /// Longest file name accepted, in bytes.
-pub const MAX_NAME_BYTES: usize = 200;
+pub(crate) const MAX_NAME_BYTES: usize = 200;
 
 /// A message that can be processed now.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Ready {
+pub(crate) enum Ready {
     /// `NAME.csv` / `NAME.xml`.
     Plain { name: OsString, size: u64 },
     /// `NAME.dat` + `NAME.ctl`.
@@ -39,7 +39,7 @@ pub enum Ready {
 
 impl Ready {
     /// The name the receipt's `source` carries and the ledger keeps.
-    pub fn name(&self) -> &OsString {
+    pub(crate) fn name(&self) -> &OsString {
         match self {
             Ready::Plain { name, .. } | Ready::Refused { name, .. } => name,
             Ready::Mesh { dat, .. } => dat,
@@ -49,7 +49,7 @@ impl Ready {
 
 /// One ready item with the time used to order arrivals.
 #[derive(Debug, Clone)]
-pub struct Found {
+pub(crate) struct Found {
     pub item: Ready,
     pub arrived: SystemTime,
 }
@@ -75,7 +75,7 @@ fn name_problem(name: &[u8]) -> Option<String> {
 }
 
 /// Names a sender uses while writing: never touched.
-pub fn is_temporary(name: &[u8]) -> bool {
+pub(crate) fn is_temporary(name: &[u8]) -> bool {
     name.starts_with(b".") || name.ends_with(b".tmp") || name.ends_with(b".part")
 }
 
@@ -91,14 +91,14 @@ fn stem(name: &[u8]) -> Option<&[u8]> {
 
 /// Settings of a scan.
 #[derive(Debug, Clone, Copy)]
-pub struct Rules {
+pub(crate) struct Rules {
     pub settle: Duration,
     pub max_file_bytes: u64,
 }
 
 /// What a scan found.
 #[derive(Debug, Default)]
-pub struct Scan {
+pub(crate) struct Scan {
     /// Ready items, oldest arrival first.
     pub found: Vec<Found>,
     /// When the soonest entry still settling will be ready (to wake up then).
@@ -107,7 +107,7 @@ pub struct Scan {
 
 /// Lists what is ready in `dir`, oldest arrival first. Entries still being written
 /// (not settled, `.dat` without `.ctl`, temporary names) are left alone.
-pub fn scan(dir: &Dir, rules: Rules, real_now: SystemTime) -> std::io::Result<Scan> {
+pub(crate) fn scan(dir: &Dir, rules: Rules, real_now: SystemTime) -> std::io::Result<Scan> {
     let mut found = Vec::new();
     let mut wake_at: Option<SystemTime> = None;
     let names = dir.entries()?;

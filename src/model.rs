@@ -10,26 +10,28 @@ use chrono::NaiveDate;
 /// An enum whose variants are spelled as the SPEC (or the ledger) spells them:
 /// `as_str`, `parse`, `ALL` and `Display`.
 macro_rules! spelled {
-    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal,)* }) => {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal,)* }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum $name {
+        $vis enum $name {
             $($(#[$vmeta])* $variant,)*
         }
 
         impl $name {
             /// Every variant, in declaration order.
-            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+            #[allow(dead_code)] // not every vocabulary is listed whole
+            $vis const ALL: &'static [$name] = &[$($name::$variant,)*];
 
             /// The spelling in files and in the ledger.
-            pub fn as_str(self) -> &'static str {
+            $vis fn as_str(self) -> &'static str {
                 match self {
                     $($name::$variant => $text,)*
                 }
             }
 
             /// The variant spelled `text` (exactly).
-            pub fn parse(text: &str) -> Option<$name> {
+            #[allow(dead_code)] // not every vocabulary is read back
+            $vis fn parse(text: &str) -> Option<$name> {
                 match text {
                     $($text => Some($name::$variant),)*
                     _ => None,
@@ -48,7 +50,8 @@ macro_rules! spelled {
 spelled! {
     /// A receipt problem's code (SPEC §4.1, and the hub's own where the SPEC says "at
     /// least").
-    pub enum Code {
+    #[allow(clippy::enum_variant_names)] // SITE_CODE is the SPEC's spelling
+    pub(crate) enum Code {
         // Records (extracts).
         NhsMissing => "NHS_MISSING",
         NhsFormat => "NHS_FORMAT",
@@ -110,7 +113,7 @@ spelled! {
 
 impl Code {
     /// The severity a file-level problem of this code has.
-    pub fn file_severity(self) -> Severity {
+    pub(crate) fn file_severity(self) -> Severity {
         match self {
             Code::SequenceGap | Code::UnknownColumn | Code::UnknownElement => Severity::Warning,
             _ => Severity::Error,
@@ -120,7 +123,7 @@ impl Code {
 
 spelled! {
     /// How serious a receipt problem is.
-    pub enum Severity {
+    pub(crate) enum Severity {
         Error => "ERROR",
         Warning => "WARNING",
     }
@@ -128,7 +131,7 @@ spelled! {
 
 spelled! {
     /// An inbound message's status (§4.1); `Pending` while it is being decided.
-    pub enum Status {
+    pub(crate) enum Status {
         Accepted => "ACCEPTED",
         Partial => "PARTIAL",
         Rejected => "REJECTED",
@@ -141,18 +144,18 @@ spelled! {
 
 impl Status {
     /// Whether the message's records were applied.
-    pub fn applies(self) -> bool {
+    pub(crate) fn applies(self) -> bool {
         matches!(self, Status::Accepted | Status::Partial)
     }
 
     /// Whether `process` counts it as a failure (§7: exit 1).
-    pub fn is_failure(self) -> bool {
+    pub(crate) fn is_failure(self) -> bool {
         matches!(self, Status::Rejected | Status::Stale | Status::Quarantined)
     }
 
     /// The folder a message of this status ends in, on `today` (archive dates are
     /// Europe/London days).
-    pub fn destination(self, today: NaiveDate) -> Folder {
+    pub(crate) fn destination(self, today: NaiveDate) -> Folder {
         match self {
             Status::Rejected | Status::Stale => Folder::Failed,
             Status::Quarantined => Folder::Quarantine,
@@ -163,7 +166,7 @@ impl Status {
 
 spelled! {
     /// What an inbound message is.
-    pub enum MessageKind {
+    pub(crate) enum MessageKind {
         Extract => "extract",
         Attendance => "attendance",
         NhsStatus => "nhs_status",
@@ -174,7 +177,7 @@ spelled! {
 
 spelled! {
     /// Where a decided message is in its life: its files still to move, or done.
-    pub enum MessageState {
+    pub(crate) enum MessageState {
         Moving => "moving",
         Done => "done",
     }
@@ -182,7 +185,7 @@ spelled! {
 
 spelled! {
     /// Where a reserved outbound file is: to be written, or written.
-    pub enum OutboundState {
+    pub(crate) enum OutboundState {
         Pending => "pending",
         Written => "written",
     }
@@ -191,7 +194,7 @@ spelled! {
 spelled! {
     /// Where a file taken from an SFTP `in/` is: being copied, copied and durable
     /// here (the remote file still to be retired), or retired (§1.5).
-    pub enum DownloadState {
+    pub(crate) enum DownloadState {
         Downloading => "downloading",
         Local => "local",
         Done => "done",
@@ -200,7 +203,7 @@ spelled! {
 
 spelled! {
     /// A scheduled job of the daemon (§5.4), as the ledger records its runs.
-    pub enum Job {
+    pub(crate) enum Job {
         AlertsDelta => "alerts_delta",
         AlertsFull => "alerts_full",
         Holdings => "holdings",
@@ -209,7 +212,7 @@ spelled! {
 
 spelled! {
     /// An operator's decision on a quarantined message.
-    pub enum Decision {
+    pub(crate) enum Decision {
         Release => "release",
         Discard => "discard",
     }
@@ -217,7 +220,7 @@ spelled! {
 
 spelled! {
     /// Who set a record's end date (§4.5).
-    pub enum EndedReason {
+    pub(crate) enum EndedReason {
         Authority => "AUTHORITY",
         AbsentFromFull => "ABSENT_FROM_FULL",
         Age18 => "AGE_18",
@@ -226,7 +229,7 @@ spelled! {
 
 spelled! {
     /// A row of an alert extract (§4.3).
-    pub enum Change {
+    pub(crate) enum Change {
         Add => "ADD",
         Update => "UPDATE",
         Remove => "REMOVE",
@@ -235,7 +238,7 @@ spelled! {
 
 /// A folder of a mailbox (§1.1), as the ledger names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Folder {
+pub(crate) enum Folder {
     In,
     Out,
     Failed,
@@ -246,7 +249,7 @@ pub enum Folder {
 
 impl Folder {
     /// The folder's path below the mailbox (`archive/2026-11-22`).
-    pub fn path(self) -> String {
+    pub(crate) fn path(self) -> String {
         match self {
             Folder::In => "in".into(),
             Folder::Out => "out".into(),
@@ -257,7 +260,7 @@ impl Folder {
     }
 
     /// The folder a path names.
-    pub fn parse(text: &str) -> Option<Folder> {
+    pub(crate) fn parse(text: &str) -> Option<Folder> {
         Some(match text {
             "in" => Folder::In,
             "out" => Folder::Out,

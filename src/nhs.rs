@@ -8,11 +8,11 @@ use std::fmt;
 
 /// A syntactically valid NHS number (ten digits, correct Modulus 11 check digit).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct NhsNumber([u8; 10]);
+pub(crate) struct NhsNumber([u8; 10]);
 
 /// Why a written NHS number is not acceptable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NhsError {
+pub(crate) enum NhsError {
     /// Not ten digits (after removing the allowed separators).
     Format,
     /// Ten digits, but the check digit is wrong (or no check digit can be valid).
@@ -21,7 +21,7 @@ pub enum NhsError {
 
 /// The Modulus 11 check digit of nine digits, or `None` when no digit can be valid
 /// (the remainder gives 10).
-pub fn check_digit(first_nine: &[u8; 9]) -> Option<u8> {
+pub(crate) fn check_digit(first_nine: &[u8; 9]) -> Option<u8> {
     let total: u32 = first_nine
         .iter()
         .zip((2..=10).rev())
@@ -37,7 +37,7 @@ pub fn check_digit(first_nine: &[u8; 9]) -> Option<u8> {
 impl NhsNumber {
     /// Parses `DDDDDDDDDD`, `DDD DDD DDDD` or `DDD-DDD-DDDD` (surrounding white space
     /// allowed). Separators must sit at the 3-3-4 positions and be used consistently.
-    pub fn parse(text: &str) -> Result<NhsNumber, NhsError> {
+    pub(crate) fn parse(text: &str) -> Result<NhsNumber, NhsError> {
         let text = text.trim();
         let bytes = text.as_bytes();
         let mut digits = [0u8; 10];
@@ -66,22 +66,22 @@ impl NhsNumber {
     }
 
     /// True for numbers in the 999 test range (never issued to a real person).
-    pub fn is_test_number(&self) -> bool {
+    pub(crate) fn is_test_number(&self) -> bool {
         self.0[..3] == [9, 9, 9]
     }
 
     /// The ten digits, no separators: the only form written to files and the database.
-    pub fn as_string(&self) -> String {
+    pub(crate) fn as_string(&self) -> String {
         self.0.iter().map(|d| char::from(b'0' + d)).collect()
     }
 
     /// The ten digits as ASCII, no separators.
-    pub fn ascii(&self) -> [u8; 10] {
+    pub(crate) fn ascii(&self) -> [u8; 10] {
         self.0.map(|d| b'0' + d)
     }
 
     /// `*** *** 5919`: the only form allowed in logs.
-    pub fn masked(&self) -> String {
+    pub(crate) fn masked(&self) -> String {
         format!("*** *** {}", &self.as_string()[6..])
     }
 }

@@ -16,7 +16,7 @@ use crate::lock::Lock;
 use crate::model::Job;
 
 #[derive(Debug, Serialize)]
-pub struct Status {
+pub(crate) struct Status {
     pub now: String,
     pub daemon_running: bool,
     pub lock_holder: Option<String>,
@@ -30,7 +30,7 @@ pub struct Status {
 }
 
 #[derive(Debug, Serialize)]
-pub struct PartnerStatus {
+pub(crate) struct PartnerStatus {
     pub mailbox: String,
     pub role: String,
     pub code: String,
@@ -41,7 +41,7 @@ pub struct PartnerStatus {
 }
 
 #[derive(Debug, Serialize)]
-pub struct FileSeen {
+pub(crate) struct FileSeen {
     pub at: String,
     pub name: String,
     /// Inbound: the final status; outbound: the kind.
@@ -49,7 +49,7 @@ pub struct FileSeen {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Quarantined {
+pub(crate) struct Quarantined {
     pub id: i64,
     pub mailbox: String,
     pub name: String,
@@ -58,14 +58,14 @@ pub struct Quarantined {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Stale {
+pub(crate) struct Stale {
     pub authority: String,
     /// When an extract was last applied (`None`: never).
     pub last_applied: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct JobRun {
+pub(crate) struct JobRun {
     pub job: String,
     pub last_run_at: Option<String>,
 }
@@ -86,7 +86,7 @@ fn backlog(dir: &Path) -> u64 {
 }
 
 /// Gathers the status.
-pub fn gather(config: &Config, now: Clock) -> Result<Status, IndexError> {
+pub(crate) fn gather(config: &Config, now: Clock) -> Result<Status, IndexError> {
     let lock = config.lock_path();
     let daemon_running = Lock::is_held(&lock);
     let lock_holder = daemon_running
@@ -180,7 +180,7 @@ pub fn gather(config: &Config, now: Clock) -> Result<Status, IndexError> {
 }
 
 /// The human form: aligned tables.
-pub fn render_text(s: &Status) -> String {
+pub(crate) fn render_text(s: &Status) -> String {
     let mut out = String::new();
     let daemon = if s.daemon_running {
         format!(

@@ -9,7 +9,7 @@
 
 mod feeds;
 
-pub use feeds::*;
+pub(crate) use feeds::*;
 
 use crate::model::{Code, Severity};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -21,7 +21,7 @@ use crate::parse::{FileProblem, Metadata, RawRecord};
 
 /// One row of a receipt.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
+pub(crate) struct Problem {
     /// `None` for a file-level problem.
     pub line: Option<u64>,
     /// local_id or event_id, never an NHS number.
@@ -33,22 +33,22 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub fn file(code: Code, field: impl Into<String>, message: impl Into<String>) -> Problem {
-        let severity = match code {
-            Code::SequenceGap | Code::UnknownColumn | Code::UnknownElement => Severity::Warning,
-            _ => Severity::Error,
-        };
+    pub(crate) fn file(
+        code: Code,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Problem {
         Problem {
             line: None,
             reference: String::new(),
-            severity,
+            severity: code.file_severity(),
             code,
             field: field.into(),
             message: message.into(),
         }
     }
 
-    pub fn from_file(p: FileProblem) -> Problem {
+    pub(crate) fn from_file(p: FileProblem) -> Problem {
         Problem::file(p.code, p.field, p.message)
     }
 
@@ -72,13 +72,13 @@ impl Problem {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
-pub enum ExtractType {
+pub(crate) enum ExtractType {
     Full,
     Delta,
 }
 
 impl ExtractType {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ExtractType::Full => "FULL",
             ExtractType::Delta => "DELTA",
@@ -87,14 +87,14 @@ impl ExtractType {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum PlanType {
+pub(crate) enum PlanType {
     Cpp,
     Lac,
     Ucpp,
 }
 
 impl PlanType {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             PlanType::Cpp => "CPP",
             PlanType::Lac => "LAC",
@@ -102,21 +102,21 @@ impl PlanType {
         }
     }
 
-    pub fn parse(text: &str) -> Option<PlanType> {
+    pub(crate) fn parse(text: &str) -> Option<PlanType> {
         [PlanType::Cpp, PlanType::Lac, PlanType::Ucpp]
             .into_iter()
             .find(|p| text.eq_ignore_ascii_case(p.as_str()))
     }
 
     /// CPP and LAC concern a child, who turns 18; UCPP is held on the mother.
-    pub fn is_child(self) -> bool {
+    pub(crate) fn is_child(self) -> bool {
         !matches!(self, PlanType::Ucpp)
     }
 }
 
 /// The metadata of an extract, as far as it could be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExtractHeader {
+pub(crate) struct ExtractHeader {
     pub extract_type: Option<ExtractType>,
     pub extracted_at: Option<DateTime<Utc>>,
     pub sequence: Option<u64>,
@@ -126,16 +126,16 @@ pub struct ExtractHeader {
 impl ExtractHeader {
     /// The reference date of every date rule: `extracted_at` in Europe/London, or
     /// (when unreadable) today.
-    pub fn reference_date(&self, today: NaiveDate) -> NaiveDate {
+    pub(crate) fn reference_date(&self, today: NaiveDate) -> NaiveDate {
         self.extracted_at.map(clock::london_date).unwrap_or(today)
     }
 }
 
 /// How far ahead of the hub's clock an `extracted_at` may be (clock skew).
-pub const FUTURE_TOLERANCE_SECS: i64 = 3600;
+pub(crate) const FUTURE_TOLERANCE_SECS: i64 = 3600;
 
 /// Checks an extract's metadata (§2.2). `owner` is the mailbox owner's authority code.
-pub fn extract_metadata(
+pub(crate) fn extract_metadata(
     meta: &Metadata,
     owner: &str,
     now: DateTime<Utc>,
@@ -230,7 +230,7 @@ pub fn extract_metadata(
 }
 
 /// Checks the header row names every required column (§2.3).
-pub fn extract_columns(present: &[bool], extract_type: Option<ExtractType>) -> Vec<Problem> {
+pub(crate) fn extract_columns(present: &[bool], extract_type: Option<ExtractType>) -> Vec<Problem> {
     let mut required = vec![
         col::LOCAL_ID,
         col::NHS_NUMBER,
@@ -255,14 +255,14 @@ pub fn extract_columns(present: &[bool], extract_type: Option<ExtractType>) -> V
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     Upsert,
     Delete,
 }
 
 /// A record that passed every rule that needs no index.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExtractRecord {
+pub(crate) struct ExtractRecord {
     pub action: Action,
     pub local_id: String,
     pub plan_type: PlanType,
@@ -279,30 +279,28 @@ pub struct ExtractRecord {
 
 /// The outcome of checking one line.
 #[derive(Debug, Clone)]
-pub struct Checked {
+pub(crate) struct Checked {
     /// (local_id, plan_type) when both could be read: the line "mentions" that record.
     pub key: Option<(String, PlanType)>,
     /// The record, when no rule failed.
     pub record: Option<ExtractRecord>,
     pub problems: Vec<Problem>,
-    /// The NHS number as read (valid), for the index checks of an UPSERT.
-    pub nhs_number: Option<NhsNumber>,
 }
 
 /// Rules that need only the line and the extract (§2.3, §4.1).
-pub struct ExtractRules {
+pub(crate) struct ExtractRules {
     pub extract_type: Option<ExtractType>,
     pub reference_date: NaiveDate,
     pub allow_test_numbers: bool,
 }
 
-pub const MAX_LOCAL_ID: usize = 64;
-pub const MAX_TEAM: usize = 100;
-pub const MAX_PHONE: usize = 32;
-pub const MAX_EMAIL: usize = 254;
+pub(crate) const MAX_LOCAL_ID: usize = 64;
+pub(crate) const MAX_TEAM: usize = 100;
+pub(crate) const MAX_PHONE: usize = 32;
+pub(crate) const MAX_EMAIL: usize = 254;
 
 impl ExtractRules {
-    pub fn check(&self, raw: &RawRecord) -> Checked {
+    pub(crate) fn check(&self, raw: &RawRecord) -> Checked {
         let line = raw.line;
         let local_id = raw.get(col::LOCAL_ID);
         let mut problems = Vec::new();
@@ -554,7 +552,6 @@ impl ExtractRules {
             key,
             record,
             problems,
-            nhs_number,
         }
     }
 }
@@ -583,7 +580,7 @@ fn truncate(text: &str, max: usize) -> String {
 }
 
 /// A record appearing twice in one file: every occurrence is rejected (§4.1).
-pub fn duplicate_record(line: u64, local_id: &str, plan_type: PlanType) -> Problem {
+pub(crate) fn duplicate_record(line: u64, local_id: &str, plan_type: PlanType) -> Problem {
     Problem::record(
         line,
         local_id,
@@ -596,7 +593,12 @@ pub fn duplicate_record(line: u64, local_id: &str, plan_type: PlanType) -> Probl
 /// A DELETE of a record this authority does not hold.
 /// A record whose retention ended before it arrived (§5.1): not held (again), not
 /// applied, counted as a warning.
-pub fn expired(line: u64, local_id: &str, end_date: NaiveDate, purge_after: NaiveDate) -> Problem {
+pub(crate) fn expired(
+    line: u64,
+    local_id: &str,
+    end_date: NaiveDate,
+    purge_after: NaiveDate,
+) -> Problem {
     Problem {
         severity: Severity::Warning,
         ..Problem::record(
@@ -611,7 +613,7 @@ pub fn expired(line: u64, local_id: &str, end_date: NaiveDate, purge_after: Naiv
     }
 }
 
-pub fn unknown_record(line: u64, local_id: &str, plan_type: PlanType) -> Problem {
+pub(crate) fn unknown_record(line: u64, local_id: &str, plan_type: PlanType) -> Problem {
     Problem::record(
         line,
         local_id,
@@ -626,7 +628,12 @@ pub fn unknown_record(line: u64, local_id: &str, plan_type: PlanType) -> Problem
 
 /// An UPSERT with an NHS number marked superseded or inactive (§3.2). The message
 /// names the replacement, the one NHS number a receipt may carry.
-pub fn nhs_inactive(line: u64, local_id: &str, status: &str, replacement: Option<&str>) -> Problem {
+pub(crate) fn nhs_inactive(
+    line: u64,
+    local_id: &str,
+    status: &str,
+    replacement: Option<&str>,
+) -> Problem {
     let message = match replacement {
         Some(r) => format!("nhs_number is {status}; its replacement is {r}: update the case file and send the record with the new number"),
         None => format!("nhs_number is {status} and no replacement is known: check the child's NHS number with the NHS"),

@@ -22,16 +22,16 @@ pub struct Cli {
         env = "CPIS_HUB_CONFIG",
         default_value = "cpis-hub.toml"
     )]
-    pub config: PathBuf,
+    pub(crate) config: PathBuf,
     /// Pretend the current time is this RFC 3339 instant (replays and tests); never
     /// used for the readiness of inbound files.
     #[arg(long, global = true, value_parser = parse_now)]
-    pub now: Option<chrono::DateTime<chrono::Utc>>,
+    pub(crate) now: Option<chrono::DateTime<chrono::Utc>>,
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
-    pub log_format: LogFormat,
+    pub(crate) log_format: LogFormat,
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 fn version() -> &'static str {
@@ -46,7 +46,7 @@ fn version() -> &'static str {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     Human,
     Json,
 }
@@ -57,7 +57,7 @@ fn parse_now(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {
+pub(crate) enum Command {
     /// Write an example config into DIR (default: .) and create its mailbox folders.
     #[command(after_help = "Example:\n  cpis-hub init /srv/cpis")]
     Init { dir: Option<PathBuf> },
@@ -150,7 +150,7 @@ pub enum Command {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum ReportCommand {
+pub(crate) enum ReportCommand {
     /// Per authority: open records by plan type, ended, last FULL/DELTA and staleness,
     /// files rejected or quarantined, lines rejected by code and notifications sent in
     /// the last 7 days; national totals.
@@ -200,7 +200,7 @@ pub enum ReportCommand {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum AlertsCommand {
+pub(crate) enum AlertsCommand {
     /// Queue a FULL alert extract for one site organisation.
     #[command(after_help = "Example:\n  cpis-hub alerts full --site R0A")]
     Full {
@@ -211,7 +211,7 @@ pub enum AlertsCommand {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum QuarantineCommand {
+pub(crate) enum QuarantineCommand {
     /// Quarantined files with their id, partner, name, time and reason.
     #[command(after_help = "Example:\n  cpis-hub quarantine list")]
     List,
@@ -224,7 +224,7 @@ pub enum QuarantineCommand {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum EmitKind {
+pub(crate) enum EmitKind {
     Holdings,
     Alerts,
 }

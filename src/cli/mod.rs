@@ -33,8 +33,8 @@ use std::path::{Path, PathBuf};
 use clap::Parser;
 
 pub use args::Cli;
-pub use bench::sftp_fetch;
 use args::{Command, LogFormat};
+pub use bench::sftp_fetch;
 
 use crate::clock::Clock;
 use crate::config::Config;

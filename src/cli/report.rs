@@ -15,7 +15,7 @@ pub(super) fn since_instant(since: Option<&str>) -> Result<Option<String>, Exit>
             let date = clock::parse_date(day).ok_or_else(|| {
                 usage(anyhow::anyhow!("--since {day:?} is not a date YYYY-MM-DD"))
             })?;
-            Ok(Some(clock::rfc3339(crate::clock::london_instant(
+            Ok(Some(clock::rfc3339(clock::london_instant(
                 date,
                 chrono::NaiveTime::MIN,
             ))))

@@ -15,10 +15,10 @@ use tracing::info;
 use crate::pipeline::PassReport;
 
 /// The longest wait between two tries of a file that failed transiently.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+pub(super) const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 /// The delay before try `attempts + 1`: 1 s, 2 s, 4 s ... at most [`MAX_BACKOFF`].
-pub fn backoff_delay(attempts: u32) -> Duration {
+pub(super) fn backoff_delay(attempts: u32) -> Duration {
     let secs = 1u64
         .checked_shl(attempts.saturating_sub(1))
         .unwrap_or(u64::MAX);
@@ -99,7 +99,6 @@ mod tests {
             mailbox: mailbox.into(),
             name: name.into(),
             transient,
-            message: String::new(),
         }
     }
 

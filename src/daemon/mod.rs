@@ -12,7 +12,7 @@
 mod backoff;
 mod jobs;
 mod remote;
-pub mod schedule;
+pub(crate) mod schedule;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,12 +29,9 @@ use crate::pipeline::PassOptions;
 use backoff::Backoffs;
 use remote::Remotes;
 
-pub use backoff::{backoff_delay, MAX_BACKOFF};
-pub use remote::REMOTE_STOP_GRACE;
-
 /// What makes the daemon stop running.
 #[derive(Debug, thiserror::Error)]
-pub enum DaemonError {
+pub(crate) enum DaemonError {
     #[error("the processing task failed: {0}")]
     Task(String),
     #[error(transparent)]
@@ -44,7 +41,7 @@ pub enum DaemonError {
 }
 
 /// The daemon's time: the real clock, or `--now` moving on from when it started.
-pub type ClockSource = Arc<dyn Fn() -> Clock + Send + Sync>;
+pub(crate) type ClockSource = Arc<dyn Fn() -> Clock + Send + Sync>;
 
 /// How often the daemon names folders under the root that are no mailbox.
 const UNCONFIGURED_REPORT_EVERY: Duration = Duration::from_secs(3600);
@@ -84,7 +81,7 @@ fn watch(config: &Config, wake: mpsc::Sender<()>) -> Option<notify::RecommendedW
 
 /// Runs the daemon until `shutdown` completes; then finishes the message in hand and
 /// returns.
-pub async fn run(
+pub(crate) async fn run(
     config: Config,
     index: Index,
     clock: ClockSource,

@@ -20,7 +20,7 @@ use crate::config::{Config, SftpRemote};
 use crate::transport::sftp;
 
 /// How long a stop waits for an SFTP transfer in progress.
-pub const REMOTE_STOP_GRACE: Duration = Duration::from_secs(2);
+pub(super) const REMOTE_STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// The running remote tasks.
 pub(super) struct Remotes {

@@ -15,7 +15,7 @@ use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use crate::clock::{london_date, london_instant};
 
 /// The date a daily job at `at` is due for now, if it has not run for it yet.
-pub fn daily_due(
+pub(crate) fn daily_due(
     now: DateTime<Utc>,
     at: NaiveTime,
     last_day: Option<NaiveDate>,
@@ -28,7 +28,11 @@ pub fn daily_due(
 }
 
 /// When a daily job at `at` will next be due (now, if it is overdue).
-pub fn daily_next(now: DateTime<Utc>, at: NaiveTime, last_day: Option<NaiveDate>) -> DateTime<Utc> {
+pub(crate) fn daily_next(
+    now: DateTime<Utc>,
+    at: NaiveTime,
+    last_day: Option<NaiveDate>,
+) -> DateTime<Utc> {
     let today = london_date(now);
     if last_day.is_some_and(|d| d >= today) {
         london_instant(today.succ_opt().unwrap_or(today), at)
@@ -38,7 +42,11 @@ pub fn daily_next(now: DateTime<Utc>, at: NaiveTime, last_day: Option<NaiveDate>
 }
 
 /// Whether an interval job is due.
-pub fn interval_due(now: DateTime<Utc>, every: Duration, last: Option<DateTime<Utc>>) -> bool {
+pub(crate) fn interval_due(
+    now: DateTime<Utc>,
+    every: Duration,
+    last: Option<DateTime<Utc>>,
+) -> bool {
     match last {
         None => true,
         Some(last) => (now - last)
@@ -49,7 +57,7 @@ pub fn interval_due(now: DateTime<Utc>, every: Duration, last: Option<DateTime<U
 }
 
 /// When an interval job will next be due.
-pub fn interval_next(
+pub(crate) fn interval_next(
     now: DateTime<Utc>,
     every: Duration,
     last: Option<DateTime<Utc>>,

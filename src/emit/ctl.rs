@@ -3,7 +3,7 @@
 
 /// Writes the control file of an outbound message (§1.4). No patient data: the
 /// subject is the file kind and `LocalId` the file's sequence number.
-pub fn control_file(
+pub(super) fn control_file(
     workflow_id: &str,
     from: &str,
     to: &str,

@@ -12,7 +12,7 @@
 //! partner's folder that cannot take a file stops that partner's file only.
 
 mod ctl;
-pub mod render;
+pub(crate) mod render;
 mod table;
 
 use std::collections::HashMap;
@@ -24,25 +24,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::fsutil::{self, Dir};
 
-pub use table::TableWriter;
+pub(crate) use table::TableWriter;
 
 /// The staging folder under the mailbox root.
-pub const STAGING: &str = ".staging";
+pub(crate) const STAGING: &str = ".staging";
 
 /// `RECEIPT_X26LA101_20261122T100000Z_000001` (without extension).
-pub fn stem(kind: &str, mailbox: &str, stamp: &str, sequence: u64) -> String {
+pub(crate) fn stem(kind: &str, mailbox: &str, stamp: &str, sequence: u64) -> String {
     format!("{kind}_{mailbox}_{stamp}_{sequence:06}")
 }
 
 /// The hub's staging folder, and the root the files are published under.
-pub struct Staging {
+pub(crate) struct Staging {
     root: Dir,
     dir: Dir,
 }
 
 /// One file staged for `<root>/<mailbox>/<folder>/<name>`.
 #[derive(Debug)]
-pub struct Part {
+pub(crate) struct Part {
     tmp: OsString,
     mailbox: String,
     folder: String,
@@ -51,7 +51,7 @@ pub struct Part {
 
 /// The files of one outbound file (its data, a copy, a `.ctl`), published in order.
 #[derive(Debug)]
-pub struct Outgoing {
+pub(crate) struct Outgoing {
     /// The outbound row they render.
     pub id: i64,
     pub parts: Vec<Part>,
@@ -60,7 +60,7 @@ pub struct Outgoing {
 /// An outbound file that could not be put in its partner's folder (it stays
 /// reserved and is written again by the next pass).
 #[derive(Debug)]
-pub struct Undelivered {
+pub(crate) struct Undelivered {
     pub id: i64,
     pub mailbox: String,
     pub error: io::Error,
@@ -68,7 +68,7 @@ pub struct Undelivered {
 
 impl Staging {
     /// Opens (creating, 0700) the staging folder under the mailbox root.
-    pub fn open(root: &Path) -> io::Result<Staging> {
+    pub(crate) fn open(root: &Path) -> io::Result<Staging> {
         fsutil::ensure_dir(root)?;
         let root = Dir::open(root)?;
         let dir = root.create_dir(STAGING, 0o700)?;
@@ -76,13 +76,13 @@ impl Staging {
     }
 
     /// The mailbox root.
-    pub fn root(&self) -> &Dir {
+    pub(crate) fn root(&self) -> &Dir {
         &self.root
     }
 
     /// Removes what an interrupted pass left (everything staged is rendered again
     /// from the index).
-    pub fn clear(&self) -> io::Result<()> {
+    pub(crate) fn clear(&self) -> io::Result<()> {
         for (name, _) in self.dir.entries()? {
             self.dir.remove_tree(&name)?;
         }
@@ -91,7 +91,7 @@ impl Staging {
 
     /// A new file in the staging folder, mode `mode` from its creation: its
     /// staging name and the open file.
-    pub fn scratch(&self, label: &str, mode: u32) -> io::Result<(OsString, File)> {
+    pub(crate) fn scratch(&self, label: &str, mode: u32) -> io::Result<(OsString, File)> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         loop {
             let name = OsString::from(format!(
@@ -111,17 +111,17 @@ impl Staging {
     }
 
     /// Opens a staged file for reading.
-    pub fn open_staged(&self, name: &OsString) -> io::Result<File> {
+    pub(crate) fn open_staged(&self, name: &OsString) -> io::Result<File> {
         Ok(self.dir.open_read(name)?.0)
     }
 
     /// Removes a staged file.
-    pub fn remove(&self, name: &OsString) -> io::Result<()> {
+    pub(crate) fn remove(&self, name: &OsString) -> io::Result<()> {
         self.dir.remove_file(name)
     }
 
     /// Writes `<mailbox>/<folder>/<name>` to a new staged file of mode `mode`.
-    pub fn stage(
+    pub(crate) fn stage(
         &self,
         mailbox: &str,
         folder: &str,
@@ -151,7 +151,7 @@ impl Staging {
 /// folder cannot take it is returned undelivered, and the rest of its parts are not
 /// published; every other file is. An error is returned only when nothing could be
 /// flushed at all.
-pub fn publish(staging: &Staging, batch: Vec<Outgoing>) -> io::Result<Vec<Undelivered>> {
+pub(crate) fn publish(staging: &Staging, batch: Vec<Outgoing>) -> io::Result<Vec<Undelivered>> {
     if batch.is_empty() {
         return Ok(Vec::new());
     }

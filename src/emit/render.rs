@@ -14,7 +14,7 @@ use crate::validate::{ExtractType, Problem};
 
 /// Why an outbound file could not be written.
 #[derive(Debug, thiserror::Error)]
-pub enum EmitError {
+pub(crate) enum EmitError {
     #[error("writing {path}: {source} (check the folder exists, its permissions and free space)")]
     Io { path: PathBuf, source: io::Error },
     #[error(transparent)]
@@ -24,10 +24,10 @@ pub enum EmitError {
 }
 
 /// Outbound files are group-readable at most (§4).
-pub const OUT_MODE: u32 = 0o640;
+pub(crate) const OUT_MODE: u32 = 0o640;
 
 /// The data file's name: `STEM.csv` / `STEM.xml`, or `STEM.dat` for MESH framing.
-pub fn data_name(row: &OutboundRow) -> String {
+pub(crate) fn data_name(row: &OutboundRow) -> String {
     let ext = match row.framing {
         Framing::Mesh => "dat",
         Framing::Plain => row.format.as_str(),
@@ -38,7 +38,7 @@ pub fn data_name(row: &OutboundRow) -> String {
 /// Renders a reserved outbound file (its data, its copy for `failed/`, its `.ctl`)
 /// into the staging folder, in the order they must appear; [`super::publish`] makes
 /// them visible.
-pub fn stage(
+pub(crate) fn stage(
     config: &Config,
     db: Db<'_>,
     staging: &Staging,
@@ -129,7 +129,7 @@ fn stage_ctl(
 }
 
 /// Renders an outbound file's content.
-pub fn render(
+pub(crate) fn render(
     config: &Config,
     db: Db<'_>,
     row: &OutboundRow,
@@ -296,7 +296,7 @@ fn simple_metadata<'k>(
 
 /// What an ALERTS file covers, stored with its reservation.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct AlertParams {
+pub(crate) struct AlertParams {
     /// `FULL` or `DELTA`.
     #[serde(rename = "type")]
     pub kind: ExtractType,
@@ -434,7 +434,7 @@ fn write_alert_rows(
 /// syntax into a staging file (0600, removed at the end, and by the next pass after
 /// a crash), then each site's file is its head plus that body, copied in the kernel.
 /// The bytes are those [`render`] would produce for each file alone.
-pub fn write_full_alerts(
+pub(crate) fn write_full_alerts(
     config: &Config,
     db: Db<'_>,
     staging: &Staging,
@@ -506,7 +506,7 @@ fn partner_key(config: &Config, row: &OutboundRow) -> (&'static str, String) {
 }
 
 /// The metadata of a receipt (§4.1), in the order every receipt writes it.
-pub struct ReceiptHead<'a> {
+pub(crate) struct ReceiptHead<'a> {
     /// The partner key and value (`authority=LA204`, `site=R0A`, `mailbox=...`).
     pub partner: (&'a str, &'a str),
     pub source: &'a str,
@@ -518,7 +518,7 @@ pub struct ReceiptHead<'a> {
 }
 
 impl ReceiptHead<'_> {
-    pub fn metadata(&self) -> Vec<(&str, String)> {
+    pub(crate) fn metadata(&self) -> Vec<(&str, String)> {
         let c = self.counts;
         vec![
             (self.partner.0, self.partner.1.to_string()),
@@ -536,7 +536,7 @@ impl ReceiptHead<'_> {
 }
 
 /// Writes one problem as a receipt row.
-pub fn problem_row(table: &mut TableWriter<'_>, p: &Problem) -> io::Result<()> {
+pub(crate) fn problem_row(table: &mut TableWriter<'_>, p: &Problem) -> io::Result<()> {
     let line = p.line.map(|l| l.to_string()).unwrap_or_default();
     table.row(&[
         &line,
@@ -549,7 +549,7 @@ pub fn problem_row(table: &mut TableWriter<'_>, p: &Problem) -> io::Result<()> {
 }
 
 /// Reserves an outbound file for a partner (inside the caller's transaction).
-pub fn reserve(
+pub(crate) fn reserve(
     tx: &Tx<'_>,
     config: &Config,
     mailbox: &str,

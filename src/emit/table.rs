@@ -9,10 +9,10 @@ use quick_xml::escape::escape;
 use crate::config::Format;
 use crate::formats::{camel, metadata_line, pascal, Spec};
 
-pub const NAMESPACE: &str = "urn:cpis-hub:v1";
+pub(super) const NAMESPACE: &str = "urn:cpis-hub:v1";
 
 /// Writes one document row by row.
-pub struct TableWriter<'w> {
+pub(crate) struct TableWriter<'w> {
     format: &'static Spec,
     out: Out<'w>,
 }
@@ -24,7 +24,7 @@ enum Out<'w> {
 
 impl<'w> TableWriter<'w> {
     /// Writes the metadata and (CSV) the header row, and returns the writer of rows.
-    pub fn begin(
+    pub(crate) fn begin(
         out: &'w mut dyn Write,
         format: &'static Spec,
         syntax: Format,
@@ -36,7 +36,7 @@ impl<'w> TableWriter<'w> {
 
     /// Writes only the head of a document: the metadata line and header row (CSV),
     /// or the declaration and the root's start tag (XML).
-    pub fn head(
+    pub(crate) fn head(
         out: &mut dyn Write,
         format: &'static Spec,
         syntax: Format,
@@ -68,7 +68,7 @@ impl<'w> TableWriter<'w> {
 
     /// A writer of rows only (what follows [`TableWriter::head`]): a body rendered once
     /// can follow many heads.
-    pub fn body(out: &'w mut dyn Write, format: &'static Spec, syntax: Format) -> Self {
+    pub(crate) fn body(out: &'w mut dyn Write, format: &'static Spec, syntax: Format) -> Self {
         let out = match syntax {
             Format::Csv => Out::Csv(Box::new(
                 csv::WriterBuilder::new()
@@ -82,7 +82,7 @@ impl<'w> TableWriter<'w> {
     }
 
     /// Writes one row; `values` follow the format's columns.
-    pub fn row(&mut self, values: &[&str]) -> io::Result<()> {
+    pub(crate) fn row(&mut self, values: &[&str]) -> io::Result<()> {
         debug_assert_eq!(values.len(), self.format.columns.len());
         match &mut self.out {
             Out::Csv(csv) => Ok(csv.write_record(values)?),
@@ -100,7 +100,7 @@ impl<'w> TableWriter<'w> {
     }
 
     /// Closes the document.
-    pub fn finish(self) -> io::Result<()> {
+    pub(crate) fn finish(self) -> io::Result<()> {
         match self.out {
             Out::Csv(mut csv) => csv.flush(),
             Out::Xml(out) => writeln!(out, "</{}>", self.format.root),

@@ -3,7 +3,7 @@
 
 /// Percent-encodes a metadata value: space, `%`, `=`, control characters and every
 /// non-ASCII byte become `%XX`.
-pub fn percent_encode(value: &[u8]) -> String {
+pub(crate) fn percent_encode(value: &[u8]) -> String {
     let mut out = String::with_capacity(value.len());
     for &b in value {
         if b == b' ' || b == b'%' || b == b'=' || !(0x20..0x7f).contains(&b) {
@@ -35,7 +35,7 @@ pub fn percent_decode(value: &str) -> Option<String> {
 }
 
 /// Writes a metadata line (without line end).
-pub fn metadata_line(format: &str, pairs: &[(&str, String)]) -> String {
+pub(crate) fn metadata_line(format: &str, pairs: &[(&str, String)]) -> String {
     let mut line = format!("#{format} v1");
     for (k, v) in pairs {
         line.push(' ');

@@ -9,12 +9,13 @@
 mod encoding;
 mod names;
 
-pub use encoding::{metadata_line, percent_decode, percent_encode};
-pub use names::{camel, pascal, snake};
+pub(crate) use encoding::metadata_line;
+pub use encoding::percent_decode;
+pub(crate) use names::{camel, pascal, snake};
 
 /// The columns of one SPEC format, inbound or outbound.
 #[derive(Debug)]
-pub struct Spec {
+pub(crate) struct Spec {
     /// `cpis-extract`
     pub name: &'static str,
     /// `CpisExtract`
@@ -24,7 +25,7 @@ pub struct Spec {
 }
 
 /// Authority extract (§2.3).
-pub static EXTRACT: Spec = Spec {
+pub(crate) static EXTRACT: Spec = Spec {
     name: "cpis-extract",
     root: "CpisExtract",
     columns: &[
@@ -43,22 +44,22 @@ pub static EXTRACT: Spec = Spec {
 };
 
 /// Index of each extract column in [`EXTRACT`]`.columns`.
-pub mod extract_col {
-    pub const ACTION: usize = 0;
-    pub const LOCAL_ID: usize = 1;
-    pub const NHS_NUMBER: usize = 2;
-    pub const PLAN_TYPE: usize = 3;
-    pub const DATE_OF_BIRTH: usize = 4;
-    pub const START_DATE: usize = 5;
-    pub const END_DATE: usize = 6;
-    pub const TEAM: usize = 7;
-    pub const OFFICE_HOURS_PHONE: usize = 8;
-    pub const OUT_OF_HOURS_PHONE: usize = 9;
-    pub const EMAIL: usize = 10;
+pub(crate) mod extract_col {
+    pub(crate) const ACTION: usize = 0;
+    pub(crate) const LOCAL_ID: usize = 1;
+    pub(crate) const NHS_NUMBER: usize = 2;
+    pub(crate) const PLAN_TYPE: usize = 3;
+    pub(crate) const DATE_OF_BIRTH: usize = 4;
+    pub(crate) const START_DATE: usize = 5;
+    pub(crate) const END_DATE: usize = 6;
+    pub(crate) const TEAM: usize = 7;
+    pub(crate) const OFFICE_HOURS_PHONE: usize = 8;
+    pub(crate) const OUT_OF_HOURS_PHONE: usize = 9;
+    pub(crate) const EMAIL: usize = 10;
 }
 
 /// Attendance events (§3.1).
-pub static ATTENDANCE: Spec = Spec {
+pub(crate) static ATTENDANCE: Spec = Spec {
     name: "cpis-attendance",
     root: "CpisAttendance",
     columns: &[
@@ -75,7 +76,7 @@ pub static ATTENDANCE: Spec = Spec {
 };
 
 /// NHS number status changes (§3.2).
-pub static NHS_STATUS: Spec = Spec {
+pub(crate) static NHS_STATUS: Spec = Spec {
     name: "cpis-nhs-status",
     root: "CpisNhsStatus",
     columns: &[
@@ -86,13 +87,13 @@ pub static NHS_STATUS: Spec = Spec {
     ],
 };
 
-pub static RECEIPT: Spec = Spec {
+pub(crate) static RECEIPT: Spec = Spec {
     name: "cpis-receipt",
     root: "CpisReceipt",
     columns: &["line", "ref", "severity", "code", "field", "message"],
 };
 
-pub static HOLDINGS: Spec = Spec {
+pub(crate) static HOLDINGS: Spec = Spec {
     name: "cpis-holdings",
     root: "CpisHoldings",
     columns: &[
@@ -113,7 +114,7 @@ pub static HOLDINGS: Spec = Spec {
 
 /// The kinds of outbound file (§4): the first part of every outbound name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Receipt,
     Access,
     Alerts,
@@ -122,7 +123,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Kind::Receipt => "RECEIPT",
             Kind::Access => "ACCESS",
@@ -132,7 +133,7 @@ impl Kind {
         }
     }
 
-    pub fn parse(text: &str) -> Option<Kind> {
+    pub(crate) fn parse(text: &str) -> Option<Kind> {
         [
             Kind::Receipt,
             Kind::Access,
@@ -145,7 +146,7 @@ impl Kind {
     }
 }
 
-pub static ACCESS: Spec = Spec {
+pub(crate) static ACCESS: Spec = Spec {
     name: "cpis-access",
     root: "CpisAccess",
     columns: &[
@@ -164,7 +165,7 @@ pub static ACCESS: Spec = Spec {
     ],
 };
 
-pub static ALERTS: Spec = Spec {
+pub(crate) static ALERTS: Spec = Spec {
     name: "cpis-alerts",
     root: "CpisAlerts",
     columns: &[
@@ -185,7 +186,7 @@ pub static ALERTS: Spec = Spec {
     ],
 };
 
-pub static INACTIVE: Spec = Spec {
+pub(crate) static INACTIVE: Spec = Spec {
     name: "cpis-inactive",
     root: "CpisInactive",
     columns: &[
@@ -199,22 +200,22 @@ pub static INACTIVE: Spec = Spec {
 };
 
 /// Index of each attendance column in [`ATTENDANCE`]`.columns`.
-pub mod attendance_col {
-    pub const EVENT_ID: usize = 0;
-    pub const NHS_NUMBER: usize = 1;
-    pub const ACCESSED_AT: usize = 2;
-    pub const SITE_ODS_CODE: usize = 3;
-    pub const SITE_NAME: usize = 4;
-    pub const SETTING: usize = 5;
-    pub const UNSCHEDULED: usize = 6;
-    pub const USER_NAME: usize = 7;
-    pub const USER_ROLE: usize = 8;
+pub(crate) mod attendance_col {
+    pub(crate) const EVENT_ID: usize = 0;
+    pub(crate) const NHS_NUMBER: usize = 1;
+    pub(crate) const ACCESSED_AT: usize = 2;
+    pub(crate) const SITE_ODS_CODE: usize = 3;
+    pub(crate) const SITE_NAME: usize = 4;
+    pub(crate) const SETTING: usize = 5;
+    pub(crate) const UNSCHEDULED: usize = 6;
+    pub(crate) const USER_NAME: usize = 7;
+    pub(crate) const USER_ROLE: usize = 8;
 }
 
 /// Index of each NHS number status column in [`NHS_STATUS`]`.columns`.
-pub mod status_col {
-    pub const NHS_NUMBER: usize = 0;
-    pub const STATUS: usize = 1;
-    pub const REPLACEMENT: usize = 2;
-    pub const EFFECTIVE_DATE: usize = 3;
+pub(crate) mod status_col {
+    pub(crate) const NHS_NUMBER: usize = 0;
+    pub(crate) const STATUS: usize = 1;
+    pub(crate) const REPLACEMENT: usize = 2;
+    pub(crate) const EFFECTIVE_DATE: usize = 3;
 }

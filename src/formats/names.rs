@@ -3,7 +3,7 @@
 //! attributes), SPEC §2.1.
 
 /// `nhs_number` -> `NhsNumber`
-pub fn pascal(snake: &str) -> String {
+pub(crate) fn pascal(snake: &str) -> String {
     snake
         .split('_')
         .map(|part| {
@@ -17,7 +17,7 @@ pub fn pascal(snake: &str) -> String {
 }
 
 /// `extractedAt` / `NhsNumber` -> `extracted_at` / `nhs_number`
-pub fn snake(name: &str) -> String {
+pub(crate) fn snake(name: &str) -> String {
     let mut out = String::with_capacity(name.len() + 4);
     let mut prev_lower_or_digit = false;
     for c in name.chars() {
@@ -36,7 +36,7 @@ pub fn snake(name: &str) -> String {
 }
 
 /// `extracted_at` -> `extractedAt`
-pub fn camel(snake: &str) -> String {
+pub(crate) fn camel(snake: &str) -> String {
     let p = pascal(snake);
     let mut chars = p.chars();
     match chars.next() {

@@ -11,7 +11,7 @@ type Result<T> = std::result::Result<T, IndexError>;
 /// for lookups, whose number is the record the audit exists to keep.
 /// Appends to the audit log: the real time of the entry (never `--now`, which is
 /// kept beside it when given), who, what.
-pub fn audit(
+pub(crate) fn audit(
     tx: &Tx<'_>,
     clock: &crate::clock::Clock,
     actor: &str,
@@ -34,7 +34,7 @@ pub fn audit(
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditRow {
+pub(crate) struct AuditRow {
     pub id: i64,
     /// The `--now` of the command, when it was given.
     pub pretend_at: Option<String>,
@@ -45,7 +45,7 @@ pub struct AuditRow {
 }
 
 /// Audit entries at or after `since` (RFC 3339 text), oldest first.
-pub fn audit_since(db: Db<'_>, since: Option<&str>) -> Result<Vec<AuditRow>> {
+pub(crate) fn audit_since(db: Db<'_>, since: Option<&str>) -> Result<Vec<AuditRow>> {
     let conn = db.conn();
     let mut stmt = conn.prepare_cached(
         "SELECT id, at, actor, action, detail, pretend_at FROM audit WHERE ?1 IS NULL OR at >= ?1 ORDER BY id",

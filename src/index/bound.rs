@@ -20,7 +20,7 @@ use rusqlite::{ffi, Connection};
 
 /// One parameter value, borrowed for the duration of an execution.
 #[derive(Debug, Clone, Copy)]
-pub enum Param<'a> {
+pub(super) enum Param<'a> {
     Null,
     Int(i64),
     Text(&'a str),
@@ -33,7 +33,7 @@ impl<'a> From<Option<&'a str>> for Param<'a> {
 }
 
 /// A prepared statement executed with borrowed parameters (see the module doc).
-pub struct BorrowedStatement<'c> {
+pub(super) struct BorrowedStatement<'c> {
     db: *mut ffi::sqlite3,
     stmt: *mut ffi::sqlite3_stmt,
     _conn: PhantomData<&'c Connection>,
@@ -41,7 +41,7 @@ pub struct BorrowedStatement<'c> {
 
 impl<'c> BorrowedStatement<'c> {
     /// Prepares `sql` (one statement that returns no rows) on `conn`.
-    pub fn prepare(conn: &'c Connection, sql: &str) -> rusqlite::Result<Self> {
+    pub(super) fn prepare(conn: &'c Connection, sql: &str) -> rusqlite::Result<Self> {
         let text = CString::new(sql).map_err(rusqlite::Error::NulError)?;
         // SAFETY: `conn` is open for 'c, which bounds this value; `text` outlives the call.
         let db = unsafe { conn.handle() };
@@ -64,7 +64,7 @@ impl<'c> BorrowedStatement<'c> {
     /// Binds `params` to ?1, ?2 ..., runs the statement once, and returns the number of
     /// rows it changed. The statement is reset and its bindings cleared before this
     /// returns, whatever the outcome.
-    pub fn execute(&mut self, params: &[Param<'_>]) -> rusqlite::Result<usize> {
+    pub(super) fn execute(&mut self, params: &[Param<'_>]) -> rusqlite::Result<usize> {
         let outcome = self.bind_and_step(params);
         // SAFETY: `stmt` is a live statement; after these calls SQLite holds no pointer
         // into `params`.

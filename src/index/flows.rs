@@ -10,14 +10,14 @@ use super::{Db, Tx};
 type Result<T> = std::result::Result<T, IndexError>;
 
 /// How many accesses are kept per record (SPEC §5.2, CP-IS: the 25 most recent).
-pub const ACCESSES_KEPT: i64 = 25;
+pub(crate) const ACCESSES_KEPT: i64 = 25;
 
 // ---------------------------------------------------------------------------
 // Attendance events
 // ---------------------------------------------------------------------------
 
 /// Was (site, event_id) processed before, in any file?
-pub fn event_seen(db: Db<'_>, site: &str, event_id: &str) -> Result<bool> {
+pub(crate) fn event_seen(db: Db<'_>, site: &str, event_id: &str) -> Result<bool> {
     let conn = db.conn();
     Ok(conn
         .prepare_cached(
@@ -27,7 +27,12 @@ pub fn event_seen(db: Db<'_>, site: &str, event_id: &str) -> Result<bool> {
 }
 
 /// Records (site, event_id) as processed; false when it already was.
-pub fn mark_event_seen(tx: &Tx<'_>, site: &str, event_id: &str, today: &str) -> Result<bool> {
+pub(crate) fn mark_event_seen(
+    tx: &Tx<'_>,
+    site: &str,
+    event_id: &str,
+    today: &str,
+) -> Result<bool> {
     let conn = tx.conn();
     let n = conn
         .prepare_cached(
@@ -39,7 +44,7 @@ pub fn mark_event_seen(tx: &Tx<'_>, site: &str, event_id: &str, today: &str) -> 
 
 /// A held record as an access notification needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeldRecord {
+pub(crate) struct HeldRecord {
     pub id: i64,
     pub authority: String,
     pub local_id: String,
@@ -48,7 +53,7 @@ pub struct HeldRecord {
 }
 
 /// Every held record (any authority) with this NHS number.
-pub fn held_by_nhs(db: Db<'_>, nhs: &str) -> Result<Vec<HeldRecord>> {
+pub(crate) fn held_by_nhs(db: Db<'_>, nhs: &str) -> Result<Vec<HeldRecord>> {
     let conn = db.conn();
     let mut stmt = conn.prepare_cached(
         "SELECT id, authority, local_id, plan_type, end_date FROM records WHERE nhs_number = ?1 ORDER BY authority, local_id, plan_type",
@@ -69,7 +74,7 @@ pub fn held_by_nhs(db: Db<'_>, nhs: &str) -> Result<Vec<HeldRecord>> {
 
 /// One access notification row, as it will be sent (§4.2).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Notification {
+pub(crate) struct Notification {
     pub id: i64,
     pub message_id: i64,
     pub authority: String,
@@ -87,7 +92,7 @@ pub struct Notification {
     pub created_on: String,
 }
 
-pub fn insert_notification(tx: &Tx<'_>, n: &Notification) -> Result<()> {
+pub(crate) fn insert_notification(tx: &Tx<'_>, n: &Notification) -> Result<()> {
     let conn = tx.conn();
     conn.prepare_cached(
         "INSERT INTO notifications (message_id, authority, local_id, nhs_number, plan_type, plan_status, plan_end_date, accessed_at,
@@ -102,7 +107,7 @@ pub fn insert_notification(tx: &Tx<'_>, n: &Notification) -> Result<()> {
 }
 
 /// Adds an access to a record's history and keeps only the newest [`ACCESSES_KEPT`].
-pub fn add_access(
+pub(crate) fn add_access(
     tx: &Tx<'_>,
     record_id: i64,
     accessed_at: &str,
@@ -121,7 +126,7 @@ pub fn add_access(
 }
 
 /// The newest accesses of a record, newest first: (accessed_at, site_ods_code, setting).
-pub fn recent_accesses(
+pub(crate) fn recent_accesses(
     db: Db<'_>,
     authority: &str,
     local_id: &str,
@@ -169,12 +174,12 @@ fn attach(
     Ok(n as u64)
 }
 
-pub fn notification_authorities(db: Db<'_>, message_id: i64) -> Result<Vec<String>> {
+pub(crate) fn notification_authorities(db: Db<'_>, message_id: i64) -> Result<Vec<String>> {
     let _conn = db.conn();
     authorities_of(db, "notifications", message_id)
 }
 
-pub fn attach_notifications(
+pub(crate) fn attach_notifications(
     tx: &Tx<'_>,
     message_id: i64,
     authority: &str,
@@ -184,12 +189,12 @@ pub fn attach_notifications(
     attach(tx, "notifications", message_id, authority, outbound_id)
 }
 
-pub fn inactive_authorities(db: Db<'_>, message_id: i64) -> Result<Vec<String>> {
+pub(crate) fn inactive_authorities(db: Db<'_>, message_id: i64) -> Result<Vec<String>> {
     let _conn = db.conn();
     authorities_of(db, "inactive_notices", message_id)
 }
 
-pub fn attach_inactive(
+pub(crate) fn attach_inactive(
     tx: &Tx<'_>,
     message_id: i64,
     authority: &str,
@@ -200,7 +205,7 @@ pub fn attach_inactive(
 }
 
 /// Rows carried by an outbound file.
-pub fn count_rows(db: Db<'_>, table: &str, outbound_id: i64) -> Result<u64> {
+pub(crate) fn count_rows(db: Db<'_>, table: &str, outbound_id: i64) -> Result<u64> {
     let conn = db.conn();
     Ok(conn
         .prepare_cached(&format!(
@@ -230,7 +235,7 @@ fn notification_row(r: &Row<'_>) -> rusqlite::Result<Notification> {
 }
 
 /// The notifications an ACCESS file carries, in order.
-pub fn for_each_notification<E: From<IndexError>>(
+pub(crate) fn for_each_notification<E: From<IndexError>>(
     db: Db<'_>,
     outbound_id: i64,
     f: impl FnMut(Notification) -> std::result::Result<(), E>,
@@ -250,7 +255,7 @@ pub fn for_each_notification<E: From<IndexError>>(
 // NHS number status
 // ---------------------------------------------------------------------------
 
-pub fn set_nhs_status(
+pub(crate) fn set_nhs_status(
     tx: &Tx<'_>,
     nhs: &str,
     status: &str,
@@ -268,7 +273,7 @@ pub fn set_nhs_status(
 
 /// One row of an INACTIVE file (§4.4).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct InactiveNotice {
+pub(crate) struct InactiveNotice {
     pub message_id: i64,
     pub authority: String,
     pub local_id: String,
@@ -280,7 +285,7 @@ pub struct InactiveNotice {
     pub created_on: String,
 }
 
-pub fn insert_inactive(tx: &Tx<'_>, n: &InactiveNotice) -> Result<()> {
+pub(crate) fn insert_inactive(tx: &Tx<'_>, n: &InactiveNotice) -> Result<()> {
     let conn = tx.conn();
     conn.prepare_cached(
         "INSERT INTO inactive_notices (message_id, authority, local_id, nhs_number, plan_type, status, replacement, effective_date, created_on)
@@ -290,7 +295,7 @@ pub fn insert_inactive(tx: &Tx<'_>, n: &InactiveNotice) -> Result<()> {
     Ok(())
 }
 
-pub fn for_each_inactive<E: From<IndexError>>(
+pub(crate) fn for_each_inactive<E: From<IndexError>>(
     db: Db<'_>,
     outbound_id: i64,
     f: impl FnMut(InactiveNotice) -> std::result::Result<(), E>,
@@ -322,7 +327,7 @@ pub fn for_each_inactive<E: From<IndexError>>(
 // ---------------------------------------------------------------------------
 
 /// What a site was last sent: (created_at of that file, change_seq it covered).
-pub fn site_state(db: Db<'_>, site: &str) -> Result<Option<(String, i64)>> {
+pub(crate) fn site_state(db: Db<'_>, site: &str) -> Result<Option<(String, i64)>> {
     let conn = db.conn();
     Ok(conn
         .prepare_cached("SELECT last_created_at, last_seq FROM site_state WHERE site = ?1")?
@@ -330,7 +335,7 @@ pub fn site_state(db: Db<'_>, site: &str) -> Result<Option<(String, i64)>> {
         .optional()?)
 }
 
-pub fn set_site_state(tx: &Tx<'_>, site: &str, created_at: &str, seq: i64) -> Result<()> {
+pub(crate) fn set_site_state(tx: &Tx<'_>, site: &str, created_at: &str, seq: i64) -> Result<()> {
     let conn = tx.conn();
     conn.prepare_cached(
         "INSERT INTO site_state (site, last_created_at, last_seq) VALUES (?1, ?2, ?3)
@@ -341,7 +346,7 @@ pub fn set_site_state(tx: &Tx<'_>, site: &str, created_at: &str, seq: i64) -> Re
 }
 
 /// The last change sequence number handed out.
-pub fn last_change_seq(db: Db<'_>) -> Result<i64> {
+pub(crate) fn last_change_seq(db: Db<'_>) -> Result<i64> {
     let conn = db.conn();
     Ok(conn
         .prepare_cached("SELECT value FROM counters WHERE name = 'change_seq'")?
@@ -349,7 +354,7 @@ pub fn last_change_seq(db: Db<'_>) -> Result<i64> {
 }
 
 /// Whether anything changed in (from, to].
-pub fn changed_between(db: Db<'_>, from: i64, to: i64) -> Result<bool> {
+pub(crate) fn changed_between(db: Db<'_>, from: i64, to: i64) -> Result<bool> {
     let conn = db.conn();
     Ok(conn
         .prepare_cached(
@@ -361,7 +366,7 @@ pub fn changed_between(db: Db<'_>, from: i64, to: i64) -> Result<bool> {
 
 /// One alert row (§4.3). A REMOVE carries only `alert_id` and `nhs_number`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AlertRow {
+pub(crate) struct AlertRow {
     pub change: Change,
     pub alert_id: String,
     pub nhs_number: String,
@@ -402,14 +407,14 @@ fn alert_row(r: &Row<'_>, from: Option<i64>, secret: i64) -> rusqlite::Result<Al
 }
 
 /// Rows of a FULL alert extract: every record held, in a stable order.
-pub fn count_alerts_full(db: Db<'_>) -> Result<u64> {
+pub(crate) fn count_alerts_full(db: Db<'_>) -> Result<u64> {
     let conn = db.conn();
     Ok(conn
         .prepare_cached("SELECT COUNT(*) FROM records")?
         .query_row([], |r| r.get(0))?)
 }
 
-pub fn for_each_alert_full<E: From<IndexError>>(
+pub(crate) fn for_each_alert_full<E: From<IndexError>>(
     db: Db<'_>,
     f: impl FnMut(AlertRow) -> std::result::Result<(), E>,
 ) -> std::result::Result<(), E> {
@@ -425,7 +430,7 @@ pub fn for_each_alert_full<E: From<IndexError>>(
 
 /// Rows of a DELTA covering changes in (from, to]: ADD/UPDATE of current records,
 /// REMOVE of records the site was sent and that were purged or deleted since.
-pub fn count_alerts_delta(db: Db<'_>, from: i64, to: i64) -> Result<u64> {
+pub(crate) fn count_alerts_delta(db: Db<'_>, from: i64, to: i64) -> Result<u64> {
     let conn = db.conn();
     Ok(conn
         .prepare_cached(
@@ -435,7 +440,7 @@ pub fn count_alerts_delta(db: Db<'_>, from: i64, to: i64) -> Result<u64> {
         .query_row([from, to], |r| r.get(0))?)
 }
 
-pub fn for_each_alert_delta<E: From<IndexError>>(
+pub(crate) fn for_each_alert_delta<E: From<IndexError>>(
     db: Db<'_>,
     from: i64,
     to: i64,
@@ -473,7 +478,7 @@ pub fn for_each_alert_delta<E: From<IndexError>>(
     )
 }
 
-pub fn queue_alert_request(tx: &Tx<'_>, site: &str, at: &str, by: &str) -> Result<()> {
+pub(crate) fn queue_alert_request(tx: &Tx<'_>, site: &str, at: &str, by: &str) -> Result<()> {
     let conn = tx.conn();
     conn.prepare_cached(
         "INSERT INTO alert_requests (site, requested_at, requested_by) VALUES (?1, ?2, ?3)",
@@ -483,7 +488,7 @@ pub fn queue_alert_request(tx: &Tx<'_>, site: &str, at: &str, by: &str) -> Resul
 }
 
 /// Sites with a FULL requested and not yet sent.
-pub fn pending_alert_requests(db: Db<'_>) -> Result<Vec<String>> {
+pub(crate) fn pending_alert_requests(db: Db<'_>) -> Result<Vec<String>> {
     let conn = db.conn();
     let mut stmt = conn.prepare_cached(
         "SELECT DISTINCT site FROM alert_requests WHERE done_at IS NULL ORDER BY site",
@@ -494,7 +499,7 @@ pub fn pending_alert_requests(db: Db<'_>) -> Result<Vec<String>> {
     Ok(rows)
 }
 
-pub fn finish_alert_requests(tx: &Tx<'_>, site: &str, at: &str) -> Result<()> {
+pub(crate) fn finish_alert_requests(tx: &Tx<'_>, site: &str, at: &str) -> Result<()> {
     let conn = tx.conn();
     conn.prepare_cached(
         "UPDATE alert_requests SET done_at = ?2 WHERE site = ?1 AND done_at IS NULL",
@@ -505,7 +510,7 @@ pub fn finish_alert_requests(tx: &Tx<'_>, site: &str, at: &str) -> Result<()> {
 
 /// Forgets what retention allows: event ids, sent notification rows and alert
 /// tombstones older than `cutoff` (YYYY-MM-DD), and tombstones every site has seen.
-pub fn purge_flows(tx: &Tx<'_>, cutoff: &str) -> Result<()> {
+pub(crate) fn purge_flows(tx: &Tx<'_>, cutoff: &str) -> Result<()> {
     let conn = tx.conn();
     conn.prepare_cached("DELETE FROM events_seen WHERE seen_on < ?1")?
         .execute([cutoff])?;
@@ -526,7 +531,7 @@ pub fn purge_flows(tx: &Tx<'_>, cutoff: &str) -> Result<()> {
 // ---------------------------------------------------------------------------
 
 /// When a job last ran, and (daily jobs) for which Europe/London date.
-pub fn job_state(db: Db<'_>, job: Job) -> Result<(Option<String>, Option<String>)> {
+pub(crate) fn job_state(db: Db<'_>, job: Job) -> Result<(Option<String>, Option<String>)> {
     let conn = db.conn();
     Ok(conn
         .prepare_cached("SELECT last_run_at, last_day FROM jobs WHERE name = ?1")?
@@ -536,7 +541,7 @@ pub fn job_state(db: Db<'_>, job: Job) -> Result<(Option<String>, Option<String>
 }
 
 /// Records a run of a job (`day`: the date a daily job ran for, kept if `None`).
-pub fn set_job_run(tx: &Tx<'_>, job: Job, at: &str, day: Option<&str>) -> Result<()> {
+pub(crate) fn set_job_run(tx: &Tx<'_>, job: Job, at: &str, day: Option<&str>) -> Result<()> {
     let conn = tx.conn();
     conn.prepare_cached(
         "INSERT INTO jobs (name, last_run_at, last_day) VALUES (?1, ?2, ?3)
@@ -551,7 +556,7 @@ pub fn set_job_run(tx: &Tx<'_>, job: Job, at: &str, day: Option<&str>) -> Result
 // ---------------------------------------------------------------------------
 
 /// The state of a remote file's download: `downloading`, `local` or `done`.
-pub fn sftp_download_state(
+pub(crate) fn sftp_download_state(
     db: Db<'_>,
     mailbox: &str,
     name: &str,
@@ -565,7 +570,7 @@ pub fn sftp_download_state(
         .optional()?)
 }
 
-pub fn set_sftp_download(
+pub(crate) fn set_sftp_download(
     tx: &Tx<'_>,
     mailbox: &str,
     name: &str,
@@ -584,7 +589,7 @@ pub fn set_sftp_download(
 }
 
 /// Downloads whose local copy is durable but whose remote file was not yet removed.
-pub fn sftp_local_pending(db: Db<'_>, mailbox: &str) -> Result<Vec<(String, u64, u64)>> {
+pub(crate) fn sftp_local_pending(db: Db<'_>, mailbox: &str) -> Result<Vec<(String, u64, u64)>> {
     let conn = db.conn();
     let mut stmt = conn.prepare_cached(
         "SELECT name, size, mtime FROM sftp_downloads WHERE mailbox = ?1 AND state = ?2",
@@ -598,11 +603,11 @@ pub fn sftp_local_pending(db: Db<'_>, mailbox: &str) -> Result<Vec<(String, u64,
 }
 
 /// How many days rejected-line details are kept (`report rejections`).
-pub const REJECTION_DAYS: i64 = 90;
+pub(crate) const REJECTION_DAYS: i64 = 90;
 
 /// Forgets rejected-line details of messages received more than
 /// [`REJECTION_DAYS`] before `now`. Receipts already sent are not affected.
-pub fn purge_problems(tx: &Tx<'_>, now: chrono::DateTime<chrono::Utc>) -> Result<u64> {
+pub(crate) fn purge_problems(tx: &Tx<'_>, now: chrono::DateTime<chrono::Utc>) -> Result<u64> {
     let before = crate::clock::rfc3339(now - chrono::Duration::days(REJECTION_DAYS));
     let conn = tx.conn();
     let n = conn

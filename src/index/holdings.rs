@@ -9,7 +9,7 @@ type Result<T> = std::result::Result<T, IndexError>;
 
 /// A row of the holdings file (§4.5), dates as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Holding {
+pub(crate) struct Holding {
     pub local_id: String,
     pub nhs_number: String,
     pub plan_type: String,
@@ -22,7 +22,7 @@ pub struct Holding {
     pub last_accessed_at: Option<String>,
 }
 
-pub fn count_held(db: Db<'_>, authority: &str) -> Result<u64> {
+pub(crate) fn count_held(db: Db<'_>, authority: &str) -> Result<u64> {
     let conn = db.conn();
     Ok(conn
         .prepare_cached("SELECT COUNT(*) FROM records WHERE authority = ?1")?
@@ -54,7 +54,7 @@ fn holding_row(r: &Row<'_>) -> rusqlite::Result<(String, Holding)> {
 }
 
 /// Streams an authority's holdings, ordered by local_id and plan type.
-pub fn for_each_holding<E: From<IndexError>>(
+pub(crate) fn for_each_holding<E: From<IndexError>>(
     db: Db<'_>,
     authority: &str,
     mut f: impl FnMut(Holding) -> std::result::Result<(), E>,
@@ -69,7 +69,7 @@ pub fn for_each_holding<E: From<IndexError>>(
 }
 
 /// Held records (any authority) with an NHS number, for `lookup`.
-pub fn records_by_nhs(db: Db<'_>, nhs: &str) -> Result<Vec<(String, Holding)>> {
+pub(crate) fn records_by_nhs(db: Db<'_>, nhs: &str) -> Result<Vec<(String, Holding)>> {
     let conn = db.conn();
     let mut stmt = conn.prepare_cached(&format!(
         "{HOLDING_SELECT} WHERE r.nhs_number = ?1 ORDER BY r.authority, r.local_id"
@@ -85,14 +85,14 @@ pub fn records_by_nhs(db: Db<'_>, nhs: &str) -> Result<Vec<(String, Holding)>> {
 // ---------------------------------------------------------------------------
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AuthorityState {
+pub(crate) struct AuthorityState {
     pub last_extracted_at: Option<String>,
     pub last_sequence: Option<u64>,
     pub last_full_at: Option<String>,
     pub last_delta_at: Option<String>,
 }
 
-pub fn authority_state(db: Db<'_>, authority: &str) -> Result<AuthorityState> {
+pub(crate) fn authority_state(db: Db<'_>, authority: &str) -> Result<AuthorityState> {
     let conn = db.conn();
     Ok(conn
         .prepare_cached("SELECT last_extracted_at, last_sequence, last_full_at, last_delta_at FROM authority_state WHERE authority = ?1")?
@@ -110,7 +110,7 @@ pub fn authority_state(db: Db<'_>, authority: &str) -> Result<AuthorityState> {
 
 /// Records an applied extract: its time (never older than the last: a STALE file is
 /// not applied), sequence and type.
-pub fn record_applied_extract(
+pub(crate) fn record_applied_extract(
     tx: &Tx<'_>,
     authority: &str,
     extracted_at: &str,

@@ -16,7 +16,7 @@ type Result<T> = std::result::Result<T, IndexError>;
 
 /// A message's row in the ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MessageRow {
+pub(crate) struct MessageRow {
     pub id: i64,
     pub mailbox: String,
     pub name: Vec<u8>,
@@ -45,7 +45,7 @@ pub struct MessageRow {
 
 impl MessageRow {
     /// A message just found in a mailbox's `in/`, not decided yet.
-    pub fn arriving(
+    pub(crate) fn arriving(
         mailbox: &str,
         name: Vec<u8>,
         received_at: String,
@@ -112,7 +112,7 @@ fn message_row(r: &Row<'_>) -> rusqlite::Result<MessageRow> {
 }
 
 /// The id of an earlier message with the same content from the same mailbox.
-pub fn find_duplicate(db: Db<'_>, mailbox: &str, sha256: &str) -> Result<Option<i64>> {
+pub(crate) fn find_duplicate(db: Db<'_>, mailbox: &str, sha256: &str) -> Result<Option<i64>> {
     let conn = db.conn();
     Ok(conn
         .prepare_cached(
@@ -123,7 +123,7 @@ pub fn find_duplicate(db: Db<'_>, mailbox: &str, sha256: &str) -> Result<Option<
 }
 
 /// Inserts a message; its outcome columns are filled by [`update_message`].
-pub fn insert_message(tx: &Tx<'_>, m: &MessageRow) -> Result<i64> {
+pub(crate) fn insert_message(tx: &Tx<'_>, m: &MessageRow) -> Result<i64> {
     let conn = tx.conn();
     conn.prepare_cached(
         "INSERT INTO messages (mailbox, name, ctl_name, sha256, received_at, kind, status, records, applied, rejected, warnings, authority, extract_type, extracted_at, sequence, src_folder, dest_folder, dest_name, state, compressed, dest_ctl_name, src_name, src_ctl_name)
@@ -138,7 +138,7 @@ pub fn insert_message(tx: &Tx<'_>, m: &MessageRow) -> Result<i64> {
 }
 
 /// Writes a message's outcome and where its file goes.
-pub fn update_message(tx: &Tx<'_>, m: &MessageRow) -> Result<()> {
+pub(crate) fn update_message(tx: &Tx<'_>, m: &MessageRow) -> Result<()> {
     let conn = tx.conn();
     conn.prepare_cached(
         "UPDATE messages SET status = ?2, records = ?3, applied = ?4, rejected = ?5, warnings = ?6, authority = ?7,
@@ -152,7 +152,7 @@ pub fn update_message(tx: &Tx<'_>, m: &MessageRow) -> Result<()> {
     Ok(())
 }
 
-pub fn message(db: Db<'_>, id: i64) -> Result<Option<MessageRow>> {
+pub(crate) fn message(db: Db<'_>, id: i64) -> Result<Option<MessageRow>> {
     let conn = db.conn();
     Ok(conn
         .prepare_cached(&format!(
@@ -163,7 +163,7 @@ pub fn message(db: Db<'_>, id: i64) -> Result<Option<MessageRow>> {
 }
 
 /// Messages whose files have not been moved to their final folder yet.
-pub fn messages_moving(db: Db<'_>) -> Result<Vec<MessageRow>> {
+pub(crate) fn messages_moving(db: Db<'_>) -> Result<Vec<MessageRow>> {
     let conn = db.conn();
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages WHERE state <> 'done' ORDER BY id"
@@ -174,7 +174,7 @@ pub fn messages_moving(db: Db<'_>) -> Result<Vec<MessageRow>> {
     Ok(rows)
 }
 
-pub fn mark_message_done(tx: &Tx<'_>, id: i64) -> Result<()> {
+pub(crate) fn mark_message_done(tx: &Tx<'_>, id: i64) -> Result<()> {
     let conn = tx.conn();
     conn.prepare_cached("UPDATE messages SET state = 'done' WHERE id = ?1")?
         .execute([id])?;
@@ -182,7 +182,7 @@ pub fn mark_message_done(tx: &Tx<'_>, id: i64) -> Result<()> {
 }
 
 /// Messages decided whose receipt is not written yet: their files must not move.
-pub fn messages_awaiting_receipt(db: Db<'_>) -> Result<std::collections::HashSet<i64>> {
+pub(crate) fn messages_awaiting_receipt(db: Db<'_>) -> Result<std::collections::HashSet<i64>> {
     let conn = db.conn();
     let mut stmt = conn.prepare_cached(
         "SELECT r.message_id FROM outbound o JOIN receipts r ON r.id = o.receipt_id WHERE o.state <> 'written'",
@@ -195,7 +195,10 @@ pub fn messages_awaiting_receipt(db: Db<'_>) -> Result<std::collections::HashSet
 
 /// Names in a mailbox's `in/` of messages already decided and waiting to be moved:
 /// never taken again as new messages.
-pub fn decided_in_inbox(db: Db<'_>, mailbox: &str) -> Result<std::collections::HashSet<Vec<u8>>> {
+pub(crate) fn decided_in_inbox(
+    db: Db<'_>,
+    mailbox: &str,
+) -> Result<std::collections::HashSet<Vec<u8>>> {
     let conn = db.conn();
     let mut stmt = conn.prepare_cached(
         "SELECT src_name FROM messages WHERE state <> 'done' AND src_folder = 'in' AND mailbox = ?1
@@ -209,7 +212,13 @@ pub fn decided_in_inbox(db: Db<'_>, mailbox: &str) -> Result<std::collections::H
 
 /// Counts a failure of the file `name` in a mailbox's `in/`: the number of passes in
 /// a row it has failed with this same error.
-pub fn note_failure(tx: &Tx<'_>, mailbox: &str, name: &[u8], error: &str, at: &str) -> Result<u32> {
+pub(crate) fn note_failure(
+    tx: &Tx<'_>,
+    mailbox: &str,
+    name: &[u8],
+    error: &str,
+    at: &str,
+) -> Result<u32> {
     let conn = tx.conn();
     Ok(conn
         .prepare_cached(
@@ -223,7 +232,7 @@ pub fn note_failure(tx: &Tx<'_>, mailbox: &str, name: &[u8], error: &str, at: &s
 }
 
 /// Forgets the failures of a file (decided, or gone from `in/`).
-pub fn forget_failures(tx: &Tx<'_>, mailbox: &str, name: &[u8]) -> Result<()> {
+pub(crate) fn forget_failures(tx: &Tx<'_>, mailbox: &str, name: &[u8]) -> Result<()> {
     let conn = tx.conn();
     conn.prepare_cached("DELETE FROM failures WHERE mailbox = ?1 AND name = ?2")?
         .execute(params![mailbox, name])?;
@@ -231,7 +240,7 @@ pub fn forget_failures(tx: &Tx<'_>, mailbox: &str, name: &[u8]) -> Result<()> {
 }
 
 /// This database's identity (marked on its mailbox root, §6.6), as 16 hex digits.
-pub fn database_id(db: Db<'_>) -> Result<String> {
+pub(crate) fn database_id(db: Db<'_>) -> Result<String> {
     let conn = db.conn();
     let id: i64 = conn
         .prepare_cached("SELECT value FROM counters WHERE name = 'database_id'")?
@@ -240,7 +249,7 @@ pub fn database_id(db: Db<'_>) -> Result<String> {
 }
 
 /// Messages held in quarantine with no decision carried out yet.
-pub fn quarantined(db: Db<'_>) -> Result<Vec<(MessageRow, Option<String>)>> {
+pub(crate) fn quarantined(db: Db<'_>) -> Result<Vec<(MessageRow, Option<String>)>> {
     let conn = db.conn();
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {MESSAGE_COLUMNS}, (SELECT decision FROM decisions d WHERE d.message_id = messages.id AND d.done_at IS NULL ORDER BY id DESC LIMIT 1)
@@ -257,7 +266,7 @@ pub fn quarantined(db: Db<'_>) -> Result<Vec<(MessageRow, Option<String>)>> {
 // ---------------------------------------------------------------------------
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Counts {
+pub(crate) struct Counts {
     pub records: u64,
     pub applied: u64,
     pub rejected: u64,
@@ -265,28 +274,33 @@ pub struct Counts {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReceiptRow {
+pub(crate) struct ReceiptRow {
     pub id: i64,
     pub message_id: i64,
     pub status: Status,
     pub counts: Counts,
 }
 
-pub fn insert_receipt(tx: &Tx<'_>, message_id: i64, status: Status, c: Counts) -> Result<i64> {
+pub(crate) fn insert_receipt(
+    tx: &Tx<'_>,
+    message_id: i64,
+    status: Status,
+    c: Counts,
+) -> Result<i64> {
     let conn = tx.conn();
     conn.prepare_cached("INSERT INTO receipts (message_id, status, records, applied, rejected, warnings) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
         .execute(params![message_id, status, c.records, c.applied, c.rejected, c.warnings])?;
     Ok(conn.last_insert_rowid())
 }
 
-pub fn update_receipt(tx: &Tx<'_>, id: i64, status: Status, c: Counts) -> Result<()> {
+pub(crate) fn update_receipt(tx: &Tx<'_>, id: i64, status: Status, c: Counts) -> Result<()> {
     let conn = tx.conn();
     conn.prepare_cached("UPDATE receipts SET status = ?2, records = ?3, applied = ?4, rejected = ?5, warnings = ?6 WHERE id = ?1")?
         .execute(params![id, status, c.records, c.applied, c.rejected, c.warnings])?;
     Ok(())
 }
 
-pub fn receipt(db: Db<'_>, id: i64) -> Result<Option<ReceiptRow>> {
+pub(crate) fn receipt(db: Db<'_>, id: i64) -> Result<Option<ReceiptRow>> {
     let conn = db.conn();
     Ok(conn
         .prepare_cached("SELECT id, message_id, status, records, applied, rejected, warnings FROM receipts WHERE id = ?1")?
@@ -306,7 +320,7 @@ pub fn receipt(db: Db<'_>, id: i64) -> Result<Option<ReceiptRow>> {
         .optional()?)
 }
 
-pub fn insert_problem(tx: &Tx<'_>, receipt_id: i64, seq: u64, p: &Problem) -> Result<()> {
+pub(crate) fn insert_problem(tx: &Tx<'_>, receipt_id: i64, seq: u64, p: &Problem) -> Result<()> {
     let conn = tx.conn();
     conn.prepare_cached("INSERT INTO problems (receipt_id, seq, line, ref, severity, code, field, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?
         .execute(params![receipt_id, seq, p.line, p.reference, p.severity, p.code, p.field, p.message])?;
@@ -314,7 +328,7 @@ pub fn insert_problem(tx: &Tx<'_>, receipt_id: i64, seq: u64, p: &Problem) -> Re
 }
 
 /// A receipt's problems in receipt order: file-level first, then by line.
-pub fn for_each_problem<E: From<IndexError>>(
+pub(crate) fn for_each_problem<E: From<IndexError>>(
     db: Db<'_>,
     receipt_id: i64,
     f: impl FnMut(Problem) -> std::result::Result<(), E>,
@@ -338,14 +352,14 @@ pub fn for_each_problem<E: From<IndexError>>(
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DecisionRow {
+pub(crate) struct DecisionRow {
     pub id: i64,
     pub message_id: i64,
     pub decision: Decision,
     pub requested_by: String,
 }
 
-pub fn queue_decision(
+pub(crate) fn queue_decision(
     tx: &Tx<'_>,
     message_id: i64,
     decision: Decision,
@@ -359,7 +373,7 @@ pub fn queue_decision(
 }
 
 /// Decisions not yet carried out, oldest first (one per message: the newest wins).
-pub fn pending_decisions(db: Db<'_>) -> Result<Vec<DecisionRow>> {
+pub(crate) fn pending_decisions(db: Db<'_>) -> Result<Vec<DecisionRow>> {
     let conn = db.conn();
     let mut stmt = conn.prepare_cached(
         "SELECT id, message_id, decision, requested_by FROM decisions d WHERE done_at IS NULL
@@ -379,7 +393,7 @@ pub fn pending_decisions(db: Db<'_>) -> Result<Vec<DecisionRow>> {
 }
 
 /// Marks every open decision on a message as carried out.
-pub fn finish_decisions(tx: &Tx<'_>, message_id: i64, at: &str) -> Result<()> {
+pub(crate) fn finish_decisions(tx: &Tx<'_>, message_id: i64, at: &str) -> Result<()> {
     let conn = tx.conn();
     conn.prepare_cached(
         "UPDATE decisions SET done_at = ?2 WHERE message_id = ?1 AND done_at IS NULL",

@@ -6,18 +6,18 @@
 //! transaction (`BEGIN IMMEDIATE` ... `COMMIT`), the schema is versioned with
 //! `PRAGMA user_version`. Must never write files, and never log an NHS number.
 
-pub mod audit;
+pub(crate) mod audit;
 #[allow(unsafe_code)] // SQLite's C API for the hot statements; see the module doc.
 mod bound;
-pub mod flows;
-pub mod holdings;
-pub mod ledger;
-pub mod outbound;
-pub mod records;
-pub mod retention;
+pub(crate) mod flows;
+pub(crate) mod holdings;
+pub(crate) mod ledger;
+pub(crate) mod outbound;
+pub(crate) mod records;
+pub(crate) mod retention;
 mod schema;
 mod sql_types;
-pub mod views;
+pub(crate) mod views;
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -30,7 +30,7 @@ pub use schema::VERSION as SCHEMA_VERSION;
 
 /// A database problem, with what an operator should do about it.
 #[derive(Debug, thiserror::Error)]
-pub enum IndexError {
+pub(crate) enum IndexError {
     #[error("cannot create the database folder {path}: {source} (check hub.database and the folder's permissions)")]
     Folder {
         path: PathBuf,
@@ -59,7 +59,7 @@ impl IndexError {
     /// Whether the database's own state failed (busy, full, read-only, unreadable,
     /// damaged): the environment, which no file can change. Otherwise a statement
     /// failed on what it was given (a constraint, a value too big).
-    pub fn is_environment(&self) -> bool {
+    pub(crate) fn is_environment(&self) -> bool {
         use rusqlite::ErrorCode as C;
         match self {
             IndexError::Sql(rusqlite::Error::SqliteFailure(f, _)) => matches!(
@@ -84,7 +84,7 @@ impl IndexError {
     }
 
     /// A failure injected for tests (`CPIS_HUB_FAULT=poison:NAME`): a constraint.
-    pub fn injected_constraint() -> IndexError {
+    pub(crate) fn injected_constraint() -> IndexError {
         IndexError::Sql(rusqlite::Error::SqliteFailure(
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
             Some("fault injected: poison".into()),
@@ -139,7 +139,7 @@ fn each_row<T, E: From<IndexError>>(
 /// Read access to the index: every query takes one (from [`Index::db`],
 /// [`ReadOnly::db`] or [`Tx::db`]). Outside this module it only passes through.
 #[derive(Clone, Copy)]
-pub struct Db<'a> {
+pub(crate) struct Db<'a> {
     conn: &'a Connection,
 }
 
@@ -150,7 +150,7 @@ impl<'a> Db<'a> {
 
     /// A read snapshot: what several queries read is one consistent state (the count
     /// in a file's metadata and its rows), whatever a writer does meanwhile.
-    pub fn snapshot(self) -> Result<Snapshot<'a>, IndexError> {
+    pub(crate) fn snapshot(self) -> Result<Snapshot<'a>, IndexError> {
         Ok(Snapshot {
             tx: self.conn.unchecked_transaction()?,
         })
@@ -158,12 +158,12 @@ impl<'a> Db<'a> {
 }
 
 /// See [`Db::snapshot`]; it ends (rolls back: it wrote nothing) when dropped.
-pub struct Snapshot<'a> {
+pub(crate) struct Snapshot<'a> {
     tx: rusqlite::Transaction<'a>,
 }
 
 impl Snapshot<'_> {
-    pub fn db(&self) -> Db<'_> {
+    pub(crate) fn db(&self) -> Db<'_> {
         Db { conn: &self.tx }
     }
 }
@@ -171,13 +171,13 @@ impl Snapshot<'_> {
 /// A write transaction (`BEGIN IMMEDIATE`): every write takes one, so nothing
 /// outside `index` can write, and nothing writes outside a transaction. Dropped
 /// without [`Tx::commit`], it rolls back.
-pub struct Tx<'a> {
+pub(crate) struct Tx<'a> {
     tx: rusqlite::Transaction<'a>,
 }
 
 impl Tx<'_> {
     /// Reads inside this transaction.
-    pub fn db(&self) -> Db<'_> {
+    pub(crate) fn db(&self) -> Db<'_> {
         Db { conn: &self.tx }
     }
 
@@ -185,21 +185,21 @@ impl Tx<'_> {
         &self.tx
     }
 
-    pub fn commit(self) -> Result<(), IndexError> {
+    pub(crate) fn commit(self) -> Result<(), IndexError> {
         Ok(self.tx.commit()?)
     }
 
     /// A savepoint inside the transaction: a pass that must be read again is rolled
     /// back to it ([`Tx::rollback_to`]), a finished one kept ([`Tx::release`]).
-    pub fn savepoint(&self, name: &str) -> Result<(), IndexError> {
+    pub(crate) fn savepoint(&self, name: &str) -> Result<(), IndexError> {
         Ok(self.tx.execute_batch(&format!("SAVEPOINT {name}"))?)
     }
 
-    pub fn rollback_to(&self, name: &str) -> Result<(), IndexError> {
+    pub(crate) fn rollback_to(&self, name: &str) -> Result<(), IndexError> {
         Ok(self.tx.execute_batch(&format!("ROLLBACK TO {name}"))?)
     }
 
-    pub fn release(&self, name: &str) -> Result<(), IndexError> {
+    pub(crate) fn release(&self, name: &str) -> Result<(), IndexError> {
         Ok(self.tx.execute_batch(&format!("RELEASE {name}"))?)
     }
 }
@@ -207,13 +207,13 @@ impl Tx<'_> {
 /// Either a transaction to write in, or only reads (a dry run such as `validate`):
 /// for code that evaluates a file whether or not it applies it.
 #[derive(Clone, Copy)]
-pub enum Store<'a> {
+pub(crate) enum Store<'a> {
     Read(Db<'a>),
     Write(&'a Tx<'a>),
 }
 
 impl<'a> Store<'a> {
-    pub fn db(&self) -> Db<'_> {
+    pub(crate) fn db(&self) -> Db<'_> {
         match self {
             Store::Read(db) => *db,
             Store::Write(tx) => tx.db(),
@@ -221,7 +221,7 @@ impl<'a> Store<'a> {
     }
 
     /// The transaction, for a write; a dry run asked to write is a bug, said as such.
-    pub fn tx(&self) -> Result<&'a Tx<'a>, IndexError> {
+    pub(crate) fn tx(&self) -> Result<&'a Tx<'a>, IndexError> {
         match self {
             Store::Write(tx) => Ok(tx),
             Store::Read(_) => Err(IndexError::ReadOnly),
@@ -231,23 +231,23 @@ impl<'a> Store<'a> {
 
 /// An index opened for reading only (operator views: `status`, `report`, `audit`,
 /// `validate`): it has no way to write.
-pub struct ReadOnly(Index);
+pub(crate) struct ReadOnly(Index);
 
 impl ReadOnly {
-    pub fn db(&self) -> Db<'_> {
+    pub(crate) fn db(&self) -> Db<'_> {
         self.0.db()
     }
 
     /// Writes a consistent copy of the database to a new file (`VACUUM INTO`, from a
     /// read snapshot: the daemon carries on writing).
-    pub fn backup_to(&self, target: &str) -> Result<(), IndexError> {
+    pub(crate) fn backup_to(&self, target: &str) -> Result<(), IndexError> {
         self.0.conn.execute("VACUUM INTO ?1", [target])?;
         Ok(())
     }
 
     /// Checks a copy made by [`ReadOnly::backup_to`] (SQLite's integrity check) and
     /// returns how many records it holds.
-    pub fn check_copy(path: &Path) -> Result<u64, IndexError> {
+    pub(crate) fn check_copy(path: &Path) -> Result<u64, IndexError> {
         let copy = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(
             |source| IndexError::Open {
                 path: path.to_path_buf(),
@@ -266,20 +266,20 @@ impl ReadOnly {
 
     /// An empty index of this build's schema, in memory (`validate` before any
     /// database exists).
-    pub fn empty() -> Result<ReadOnly, IndexError> {
+    pub(crate) fn empty() -> Result<ReadOnly, IndexError> {
         Index::in_memory().map(ReadOnly)
     }
 }
 
 /// An open index.
-pub struct Index {
+pub(crate) struct Index {
     conn: Connection,
     path: PathBuf,
 }
 
 impl Index {
     /// Opens (creating, mode 0600 in a 0700 folder, and migrating) the database.
-    pub fn open(path: &Path) -> Result<Index, IndexError> {
+    pub(crate) fn open(path: &Path) -> Result<Index, IndexError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             if !dir.exists() {
                 std::fs::DirBuilder::new()
@@ -320,7 +320,7 @@ impl Index {
 
     /// Opens an existing database for reading only (operator commands that must not
     /// write). `None` when there is no database yet.
-    pub fn open_read_only(path: &Path) -> Result<Option<ReadOnly>, IndexError> {
+    pub(crate) fn open_read_only(path: &Path) -> Result<Option<ReadOnly>, IndexError> {
         if !path.exists() {
             return Ok(None);
         }
@@ -404,12 +404,13 @@ impl Index {
     }
 
     /// The schema version of the open database.
-    pub fn schema_version(&self) -> Result<u32, IndexError> {
+    #[cfg(test)]
+    pub(crate) fn schema_version(&self) -> Result<u32, IndexError> {
         self.version()
     }
 
     /// Starts a write transaction (taking the write lock at once).
-    pub fn begin(&mut self) -> Result<Tx<'_>, IndexError> {
+    pub(crate) fn begin(&mut self) -> Result<Tx<'_>, IndexError> {
         Ok(Tx {
             tx: self
                 .conn
@@ -418,7 +419,7 @@ impl Index {
     }
 
     /// Runs `f` in a transaction of its own and commits it (a one-off write).
-    pub fn write<T>(
+    pub(crate) fn write<T>(
         &mut self,
         f: impl FnOnce(&Tx<'_>) -> Result<T, IndexError>,
     ) -> Result<T, IndexError> {
@@ -429,7 +430,7 @@ impl Index {
     }
 
     /// Reads outside a transaction.
-    pub fn db(&self) -> Db<'_> {
+    pub(crate) fn db(&self) -> Db<'_> {
         Db { conn: &self.conn }
     }
 }

@@ -1,7 +1,7 @@
 //! Outbound files reserved for writing, and the sequence numbers of each partner
 //! and kind.
 
-use rusqlite::{params, OptionalExtension, Row};
+use rusqlite::{params, Row};
 
 use super::IndexError;
 use super::{Db, Tx};
@@ -16,7 +16,7 @@ type Result<T> = std::result::Result<T, IndexError>;
 // ---------------------------------------------------------------------------
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutboundRow {
+pub(crate) struct OutboundRow {
     pub id: i64,
     pub mailbox: String,
     pub kind: Kind,
@@ -33,7 +33,7 @@ pub struct OutboundRow {
 }
 
 /// The next sequence number for a partner and kind (+1 per file, from 1).
-pub fn next_sequence(tx: &Tx<'_>, mailbox: &str, kind: Kind) -> Result<u64> {
+pub(crate) fn next_sequence(tx: &Tx<'_>, mailbox: &str, kind: Kind) -> Result<u64> {
     let conn = tx.conn();
     Ok(conn
         .prepare_cached(
@@ -43,7 +43,7 @@ pub fn next_sequence(tx: &Tx<'_>, mailbox: &str, kind: Kind) -> Result<u64> {
         .query_row(params![mailbox, kind], |r| r.get(0))?)
 }
 
-pub fn insert_outbound(tx: &Tx<'_>, o: &OutboundRow) -> Result<i64> {
+pub(crate) fn insert_outbound(tx: &Tx<'_>, o: &OutboundRow) -> Result<i64> {
     let conn = tx.conn();
     conn.prepare_cached(
         "INSERT INTO outbound (mailbox, kind, sequence, created_at, stem, format, framing, receipt_id, copy_to, state, params)
@@ -77,7 +77,7 @@ const OUTBOUND_COLUMNS: &str =
     "id, mailbox, kind, sequence, created_at, stem, format, framing, receipt_id, copy_to, state, params";
 
 /// Outbound files reserved but not yet written, oldest first.
-pub fn pending_outbound(db: Db<'_>) -> Result<Vec<OutboundRow>> {
+pub(crate) fn pending_outbound(db: Db<'_>) -> Result<Vec<OutboundRow>> {
     let conn = db.conn();
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {OUTBOUND_COLUMNS} FROM outbound WHERE state <> 'written' ORDER BY id"
@@ -88,17 +88,7 @@ pub fn pending_outbound(db: Db<'_>) -> Result<Vec<OutboundRow>> {
     Ok(rows)
 }
 
-pub fn outbound(db: Db<'_>, id: i64) -> Result<Option<OutboundRow>> {
-    let conn = db.conn();
-    Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {OUTBOUND_COLUMNS} FROM outbound WHERE id = ?1"
-        ))?
-        .query_row([id], outbound_row)
-        .optional()?)
-}
-
-pub fn mark_outbound_written(tx: &Tx<'_>, id: i64) -> Result<()> {
+pub(crate) fn mark_outbound_written(tx: &Tx<'_>, id: i64) -> Result<()> {
     let conn = tx.conn();
     conn.prepare_cached("UPDATE outbound SET state = 'written' WHERE id = ?1")?
         .execute([id])?;
@@ -106,7 +96,7 @@ pub fn mark_outbound_written(tx: &Tx<'_>, id: i64) -> Result<()> {
 }
 
 /// The newest outbound file of each kind for a mailbox: (kind, stem, created_at).
-pub fn last_outbound(db: Db<'_>, mailbox: &str) -> Result<Vec<(String, String, String)>> {
+pub(crate) fn last_outbound(db: Db<'_>, mailbox: &str) -> Result<Vec<(String, String, String)>> {
     let conn = db.conn();
     let mut stmt = conn.prepare_cached(
         "SELECT kind, stem, created_at FROM outbound o WHERE mailbox = ?1 AND id = (SELECT MAX(id) FROM outbound WHERE mailbox = ?1 AND kind = o.kind) ORDER BY kind",
@@ -118,7 +108,7 @@ pub fn last_outbound(db: Db<'_>, mailbox: &str) -> Result<Vec<(String, String, S
 }
 
 /// Kind-specific parameters of a reserved outbound file (alerts: type, range, since).
-pub fn set_outbound_params(tx: &Tx<'_>, id: i64, params: &str) -> Result<()> {
+pub(crate) fn set_outbound_params(tx: &Tx<'_>, id: i64, params: &str) -> Result<()> {
     let conn = tx.conn();
     conn.prepare_cached("UPDATE outbound SET params = ?2 WHERE id = ?1")?
         .execute(params![id, params])?;

@@ -20,7 +20,7 @@ type Result<T> = std::result::Result<T, IndexError>;
 
 /// A held record as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredRecord {
+pub(crate) struct StoredRecord {
     pub id: i64,
     pub nhs_number: String,
     pub date_of_birth: Option<String>,
@@ -37,13 +37,13 @@ pub struct StoredRecord {
 /// DELTAs) from memory; [`ChangeSeq::save`] stores the last one given before the
 /// transaction commits. Numbers only grow; a rolled-back savepoint leaves a gap.
 #[derive(Debug)]
-pub struct ChangeSeq {
+pub(crate) struct ChangeSeq {
     next: i64,
 }
 
 impl ChangeSeq {
     /// Reads the counter (inside the transaction that will use it).
-    pub fn load(db: Db<'_>) -> Result<ChangeSeq> {
+    pub(crate) fn load(db: Db<'_>) -> Result<ChangeSeq> {
         let conn = db.conn();
         let last: i64 = conn
             .prepare_cached("SELECT value FROM counters WHERE name = 'change_seq'")?
@@ -57,7 +57,7 @@ impl ChangeSeq {
     }
 
     /// Writes the counter back (never lowering it).
-    pub fn save(&self, tx: &Tx<'_>) -> Result<()> {
+    pub(crate) fn save(&self, tx: &Tx<'_>) -> Result<()> {
         let conn = tx.conn();
         conn.prepare_cached(
             "UPDATE counters SET value = max(value, ?1) WHERE name = 'change_seq'",
@@ -67,7 +67,7 @@ impl ChangeSeq {
     }
 }
 
-pub fn find_record(
+pub(crate) fn find_record(
     db: Db<'_>,
     authority: &str,
     local_id: &str,
@@ -98,7 +98,7 @@ pub fn find_record(
 
 /// What an upsert did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Upserted {
+pub(crate) enum Upserted {
     Inserted,
     Updated,
     Unchanged,
@@ -217,7 +217,7 @@ fn content_params<'a>(c: &'a Columns<'_>, hash: i64, seq: i64) -> [Param<'a>; 11
 
 /// The content hash of a valid record as [`RecordWriter`] would store it (pure; the
 /// extract's reading thread computes it).
-pub fn content_hash(r: &ExtractRecord) -> i64 {
+pub(crate) fn content_hash(r: &ExtractRecord) -> i64 {
     Columns::of(r).hash()
 }
 
@@ -252,7 +252,7 @@ fn hash_texts(texts: &[Option<&str>; 9]) -> i64 {
 
 /// What is held under one key, as [`for_each_held`] reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Held {
+pub(crate) struct Held {
     pub id: i64,
     /// `records.row_hash`; 0 when unknown (a row the hub ended, or one stored before
     /// schema version 2): the next upsert compares columns instead.
@@ -277,7 +277,7 @@ impl Held {
 /// an authority, open on `on` or not, in key order, as long as it holds at most
 /// `limit` records. Returns `false` (having stopped after `limit` calls) when it holds
 /// more: the caller then discards what it was given.
-pub fn for_each_held(
+pub(crate) fn for_each_held(
     db: Db<'_>,
     authority: &str,
     on: NaiveDate,
@@ -312,7 +312,7 @@ pub fn for_each_held(
 /// costs a compare of content hashes when the caller knows what is held
 /// ([`RecordWriter::upsert_known`]), else one read and a compare of column values;
 /// never a write.
-pub struct RecordWriter<'c> {
+pub(crate) struct RecordWriter<'c> {
     conn: &'c Connection,
     find: rusqlite::Statement<'c>,
     insert: BorrowedStatement<'c>,
@@ -323,7 +323,7 @@ pub struct RecordWriter<'c> {
 }
 
 impl<'c> RecordWriter<'c> {
-    pub fn new(tx: &'c Tx<'_>) -> Result<Self> {
+    pub(crate) fn new(tx: &'c Tx<'_>) -> Result<Self> {
         let conn = tx.conn();
         Ok(RecordWriter {
             conn,
@@ -350,13 +350,13 @@ impl<'c> RecordWriter<'c> {
 
     /// Stores what the writes mean for the age-18 ending (call before the
     /// transaction commits).
-    pub fn save(&self, tx: &Tx<'_>) -> Result<()> {
+    pub(crate) fn save(&self, tx: &Tx<'_>) -> Result<()> {
         let _conn = tx.conn();
         self.due.save(tx)
     }
 
     /// Upserts a valid record, reading what is held under its key first.
-    pub fn upsert(
+    pub(crate) fn upsert(
         &mut self,
         seqs: &mut ChangeSeq,
         authority: &str,
@@ -407,7 +407,7 @@ impl<'c> RecordWriter<'c> {
     /// (`held`, from [`for_each_held`], updated by this file's earlier lines) and its
     /// [`content_hash`]:
     /// no read at all, and no write when the content hash is unchanged.
-    pub fn upsert_known(
+    pub(crate) fn upsert_known(
         &mut self,
         seqs: &mut ChangeSeq,
         authority: &str,
@@ -487,7 +487,7 @@ impl<'c> RecordWriter<'c> {
 }
 
 /// The key of this index's alert ids.
-pub fn alert_secret(db: Db<'_>) -> Result<i64> {
+pub(crate) fn alert_secret(db: Db<'_>) -> Result<i64> {
     let conn = db.conn();
     Ok(conn
         .prepare_cached("SELECT value FROM counters WHERE name = 'alert_secret'")?
@@ -496,7 +496,7 @@ pub fn alert_secret(db: Db<'_>) -> Result<i64> {
 
 /// A record's alert id (§4.3): opaque, stable for the record's life, never derived
 /// from its local_id — a keyed hash of its row id, so it needs no index of its own.
-pub fn alert_id(secret: i64, record_id: i64) -> String {
+pub(crate) fn alert_id(secret: i64, record_id: i64) -> String {
     let mut bytes = [0u8; 16];
     bytes[..8].copy_from_slice(&secret.to_le_bytes());
     bytes[8..].copy_from_slice(&record_id.to_le_bytes());
@@ -505,7 +505,7 @@ pub fn alert_id(secret: i64, record_id: i64) -> String {
 }
 
 /// Removes a record at once, leaving a tombstone for the sites' alert REMOVE row.
-pub fn delete_record(tx: &Tx<'_>, seqs: &mut ChangeSeq, id: i64) -> Result<()> {
+pub(crate) fn delete_record(tx: &Tx<'_>, seqs: &mut ChangeSeq, id: i64) -> Result<()> {
     let conn = tx.conn();
     let seq = seqs.take();
     let alert = alert_id(alert_secret(tx.db())?, id);
@@ -519,7 +519,7 @@ pub fn delete_record(tx: &Tx<'_>, seqs: &mut ChangeSeq, id: i64) -> Result<()> {
 }
 
 /// Open records of an authority on a date: no end date, or one after that date.
-pub fn count_open(db: Db<'_>, authority: &str, on: NaiveDate) -> Result<u64> {
+pub(crate) fn count_open(db: Db<'_>, authority: &str, on: NaiveDate) -> Result<u64> {
     let conn = db.conn();
     Ok(conn
         .prepare_cached("SELECT COUNT(*) FROM records WHERE authority = ?1 AND (end_date IS NULL OR end_date > ?2)")?
@@ -527,7 +527,7 @@ pub fn count_open(db: Db<'_>, authority: &str, on: NaiveDate) -> Result<u64> {
 }
 
 /// Calls `f(id, local_id, plan_type)` for each open record of an authority.
-pub fn for_each_open(
+pub(crate) fn for_each_open(
     db: Db<'_>,
     authority: &str,
     on: NaiveDate,
@@ -547,7 +547,7 @@ pub fn for_each_open(
 }
 
 /// Ends a record on a date with a reason (ABSENT_FROM_FULL, AGE_18).
-pub fn end_record(
+pub(crate) fn end_record(
     tx: &Tx<'_>,
     seqs: &mut ChangeSeq,
     id: i64,
@@ -565,7 +565,7 @@ pub fn end_record(
 }
 
 /// Whether any NHS number is marked superseded or inactive (if none, no lookup is needed).
-pub fn any_nhs_status(db: Db<'_>) -> Result<bool> {
+pub(crate) fn any_nhs_status(db: Db<'_>) -> Result<bool> {
     let conn = db.conn();
     Ok(conn
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM nhs_status)")?
@@ -573,7 +573,7 @@ pub fn any_nhs_status(db: Db<'_>) -> Result<bool> {
 }
 
 /// The status of an NHS number when it is superseded or inactive: (status, replacement).
-pub fn nhs_status(db: Db<'_>, nhs: &str) -> Result<Option<(String, Option<String>)>> {
+pub(crate) fn nhs_status(db: Db<'_>, nhs: &str) -> Result<Option<(String, Option<String>)>> {
     let conn = db.conn();
     Ok(conn
         .prepare_cached("SELECT status, replacement FROM nhs_status WHERE nhs_number = ?1")?

@@ -24,7 +24,7 @@ type Result<T> = std::result::Result<T, IndexError>;
 /// Every write that could bring either day forward lowers it (never raises it); the
 /// job that reads the whole table sets it again from what remains.
 #[derive(Debug, Default)]
-pub struct DueDays {
+pub(crate) struct DueDays {
     earliest: Option<NaiveDate>,
     earliest_end: Option<NaiveDate>,
 }
@@ -92,7 +92,7 @@ impl DueDays {
 /// Ends open CPP/LAC records of children who are 18 on or before `today`, on their
 /// 18th birthday. Returns how many were ended. Reads nothing when [`DueDays`] says
 /// nothing can be due yet.
-pub fn end_at_18(tx: &Tx<'_>, seqs: &mut ChangeSeq, today: NaiveDate) -> Result<u64> {
+pub(crate) fn end_at_18(tx: &Tx<'_>, seqs: &mut ChangeSeq, today: NaiveDate) -> Result<u64> {
     let conn = tx.conn();
     if read_counter(tx.db(), "age18_due")?.is_some_and(|day| days(today) < day) {
         return Ok(0);
@@ -130,7 +130,7 @@ pub fn end_at_18(tx: &Tx<'_>, seqs: &mut ChangeSeq, today: NaiveDate) -> Result<
 /// Purges records whose `end_date + retention_days` is on or before `today`.
 /// Returns how many were purged, by authority. Reads nothing when `purge_due` (see
 /// [`DueDays`]) says no ending is old enough yet.
-pub fn purge(
+pub(crate) fn purge(
     tx: &Tx<'_>,
     seqs: &mut ChangeSeq,
     today: NaiveDate,

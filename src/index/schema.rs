@@ -2,7 +2,7 @@
 
 /// Each entry migrates from version `i` to `i + 1`. Never edit a shipped entry:
 /// append a new one.
-pub const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 0 -> 1: the core.
     r#"
     CREATE TABLE messages (              -- the ledger: every inbound message, whatever its outcome

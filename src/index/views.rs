@@ -12,7 +12,7 @@ type Result<T> = std::result::Result<T, IndexError>;
 
 /// Open and ended records of an authority on `today` (`YYYY-MM-DD`), by plan type:
 /// (plan type, open, ended).
-pub fn records_by_plan(
+pub(crate) fn records_by_plan(
     db: Db<'_>,
     authority: &str,
     today: &str,
@@ -32,7 +32,11 @@ pub fn records_by_plan(
 
 /// Files of a mailbox received since `since` (RFC 3339) that ended REJECTED, and
 /// QUARANTINED.
-pub fn files_rejected_quarantined(db: Db<'_>, mailbox: &str, since: &str) -> Result<(u64, u64)> {
+pub(crate) fn files_rejected_quarantined(
+    db: Db<'_>,
+    mailbox: &str,
+    since: &str,
+) -> Result<(u64, u64)> {
     Ok(db.conn().prepare_cached(
         "SELECT COUNT(DISTINCT CASE WHEN r.status = 'REJECTED' THEN m.id END), COUNT(DISTINCT CASE WHEN r.status = 'QUARANTINED' THEN m.id END)
          FROM messages m JOIN receipts r ON r.message_id = m.id WHERE m.mailbox = ?1 AND m.received_at >= ?2",
@@ -42,7 +46,7 @@ pub fn files_rejected_quarantined(db: Db<'_>, mailbox: &str, since: &str) -> Res
 
 /// Lines rejected (ERROR) in a mailbox's files received since `since`, by code, as
 /// their final receipts say.
-pub fn lines_rejected_by_code(
+pub(crate) fn lines_rejected_by_code(
     db: Db<'_>,
     mailbox: &str,
     since: &str,
@@ -61,7 +65,7 @@ pub fn lines_rejected_by_code(
 }
 
 /// Access notifications created for an authority since `since_day` (`YYYY-MM-DD`).
-pub fn notifications_since(db: Db<'_>, authority: &str, since_day: &str) -> Result<u64> {
+pub(crate) fn notifications_since(db: Db<'_>, authority: &str, since_day: &str) -> Result<u64> {
     Ok(db
         .conn()
         .prepare_cached(
@@ -72,7 +76,11 @@ pub fn notifications_since(db: Db<'_>, authority: &str, since_day: &str) -> Resu
 
 /// Extracts received in `[from, to)` (RFC 3339), by authority: (authority, files,
 /// records).
-pub fn extracts_between(db: Db<'_>, from: &str, to: &str) -> Result<Vec<(String, u64, u64)>> {
+pub(crate) fn extracts_between(
+    db: Db<'_>,
+    from: &str,
+    to: &str,
+) -> Result<Vec<(String, u64, u64)>> {
     let conn = db.conn();
     let mut stmt = conn.prepare_cached(
         "SELECT authority, COUNT(*), SUM(records) FROM messages WHERE kind = 'extract' AND authority IS NOT NULL
@@ -86,7 +94,7 @@ pub fn extracts_between(db: Db<'_>, from: &str, to: &str) -> Result<Vec<(String,
 
 /// One rejected line of an extract (`report rejections`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
+pub(crate) struct Rejection {
     pub received_at: String,
     pub authority: String,
     pub file: String,
@@ -98,7 +106,7 @@ pub struct Rejection {
 }
 
 /// Rejected lines of extracts, newest file first; `codes` empty means every code.
-pub fn rejections(
+pub(crate) fn rejections(
     db: Db<'_>,
     authority: Option<&str>,
     since: Option<&str>,
@@ -149,7 +157,7 @@ pub fn rejections(
 }
 
 /// The newest message of a mailbox: (received at, name, status).
-pub fn last_message(db: Db<'_>, mailbox: &str) -> Result<Option<(String, String, String)>> {
+pub(crate) fn last_message(db: Db<'_>, mailbox: &str) -> Result<Option<(String, String, String)>> {
     Ok(db
         .conn()
         .prepare_cached(
@@ -166,7 +174,7 @@ pub fn last_message(db: Db<'_>, mailbox: &str) -> Result<Option<(String, String,
 }
 
 /// Why a message is quarantined (its MASS_END row).
-pub fn quarantine_reason(db: Db<'_>, message_id: i64) -> Result<Option<String>> {
+pub(crate) fn quarantine_reason(db: Db<'_>, message_id: i64) -> Result<Option<String>> {
     Ok(db
         .conn()
         .prepare_cached(
@@ -179,7 +187,7 @@ pub fn quarantine_reason(db: Db<'_>, message_id: i64) -> Result<Option<String>> 
 
 /// The sequence the next file of a kind to a mailbox would get (for `validate`,
 /// which reserves nothing).
-pub fn next_sequence_preview(db: Db<'_>, mailbox: &str, kind: Kind) -> Result<u64> {
+pub(crate) fn next_sequence_preview(db: Db<'_>, mailbox: &str, kind: Kind) -> Result<u64> {
     Ok(db
         .conn()
         .prepare_cached("SELECT last + 1 FROM sequences WHERE mailbox = ?1 AND kind = ?2")?

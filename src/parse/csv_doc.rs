@@ -6,9 +6,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::sync::{Arc, Mutex};
 
 use super::limits::{self, CrLf, LineLimit};
-use super::{
-    fail, meta, FileProblem, Item, Prelude, RawRecord, Spec, Stop, Syntax, MAX_LINE_BYTES,
-};
+use super::{fail, meta, FileProblem, Item, Prelude, RawRecord, Spec, Stop, MAX_LINE_BYTES};
 
 /// Remembers where the newlines the csv reader has been given but not yet placed
 /// are: the csv reader dates a record from the end of the previous one, before the
@@ -32,7 +30,7 @@ struct Seen {
 /// The most bytes one record may span, with the blank lines before it (a record is a
 /// few hundred bytes; a quoted field may span lines, so [`MAX_LINE_BYTES`] alone does
 /// not bound it).
-pub const MAX_RECORD_BYTES: u64 = 4 << 20;
+pub(super) const MAX_RECORD_BYTES: u64 = 4 << 20;
 
 impl<R: Read> Read for Newlines<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -182,7 +180,6 @@ impl<R: Read> CsvDoc<R> {
                 record: csv::ByteRecord::new(),
             },
             Prelude {
-                syntax: Syntax::Csv,
                 metadata,
                 present,
                 warnings,

@@ -7,17 +7,17 @@ use quick_xml::events::Event;
 use quick_xml::Reader;
 
 /// Largest control file read (they are a few hundred bytes).
-pub const MAX_CTL_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_CTL_BYTES: usize = 64 * 1024;
 
 /// A parsed control file: lower-case element name -> trimmed text.
 /// `StatusRecord` children appear as `statusrecord.<name>`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Control {
+pub(crate) struct Control {
     fields: HashMap<String, String>,
 }
 
 impl Control {
-    pub fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.fields
             .get(&name.to_ascii_lowercase())
             .map(String::as_str)
@@ -25,13 +25,13 @@ impl Control {
     }
 
     /// `Y`/`N` flags; anything but `Y` (case-insensitive) is no.
-    pub fn flag(&self, name: &str) -> bool {
+    pub(crate) fn flag(&self, name: &str) -> bool {
         self.get(name).is_some_and(|v| v.eq_ignore_ascii_case("y"))
     }
 }
 
 /// Parses a control file; the error says what is wrong, for a receipt.
-pub fn parse(data: &[u8]) -> Result<Control, String> {
+pub(crate) fn parse(data: &[u8]) -> Result<Control, String> {
     if data.len() > MAX_CTL_BYTES {
         return Err(format!("the .ctl is larger than {MAX_CTL_BYTES} bytes"));
     }

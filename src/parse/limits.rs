@@ -8,20 +8,20 @@ use std::io::{self, Read};
 /// Marker error: a line (CSV) or a run of bytes without `>` (XML) was too long.
 #[derive(Debug, thiserror::Error)]
 #[error("a line is longer than {0} bytes")]
-pub struct LineTooLong(pub usize);
+pub(crate) struct LineTooLong(pub usize);
 
 /// Marker error: one CSV record (with the blank lines before it) was too long.
 #[derive(Debug, thiserror::Error)]
 #[error("a record, with the blank lines before it, is longer than {0} bytes")]
-pub struct RecordTooLong(pub u64);
+pub(crate) struct RecordTooLong(pub u64);
 
 /// Marker error: the (decompressed) content grew past the size limit.
 #[derive(Debug, thiserror::Error)]
 #[error("the content is larger than {0} bytes")]
-pub struct TooLarge(pub u64);
+pub(crate) struct TooLarge(pub u64);
 
 /// Fails reading once more than `max` bytes pass without a `delim` byte.
-pub struct LineLimit<R> {
+pub(crate) struct LineLimit<R> {
     inner: R,
     max: usize,
     since: usize,
@@ -29,7 +29,7 @@ pub struct LineLimit<R> {
 }
 
 impl<R: Read> LineLimit<R> {
-    pub fn new(inner: R, delim: u8, max: usize) -> Self {
+    pub(crate) fn new(inner: R, delim: u8, max: usize) -> Self {
         LineLimit {
             inner,
             max,
@@ -60,14 +60,14 @@ impl<R: Read> Read for LineLimit<R> {
 }
 
 /// Fails reading once more than `max` bytes were produced.
-pub struct SizeLimit<R> {
+pub(crate) struct SizeLimit<R> {
     inner: R,
     left: u64,
     max: u64,
 }
 
 impl<R: Read> SizeLimit<R> {
-    pub fn new(inner: R, max: u64) -> Self {
+    pub(crate) fn new(inner: R, max: u64) -> Self {
         SizeLimit {
             inner,
             left: max,
@@ -91,7 +91,7 @@ impl<R: Read> Read for SizeLimit<R> {
 /// or corrupt): the file's own fault, answered at once.
 #[derive(Debug, thiserror::Error)]
 #[error("the .dat is marked Compress=Y but is not a complete gzip stream ({0})")]
-pub struct BadCompression(pub String);
+pub(crate) struct BadCompression(pub String);
 
 /// An error of the file under a decompressor, kept apart from the decompressor's own.
 #[derive(Debug, thiserror::Error)]
@@ -112,12 +112,12 @@ impl<R: Read> Read for Marked<R> {
 /// Decompresses a gzip `.dat`: every member (a file written as several gzip members
 /// is read whole), a stream cut short or corrupt failing with [`BadCompression`]; the
 /// file's own read errors pass through as they were.
-pub struct Gunzip<R: Read> {
+pub(crate) struct Gunzip<R: Read> {
     inner: flate2::read::MultiGzDecoder<Marked<R>>,
 }
 
 impl<R: Read> Gunzip<R> {
-    pub fn new(inner: R) -> Self {
+    pub(crate) fn new(inner: R) -> Self {
         Gunzip {
             inner: flate2::read::MultiGzDecoder::new(Marked(inner)),
         }
@@ -148,7 +148,7 @@ impl<R: Read> Read for Gunzip<R> {
 /// What an I/O error met while parsing means for the file: a content problem when a
 /// guard (or the decoder) says so; `None` when the source itself failed (an error for
 /// the pipeline to classify, never a receipt row).
-pub fn classify(error: &io::Error) -> Option<(Code, String)> {
+pub(crate) fn classify(error: &io::Error) -> Option<(Code, String)> {
     if let Some(inner) = error.get_ref() {
         if let Some(e) = inner.downcast_ref::<LineTooLong>() {
             return Some((
@@ -184,7 +184,7 @@ pub fn classify(error: &io::Error) -> Option<(Code, String)> {
 
 /// Turns every `\r\n` into `\n`, so that line numbers count CRLF and LF files alike
 /// (the csv reader numbers a record after a CRLF one line short). A lone `\r` is kept.
-pub struct CrLf<R> {
+pub(crate) struct CrLf<R> {
     inner: R,
     buf: Vec<u8>,
     pos: usize,
@@ -195,7 +195,7 @@ pub struct CrLf<R> {
 }
 
 impl<R: Read> CrLf<R> {
-    pub fn new(inner: R) -> Self {
+    pub(crate) fn new(inner: R) -> Self {
         CrLf {
             inner,
             buf: vec![0; 64 * 1024],

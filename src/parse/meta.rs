@@ -4,7 +4,7 @@ use crate::formats::percent_decode;
 
 /// The metadata of a document, whichever syntax it came in.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Metadata {
+pub(crate) struct Metadata {
     /// Format name, e.g. `cpis-extract` (XML root names are mapped to this form).
     pub format: String,
     pub version: String,
@@ -13,7 +13,7 @@ pub struct Metadata {
 }
 
 impl Metadata {
-    pub fn get(&self, key: &str) -> Option<&str> {
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
         self.pairs
             .iter()
             .find(|(k, _)| k == key)
@@ -23,7 +23,7 @@ impl Metadata {
 }
 
 /// Parses a metadata line (BOM and line end already removed).
-pub fn parse_line(line: &str) -> Result<Metadata, String> {
+pub(crate) fn parse_line(line: &str) -> Result<Metadata, String> {
     let rest = line
         .strip_prefix('#')
         .ok_or("line 1 is not a metadata line: it must start with '#', e.g. '#cpis-extract v1 authority=LA204 ...'")?;

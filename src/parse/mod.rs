@@ -8,32 +8,32 @@
 //! of the file unreadable end the stream.
 
 mod csv_doc;
-pub mod ctl;
-pub mod limits;
-pub mod meta;
+pub(crate) mod ctl;
+pub(crate) mod limits;
+pub(crate) mod meta;
 mod xml_doc;
 
 use crate::formats::Spec;
 use crate::model::Code;
 use std::io::{BufRead, BufReader, Read};
 
-pub use meta::Metadata;
+pub(crate) use meta::Metadata;
 
 /// Longest physical line (CSV) or run of bytes between XML tags we read.
-pub const MAX_LINE_BYTES: usize = 1 << 20;
+pub(crate) const MAX_LINE_BYTES: usize = 1 << 20;
 /// Deepest XML nesting accepted (§2.1).
-pub const MAX_XML_DEPTH: usize = 8;
+pub(crate) const MAX_XML_DEPTH: usize = 8;
 
 /// A problem that concerns the whole file (empty `line` in a receipt).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileProblem {
+pub(crate) struct FileProblem {
     pub code: Code,
     pub field: String,
     pub message: String,
 }
 
 impl FileProblem {
-    pub fn new(code: Code, field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: Code, field: impl Into<String>, message: impl Into<String>) -> Self {
         FileProblem {
             code,
             field: field.into(),
@@ -44,7 +44,7 @@ impl FileProblem {
 
 /// One record as read: trimmed values (empty = absent) in the format's column order.
 #[derive(Debug, Clone, Default)]
-pub struct RawRecord {
+pub(crate) struct RawRecord {
     /// CSV: the physical line the record starts on. XML: the record's position from 1.
     pub line: u64,
     pub values: Vec<Option<String>>,
@@ -53,14 +53,14 @@ pub struct RawRecord {
 }
 
 impl RawRecord {
-    pub fn get(&self, index: usize) -> Option<&str> {
+    pub(crate) fn get(&self, index: usize) -> Option<&str> {
         self.values.get(index).and_then(|v| v.as_deref())
     }
 }
 
 /// What the reader yields after the prelude.
 #[derive(Debug)]
-pub enum Item {
+pub(crate) enum Item {
     Record(RawRecord),
     /// A non-fatal file-level warning met while reading (e.g. an unknown XML element).
     Warning(FileProblem),
@@ -73,7 +73,7 @@ pub enum Item {
 
 /// Why reading stopped: the file's content (a receipt problem), or its source.
 #[derive(Debug)]
-pub enum Stop {
+pub(crate) enum Stop {
     Content(FileProblem),
     Io(std::io::Error),
 }
@@ -87,7 +87,7 @@ impl From<FileProblem> for Stop {
 impl Stop {
     /// An I/O error met while reading: the content's fault when a guard says so (a
     /// line too long, a bad gzip...), else the source's.
-    pub fn from_io(e: std::io::Error) -> Stop {
+    pub(crate) fn from_io(e: std::io::Error) -> Stop {
         match limits::classify(&e) {
             Some((code, message)) => Stop::Content(FileProblem::new(code, "", message)),
             None => Stop::Io(e),
@@ -95,7 +95,7 @@ impl Stop {
     }
 
     /// The item that ends a stream.
-    pub fn item(self) -> Item {
+    pub(crate) fn item(self) -> Item {
         match self {
             Stop::Content(p) => Item::Fatal(p),
             Stop::Io(e) => Item::Io(e),
@@ -110,8 +110,7 @@ fn fail<T>(p: FileProblem) -> Result<T, Stop> {
 
 /// What is known before the first record.
 #[derive(Debug, Clone)]
-pub struct Prelude {
-    pub syntax: Syntax,
+pub(crate) struct Prelude {
     pub metadata: Metadata,
     /// For CSV: whether the header names each column of the format. For XML: all true
     /// (elements are optional per record).
@@ -121,14 +120,14 @@ pub struct Prelude {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Syntax {
+pub(crate) enum Syntax {
     Csv,
     Xml,
 }
 
 /// A streaming document reader (CSV or XML, told apart by the first byte after an
 /// optional BOM and white space).
-pub struct DocReader<R: Read> {
+pub(crate) struct DocReader<R: Read> {
     inner: Inner<R>,
     done: bool,
 }
@@ -173,7 +172,7 @@ fn sniff<R: BufRead>(reader: &mut R) -> std::io::Result<(bool, Syntax)> {
 impl<R: Read> DocReader<R> {
     /// Reads the prelude (metadata and, for CSV, the header row). An `Err` stops
     /// reading before any record: a file-level problem, or the source failing.
-    pub fn open(source: R, spec: &'static Spec) -> Result<(Self, Prelude), Stop> {
+    pub(crate) fn open(source: R, spec: &'static Spec) -> Result<(Self, Prelude), Stop> {
         let mut reader = BufReader::with_capacity(64 * 1024, source);
         let (_bom, syntax) = sniff(&mut reader).map_err(Stop::from_io)?;
         match syntax {

@@ -11,12 +11,11 @@ use quick_xml::NsReader;
 
 use super::limits::{self, LineLimit};
 use super::{
-    fail, meta, FileProblem, Item, Prelude, RawRecord, Spec, Stop, Syntax, MAX_LINE_BYTES,
-    MAX_XML_DEPTH,
+    fail, meta, FileProblem, Item, Prelude, RawRecord, Spec, Stop, MAX_LINE_BYTES, MAX_XML_DEPTH,
 };
 use crate::formats::snake;
 
-pub const NAMESPACE: &str = "urn:cpis-hub:v1";
+pub(super) const NAMESPACE: &str = "urn:cpis-hub:v1";
 
 /// More root attributes than any format's metadata needs: refused.
 const MAX_ROOT_ATTRIBUTES: usize = 64;
@@ -157,7 +156,6 @@ impl<R: Read> XmlDoc<R> {
                             finished: false,
                         },
                         Prelude {
-                            syntax: Syntax::Xml,
                             metadata,
                             present: vec![true; spec.columns.len()],
                             warnings: Vec::new(),

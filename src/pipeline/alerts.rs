@@ -21,7 +21,7 @@ use crate::validate::ExtractType;
 /// Reserves and writes alert files: `deltas` — DELTAs to `alerts = "delta"` sites
 /// (and a FULL to any site never sent one); `fulls_due` — the nightly FULL to
 /// `alerts = "full"` sites. Operators' FULL requests are always carried out.
-pub fn emit_alerts(
+pub(crate) fn emit_alerts(
     config: &Config,
     index: &mut Index,
     now: Clock,

@@ -10,7 +10,7 @@ use crate::validate::Problem;
 
 /// What reading a file found, as far as the decision needs it.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Findings {
+pub(super) struct Findings {
     /// A file-level error was found (its problem is in the receipt already).
     pub file_error: bool,
     /// `extracted_at` is older than the last extract applied (extracts only).
@@ -23,7 +23,7 @@ pub struct Findings {
 
 /// The mass-end guard's figures for a FULL.
 #[derive(Debug, Clone, Copy)]
-pub struct MassEnd {
+pub(super) struct MassEnd {
     pub would_end: u64,
     pub open_before: u64,
     /// `max(hub.mass_end_fraction × open, hub.mass_end_min)`.
@@ -32,7 +32,7 @@ pub struct MassEnd {
 
 /// The status of a file and, when the decision has its own row in the receipt
 /// (REJECT_FRACTION, MASS_END), that row.
-pub fn decide(f: &Findings, max_reject_fraction: f64) -> (Status, Option<Problem>) {
+pub(super) fn decide(f: &Findings, max_reject_fraction: f64) -> (Status, Option<Problem>) {
     let fraction = if f.records > 0 {
         f.invalid as f64 / f.records as f64
     } else {

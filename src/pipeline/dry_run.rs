@@ -16,7 +16,7 @@ use crate::index::{self, ledger::Counts, ledger::MessageRow, Db, Store};
 use crate::validate::Problem;
 
 /// The outcome of `validate`: what the receipt would say, nothing changed.
-pub struct Validation {
+pub(crate) struct Validation {
     pub partner_key: (&'static str, String),
     pub sha256: String,
     pub status: Status,
@@ -29,7 +29,7 @@ pub struct Validation {
 /// The partner a file speaks for, from its own metadata: `authority=` of an
 /// extract, `site=` of attendance events; an NHS number status file is the
 /// demographics feed's.
-pub fn partner_of_file<'c>(config: &'c Config, path: &Path) -> Option<&'c Partner> {
+pub(crate) fn partner_of_file<'c>(config: &'c Config, path: &Path) -> Option<&'c Partner> {
     use crate::formats::{ATTENDANCE, EXTRACT, NHS_STATUS};
     for spec in [&EXTRACT, &ATTENDANCE, &NHS_STATUS] {
         let file = File::open(path).ok()?;
@@ -50,7 +50,7 @@ pub fn partner_of_file<'c>(config: &'c Config, path: &Path) -> Option<&'c Partne
 }
 
 /// Checks a file against the rules and the index without changing anything (§7).
-pub fn validate_file(
+pub(crate) fn validate_file(
     config: &Config,
     db: Db<'_>,
     path: &Path,

@@ -11,7 +11,7 @@ use crate::index::IndexError;
 
 /// A pass failed in a way that needs an operator (or a retry).
 #[derive(Debug, thiserror::Error)]
-pub enum PassError {
+pub(crate) enum PassError {
     #[error(transparent)]
     Index(#[from] IndexError),
     #[error(transparent)]
@@ -40,7 +40,7 @@ pub(super) fn extract_failed(path: &Path) -> impl FnOnce(ExtractError) -> PassEr
 
 /// How a failure to process a message is treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
+pub(crate) enum ErrorKind {
     /// The environment, not the file (a full disk, the database busy, a folder not
     /// writable): the file stays in `in/` and is tried again with backoff for as
     /// long as it takes; nothing the file could change.
@@ -58,7 +58,7 @@ pub enum ErrorKind {
 
 impl PassError {
     /// Classifies a failure explicitly (see [`ErrorKind`]).
-    pub fn kind(&self) -> ErrorKind {
+    pub(crate) fn kind(&self) -> ErrorKind {
         match self {
             PassError::Index(e) | PassError::Emit(EmitError::Index(e)) => classify_index(e),
             PassError::Emit(EmitError::Io { source, .. }) | PassError::Io { source, .. } => {
@@ -72,7 +72,7 @@ impl PassError {
 /// The database's own state (busy, full, read-only, unreadable) is the environment;
 /// a statement that fails on what the file brought (a constraint, a value too big)
 /// is the file's.
-pub fn classify_index(e: &IndexError) -> ErrorKind {
+pub(super) fn classify_index(e: &IndexError) -> ErrorKind {
     if e.is_environment() {
         ErrorKind::Environment
     } else {
@@ -82,7 +82,7 @@ pub fn classify_index(e: &IndexError) -> ErrorKind {
 
 /// The object itself can never be read: permanent. Missing: vanished. Resources and
 /// permissions: the environment. Anything else may be the file's.
-pub fn classify_io(e: &io::Error) -> ErrorKind {
+pub(crate) fn classify_io(e: &io::Error) -> ErrorKind {
     use io::ErrorKind as K;
     match e.kind() {
         K::NotFound => ErrorKind::Vanished,

@@ -35,18 +35,18 @@ use crate::validate::{
 
 /// Why an extract could not be evaluated at all (nothing is decided; retry later).
 #[derive(Debug, thiserror::Error)]
-pub enum ExtractError {
+pub(crate) enum ExtractError {
     #[error("reading the inbound file failed: {0} (the file stays in in/ and is tried again)")]
     Io(#[from] io::Error),
     #[error(transparent)]
     Index(#[from] IndexError),
 }
 
-pub use super::sink::{DbSink, MemorySink, Sink};
-pub use crate::model::Status;
+pub(crate) use super::sink::{DbSink, MemorySink, Sink};
+pub(crate) use crate::model::Status;
 
 /// What is being evaluated.
-pub struct Job<'a> {
+pub(crate) struct Job<'a> {
     pub hub: &'a HubSettings,
     /// The mailbox owner's authority code.
     pub authority: &'a str,
@@ -61,7 +61,7 @@ pub struct Job<'a> {
 
 /// The decision and its counts.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub status: Status,
     pub counts: Counts,
     pub header: ExtractHeader,
@@ -76,7 +76,7 @@ pub struct Outcome {
 type HeldMap = HashMap<u128, index::records::Held, BuildHasherDefault<KeyHasher>>;
 
 /// The most held records read into memory for one file (see [`HeldMap`]).
-pub const HELD_IN_MEMORY: usize = 200_000;
+pub(crate) const HELD_IN_MEMORY: usize = 200_000;
 
 /// The keys are already xxh3-128 hashes: use their low 64 bits as they are.
 #[derive(Default)]
@@ -396,7 +396,7 @@ impl Applying<'_, '_> {
 }
 
 /// Opens the inbound data (decompressed when needed, bounded in size).
-pub type Opener<'a> = &'a dyn Fn() -> io::Result<Box<dyn Read + Send>>;
+pub(crate) type Opener<'a> = &'a dyn Fn() -> io::Result<Box<dyn Read + Send>>;
 
 fn run_pass(
     store: Store<'_>,
@@ -620,13 +620,13 @@ fn run_pass(
 }
 
 /// The mass-end threshold: more than this many endings quarantines a FULL (§5.1).
-pub fn mass_end_limit(hub: &HubSettings, open: u64) -> f64 {
+pub(crate) fn mass_end_limit(hub: &HubSettings, open: u64) -> f64 {
     (hub.mass_end_fraction * open as f64).max(hub.mass_end_min as f64)
 }
 
 /// What an earlier pass over the same file taught: read it again knowing this.
 #[derive(Debug, Default, Clone)]
-pub struct Hints {
+pub(crate) struct Hints {
     /// Keys that appear more than once in the file.
     dups: HashSet<u128>,
     /// The decision forbids applying: evaluate without writing.
@@ -634,7 +634,7 @@ pub struct Hints {
 }
 
 /// One evaluation: decided, or read the file again (after undoing what the pass wrote).
-pub enum Step {
+pub(crate) enum Step {
     Done(Outcome),
     Again(Hints),
 }
@@ -642,7 +642,7 @@ pub enum Step {
 /// Evaluates an extract and, when `job.apply` and the decision allows, applies it
 /// (in the caller's transaction), inside a savepoint it rolls back to whenever the
 /// file must be read again. Problems go to `sink`.
-pub fn evaluate(
+pub(crate) fn evaluate(
     store: Store<'_>,
     job: &Job<'_>,
     open: Opener<'_>,
@@ -678,7 +678,7 @@ pub fn evaluate(
 /// transaction: on [`Step::Again`] it rolls the transaction back and starts the
 /// message again with the hints (a savepoint would make SQLite copy every page the
 /// pass changes to a sub-journal: ~5–12 % of a large FULL).
-pub fn evaluate_step(
+pub(crate) fn evaluate_step(
     store: Store<'_>,
     job: &Job<'_>,
     open: Opener<'_>,
@@ -767,6 +767,6 @@ pub fn evaluate_step(
 }
 
 /// Wraps a reader so that reading past `max` bytes fails with TOO_LARGE.
-pub fn bounded(reader: impl Read + Send + 'static, max: u64) -> Box<dyn Read + Send> {
+pub(crate) fn bounded(reader: impl Read + Send + 'static, max: u64) -> Box<dyn Read + Send> {
     Box::new(limits::SizeLimit::new(reader, max))
 }

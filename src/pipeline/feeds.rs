@@ -25,7 +25,7 @@ use crate::parse::{DocReader, Item, RawRecord, Stop};
 use crate::validate::{self, AttendanceRules, Problem, StatusRules};
 
 /// What one feed does with its records.
-pub trait FeedHandler {
+pub(crate) trait FeedHandler {
     fn spec(&self) -> &'static Spec;
     /// The metadata key and value that must name the sender, if any.
     fn owner(&self) -> Option<(&str, &str)>;
@@ -48,7 +48,7 @@ pub trait FeedHandler {
 
 /// The feed a partner sends (`None` for an authority: its files are extracts).
 /// `message_id` ties the rows it makes to their message (0 for a dry run).
-pub fn handler_for<'a>(
+pub(crate) fn handler_for<'a>(
     config: &'a Config,
     partner: &'a Partner,
     now: Clock,
@@ -70,7 +70,7 @@ pub fn handler_for<'a>(
 
 /// What became of one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Valid: applied (or would be).
     Applied,
     /// Has an ERROR: not applied, counts in `rejected`.
@@ -181,7 +181,7 @@ fn run_pass(
 
 /// Evaluates a feed file and, when `apply` and the decision allows, applies it in the
 /// caller's transaction.
-pub fn evaluate(
+pub(crate) fn evaluate(
     store: Store<'_>,
     handler: &mut dyn FeedHandler,
     hub: &HubSettings,
@@ -268,7 +268,7 @@ fn reserve_per_authority(
 }
 
 /// Attendance events from one site organisation.
-pub struct Attendance<'a> {
+pub(crate) struct Attendance<'a> {
     pub config: &'a Config,
     pub site_code: &'a str,
     pub site_name: &'a str,
@@ -284,7 +284,7 @@ pub struct Attendance<'a> {
 }
 
 impl<'a> Attendance<'a> {
-    pub fn new(
+    pub(crate) fn new(
         config: &'a Config,
         site_code: &'a str,
         site_name: &'a str,
@@ -438,7 +438,7 @@ impl FeedHandler for Attendance<'_> {
 }
 
 /// NHS number status changes from the demographics feed.
-pub struct NhsStatus<'a> {
+pub(crate) struct NhsStatus<'a> {
     pub config: &'a Config,
     pub now: Clock,
     pub message_id: i64,
@@ -447,7 +447,7 @@ pub struct NhsStatus<'a> {
 }
 
 impl<'a> NhsStatus<'a> {
-    pub fn new(config: &'a Config, now: Clock, message_id: i64) -> Self {
+    pub(crate) fn new(config: &'a Config, now: Clock, message_id: i64) -> Self {
         NhsStatus {
             config,
             now,

@@ -16,7 +16,7 @@ use crate::index::{self, Index};
 use crate::transport::{self};
 
 /// Age-18 endings, the retention purge and the archive clean-up, as of `now`.
-pub fn housekeeping(
+pub(super) fn housekeeping(
     config: &Config,
     index: &mut Index,
     now: Clock,
@@ -69,7 +69,7 @@ pub fn housekeeping(
 }
 
 /// Reserves and writes a holdings file for every authority (§4.5).
-pub fn emit_holdings(
+pub(super) fn emit_holdings(
     config: &Config,
     index: &mut Index,
     now: Clock,

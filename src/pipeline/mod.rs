@@ -15,23 +15,25 @@
 //! never move an inbound file before its receipt is written, and never log an NHS
 //! number.
 
-pub mod alerts;
+pub(crate) mod alerts;
 mod decide;
 mod decisions;
 mod dry_run;
 mod error;
-pub mod extract;
-pub mod feeds;
+pub(crate) mod extract;
+pub(crate) mod feeds;
 mod housekeeping;
 mod message;
 mod pass;
 mod recover;
 mod sink;
 
-pub use dry_run::{partner_of_file, validate_file, Validation};
-pub use error::{classify_io, ErrorKind, PassError};
-pub use pass::{run_pass, Downloads, FileError, PassOptions, PassReport, MAX_ATTEMPTS};
-pub use recover::recover;
+pub(crate) use dry_run::{partner_of_file, validate_file};
+pub(crate) use error::PassError;
+#[cfg(test)]
+pub(crate) use pass::FileError;
+pub(crate) use pass::{run_pass, Downloads, PassOptions, PassReport};
+pub(crate) use recover::recover;
 
 #[cfg(test)]
 mod tests;

@@ -26,7 +26,7 @@ use crate::transport::{self, name_bytes};
 
 /// What a pass asks for beyond consuming inbound messages.
 #[derive(Debug, Default)]
-pub struct PassOptions {
+pub(crate) struct PassOptions {
     pub emit_holdings: bool,
     /// Alert DELTAs (and first FULLs) to `alerts = "delta"` sites.
     pub alert_deltas: bool,
@@ -47,7 +47,7 @@ pub struct PassOptions {
 /// The mailboxes a pass must wait for, and the channel that names each one as its
 /// download ends (or fails).
 #[derive(Debug)]
-pub struct Downloads {
+pub(crate) struct Downloads {
     pub mailboxes: HashSet<String>,
     pub ready: std::sync::mpsc::Receiver<String>,
 }
@@ -60,18 +60,17 @@ impl PassOptions {
 
 /// A message that could not be processed in this pass.
 #[derive(Debug)]
-pub struct FileError {
+pub(crate) struct FileError {
     pub mailbox: String,
     pub name: OsString,
     /// Worth retrying later (the file stays in `in/`); otherwise it was moved to
     /// `failed/` with a receipt.
     pub transient: bool,
-    pub message: String,
 }
 
 /// What a pass did, for the exit code and the log.
 #[derive(Debug, Default)]
-pub struct PassReport {
+pub(crate) struct PassReport {
     /// (mailbox, file name, final status) of each message decided in this pass.
     pub messages: Vec<(String, OsString, Status)>,
     pub errors: Vec<FileError>,
@@ -91,7 +90,7 @@ pub struct PassReport {
 impl PassReport {
     /// `process` exit code (§7): 0 when every file ended ACCEPTED, PARTIAL or
     /// DUPLICATE; 1 otherwise.
-    pub fn exit_code(&self) -> i32 {
+    pub(crate) fn exit_code(&self) -> i32 {
         if self.errors.is_empty()
             && self.partner_errors.is_empty()
             && !self.messages.iter().any(|(_, _, s)| s.is_failure())
@@ -109,7 +108,7 @@ impl PassReport {
 }
 
 /// One whole pass.
-pub fn run_pass(
+pub(crate) fn run_pass(
     config: &Config,
     index: &mut Index,
     now: Clock,
@@ -309,7 +308,7 @@ pub(super) fn handle_failure(
                     let n = index::ledger::note_failure(
                         &tx,
                         &key.0,
-                        &transport::name_bytes(&key.1),
+                        &name_bytes(&key.1),
                         &message,
                         &at,
                     )?;
@@ -334,19 +333,18 @@ pub(super) fn handle_failure(
         mailbox: key.0,
         name: key.1,
         transient: !permanent,
-        message,
     });
     Ok(())
 }
 
 /// A file that fails the same way this many times (passes of `process`, or tries of
 /// the daemon) is moved to `failed/` with a receipt.
-pub const MAX_ATTEMPTS: u32 = 3;
+pub(crate) const MAX_ATTEMPTS: u32 = 3;
 
 /// Forgets the failures counted for a file (it was decided, or it left `in/`).
 pub(super) fn forget_failures(index: &mut Index, key: &(String, OsString)) {
     let forget = |tx: Tx<'_>| {
-        index::ledger::forget_failures(&tx, &key.0, &transport::name_bytes(&key.1))?;
+        index::ledger::forget_failures(&tx, &key.0, &name_bytes(&key.1))?;
         tx.commit()
     };
     if let Err(e) = index.begin().and_then(forget) {

@@ -24,7 +24,7 @@ use crate::transport::{self, name_from};
 /// marked — so a crash anywhere is finished by the next call. A partner whose folder
 /// cannot take a file (a folder planted at its name, `out/` replaced by a link) stops
 /// that file and its message only: it is reported, and tried again next pass.
-pub fn recover(
+pub(crate) fn recover(
     config: &Config,
     index: &mut Index,
     staging: &emit::Staging,

@@ -8,7 +8,7 @@ use crate::model::{Code, Severity};
 use crate::validate::Problem;
 
 /// Where problems go: the index (for a receipt) or memory (for `validate`).
-pub trait Sink {
+pub(crate) trait Sink {
     fn push(&mut self, store: Store<'_>, problem: Problem) -> Result<(), IndexError>;
     /// Forget everything pushed (the pass is read again).
     fn reset(&mut self);
@@ -20,7 +20,7 @@ pub trait Sink {
 /// A receipt lists at most this many problems of one code; the others are counted
 /// in one closing row (the counts in the metadata always count them all). Bounds
 /// the receipt, and the memory and database rows behind it, whatever the file.
-pub const MAX_LISTED_PER_CODE: u64 = 1000;
+pub(super) const MAX_LISTED_PER_CODE: u64 = 1000;
 
 /// Counts problems per code and says which are listed.
 #[derive(Debug, Default)]
@@ -60,14 +60,14 @@ impl Cap {
 }
 
 /// Problems into the `problems` table under one receipt.
-pub struct DbSink {
+pub(crate) struct DbSink {
     pub receipt_id: i64,
     seq: u64,
     cap: Cap,
 }
 
 impl DbSink {
-    pub fn new(receipt_id: i64) -> Self {
+    pub(crate) fn new(receipt_id: i64) -> Self {
         DbSink {
             receipt_id,
             seq: 0,
@@ -104,7 +104,7 @@ impl Sink for DbSink {
 
 /// Problems kept in memory.
 #[derive(Default)]
-pub struct MemorySink(pub Vec<Problem>, Cap);
+pub(crate) struct MemorySink(pub Vec<Problem>, Cap);
 
 impl Sink for MemorySink {
     fn push(&mut self, _: Store<'_>, problem: Problem) -> Result<(), IndexError> {

@@ -95,7 +95,7 @@ fn sparkline(values: &[u64]) -> String {
 }
 
 /// Writes the page.
-pub fn write(s: &Summary, out: &mut dyn Write) -> io::Result<()> {
+pub(crate) fn write(s: &Summary, out: &mut dyn Write) -> io::Result<()> {
     let authorities: Vec<String> = s.authorities.iter().map(|a| a.authority.clone()).collect();
     writeln!(out, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>cpis-hub summary {}</title>", esc(&s.as_of))?;
     writeln!(

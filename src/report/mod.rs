@@ -6,9 +6,9 @@
 //! never write to the index or the mailboxes, and never print an NHS number (the
 //! rejections list shows what the sender sent only in the message it was given).
 
-pub mod html;
-pub mod reconcile;
-pub mod rejections;
+pub(crate) mod html;
+pub(crate) mod reconcile;
+pub(crate) mod rejections;
 
 use std::io::{self, Write};
 
@@ -22,7 +22,7 @@ use crate::validate::PlanType;
 
 /// One authority's line of the summary (or the national totals).
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct AuthorityLine {
+pub(crate) struct AuthorityLine {
     pub authority: String,
     pub name: String,
     pub open_cpp: u64,
@@ -42,7 +42,7 @@ pub struct AuthorityLine {
 }
 
 impl AuthorityLine {
-    pub fn lines_rejected_total(&self) -> u64 {
+    pub(crate) fn lines_rejected_total(&self) -> u64 {
         self.lines_rejected_7d.iter().map(|(_, n)| n).sum()
     }
 
@@ -66,7 +66,7 @@ impl AuthorityLine {
 
 /// The national summary.
 #[derive(Debug, Clone, Serialize)]
-pub struct Summary {
+pub(crate) struct Summary {
     pub as_of: String,
     pub authorities: Vec<AuthorityLine>,
     pub national: AuthorityLine,
@@ -75,7 +75,7 @@ pub struct Summary {
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct DayActivity {
+pub(crate) struct DayActivity {
     pub day: String,
     /// (authority, files, records)
     pub by_authority: Vec<(String, u64, u64)>,
@@ -131,7 +131,7 @@ fn authority_line(
 }
 
 /// Gathers the summary as of `now`.
-pub fn summary(db: Db<'_>, config: &Config, now: &Clock) -> Result<Summary, IndexError> {
+pub(crate) fn summary(db: Db<'_>, config: &Config, now: &Clock) -> Result<Summary, IndexError> {
     let mut authorities = Vec::new();
     let mut national = AuthorityLine {
         authority: "ALL".into(),
@@ -184,7 +184,7 @@ fn time_text(t: &Option<String>) -> String {
 }
 
 /// The summary as an aligned text table.
-pub fn write_summary_text(s: &Summary, out: &mut dyn Write) -> io::Result<()> {
+pub(crate) fn write_summary_text(s: &Summary, out: &mut dyn Write) -> io::Result<()> {
     writeln!(
         out,
         "National summary as of {}  (7-day columns: the last 7 days, Europe/London)",
@@ -276,7 +276,7 @@ pub fn write_summary_text(s: &Summary, out: &mut dyn Write) -> io::Result<()> {
 }
 
 /// The summary as CSV (one row per authority, then `ALL`).
-pub fn write_summary_csv(s: &Summary, out: &mut dyn Write) -> io::Result<()> {
+pub(crate) fn write_summary_csv(s: &Summary, out: &mut dyn Write) -> io::Result<()> {
     let mut w = csv::WriterBuilder::new()
         .terminator(csv::Terminator::Any(b'\n'))
         .from_writer(out);

@@ -18,7 +18,7 @@ use crate::parse::{DocReader, Item, Stop};
 use crate::validate::{self, Action, ExtractRecord, ExtractRules, PlanType};
 
 #[derive(Debug, thiserror::Error)]
-pub enum ReconcileError {
+pub(crate) enum ReconcileError {
     #[error("cannot read {0}: {1}")]
     Read(String, io::Error),
     #[error("{0} cannot be read as an extract: {1}")]
@@ -31,7 +31,7 @@ pub enum ReconcileError {
 
 /// The counts of a reconciliation.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Counts {
+pub(crate) struct Counts {
     pub identical: u64,
     pub only_in_file: u64,
     pub only_held: u64,
@@ -44,7 +44,7 @@ pub struct Counts {
 }
 
 impl Counts {
-    pub fn matches(&self) -> bool {
+    pub(crate) fn matches(&self) -> bool {
         self.only_in_file == 0 && self.only_held == 0 && self.differing == 0 && self.invalid == 0
     }
 }
@@ -114,7 +114,7 @@ fn spool(w: &mut dyn Write, e: Entry<'_>) -> io::Result<()> {
 }
 
 /// Compares `file` with what `authority` holds. Writes counts then the list.
-pub fn reconcile(
+pub(crate) fn reconcile(
     db: Db<'_>,
     config: &Config,
     authority: &str,

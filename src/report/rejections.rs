@@ -9,16 +9,16 @@ use std::io::{self, Write};
 use crate::model::Code;
 
 /// The codes listed by default.
-pub const NHS_CODES: &[Code] = &[
+pub(crate) const NHS_CODES: &[Code] = &[
     Code::NhsMissing,
     Code::NhsFormat,
     Code::NhsCheckDigit,
     Code::NhsInactive,
 ];
 
-pub use crate::index::views::Rejection;
+pub(crate) use crate::index::views::Rejection;
 
-pub fn write_text(rows: &[Rejection], out: &mut dyn Write) -> io::Result<()> {
+pub(crate) fn write_text(rows: &[Rejection], out: &mut dyn Write) -> io::Result<()> {
     if rows.is_empty() {
         return writeln!(out, "no rejected lines");
     }
@@ -50,7 +50,7 @@ pub fn write_text(rows: &[Rejection], out: &mut dyn Write) -> io::Result<()> {
     writeln!(out, "{} rejected lines", rows.len())
 }
 
-pub fn write_csv(rows: &[Rejection], out: &mut dyn Write) -> io::Result<()> {
+pub(crate) fn write_csv(rows: &[Rejection], out: &mut dyn Write) -> io::Result<()> {
     let mut w = csv::WriterBuilder::new()
         .terminator(csv::Terminator::Any(b'\n'))
         .from_writer(out);

@@ -9,7 +9,7 @@
 //! never delete one except by the archive retention, and never change a mode through
 //! a path.
 
-pub mod sftp;
+pub(crate) mod sftp;
 
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Read, Write};
@@ -22,42 +22,38 @@ use crate::config::{Config, ConfigError};
 use crate::fsutil::{self, Dir, Kind};
 
 /// The folders of every mailbox.
-pub const FOLDERS: &[&str] = &["in", "out", "archive", "failed", "quarantine"];
-
-/// The hub's own folder under the root for files being written (partners never
-/// write there): outbound files are staged in it and renamed into place.
-pub const STAGING: &str = ".staging";
+pub(crate) const FOLDERS: &[&str] = &["in", "out", "archive", "failed", "quarantine"];
 
 /// The file that says which database a mailbox root belongs to (§6.6).
-pub const ROOT_MARKER: &str = ".cpis-hub-root";
+pub(crate) const ROOT_MARKER: &str = ".cpis-hub-root";
 
 /// Opens the mailbox root (creating it, 0700, when missing).
-pub fn open_root(config: &Config) -> io::Result<Dir> {
+pub(crate) fn open_root(config: &Config) -> io::Result<Dir> {
     fsutil::ensure_dir(&config.hub.root)?;
     Dir::open(&config.hub.root)
 }
 
 /// `<root>/<MAILBOX>/<folder>` (`folder` may be `archive/2026-11-22` or `out/sent`),
 /// every component a real folder.
-pub fn folder(root: &Dir, mailbox: &str, folder: &str) -> io::Result<Dir> {
+pub(crate) fn folder(root: &Dir, mailbox: &str, folder: &str) -> io::Result<Dir> {
     root.sub(mailbox)?.sub_path(folder)
 }
 
 /// Like [`folder`], creating what is missing (0700).
-pub fn create_folder(root: &Dir, mailbox: &str, folder: &str) -> io::Result<Dir> {
+pub(crate) fn create_folder(root: &Dir, mailbox: &str, folder: &str) -> io::Result<Dir> {
     root.create_dir(mailbox, 0o700)?.create_path(folder, 0o700)
 }
 
 /// A mailbox whose folders cannot be used (replaced by a link, not a folder...).
 #[derive(Debug)]
-pub struct MailboxFault {
+pub(crate) struct MailboxFault {
     pub mailbox: String,
     pub error: io::Error,
 }
 
 /// Creates every partner's mailbox folders (mode 0700) when missing. A mailbox whose
 /// folders are unusable is returned, so that it stops only its own partner.
-pub fn ensure_mailboxes(config: &Config) -> io::Result<Vec<MailboxFault>> {
+pub(crate) fn ensure_mailboxes(config: &Config) -> io::Result<Vec<MailboxFault>> {
     let root = open_root(config)?;
     let mut faults = Vec::new();
     let mut wanted: Vec<(&str, &str)> = Vec::new();
@@ -85,14 +81,14 @@ pub fn ensure_mailboxes(config: &Config) -> io::Result<Vec<MailboxFault>> {
 /// A folder under the mailbox root that is no configured partner's mailbox, and how
 /// many files wait in it (in its `in/`, or in itself): nobody will ever take them.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Unconfigured {
+pub(crate) struct Unconfigured {
     pub folder: String,
     pub files: u64,
 }
 
 /// The folders under the root that are no configured mailbox (the hub's own dot
 /// folders aside), with the files left in them.
-pub fn unconfigured_mailboxes(config: &Config) -> Vec<Unconfigured> {
+pub(crate) fn unconfigured_mailboxes(config: &Config) -> Vec<Unconfigured> {
     let Ok(root) = Dir::open(&config.hub.root) else {
         return Vec::new();
     };
@@ -122,7 +118,7 @@ pub fn unconfigured_mailboxes(config: &Config) -> Vec<Unconfigured> {
 }
 
 /// A name not yet used in `dir`: `name`, else `name.1`, `name.2`, ...
-pub fn free_name(dir: &Dir, name: &OsStr) -> OsString {
+pub(crate) fn free_name(dir: &Dir, name: &OsStr) -> OsString {
     let free = |n: &OsStr| matches!(dir.stat(n), Ok(None));
     if free(name) {
         return name.to_os_string();
@@ -142,7 +138,7 @@ pub fn free_name(dir: &Dir, name: &OsStr) -> OsString {
 /// makes a regular file with one link mode 0600 through its descriptor. The caller
 /// flushes the folders (one `syncfs` for a batch). Succeeds when the source is already
 /// gone and the destination exists (a move finished before a crash).
-pub fn move_entry(from: &Dir, name: &OsStr, to: &Dir, to_name: &OsStr) -> io::Result<()> {
+pub(crate) fn move_entry(from: &Dir, name: &OsStr, to: &Dir, to_name: &OsStr) -> io::Result<()> {
     match from.rename(name, to, to_name) {
         Ok(()) => {}
         Err(e)
@@ -166,12 +162,12 @@ pub fn move_entry(from: &Dir, name: &OsStr, to: &Dir, to_name: &OsStr) -> io::Re
 }
 
 /// Name bytes as stored in the ledger.
-pub fn name_bytes(name: &OsStr) -> Vec<u8> {
+pub(crate) fn name_bytes(name: &OsStr) -> Vec<u8> {
     name.as_bytes().to_vec()
 }
 
 /// Ledger bytes back to a name.
-pub fn name_from(bytes: &[u8]) -> OsString {
+pub(crate) fn name_from(bytes: &[u8]) -> OsString {
     OsStr::from_bytes(bytes).to_os_string()
 }
 
@@ -229,7 +225,7 @@ fn real_place(path: &Path) -> PathBuf {
 /// and its lock outside the mailbox root (a partner folder must never be able to
 /// reach them), no mailbox folder a symbolic link, the root and mailbox folders not
 /// writable by everyone.
-pub fn check_layout(config: &Config) -> Result<(), ConfigError> {
+pub(crate) fn check_layout(config: &Config) -> Result<(), ConfigError> {
     let root = real_place(&config.hub.root);
     for (key, path) in [
         ("hub.database", config.hub.database.clone()),
@@ -318,7 +314,7 @@ pub fn check_layout(config: &Config) -> Result<(), ConfigError> {
 /// Marks the mailbox root as this database's, or refuses when another database
 /// marked it first (§6.6): two hubs never write sequences or FULL alerts into the
 /// same partners' folders.
-pub fn claim_root(config: &Config, database_id: &str) -> Result<(), ConfigError> {
+pub(crate) fn claim_root(config: &Config, database_id: &str) -> Result<(), ConfigError> {
     let root = open_root(config).map_err(|e| {
         key_error(
             "hub.root",

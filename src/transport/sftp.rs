@@ -37,7 +37,7 @@ use crate::model::DownloadState;
 /// Why a remote could not be served; every kind is retried later (with backoff),
 /// but those that need an operator say so.
 #[derive(Debug, thiserror::Error)]
-pub enum SftpError {
+pub(crate) enum SftpError {
     #[error("cannot connect to {host}:{port}: {source} (is the server up and reachable?)")]
     Connect {
         host: String,
@@ -82,7 +82,7 @@ pub enum SftpError {
 
 impl SftpError {
     /// Errors an operator must fix (keys, known_hosts); the others are passing.
-    pub fn needs_operator(&self) -> bool {
+    pub(crate) fn needs_operator(&self) -> bool {
         matches!(
             self,
             SftpError::UnknownHostKey { .. }
@@ -107,7 +107,7 @@ fn local(path: &Path) -> impl FnOnce(io::Error) -> SftpError + '_ {
 }
 
 /// Opens an authenticated SFTP session, checking the host key first.
-pub fn connect(remote: &SftpRemote) -> Result<(Session, Sftp), SftpError> {
+pub(crate) fn connect(remote: &SftpRemote) -> Result<(Session, Sftp), SftpError> {
     let meta = fs::metadata(&remote.private_key).map_err(|source| SftpError::File {
         path: remote.private_key.clone(),
         source,
@@ -197,13 +197,13 @@ pub fn connect(remote: &SftpRemote) -> Result<(Session, Sftp), SftpError> {
 /// Sizes seen at the previous listing of a remote, to tell a complete plain file
 /// (same size twice) from one still being written.
 #[derive(Debug, Default)]
-pub struct Listings {
+pub(crate) struct Listings {
     sizes: HashMap<String, u64>,
 }
 
 /// What one synchronisation did.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct SyncReport {
+pub(crate) struct SyncReport {
     pub downloaded: Vec<String>,
     pub uploaded: Vec<String>,
 }
@@ -316,7 +316,7 @@ fn retire(sftp: &Sftp, remote: &SftpRemote, name: &str) -> Result<(), SftpError>
 }
 
 /// Takes every complete file from the remote's `remote_in` into the local `in/`.
-pub fn download(
+pub(crate) fn download(
     sftp: &Sftp,
     remote: &SftpRemote,
     config: &Config,
@@ -446,7 +446,11 @@ pub fn download(
 /// `out/sent/`. Only the hub's own files go: each is opened without following a link
 /// and must be a regular file with one link, owned by the hub's user (a partner that
 /// can write `out/` cannot make the hub send anything else).
-pub fn upload(sftp: &Sftp, remote: &SftpRemote, config: &Config) -> Result<Vec<String>, SftpError> {
+pub(crate) fn upload(
+    sftp: &Sftp,
+    remote: &SftpRemote,
+    config: &Config,
+) -> Result<Vec<String>, SftpError> {
     let out_path = config.folder(&remote.mailbox, "out");
     let root = super::open_root(config).map_err(local(&config.hub.root))?;
     let out_dir = match super::folder(&root, &remote.mailbox, "out") {
@@ -538,7 +542,7 @@ pub fn upload(sftp: &Sftp, remote: &SftpRemote, config: &Config) -> Result<Vec<S
 }
 
 /// One synchronisation of a remote: connect, download, upload.
-pub fn sync(
+pub(crate) fn sync(
     remote: &SftpRemote,
     config: &Config,
     now: &Clock,
@@ -556,7 +560,7 @@ pub fn sync(
 }
 
 /// Logs a failed synchronisation (never with personal data: names of files only).
-pub fn log_failure(remote: &SftpRemote, e: &SftpError) {
+pub(crate) fn log_failure(remote: &SftpRemote, e: &SftpError) {
     if e.needs_operator() {
         tracing::error!(event = "sftp_failed", mailbox = %remote.mailbox, host = %remote.host, error = %e, "needs an operator");
     } else {
@@ -566,7 +570,7 @@ pub fn log_failure(remote: &SftpRemote, e: &SftpError) {
 
 /// A failed remote, for a report.
 #[derive(Debug)]
-pub struct RemoteFailure {
+pub(crate) struct RemoteFailure {
     pub mailbox: String,
     pub error: SftpError,
 }
@@ -606,7 +610,7 @@ fn each_remote(
 /// runs; `work` gets the remote mailboxes and a channel that names each as its
 /// download ends, so it can take local mailboxes at once and each remote one as soon
 /// as it is ready (a stalled server holds up only its own partner).
-pub fn download_all_while<T>(
+pub(crate) fn download_all_while<T>(
     config: &Config,
     now: &Clock,
     work: impl FnOnce(HashSet<String>, std::sync::mpsc::Receiver<String>) -> T,
@@ -659,7 +663,7 @@ pub fn download_all_while<T>(
 }
 
 /// `process`: upload what waits in every remote partner's `out/`.
-pub fn upload_all(config: &Config) -> Vec<RemoteFailure> {
+pub(crate) fn upload_all(config: &Config) -> Vec<RemoteFailure> {
     each_remote(config, |remote| {
         let (_session, sftp) = connect(remote)?;
         upload(&sftp, remote, config)
@@ -667,7 +671,7 @@ pub fn upload_all(config: &Config) -> Vec<RemoteFailure> {
 }
 
 /// Whether a partner's `out/` holds files waiting for upload.
-pub fn has_outbound(config: &Config, mailbox: &str) -> bool {
+pub(crate) fn has_outbound(config: &Config, mailbox: &str) -> bool {
     fs::read_dir(config.folder(mailbox, "out"))
         .map(|entries| {
             entries.flatten().any(|e| {

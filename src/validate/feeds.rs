@@ -11,7 +11,7 @@ use crate::nhs::{NhsError, NhsNumber};
 use crate::parse::{Metadata, RawRecord};
 
 /// The settings of §3.1.
-pub const SETTINGS: &[&str] = &[
+pub(crate) const SETTINGS: &[&str] = &[
     "ED",
     "WIC",
     "MIU",
@@ -21,10 +21,10 @@ pub const SETTINGS: &[&str] = &[
     "PAEDIATRIC_WARD",
     "OTHER",
 ];
-pub const MAX_EVENT_ID: usize = 64;
-pub const MAX_NAME: usize = 100;
+pub(crate) const MAX_EVENT_ID: usize = 64;
+pub(crate) const MAX_NAME: usize = 100;
 /// How far ahead of the hub's clock an access time may be.
-pub const ACCESS_FUTURE_SECS: i64 = 3600;
+pub(crate) const ACCESS_FUTURE_SECS: i64 = 3600;
 
 fn record_problem(line: u64, reference: &str, code: Code, field: &str, message: String) -> Problem {
     Problem {
@@ -38,7 +38,7 @@ fn record_problem(line: u64, reference: &str, code: Code, field: &str, message: 
 }
 
 /// Checks an NHS number field; `None` (with a problem pushed) when unusable.
-pub fn nhs_field(
+pub(crate) fn nhs_field(
     text: Option<&str>,
     field: &str,
     allow_test: bool,
@@ -77,15 +77,18 @@ pub fn nhs_field(
     }
 }
 
-/// Metadata common to the feeds: `sent_at` and `records`, and the partner key.
-pub struct FeedHeader {
-    pub sent_at: Option<DateTime<Utc>>,
+/// Metadata common to the feeds: the `records` count (with `sent_at` and the partner
+/// key checked).
+pub(crate) struct FeedHeader {
     pub records: Option<u64>,
 }
 
 /// Checks a feed's metadata. `owner` is `Some(("site", "R0A"))` when the file must
 /// name its sender.
-pub fn feed_metadata(meta: &Metadata, owner: Option<(&str, &str)>) -> (FeedHeader, Vec<Problem>) {
+pub(crate) fn feed_metadata(
+    meta: &Metadata,
+    owner: Option<(&str, &str)>,
+) -> (FeedHeader, Vec<Problem>) {
     let mut problems = Vec::new();
     if let Some((key, code)) = owner {
         match meta.get(key) {
@@ -98,27 +101,20 @@ pub fn feed_metadata(meta: &Metadata, owner: Option<(&str, &str)>) -> (FeedHeade
             Some(_) => {}
         }
     }
-    let sent_at = match meta.get("sent_at") {
-        None => {
-            problems.push(Problem::file(
-                Code::Metadata,
-                "sent_at",
-                "metadata sent_at= is missing",
-            ));
-            None
-        }
-        Some(t) => {
-            let parsed = clock::parse_rfc3339(t);
-            if parsed.is_none() {
-                problems.push(Problem::file(
-                    Code::Metadata,
-                    "sent_at",
-                    format!("sent_at={t} is not an RFC 3339 time with an offset"),
-                ));
-            }
-            parsed
-        }
-    };
+    // `sent_at` is checked, not used: events carry their own times.
+    match meta.get("sent_at") {
+        None => problems.push(Problem::file(
+            Code::Metadata,
+            "sent_at",
+            "metadata sent_at= is missing",
+        )),
+        Some(t) if clock::parse_rfc3339(t).is_none() => problems.push(Problem::file(
+            Code::Metadata,
+            "sent_at",
+            format!("sent_at={t} is not an RFC 3339 time with an offset"),
+        )),
+        Some(_) => {}
+    }
     let records = match meta.get("records") {
         None => {
             problems.push(Problem::file(
@@ -140,11 +136,15 @@ pub fn feed_metadata(meta: &Metadata, owner: Option<(&str, &str)>) -> (FeedHeade
             }
         },
     };
-    (FeedHeader { sent_at, records }, problems)
+    (FeedHeader { records }, problems)
 }
 
 /// The header row must name these columns.
-pub fn required_columns(present: &[bool], columns: &[&str], required: &[usize]) -> Vec<Problem> {
+pub(crate) fn required_columns(
+    present: &[bool],
+    columns: &[&str],
+    required: &[usize],
+) -> Vec<Problem> {
     required
         .iter()
         .filter(|i| !present.get(**i).copied().unwrap_or(false))
@@ -161,7 +161,7 @@ pub fn required_columns(present: &[bool], columns: &[&str], required: &[usize]) 
         .collect()
 }
 
-pub const ATTENDANCE_REQUIRED: &[usize] = &[
+pub(crate) const ATTENDANCE_REQUIRED: &[usize] = &[
     ac::EVENT_ID,
     ac::NHS_NUMBER,
     ac::ACCESSED_AT,
@@ -170,11 +170,11 @@ pub const ATTENDANCE_REQUIRED: &[usize] = &[
     ac::USER_NAME,
     ac::USER_ROLE,
 ];
-pub const STATUS_REQUIRED: &[usize] = &[sc::NHS_NUMBER, sc::STATUS, sc::EFFECTIVE_DATE];
+pub(crate) const STATUS_REQUIRED: &[usize] = &[sc::NHS_NUMBER, sc::STATUS, sc::EFFECTIVE_DATE];
 
 /// A valid attendance event.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
+pub(crate) struct Event {
     pub event_id: String,
     pub nhs_number: NhsNumber,
     pub accessed_at: DateTime<Utc>,
@@ -186,7 +186,7 @@ pub struct Event {
     pub user_role: String,
 }
 
-pub struct AttendanceRules<'a> {
+pub(crate) struct AttendanceRules<'a> {
     pub site_codes: &'a [String],
     pub now: DateTime<Utc>,
     pub allow_test_numbers: bool,
@@ -194,7 +194,7 @@ pub struct AttendanceRules<'a> {
 
 impl AttendanceRules<'_> {
     /// Checks one event: the event (when valid), its event id (when readable) and problems.
-    pub fn check(&self, raw: &RawRecord) -> (Option<Event>, Option<String>, Vec<Problem>) {
+    pub(crate) fn check(&self, raw: &RawRecord) -> (Option<Event>, Option<String>, Vec<Problem>) {
         let line = raw.line;
         let event_id = raw.get(ac::EVENT_ID);
         let reference: String = event_id
@@ -400,19 +400,19 @@ impl AttendanceRules<'_> {
 
 /// A valid NHS number status change.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatusChange {
+pub(crate) struct StatusChange {
     pub nhs_number: NhsNumber,
     pub status: &'static str,
     pub replacement: Option<NhsNumber>,
     pub effective_date: NaiveDate,
 }
 
-pub struct StatusRules {
+pub(crate) struct StatusRules {
     pub allow_test_numbers: bool,
 }
 
 impl StatusRules {
-    pub fn check(&self, raw: &RawRecord) -> (Option<StatusChange>, Vec<Problem>) {
+    pub(crate) fn check(&self, raw: &RawRecord) -> (Option<StatusChange>, Vec<Problem>) {
         let line = raw.line;
         let mut problems = Vec::new();
         let mut err = |code: Code, field: &str, message: String| {

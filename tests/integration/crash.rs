@@ -10,7 +10,7 @@ use crate::harness::*;
 
 /// Everything under the mailbox root (name -> bytes) but the root's owner marker
 /// (each hub's database has its own identity), plus the facts of the index.
-pub fn snapshot(hub: &Hub) -> (BTreeMap<String, Vec<u8>>, Vec<Vec<String>>) {
+pub(crate) fn snapshot(hub: &Hub) -> (BTreeMap<String, Vec<u8>>, Vec<Vec<String>>) {
     let mut files = BTreeMap::new();
     let root = hub.path().join("mailboxes");
     let mut stack = vec![root.clone()];

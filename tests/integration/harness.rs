@@ -8,23 +8,23 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// The binary under test: the one cargo built, or `$CPIS_HUB_TEST_BIN` (to run the
 /// regression tests against an older build and see them fail).
-pub fn bin() -> PathBuf {
+pub(crate) fn bin() -> PathBuf {
     std::env::var_os("CPIS_HUB_TEST_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cpis-hub")))
 }
-pub const NOW: &str = "2026-11-22T10:00:00Z";
+pub(crate) const NOW: &str = "2026-11-22T10:00:00Z";
 
-pub fn project_dir() -> PathBuf {
+pub(crate) fn project_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-pub fn fixture(name: &str) -> Vec<u8> {
+pub(crate) fn fixture(name: &str) -> Vec<u8> {
     fs::read(project_dir().join("fixtures").join(name))
         .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
 }
 
-pub struct Hub {
+pub(crate) struct Hub {
     pub dir: tempfile::TempDir,
     pub now: String,
     pub extra_hub: String,
@@ -33,17 +33,17 @@ pub struct Hub {
 }
 
 impl Hub {
-    pub fn new() -> Hub {
+    pub(crate) fn new() -> Hub {
         Hub::with("")
     }
 
     /// A hub whose `[hub]` table gets `extra` lines.
-    pub fn with(extra: &str) -> Hub {
+    pub(crate) fn with(extra: &str) -> Hub {
         Hub::with_config(extra, "")
     }
 
     /// A hub with `extra_hub` lines in `[hub]` and `tables` after the partners.
-    pub fn with_config(extra_hub: &str, tables: &str) -> Hub {
+    pub(crate) fn with_config(extra_hub: &str, tables: &str) -> Hub {
         let hub = Hub {
             dir: tempfile::tempdir().unwrap(),
             now: NOW.to_string(),
@@ -54,7 +54,7 @@ impl Hub {
         hub
     }
 
-    pub fn write_config(&self) {
+    pub(crate) fn write_config(&self) {
         let text = format!(
             r#"[hub]
 mailbox = "X26HUB01"
@@ -104,24 +104,24 @@ mailbox = "X26PDS01"
         fs::write(self.config(), text).unwrap();
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    pub fn config(&self) -> PathBuf {
+    pub(crate) fn config(&self) -> PathBuf {
         self.path().join("cpis-hub.toml")
     }
 
-    pub fn folder(&self, mailbox: &str, folder: &str) -> PathBuf {
+    pub(crate) fn folder(&self, mailbox: &str, folder: &str) -> PathBuf {
         self.path().join("mailboxes").join(mailbox).join(folder)
     }
 
-    pub fn database(&self) -> PathBuf {
+    pub(crate) fn database(&self) -> PathBuf {
         self.path().join("db/cpis-hub.sqlite3")
     }
 
     /// Runs `cpis-hub --config C --now NOW ARGS` with optional extra environment.
-    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+    pub(crate) fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut cmd = Command::new(bin());
         cmd.arg("--config")
             .arg(self.config())
@@ -138,12 +138,12 @@ mailbox = "X26PDS01"
         cmd.output().unwrap()
     }
 
-    pub fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.run_env(args, &[])
     }
 
     /// `process`, asserting the exit code.
-    pub fn process(&self, expect: i32) -> Output {
+    pub(crate) fn process(&self, expect: i32) -> Output {
         let out = self.run(&["process"]);
         assert_eq!(
             out.status.code(),
@@ -155,7 +155,7 @@ mailbox = "X26PDS01"
     }
 
     /// Drops a plain file the way senders do: write NAME.part, settle, rename.
-    pub fn drop(&self, mailbox: &str, name: &str, data: &[u8]) {
+    pub(crate) fn drop(&self, mailbox: &str, name: &str, data: &[u8]) {
         let dir = self.folder(mailbox, "in");
         fs::create_dir_all(&dir).unwrap();
         let part = dir.join(format!("{name}.part"));
@@ -165,7 +165,7 @@ mailbox = "X26PDS01"
     }
 
     /// Drops a MESH pair: NAME.dat first, then NAME.ctl.
-    pub fn drop_mesh(&self, mailbox: &str, stem: &str, dat: &[u8], ctl: &[u8]) {
+    pub(crate) fn drop_mesh(&self, mailbox: &str, stem: &str, dat: &[u8], ctl: &[u8]) {
         let dir = self.folder(mailbox, "in");
         fs::create_dir_all(&dir).unwrap();
         fs::write(dir.join(format!("{stem}.dat")), dat).unwrap();
@@ -175,7 +175,7 @@ mailbox = "X26PDS01"
     }
 
     /// Drops the MESH example (`fixtures/mesh/LA317MSG0001.*`) into LA317's `in/`.
-    pub fn drop_la317_mesh(&self, stem: &str) {
+    pub(crate) fn drop_la317_mesh(&self, stem: &str) {
         self.drop_mesh(
             "X26LA317",
             stem,
@@ -185,7 +185,7 @@ mailbox = "X26PDS01"
     }
 
     /// Names in a mailbox folder, sorted.
-    pub fn names(&self, mailbox: &str, folder: &str) -> Vec<String> {
+    pub(crate) fn names(&self, mailbox: &str, folder: &str) -> Vec<String> {
         let mut names: Vec<String> = match fs::read_dir(self.folder(mailbox, folder)) {
             Ok(entries) => entries
                 .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -197,7 +197,7 @@ mailbox = "X26PDS01"
     }
 
     /// Outbound files of a kind in out/ (data files only), oldest sequence first.
-    pub fn out(&self, mailbox: &str, kind: &str) -> Vec<(String, Vec<u8>)> {
+    pub(crate) fn out(&self, mailbox: &str, kind: &str) -> Vec<(String, Vec<u8>)> {
         self.names(mailbox, "out")
             .into_iter()
             .filter(|n| {
@@ -211,7 +211,7 @@ mailbox = "X26PDS01"
     }
 
     /// The single receipt whose source is `name`.
-    pub fn receipt(&self, mailbox: &str, name: &str) -> Doc {
+    pub(crate) fn receipt(&self, mailbox: &str, name: &str) -> Doc {
         let found: Vec<Doc> = self
             .out(mailbox, "RECEIPT")
             .into_iter()
@@ -229,7 +229,7 @@ mailbox = "X26PDS01"
 
     /// A fresh HOLDINGS file for an authority mailbox (runs process --emit holdings):
     /// the one that run wrote, whatever the names of earlier ones.
-    pub fn holdings(&self, mailbox: &str) -> Doc {
+    pub(crate) fn holdings(&self, mailbox: &str) -> Doc {
         let before: Vec<String> = self
             .out(mailbox, "HOLDINGS")
             .into_iter()
@@ -256,7 +256,7 @@ mailbox = "X26PDS01"
         Doc::parse(&name, &data)
     }
 
-    pub fn sql(&self, query: &str) -> Vec<Vec<String>> {
+    pub(crate) fn sql(&self, query: &str) -> Vec<Vec<String>> {
         let conn = rusqlite::Connection::open(self.database()).unwrap();
         let mut stmt = conn.prepare(query).unwrap();
         let n = stmt.column_count();
@@ -279,7 +279,7 @@ mailbox = "X26PDS01"
 }
 
 /// Sets a file's modification time ten minutes back (readiness uses the real clock).
-pub fn settle(path: &Path) {
+pub(crate) fn settle(path: &Path) {
     let f = fs::File::options().write(true).open(path).unwrap();
     f.set_modified(SystemTime::now() - Duration::from_secs(600))
         .unwrap();
@@ -287,14 +287,14 @@ pub fn settle(path: &Path) {
 
 /// A parsed CSV outbound document (metadata, header, rows).
 #[derive(Debug)]
-pub struct Doc {
+pub(crate) struct Doc {
     pub text: String,
     pub meta: Vec<(String, String)>,
     pub rows: Vec<Vec<(String, String)>>,
 }
 
 impl Doc {
-    pub fn parse(name: &str, data: &[u8]) -> Doc {
+    pub(crate) fn parse(name: &str, data: &[u8]) -> Doc {
         let text = String::from_utf8(data.to_vec()).unwrap();
         let (first, body) = text.split_once('\n').unwrap();
         let meta = first
@@ -329,7 +329,7 @@ impl Doc {
         Doc { text, meta, rows }
     }
 
-    pub fn meta(&self, key: &str) -> &str {
+    pub(crate) fn meta(&self, key: &str) -> &str {
         self.meta
             .iter()
             .find(|(k, _)| k == key)
@@ -337,7 +337,7 @@ impl Doc {
             .unwrap_or("")
     }
 
-    pub fn codes(&self) -> Vec<String> {
+    pub(crate) fn codes(&self) -> Vec<String> {
         self.rows
             .iter()
             .map(|r| field(r, "code").to_string())
@@ -345,7 +345,7 @@ impl Doc {
     }
 
     /// The row whose column `key` is `value`.
-    pub fn row(&self, key: &str, value: &str) -> &Vec<(String, String)> {
+    pub(crate) fn row(&self, key: &str, value: &str) -> &Vec<(String, String)> {
         self.rows
             .iter()
             .find(|r| field(r, key) == value)
@@ -353,7 +353,7 @@ impl Doc {
     }
 }
 
-pub fn field<'r>(row: &'r [(String, String)], key: &str) -> &'r str {
+pub(crate) fn field<'r>(row: &'r [(String, String)], key: &str) -> &'r str {
     row.iter()
         .find(|(k, _)| k == key)
         .map(|(_, v)| v.as_str())
@@ -361,7 +361,7 @@ pub fn field<'r>(row: &'r [(String, String)], key: &str) -> &'r str {
 }
 
 /// Valid 999-range NHS numbers, distinct per call.
-pub fn nhs(n: u32) -> String {
+pub(crate) fn nhs(n: u32) -> String {
     let mut body = 999_100_000 + n * 3;
     loop {
         let digits: Vec<u32> = format!("{body:09}")
@@ -378,7 +378,7 @@ pub fn nhs(n: u32) -> String {
 }
 
 /// A CSV extract for LA204 with one CPP child per local id.
-pub fn extract(kind: &str, extracted_at: &str, rows: &[String]) -> Vec<u8> {
+pub(crate) fn extract(kind: &str, extracted_at: &str, rows: &[String]) -> Vec<u8> {
     let mut text = format!(
         "#cpis-extract v1 authority=LA204 type={kind} extracted_at={extracted_at} records={}\n",
         rows.len()
@@ -392,13 +392,13 @@ pub fn extract(kind: &str, extracted_at: &str, rows: &[String]) -> Vec<u8> {
 }
 
 /// An UPSERT line for a CPP child.
-pub fn child(local_id: &str, n: u32) -> String {
+pub(crate) fn child(local_id: &str, n: u32) -> String {
     format!("UPSERT,{local_id},{},CPP,2016-04-01,2026-01-10,", nhs(n))
 }
 
 /// Compares output with `fixtures/golden/NAME`; `UPDATE_GOLDEN=1` rewrites the file
 /// after a deliberate format change (review the diff before committing).
-pub fn check(name: &str, actual: &[u8]) {
+pub(crate) fn check(name: &str, actual: &[u8]) {
     let path = project_dir().join("fixtures/golden").join(name);
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         fs::write(&path, actual).unwrap();
@@ -416,13 +416,13 @@ pub fn check(name: &str, actual: &[u8]) {
 
 /// A daemon (`run`) on a hub, its log in a file, killed if a test ends without
 /// stopping it.
-pub struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
-    log: std::path::PathBuf,
+    log: PathBuf,
 }
 
 impl Daemon {
-    pub fn start(hub: &Hub, env: &[(&str, &str)]) -> Daemon {
+    pub(crate) fn start(hub: &Hub, env: &[(&str, &str)]) -> Daemon {
         let log = hub.path().join(format!(
             "daemon-{}.log",
             Instant::now().elapsed().as_nanos()
@@ -454,11 +454,11 @@ impl Daemon {
         d
     }
 
-    pub fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    pub fn signal(&self, sig: &str) {
+    pub(crate) fn signal(&self, sig: &str) {
         let status = Command::new("kill")
             .arg(format!("-{sig}"))
             .arg(self.child.id().to_string())
@@ -468,7 +468,7 @@ impl Daemon {
     }
 
     /// SIGTERM, then the exit code (None if it did not stop within 20 s).
-    pub fn terminate(mut self) -> Option<i32> {
+    pub(crate) fn terminate(mut self) -> Option<i32> {
         self.signal("TERM");
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
@@ -481,7 +481,7 @@ impl Daemon {
         None
     }
 
-    pub fn kill9(mut self) {
+    pub(crate) fn kill9(mut self) {
         self.signal("KILL");
         let _ = self.child.wait();
     }
@@ -495,7 +495,7 @@ impl Drop for Daemon {
 }
 
 /// Polls `cond` every 20 ms for up to `seconds`.
-pub fn wait_for(seconds: u64, mut cond: impl FnMut() -> bool) -> bool {
+pub(crate) fn wait_for(seconds: u64, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     while Instant::now() < deadline {
         if cond() {
@@ -510,11 +510,11 @@ pub fn wait_for(seconds: u64, mut cond: impl FnMut() -> bool) -> bool {
 /// memory in KiB. Measured from a small python3 parent: a child's `ru_maxrss`
 /// includes the image it was forked from, and this test process is large when other
 /// tests run beside it.
-pub fn process_measured(hub: &Hub) -> (i32, i64) {
+pub(crate) fn process_measured(hub: &Hub) -> (i32, i64) {
     const MEASURE: &str = "import resource, subprocess, sys\n\
 r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n\
 print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n";
-    let out = std::process::Command::new("python3")
+    let out = Command::new("python3")
         .arg("-c")
         .arg(MEASURE)
         .arg(bin())

@@ -245,8 +245,7 @@ fn latin1_file_is_rejected_encoding() {
 fn a_second_process_is_refused_while_the_lock_is_held() {
     let hub = Hub::new();
     hub.process(0);
-    let _held =
-        cpis_hub::Lock::acquire(&hub.path().join("db/cpis-hub.sqlite3.lock")).unwrap();
+    let _held = cpis_hub::Lock::acquire(&hub.path().join("db/cpis-hub.sqlite3.lock")).unwrap();
     let out = hub.run(&["process"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("another cpis-hub process"));
@@ -303,8 +302,8 @@ fn a_local_mesh_pair_with_upper_case_extensions_is_one_message() {
     let hub = Hub::new();
     hub.drop_la317_mesh("M1");
     let inbox = hub.folder("X26LA317", "in");
-    std::fs::rename(inbox.join("M1.dat"), inbox.join("M1.DAT")).unwrap();
-    std::fs::rename(inbox.join("M1.ctl"), inbox.join("M1.CTL")).unwrap();
+    fs::rename(inbox.join("M1.dat"), inbox.join("M1.DAT")).unwrap();
+    fs::rename(inbox.join("M1.ctl"), inbox.join("M1.CTL")).unwrap();
     hub.process(0);
     assert!(hub.names("X26LA317", "in").is_empty());
     assert_eq!(

@@ -259,7 +259,7 @@ fn readme_commands_work_as_written_on_a_copy_of_the_project() {
 #[test]
 fn init_writes_a_working_config_and_refuses_to_overwrite() {
     let dir = tempfile::tempdir().unwrap();
-    let init = |d: &std::path::Path| Command::new(bin()).arg("init").arg(d).output().unwrap();
+    let init = |d: &Path| Command::new(bin()).arg("init").arg(d).output().unwrap();
     assert_eq!(init(dir.path()).status.code(), Some(0));
     assert!(dir.path().join("var/mailboxes/X26LA204/in").is_dir());
     assert_eq!(
@@ -287,10 +287,7 @@ fn version_names_the_schema() {
     let out = Command::new(bin()).arg("--version").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains(&format!(
-            "database schema {}",
-            cpis_hub::SCHEMA_VERSION
-        )),
+        text.contains(&format!("database schema {}", cpis_hub::SCHEMA_VERSION)),
         "{text}"
     );
 }

@@ -16,7 +16,7 @@ use crate::harness::*;
 
 const SSHD: &str = "/usr/sbin/sshd";
 
-pub struct Sshd {
+pub(crate) struct Sshd {
     pub dir: tempfile::TempDir,
     pub port: u16,
     child: Option<Child>,
@@ -40,7 +40,7 @@ fn keygen(path: &Path) {
 
 impl Sshd {
     /// Starts a private sshd, or returns None (skip) when there is none outside CI.
-    pub fn start() -> Option<Sshd> {
+    pub(crate) fn start() -> Option<Sshd> {
         if !Path::new(SSHD).exists() {
             assert!(
                 std::env::var_os("CI").is_none(),
@@ -126,7 +126,7 @@ impl Sshd {
 
     /// kill -9 the server and every session it forked (sessions call setsid, so
     /// the process tree is walked rather than the process group).
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let mut pids = vec![child.id()];
             let mut i = 0;
@@ -144,21 +144,21 @@ impl Sshd {
         }
     }
 
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.kill();
         self.run();
     }
 
-    pub fn remote_in(&self) -> PathBuf {
+    pub(crate) fn remote_in(&self) -> PathBuf {
         self.dir.path().join("remote/to-hub")
     }
 
-    pub fn remote_out(&self) -> PathBuf {
+    pub(crate) fn remote_out(&self) -> PathBuf {
         self.dir.path().join("remote/from-hub")
     }
 
     /// An `[[sftp]]` table for a mailbox, with extra lines.
-    pub fn table(&self, mailbox: &str, extra: &str) -> String {
+    pub(crate) fn table(&self, mailbox: &str, extra: &str) -> String {
         format!(
             "[[sftp]]\nmailbox = \"{mailbox}\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\nprivate_key = \"{}\"\nknown_hosts = \"{}\"\nremote_in = \"{}\"\nremote_out = \"{}\"\npoll_every = \"1s\"\nconnect_timeout = \"5s\"\nio_timeout = \"10s\"\n{extra}\n",
             self.port,
@@ -171,13 +171,13 @@ impl Sshd {
     }
 
     /// Writes a file into the remote folder the way a partner would (temp name, rename).
-    pub fn put(&self, name: &str, data: &[u8]) {
+    pub(crate) fn put(&self, name: &str, data: &[u8]) {
         let tmp = self.remote_in().join(format!("{name}.part"));
         fs::write(&tmp, data).unwrap();
         fs::rename(tmp, self.remote_in().join(name)).unwrap();
     }
 
-    pub fn out_names(&self) -> Vec<String> {
+    pub(crate) fn out_names(&self) -> Vec<String> {
         let mut v: Vec<String> = fs::read_dir(self.remote_out())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -186,7 +186,7 @@ impl Sshd {
         v
     }
 
-    pub fn in_names(&self) -> Vec<String> {
+    pub(crate) fn in_names(&self) -> Vec<String> {
         let mut v: Vec<String> = fs::read_dir(self.remote_in())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -611,7 +611,7 @@ fn a_stalled_server_holds_up_no_local_mailbox_in_process() {
         .arg(hub.config())
         .args(["--now", NOW, "process"])
         .env_remove("CPIS_HUB_FAULT")
-        .stderr(std::process::Stdio::null())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let answered = wait_for(30, || hub.out("X26LA204", "RECEIPT").len() == 1);
