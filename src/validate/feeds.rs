@@ -211,157 +211,20 @@ impl AttendanceRules<'_> {
                 format!("{why}; the line was not read"),
             );
         }
-        match event_id {
-            None => err(
-                Code::FieldMissing,
-                "event_id",
-                "event_id is required".into(),
-            ),
-            Some(e) if e.chars().count() > MAX_EVENT_ID => err(
-                Code::FieldTooLong,
-                "event_id",
-                format!("event_id is longer than {MAX_EVENT_ID} characters"),
-            ),
-            Some(e) if e.chars().any(char::is_control) => err(
-                Code::FieldFormat,
-                "event_id",
-                "event_id holds control characters".into(),
-            ),
-            Some(_) => {}
-        }
+        check_event_id(event_id, &mut err);
         let nhs = nhs_field(
             raw.get(ac::NHS_NUMBER),
             "nhs_number",
             self.allow_test_numbers,
             &mut err,
         );
-        let accessed_at = match raw.get(ac::ACCESSED_AT) {
-            None => {
-                err(
-                    Code::Timestamp,
-                    "accessed_at",
-                    "accessed_at is required".into(),
-                );
-                None
-            }
-            Some(t) => match clock::parse_rfc3339(t) {
-                None => {
-                    err(
-                        Code::Timestamp,
-                        "accessed_at",
-                        "accessed_at is not an RFC 3339 time with an offset".into(),
-                    );
-                    None
-                }
-                Some(at) if (at - self.now).num_seconds() > ACCESS_FUTURE_SECS => {
-                    err(
-                        Code::Timestamp,
-                        "accessed_at",
-                        format!(
-                            "accessed_at is more than an hour after the hub's time {}",
-                            clock::rfc3339(self.now)
-                        ),
-                    );
-                    None
-                }
-                Some(at) => Some(at),
-            },
-        };
-        let site_ods_code = match raw.get(ac::SITE_ODS_CODE) {
-            None => {
-                err(
-                    Code::SiteCode,
-                    "site_ods_code",
-                    "site_ods_code is required".into(),
-                );
-                None
-            }
-            Some(c) if !self.site_codes.iter().any(|s| s.eq_ignore_ascii_case(c)) => {
-                err(
-                    Code::SiteCode,
-                    "site_ods_code",
-                    format!(
-                        "site_ods_code {:?} is not one of this organisation's sites ({})",
-                        truncate(c, 20),
-                        self.site_codes.join(", ")
-                    ),
-                );
-                None
-            }
-            Some(c) => Some(c.to_ascii_uppercase()),
-        };
-        let setting = match raw.get(ac::SETTING) {
-            None => {
-                err(
-                    Code::Setting,
-                    "setting",
-                    format!("setting is required: one of {}", SETTINGS.join(", ")),
-                );
-                None
-            }
-            Some(s) => {
-                let upper = s.to_ascii_uppercase();
-                if SETTINGS.contains(&upper.as_str()) {
-                    Some(upper)
-                } else {
-                    err(
-                        Code::Setting,
-                        "setting",
-                        format!(
-                            "setting {:?} is not one of {}",
-                            truncate(s, 20),
-                            SETTINGS.join(", ")
-                        ),
-                    );
-                    None
-                }
-            }
-        };
-        let unscheduled = match raw
-            .get(ac::UNSCHEDULED)
-            .map(str::to_ascii_uppercase)
-            .as_deref()
-        {
-            None | Some("Y") => true,
-            Some("N") => false,
-            Some(_) => {
-                err(
-                    Code::FieldFormat,
-                    "unscheduled",
-                    "unscheduled must be Y or N".into(),
-                );
-                true
-            }
-        };
-        let mut text = |index: usize, field: &str, required: bool| -> Option<String> {
-            match raw.get(index) {
-                None if required => {
-                    err(Code::FieldMissing, field, format!("{field} is required"));
-                    None
-                }
-                None => None,
-                Some(v) if v.chars().count() > MAX_NAME => {
-                    err(
-                        Code::FieldTooLong,
-                        field,
-                        format!("{field} is longer than {MAX_NAME} characters"),
-                    );
-                    None
-                }
-                Some(v) if v.chars().any(char::is_control) => {
-                    err(
-                        Code::FieldFormat,
-                        field,
-                        format!("{field} holds control characters"),
-                    );
-                    None
-                }
-                Some(v) => Some(v.to_string()),
-            }
-        };
-        let site_name = text(ac::SITE_NAME, "site_name", false);
-        let user_name = text(ac::USER_NAME, "user_name", true);
-        let user_role = text(ac::USER_ROLE, "user_role", true);
+        let accessed_at = accessed_at(raw.get(ac::ACCESSED_AT), self.now, &mut err);
+        let site_ods_code = site_ods_code(raw.get(ac::SITE_ODS_CODE), self.site_codes, &mut err);
+        let setting = setting(raw.get(ac::SETTING), &mut err);
+        let unscheduled = unscheduled(raw.get(ac::UNSCHEDULED), &mut err);
+        let site_name = name_field(raw.get(ac::SITE_NAME), "site_name", false, &mut err);
+        let user_name = name_field(raw.get(ac::USER_NAME), "user_name", true, &mut err);
+        let user_role = name_field(raw.get(ac::USER_ROLE), "user_role", true, &mut err);
         let event = match (
             problems.is_empty(),
             event_id,
@@ -510,4 +373,158 @@ impl StatusRules {
 
 fn truncate(text: &str, max: usize) -> String {
     text.chars().take(max).collect()
+}
+
+/// Where a rule reports a problem of the line being checked.
+type Report<'a> = &'a mut dyn FnMut(Code, &str, String);
+
+fn check_event_id(event_id: Option<&str>, err: Report<'_>) {
+    match event_id {
+        None => err(
+            Code::FieldMissing,
+            "event_id",
+            "event_id is required".into(),
+        ),
+        Some(e) if e.chars().count() > MAX_EVENT_ID => err(
+            Code::FieldTooLong,
+            "event_id",
+            format!("event_id is longer than {MAX_EVENT_ID} characters"),
+        ),
+        Some(e) if e.chars().any(char::is_control) => err(
+            Code::FieldFormat,
+            "event_id",
+            "event_id holds control characters".into(),
+        ),
+        Some(_) => {}
+    }
+}
+
+/// `accessed_at`: an RFC 3339 time with an offset, at most an hour after `now`.
+fn accessed_at(text: Option<&str>, now: DateTime<Utc>, err: Report<'_>) -> Option<DateTime<Utc>> {
+    let Some(t) = text else {
+        err(
+            Code::Timestamp,
+            "accessed_at",
+            "accessed_at is required".into(),
+        );
+        return None;
+    };
+    match clock::parse_rfc3339(t) {
+        None => {
+            err(
+                Code::Timestamp,
+                "accessed_at",
+                "accessed_at is not an RFC 3339 time with an offset".into(),
+            );
+            None
+        }
+        Some(at) if (at - now).num_seconds() > ACCESS_FUTURE_SECS => {
+            err(
+                Code::Timestamp,
+                "accessed_at",
+                format!(
+                    "accessed_at is more than an hour after the hub's time {}",
+                    clock::rfc3339(now)
+                ),
+            );
+            None
+        }
+        Some(at) => Some(at),
+    }
+}
+
+/// `site_ods_code`: one of the sender's own sites, in upper case.
+fn site_ods_code(text: Option<&str>, site_codes: &[String], err: Report<'_>) -> Option<String> {
+    match text {
+        None => {
+            err(
+                Code::SiteCode,
+                "site_ods_code",
+                "site_ods_code is required".into(),
+            );
+            None
+        }
+        Some(c) if !site_codes.iter().any(|s| s.eq_ignore_ascii_case(c)) => {
+            err(
+                Code::SiteCode,
+                "site_ods_code",
+                format!(
+                    "site_ods_code {:?} is not one of this organisation's sites ({})",
+                    truncate(c, 20),
+                    site_codes.join(", ")
+                ),
+            );
+            None
+        }
+        Some(c) => Some(c.to_ascii_uppercase()),
+    }
+}
+
+fn setting(text: Option<&str>, err: Report<'_>) -> Option<String> {
+    let Some(s) = text else {
+        err(
+            Code::Setting,
+            "setting",
+            format!("setting is required: one of {}", SETTINGS.join(", ")),
+        );
+        return None;
+    };
+    let upper = s.to_ascii_uppercase();
+    if SETTINGS.contains(&upper.as_str()) {
+        return Some(upper);
+    }
+    err(
+        Code::Setting,
+        "setting",
+        format!(
+            "setting {:?} is not one of {}",
+            truncate(s, 20),
+            SETTINGS.join(", ")
+        ),
+    );
+    None
+}
+
+/// `unscheduled`: Y (the default) or N.
+fn unscheduled(text: Option<&str>, err: Report<'_>) -> bool {
+    match text.map(str::to_ascii_uppercase).as_deref() {
+        None | Some("Y") => true,
+        Some("N") => false,
+        Some(_) => {
+            err(
+                Code::FieldFormat,
+                "unscheduled",
+                "unscheduled must be Y or N".into(),
+            );
+            true
+        }
+    }
+}
+
+/// A name or role: printable, at most [`MAX_NAME`] characters.
+fn name_field(text: Option<&str>, field: &str, required: bool, err: Report<'_>) -> Option<String> {
+    match text {
+        None if required => {
+            err(Code::FieldMissing, field, format!("{field} is required"));
+            None
+        }
+        None => None,
+        Some(v) if v.chars().count() > MAX_NAME => {
+            err(
+                Code::FieldTooLong,
+                field,
+                format!("{field} is longer than {MAX_NAME} characters"),
+            );
+            None
+        }
+        Some(v) if v.chars().any(char::is_control) => {
+            err(
+                Code::FieldFormat,
+                field,
+                format!("{field} holds control characters"),
+            );
+            None
+        }
+        Some(v) => Some(v.to_string()),
+    }
 }
