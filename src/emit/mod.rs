@@ -11,6 +11,7 @@
 //! committed in the index (so that a re-render after a crash is byte-identical). A
 //! partner's folder that cannot take a file stops that partner's file only.
 
+pub(crate) mod alerts;
 mod ctl;
 pub(crate) mod render;
 mod table;

@@ -2,15 +2,15 @@
 //! the partner's `out/` folder (MESH: `.dat` then `.ctl`).
 
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use super::{Outgoing, Part, Staging, TableWriter, Undelivered};
+use super::{Outgoing, Part, Staging, TableWriter};
 use crate::clock;
-use crate::config::{Config, Format, Framing, Role};
+use crate::config::{Config, Framing};
 use crate::formats::{self, Kind};
 use crate::index::{self, ledger::Counts, outbound::OutboundRow, Db, IndexError, Tx};
-use crate::model::{Change, Folder, OutboundState};
-use crate::validate::{ExtractType, Problem};
+use crate::model::{Folder, OutboundState};
+use crate::validate::Problem;
 
 /// Why an outbound file could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +93,7 @@ pub(crate) fn stage(
 }
 
 /// The MESH control file of an outbound file (published after its `.dat`).
-fn stage_ctl(
+pub(super) fn stage_ctl(
     config: &Config,
     staging: &Staging,
     row: &OutboundRow,
@@ -135,148 +135,170 @@ pub(crate) fn render(
     row: &OutboundRow,
     out: &mut dyn Write,
 ) -> Result<(), EmitError> {
-    let (key, value) = partner_key(config, row);
-    let io = |e: io::Error| EmitError::Io {
+    let partner = partner_key(config, row);
+    match row.kind {
+        Kind::Receipt => receipt(db, row, partner, out),
+        Kind::Holdings => holdings(config, db, row, partner, out),
+        Kind::Access => access(db, row, partner, out),
+        Kind::Inactive => inactive(db, row, partner, out),
+        Kind::Alerts => super::alerts::render(config, db, row, partner, out),
+    }
+}
+
+/// The metadata key and value that name the partner (`authority=LA204`).
+pub(super) type PartnerKey = (&'static str, String);
+
+/// An I/O error while writing `row`'s file.
+pub(super) fn io_error(row: &OutboundRow) -> impl Fn(io::Error) -> EmitError + '_ {
+    |e| EmitError::Io {
         path: PathBuf::from(&row.stem),
         source: e,
-    };
-    match row.kind {
-        Kind::Receipt => {
-            let receipt_id = row
-                .receipt_id
-                .ok_or_else(|| EmitError::Missing(row.stem.clone()))?;
-            let receipt = index::ledger::receipt(db, receipt_id)?
-                .ok_or_else(|| EmitError::Missing(row.stem.clone()))?;
-            let message = index::ledger::message(db, receipt.message_id)?
-                .ok_or_else(|| EmitError::Missing(row.stem.clone()))?;
-            let source = String::from_utf8_lossy(&message.name);
-            let head = ReceiptHead {
-                partner: (key, &value),
-                source: &source,
-                sha256: message.sha256.as_deref().unwrap_or_default(),
-                status: receipt.status.as_str(),
-                counts: receipt.counts,
-                sequence: row.sequence,
-                created_at: &row.created_at,
-            };
-            let mut table =
-                TableWriter::begin(out, &formats::RECEIPT, row.format, &head.metadata())
-                    .map_err(io)?;
-            index::ledger::for_each_problem(db, receipt_id, |p| {
-                problem_row(&mut table, &p).map_err(io)
-            })?;
-            table.finish().map_err(io)
-        }
-        Kind::Holdings => {
-            let authority = value.clone();
-            let as_of = clock::parse_rfc3339(&row.created_at).unwrap_or_default();
-            let today = clock::london_date(as_of);
-            let retention = i64::from(config.hub.retention_days);
-            // One read snapshot for the count in the metadata and the rows.
-            let snapshot = db.snapshot()?;
-            let db = snapshot.db();
-            let count = index::holdings::count_held(db, &authority)?;
-            let metadata = [
-                (key, value),
-                ("created_at", row.created_at.clone()),
-                ("as_of", row.created_at.clone()),
-                ("records", count.to_string()),
-                ("sequence", row.sequence.to_string()),
-            ];
-            let mut table =
-                TableWriter::begin(out, &formats::HOLDINGS, row.format, &metadata).map_err(io)?;
-            index::holdings::for_each_holding(db, &authority, |h| {
-                let end = h.end_date.as_deref().and_then(clock::parse_date);
-                let status = if end.is_some_and(|e| e <= today) {
-                    "ENDED"
-                } else {
-                    "ACTIVE"
-                };
-                let purge_after = end
-                    .map(|e| clock::add_days(e, retention).to_string())
-                    .unwrap_or_default();
-                let accesses = h.accesses.to_string();
-                table
-                    .row(&[
-                        &h.local_id,
-                        &h.nhs_number,
-                        &h.plan_type,
-                        h.date_of_birth.as_deref().unwrap_or(""),
-                        &h.start_date,
-                        h.end_date.as_deref().unwrap_or(""),
-                        status,
-                        if end.is_some() {
-                            h.ended_reason.as_deref().unwrap_or("")
-                        } else {
-                            ""
-                        },
-                        &purge_after,
-                        h.nhs_status.as_deref().unwrap_or("ACTIVE"),
-                        &accesses,
-                        h.last_accessed_at.as_deref().unwrap_or(""),
-                    ])
-                    .map_err(io)
-            })?;
-            table.finish().map_err(io)
-        }
-        Kind::Access => {
-            let count = index::flows::count_rows(db, "notifications", row.id)?;
-            let metadata = simple_metadata(key, value, row, count);
-            let mut table =
-                TableWriter::begin(out, &formats::ACCESS, row.format, &metadata).map_err(io)?;
-            index::flows::for_each_notification(db, row.id, |n| {
-                table
-                    .row(&[
-                        &n.id.to_string(),
-                        &n.local_id,
-                        &n.nhs_number,
-                        &n.plan_type,
-                        &n.plan_status,
-                        n.plan_end_date.as_deref().unwrap_or(""),
-                        &n.accessed_at,
-                        &n.site_ods_code,
-                        &n.site_name,
-                        &n.setting,
-                        &n.user_name,
-                        &n.user_role,
-                    ])
-                    .map_err(io)
-            })?;
-            table.finish().map_err(io)
-        }
-        Kind::Inactive => {
-            let count = index::flows::count_rows(db, "inactive_notices", row.id)?;
-            let metadata = simple_metadata(key, value, row, count);
-            let mut table =
-                TableWriter::begin(out, &formats::INACTIVE, row.format, &metadata).map_err(io)?;
-            index::flows::for_each_inactive(db, row.id, |n| {
-                table
-                    .row(&[
-                        &n.local_id,
-                        &n.nhs_number,
-                        &n.plan_type,
-                        &n.status,
-                        n.replacement.as_deref().unwrap_or(""),
-                        &n.effective_date,
-                    ])
-                    .map_err(io)
-            })?;
-            table.finish().map_err(io)
-        }
-        Kind::Alerts => {
-            let params = AlertParams::of(row)?;
-            let snapshot = db.snapshot()?;
-            let count = params.count(snapshot.db())?;
-            TableWriter::head(
-                out,
-                &formats::ALERTS,
-                row.format,
-                &params.metadata(key, &value, row, count),
-            )
-            .map_err(io)?;
-            write_alert_rows(config, snapshot.db(), &params, row.format, out)
-        }
     }
+}
+
+fn receipt(
+    db: Db<'_>,
+    row: &OutboundRow,
+    (key, value): PartnerKey,
+    out: &mut dyn Write,
+) -> Result<(), EmitError> {
+    let io = io_error(row);
+    let missing = || EmitError::Missing(row.stem.clone());
+    let receipt_id = row.receipt_id.ok_or_else(missing)?;
+    let receipt = index::ledger::receipt(db, receipt_id)?.ok_or_else(missing)?;
+    let message = index::ledger::message(db, receipt.message_id)?.ok_or_else(missing)?;
+    let source = String::from_utf8_lossy(&message.name);
+    let head = ReceiptHead {
+        partner: (key, &value),
+        source: &source,
+        sha256: message.sha256.as_deref().unwrap_or_default(),
+        status: receipt.status.as_str(),
+        counts: receipt.counts,
+        sequence: row.sequence,
+        created_at: &row.created_at,
+    };
+    let mut table =
+        TableWriter::begin(out, &formats::RECEIPT, row.format, &head.metadata()).map_err(&io)?;
+    index::ledger::for_each_problem(db, receipt_id, |p| problem_row(&mut table, &p).map_err(&io))?;
+    table.finish().map_err(io)
+}
+
+fn holdings(
+    config: &Config,
+    db: Db<'_>,
+    row: &OutboundRow,
+    (key, value): PartnerKey,
+    out: &mut dyn Write,
+) -> Result<(), EmitError> {
+    let io = io_error(row);
+    let authority = value.clone();
+    let as_of = clock::parse_rfc3339(&row.created_at).unwrap_or_default();
+    let today = clock::london_date(as_of);
+    let retention = i64::from(config.hub.retention_days);
+    // One read snapshot for the count in the metadata and the rows.
+    let snapshot = db.snapshot()?;
+    let db = snapshot.db();
+    let count = index::holdings::count_held(db, &authority)?;
+    let metadata = [
+        (key, value),
+        ("created_at", row.created_at.clone()),
+        ("as_of", row.created_at.clone()),
+        ("records", count.to_string()),
+        ("sequence", row.sequence.to_string()),
+    ];
+    let mut table =
+        TableWriter::begin(out, &formats::HOLDINGS, row.format, &metadata).map_err(&io)?;
+    index::holdings::for_each_holding(db, &authority, |h| {
+        let end = h.end_date.as_deref().and_then(clock::parse_date);
+        let status = if end.is_some_and(|e| e <= today) {
+            "ENDED"
+        } else {
+            "ACTIVE"
+        };
+        let purge_after = end
+            .map(|e| clock::add_days(e, retention).to_string())
+            .unwrap_or_default();
+        let accesses = h.accesses.to_string();
+        table
+            .row(&[
+                &h.local_id,
+                &h.nhs_number,
+                &h.plan_type,
+                h.date_of_birth.as_deref().unwrap_or(""),
+                &h.start_date,
+                h.end_date.as_deref().unwrap_or(""),
+                status,
+                if end.is_some() {
+                    h.ended_reason.as_deref().unwrap_or("")
+                } else {
+                    ""
+                },
+                &purge_after,
+                h.nhs_status.as_deref().unwrap_or("ACTIVE"),
+                &accesses,
+                h.last_accessed_at.as_deref().unwrap_or(""),
+            ])
+            .map_err(&io)
+    })?;
+    table.finish().map_err(io)
+}
+
+fn access(
+    db: Db<'_>,
+    row: &OutboundRow,
+    (key, value): PartnerKey,
+    out: &mut dyn Write,
+) -> Result<(), EmitError> {
+    let io = io_error(row);
+    let count = index::flows::count_rows(db, "notifications", row.id)?;
+    let metadata = simple_metadata(key, value, row, count);
+    let mut table =
+        TableWriter::begin(out, &formats::ACCESS, row.format, &metadata).map_err(&io)?;
+    index::flows::for_each_notification(db, row.id, |n| {
+        table
+            .row(&[
+                &n.id.to_string(),
+                &n.local_id,
+                &n.nhs_number,
+                &n.plan_type,
+                &n.plan_status,
+                n.plan_end_date.as_deref().unwrap_or(""),
+                &n.accessed_at,
+                &n.site_ods_code,
+                &n.site_name,
+                &n.setting,
+                &n.user_name,
+                &n.user_role,
+            ])
+            .map_err(&io)
+    })?;
+    table.finish().map_err(io)
+}
+
+fn inactive(
+    db: Db<'_>,
+    row: &OutboundRow,
+    (key, value): PartnerKey,
+    out: &mut dyn Write,
+) -> Result<(), EmitError> {
+    let io = io_error(row);
+    let count = index::flows::count_rows(db, "inactive_notices", row.id)?;
+    let metadata = simple_metadata(key, value, row, count);
+    let mut table =
+        TableWriter::begin(out, &formats::INACTIVE, row.format, &metadata).map_err(&io)?;
+    index::flows::for_each_inactive(db, row.id, |n| {
+        table
+            .row(&[
+                &n.local_id,
+                &n.nhs_number,
+                &n.plan_type,
+                &n.status,
+                n.replacement.as_deref().unwrap_or(""),
+                &n.effective_date,
+            ])
+            .map_err(&io)
+    })?;
+    table.finish().map_err(io)
 }
 
 /// Metadata of the files that carry only the partner key and the common keys.
@@ -294,208 +316,7 @@ fn simple_metadata<'k>(
     ]
 }
 
-/// What an ALERTS file covers, stored with its reservation.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub(crate) struct AlertParams {
-    /// `FULL` or `DELTA`.
-    #[serde(rename = "type")]
-    pub kind: ExtractType,
-    /// DELTA: changes after this change_seq...
-    pub from: i64,
-    /// ...up to and including this one (FULL: the state at this point).
-    pub upto: i64,
-    /// DELTA: the created_at of the previous file delivered to the site.
-    pub since: Option<String>,
-}
-
-impl AlertParams {
-    fn of(row: &OutboundRow) -> Result<AlertParams, EmitError> {
-        row.params
-            .as_deref()
-            .and_then(|p| serde_json::from_str(p).ok())
-            .ok_or_else(|| EmitError::Missing(format!("{} (its alert parameters)", row.stem)))
-    }
-
-    fn full(&self) -> bool {
-        self.kind == ExtractType::Full
-    }
-
-    fn count(&self, db: Db<'_>) -> Result<u64, IndexError> {
-        if self.full() {
-            index::flows::count_alerts_full(db)
-        } else {
-            index::flows::count_alerts_delta(db, self.from, self.upto)
-        }
-    }
-
-    fn metadata<'k>(
-        &self,
-        key: &'k str,
-        value: &str,
-        row: &OutboundRow,
-        count: u64,
-    ) -> Vec<(&'k str, String)> {
-        let mut m = vec![
-            (key, value.to_string()),
-            ("type", self.kind.as_str().to_string()),
-            ("created_at", row.created_at.clone()),
-        ];
-        if let Some(since) = &self.since {
-            m.push(("since", since.clone()));
-        }
-        m.push(("records", count.to_string()));
-        m.push(("sequence", row.sequence.to_string()));
-        m
-    }
-}
-
-/// The rows of an alert file (and, for XML, the closing tag): the part that is the
-/// same for every site receiving the same FULL.
-fn write_alert_rows(
-    config: &Config,
-    db: Db<'_>,
-    params: &AlertParams,
-    syntax: Format,
-    out: &mut dyn Write,
-) -> Result<(), EmitError> {
-    let io = |e: io::Error| EmitError::Io {
-        path: PathBuf::from("alerts"),
-        source: e,
-    };
-    let mut table = TableWriter::body(out, &formats::ALERTS, syntax);
-    let mut write = |r: index::flows::AlertRow| -> io::Result<()> {
-        if r.change == Change::Remove {
-            return table.row(&[
-                "REMOVE",
-                &r.alert_id,
-                &r.nhs_number,
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-            ]);
-        }
-        let (name, office, out_of_hours, email) =
-            match config.authority(&r.authority).map(|p| &p.role) {
-                Some(Role::Authority {
-                    name,
-                    office_hours_phone,
-                    out_of_hours_phone,
-                    email,
-                    ..
-                }) => (
-                    name.as_str(),
-                    office_hours_phone.as_str(),
-                    out_of_hours_phone.as_str(),
-                    email.as_str(),
-                ),
-                _ => ("", "", "", ""),
-            };
-        let subject = if crate::validate::PlanType::parse(&r.plan_type)
-            == Some(crate::validate::PlanType::Ucpp)
-        {
-            "MOTHER"
-        } else {
-            "CHILD"
-        };
-        table.row(&[
-            r.change.as_str(),
-            &r.alert_id,
-            &r.nhs_number,
-            subject,
-            &r.plan_type,
-            r.date_of_birth.as_deref().unwrap_or(""),
-            &r.start_date,
-            r.end_date.as_deref().unwrap_or(""),
-            &r.authority,
-            name,
-            r.team.as_deref().unwrap_or(""),
-            r.office_hours_phone.as_deref().unwrap_or(office),
-            r.out_of_hours_phone.as_deref().unwrap_or(out_of_hours),
-            r.email.as_deref().unwrap_or(email),
-        ])
-    };
-    if params.full() {
-        index::flows::for_each_alert_full(db, |r| write(r).map_err(io))?;
-    } else {
-        index::flows::for_each_alert_delta(db, params.from, params.upto, |r| write(r).map_err(io))?;
-    }
-    table.finish().map_err(io)
-}
-
-/// Writes many reserved FULL alert files at once: the rows are rendered once per
-/// syntax into a staging file (0600, removed at the end, and by the next pass after
-/// a crash), then each site's file is its head plus that body, copied in the kernel.
-/// The bytes are those [`render`] would produce for each file alone.
-pub(crate) fn write_full_alerts(
-    config: &Config,
-    db: Db<'_>,
-    staging: &Staging,
-    rows: &[OutboundRow],
-) -> Result<Vec<Undelivered>, EmitError> {
-    let io_at = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| EmitError::Io { path, source }
-    };
-    let staging_path = config.hub.root.join(super::STAGING);
-    let snapshot = db.snapshot()?;
-    let count = index::flows::count_alerts_full(snapshot.db())?;
-    let mut batch = Vec::new();
-    for syntax in [Format::Csv, Format::Xml] {
-        let wanted: Vec<&OutboundRow> = rows.iter().filter(|r| r.format == syntax).collect();
-        let Some(first) = wanted.first() else {
-            continue;
-        };
-        let params = AlertParams::of(first)?;
-        let (body_name, file) = staging
-            .scratch("alerts-full-body", 0o600)
-            .map_err(io_at(&staging_path))?;
-        let result = (|| -> Result<(), EmitError> {
-            {
-                let mut w = io::BufWriter::with_capacity(256 * 1024, file);
-                write_alert_rows(config, snapshot.db(), &params, syntax, &mut w)?;
-                w.flush().map_err(io_at(&staging_path))?;
-            }
-            crate::fault::point("alerts_body_written");
-            for row in wanted {
-                let params = AlertParams::of(row)?;
-                let (key, value) = partner_key(config, row);
-                let name = data_name(row);
-                // The head is small; the body is copied file to file (in the kernel).
-                let data = staging
-                    .stage(&row.mailbox, "out", &name, OUT_MODE, |file| {
-                        let mut head = Vec::new();
-                        TableWriter::head(
-                            &mut head,
-                            &formats::ALERTS,
-                            syntax,
-                            &params.metadata(key, &value, row, count),
-                        )?;
-                        file.write_all(&head)?;
-                        io::copy(&mut staging.open_staged(&body_name)?, file).map(|_| ())
-                    })
-                    .map_err(io_at(&config.folder(&row.mailbox, "out").join(&name)))?;
-                let mut parts = vec![data];
-                parts.extend(stage_ctl(config, staging, row)?);
-                batch.push(Outgoing { id: row.id, parts });
-            }
-            Ok(())
-        })();
-        let _ = staging.remove(&body_name);
-        result?;
-    }
-    // One flush for all the sites' files, then every rename, then one flush.
-    super::publish(staging, batch).map_err(io_at(&config.hub.root))
-}
-
-fn partner_key(config: &Config, row: &OutboundRow) -> (&'static str, String) {
+pub(super) fn partner_key(config: &Config, row: &OutboundRow) -> PartnerKey {
     match config.partner(&row.mailbox) {
         Some(p) => {
             let (k, v) = p.key();

@@ -13,7 +13,7 @@ use tracing::info;
 use super::{PassError, PassReport};
 use crate::clock::Clock;
 use crate::config::{AlertsMode, Config, Role};
-use crate::emit::{self, render::AlertParams};
+use crate::emit::{self, alerts::AlertParams};
 use crate::formats::Kind;
 use crate::index::{self, outbound::OutboundRow, Index};
 use crate::validate::ExtractType;
@@ -91,7 +91,7 @@ pub(crate) fn emit_alerts(
     // FULL files first, rendered once for all sites; then everything else (and any
     // FULL a site's folder could not take, written alone by `recover`).
     if !fulls.is_empty() {
-        let undelivered = emit::render::write_full_alerts(config, index.db(), staging, &fulls)?;
+        let undelivered = emit::alerts::write_full_alerts(config, index.db(), staging, &fulls)?;
         let written: Vec<&OutboundRow> = fulls
             .iter()
             .filter(|row| !undelivered.iter().any(|u| u.id == row.id))
