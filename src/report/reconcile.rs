@@ -8,14 +8,12 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use xxhash_rust::xxh3::xxh3_128;
-
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::formats::EXTRACT;
 use crate::index::{self, Db, IndexError};
 use crate::parse::{DocReader, Item, Stop};
-use crate::validate::{self, Action, ExtractRecord, ExtractRules, PlanType};
+use crate::validate::{self, key_hash, Action, ExtractRecord, ExtractRules, PlanType};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ReconcileError {
@@ -47,13 +45,6 @@ impl Counts {
     pub(crate) fn matches(&self) -> bool {
         self.only_in_file == 0 && self.only_held == 0 && self.differing == 0 && self.invalid == 0
     }
-}
-
-fn key_hash(local_id: &str, plan: PlanType) -> u128 {
-    let mut b = local_id.as_bytes().to_vec();
-    b.push(0xFF);
-    b.push(plan as u8);
-    xxh3_128(&b)
 }
 
 fn date(d: Option<chrono::NaiveDate>) -> Option<String> {

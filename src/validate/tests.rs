@@ -267,7 +267,7 @@ mod feeds {
         }
     }
 
-    fn check(fields: &[(&str, &str)]) -> (Option<Event>, Vec<Code>) {
+    fn check(fields: &[(&str, &str)]) -> (Option<crate::validate::feeds::Event>, Vec<Code>) {
         let sites = vec!["R0A02".to_string(), "R0A66".to_string()];
         let rules = AttendanceRules {
             site_codes: &sites,

@@ -8,10 +8,9 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use chrono::NaiveDate;
-use xxhash_rust::xxh3::xxh3_128;
 
 use crate::index::{self, IndexError, Store};
-use crate::validate::PlanType;
+use crate::validate::{key_hash, key_hash_bytes, PlanType};
 
 /// Records held by the authority, by key hash, read in one range scan before the
 /// lines: an upsert then needs no read, and an unchanged record no write. Read only
@@ -59,26 +58,6 @@ pub(super) fn read_held(
             }
         })?;
     Ok(all.then_some((map, open)))
-}
-
-pub(super) fn key_hash(local_id: &str, plan: PlanType) -> u128 {
-    key_hash_bytes(local_id.as_bytes(), plan)
-}
-
-pub(super) fn key_hash_bytes(local_id: &[u8], plan: PlanType) -> u128 {
-    // local_id is at most 64 characters (256 bytes): hashed from the stack.
-    let mut stack = [0u8; 258];
-    let mut heap = Vec::new();
-    let bytes: &mut [u8] = if local_id.len() + 2 <= stack.len() {
-        &mut stack[..local_id.len() + 2]
-    } else {
-        heap.resize(local_id.len() + 2, 0);
-        &mut heap
-    };
-    bytes[..local_id.len()].copy_from_slice(local_id);
-    bytes[local_id.len()] = 0xFF;
-    bytes[local_id.len() + 1] = plan as u8;
-    xxh3_128(bytes)
 }
 
 /// The records open before a FULL that it leaves out (§2.3: they end), in row

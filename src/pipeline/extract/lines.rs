@@ -7,10 +7,9 @@
 use std::io::{self, Read};
 use std::sync::mpsc;
 
-use super::held::key_hash;
 use crate::index;
 use crate::parse::{DocReader, FileProblem, Item};
-use crate::validate::{Action, Checked, ExtractRules};
+use crate::validate::{key_hash, Action, Checked, ExtractRules};
 
 /// Lines are handed from the reading thread to the applying one in batches of this
 /// many, with at most [`LINE_BATCHES`] batches in flight (bounded memory).
