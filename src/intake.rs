@@ -108,34 +108,78 @@ pub(crate) struct Scan {
 /// Lists what is ready in `dir`, oldest arrival first. Entries still being written
 /// (not settled, `.dat` without `.ctl`, temporary names) are left alone.
 pub(crate) fn scan(dir: &Dir, rules: Rules, real_now: SystemTime) -> std::io::Result<Scan> {
-    let mut found = Vec::new();
-    let mut wake_at: Option<SystemTime> = None;
     let names = dir.entries()?;
-    let mut settled = |m: &Info| {
-        let ready = real_now
+    let mut scanner = Scanner {
+        names: &names,
+        rules,
+        now: real_now,
+        wake_at: None,
+    };
+    let mut found: Vec<Found> = names
+        .iter()
+        .filter(|(name, _)| !is_temporary(name.as_bytes()))
+        .filter_map(|(name, meta)| scanner.classify(name, meta))
+        .collect();
+    found.sort_by(|a, b| {
+        a.arrived
+            .cmp(&b.arrived)
+            .then_with(|| a.item.name().cmp(b.item.name()))
+    });
+    Ok(Scan {
+        found,
+        wake_at: scanner.wake_at,
+    })
+}
+
+/// Why an entry that is not a regular file is refused.
+fn kind_refusal(kind: Kind) -> Option<&'static str> {
+    match kind {
+        Kind::Symlink => Some("a symbolic link is not accepted in in/; it was not followed"),
+        Kind::Dir => Some("a folder is not accepted in in/: send files only"),
+        Kind::Other => {
+            Some("only regular files are accepted in in/ (this is a FIFO, socket or device)")
+        }
+        Kind::File => None,
+    }
+}
+
+/// One listing being classified: the entries, the rules, and the earliest time a
+/// settling file will be ready.
+struct Scanner<'a> {
+    names: &'a [(OsString, Info)],
+    rules: Rules,
+    now: SystemTime,
+    wake_at: Option<SystemTime>,
+}
+
+impl<'a> Scanner<'a> {
+    /// Whether the entry has been still for `settle`; if not, asks to be woken then.
+    fn settled(&mut self, m: &Info) -> bool {
+        let ready = self
+            .now
             .duration_since(m.modified)
-            .map(|age| age >= rules.settle)
+            .map(|age| age >= self.rules.settle)
             .unwrap_or(false);
         if !ready {
-            let at = m.modified + rules.settle;
-            wake_at = Some(wake_at.map_or(at, |w| w.min(at)));
+            let at = m.modified + self.rules.settle;
+            self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
         }
         ready
-    };
-    // A MESH .dat beside a .ctl: the same stem, the extension in any case (X.DAT +
-    // X.CTL, as some clients write them).
-    let dat_beside = |ctl: &[u8]| {
+    }
+
+    /// A MESH .dat beside a .ctl: the same stem, the extension in any case (X.DAT +
+    /// X.CTL, as some clients write them).
+    fn dat_beside(&self, ctl: &[u8]) -> Option<&'a (OsString, Info)> {
         let wanted = stem(ctl)?;
-        names.iter().find(|(n, _)| {
+        self.names.iter().find(|(n, _)| {
             let n = n.as_bytes();
             stem(n) == Some(wanted) && extension(n).as_deref() == Some("dat")
         })
-    };
-    for (name, meta) in &names {
+    }
+
+    /// What one entry is: ready, refused, or (`None`) not yet anything.
+    fn classify(&mut self, name: &OsString, meta: &Info) -> Option<Found> {
         let bytes = name.as_bytes();
-        if is_temporary(bytes) {
-            continue;
-        }
         let refuse = |code: Code, message: String| Found {
             item: Ready::Refused {
                 name: name.clone(),
@@ -144,98 +188,60 @@ pub(crate) fn scan(dir: &Dir, rules: Rules, real_now: SystemTime) -> std::io::Re
             },
             arrived: meta.modified,
         };
-        match meta.kind {
-            Kind::Symlink => {
-                found.push(refuse(
-                    Code::Name,
-                    "a symbolic link is not accepted in in/; it was not followed".into(),
-                ));
-                continue;
-            }
-            Kind::Dir => {
-                found.push(refuse(
-                    Code::Name,
-                    "a folder is not accepted in in/: send files only".into(),
-                ));
-                continue;
-            }
-            Kind::Other => {
-                found.push(refuse(
-                    Code::Name,
-                    "only regular files are accepted in in/ (this is a FIFO, socket or device)"
-                        .into(),
-                ));
-                continue;
-            }
-            Kind::File => {}
+        if let Some(why) = kind_refusal(meta.kind) {
+            return Some(refuse(Code::Name, why.into()));
         }
         if let Some(why) = name_problem(bytes) {
-            if settled(meta) {
-                found.push(refuse(Code::Name, why));
-            }
-            continue;
+            return self.settled(meta).then(|| refuse(Code::Name, why));
         }
         match extension(bytes).as_deref() {
             Some("csv") | Some("xml") => {
-                if !settled(meta) {
-                    continue;
-                }
-                if meta.size > rules.max_file_bytes {
-                    found.push(refuse(
+                if !self.settled(meta) {
+                    None
+                } else if meta.size > self.rules.max_file_bytes {
+                    Some(refuse(
                         Code::TooLarge,
                         format!(
                             "the file is {} bytes; the limit is {} (hub.max_file_bytes)",
-                            meta.size, rules.max_file_bytes
+                            meta.size, self.rules.max_file_bytes
                         ),
-                    ));
-                    continue;
-                }
-                found.push(Found {
-                    item: Ready::Plain {
-                        name: name.clone(),
-                        size: meta.size,
-                    },
-                    arrived: meta.modified,
-                });
-            }
-            Some("ctl") => match dat_beside(bytes) {
-                Some((dat, dat_meta)) if dat_meta.kind == Kind::File => {
-                    found.push(Found {
-                        item: Ready::Mesh {
-                            dat: dat.clone(),
-                            ctl: name.clone(),
-                            size: dat_meta.size,
+                    ))
+                } else {
+                    Some(Found {
+                        item: Ready::Plain {
+                            name: name.clone(),
+                            size: meta.size,
                         },
                         arrived: meta.modified,
-                    });
-                }
-                Some(_) => {} // the .dat entry is refused on its own
-                None => {
-                    if settled(meta) {
-                        found.push(refuse(
-                            Code::DatMissing,
-                            format!("{} has no .dat beside it", String::from_utf8_lossy(bytes)),
-                        ));
-                    }
-                }
-            },
-            Some("dat") => {} // waits for its .ctl
-            _ => {
-                if settled(meta) {
-                    found.push(refuse(
-                        Code::Name,
-                        "only .csv, .xml, or MESH .dat + .ctl pairs are accepted".into(),
-                    ));
+                    })
                 }
             }
+            Some("ctl") => match self.dat_beside(bytes) {
+                Some((dat, dat_meta)) if dat_meta.kind == Kind::File => Some(Found {
+                    item: Ready::Mesh {
+                        dat: dat.clone(),
+                        ctl: name.clone(),
+                        size: dat_meta.size,
+                    },
+                    arrived: meta.modified,
+                }),
+                Some(_) => None, // the .dat entry is refused on its own
+                None => self.settled(meta).then(|| {
+                    refuse(
+                        Code::DatMissing,
+                        format!("{} has no .dat beside it", String::from_utf8_lossy(bytes)),
+                    )
+                }),
+            },
+            Some("dat") => None, // waits for its .ctl
+            _ => self.settled(meta).then(|| {
+                refuse(
+                    Code::Name,
+                    "only .csv, .xml, or MESH .dat + .ctl pairs are accepted".into(),
+                )
+            }),
         }
     }
-    found.sort_by(|a, b| {
-        a.arrived
-            .cmp(&b.arrived)
-            .then_with(|| a.item.name().cmp(b.item.name()))
-    });
-    Ok(Scan { found, wake_at })
 }
 
 #[cfg(test)]

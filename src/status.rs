@@ -163,7 +163,7 @@ pub(crate) fn gather(config: &Config, now: Clock) -> Result<Status, IndexError> 
         for &job in Job::ALL {
             jobs.push(JobRun {
                 job: job.as_str().into(),
-                last_run_at: index::flows::job_state(ix.db(), job)?.0,
+                last_run_at: index::runs::job_state(ix.db(), job)?.0,
             });
         }
     }

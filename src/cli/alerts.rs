@@ -19,7 +19,7 @@ pub(super) fn full(config: &Config, site: &str, now: Clock) -> Result<i32, Exit>
         let mut index = Index::open(&config.hub.database)?;
         let by = operator();
         let tx = index.begin()?;
-        index::flows::queue_alert_request(&tx, site, &now.rfc3339(), &by)?;
+        index::alerts::queue_alert_request(&tx, site, &now.rfc3339(), &by)?;
         index::audit::audit(
             &tx,
             &now,

@@ -40,7 +40,7 @@ pub(super) fn due_jobs(
     now: DateTime<Utc>,
 ) -> Result<(DueJobs, DateTime<Utc>), IndexError> {
     let hub = &config.hub;
-    let state = |job| index::flows::job_state(index.db(), job);
+    let state = |job| index::runs::job_state(index.db(), job);
     let delta_last = state(Job::AlertsDelta)?.0;
     let delta_last = delta_last.as_deref().and_then(clock::parse_rfc3339);
     let day = |job| -> Result<Option<NaiveDate>, IndexError> {
@@ -117,7 +117,7 @@ fn pass(
     index.write(|tx| {
         for (job, day) in &ran {
             let day = day.map(|d| d.to_string());
-            index::flows::set_job_run(tx, *job, &at, day.as_deref())?;
+            index::runs::set_job_run(tx, *job, &at, day.as_deref())?;
         }
         Ok::<_, IndexError>(())
     })?;

@@ -96,12 +96,12 @@ async fn holdings_run_once_at_their_time_and_alerts_every_interval() {
         "a FULL at the first emit, then no DELTA while nothing changes: {alerts:?}"
     );
     let index = Index::open(&config.hub.database).unwrap();
-    let (last, _) = index::flows::job_state(index.db(), Job::AlertsDelta).unwrap();
+    let (last, _) = index::runs::job_state(index.db(), Job::AlertsDelta).unwrap();
     let last = clock::parse_rfc3339(&last.unwrap()).unwrap();
     assert!(
         last >= clock::parse_rfc3339("2026-11-21T03:35:00Z").unwrap(),
         "the alerts job ran every 15 minutes: last at {last}"
     );
-    let (_, day) = index::flows::job_state(index.db(), Job::Holdings).unwrap();
+    let (_, day) = index::runs::job_state(index.db(), Job::Holdings).unwrap();
     assert_eq!(day.as_deref(), Some("2026-11-21"));
 }

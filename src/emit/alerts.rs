@@ -64,9 +64,9 @@ impl AlertParams {
 
     fn count(&self, db: Db<'_>) -> Result<u64, IndexError> {
         if self.full() {
-            index::flows::count_alerts_full(db)
+            index::alerts::count_alerts_full(db)
         } else {
-            index::flows::count_alerts_delta(db, self.from, self.upto)
+            index::alerts::count_alerts_delta(db, self.from, self.upto)
         }
     }
 
@@ -105,7 +105,7 @@ fn write_alert_rows(
         source: e,
     };
     let mut table = TableWriter::body(out, &formats::ALERTS, syntax);
-    let mut write = |r: index::flows::AlertRow| -> io::Result<()> {
+    let mut write = |r: index::alerts::AlertRow| -> io::Result<()> {
         if r.change == Change::Remove {
             return table.row(&[
                 "REMOVE",
@@ -165,9 +165,11 @@ fn write_alert_rows(
         ])
     };
     if params.full() {
-        index::flows::for_each_alert_full(db, |r| write(r).map_err(io))?;
+        index::alerts::for_each_alert_full(db, |r| write(r).map_err(io))?;
     } else {
-        index::flows::for_each_alert_delta(db, params.from, params.upto, |r| write(r).map_err(io))?;
+        index::alerts::for_each_alert_delta(db, params.from, params.upto, |r| {
+            write(r).map_err(io)
+        })?;
     }
     table.finish().map_err(io)
 }
@@ -188,7 +190,7 @@ pub(crate) fn write_full_alerts(
     };
     let staging_path = config.hub.root.join(super::STAGING);
     let snapshot = db.snapshot()?;
-    let count = index::flows::count_alerts_full(snapshot.db())?;
+    let count = index::alerts::count_alerts_full(snapshot.db())?;
     let mut batch = Vec::new();
     for syntax in [Format::Csv, Format::Xml] {
         let wanted: Vec<&OutboundRow> = rows.iter().filter(|r| r.format == syntax).collect();

@@ -6,6 +6,7 @@
 //! transaction (`BEGIN IMMEDIATE` ... `COMMIT`), the schema is versioned with
 //! `PRAGMA user_version`. Must never write files, and never log an NHS number.
 
+pub(crate) mod alerts;
 pub(crate) mod audit;
 #[allow(unsafe_code)] // SQLite's C API for the hot statements; see the module doc.
 mod bound;
@@ -15,6 +16,7 @@ pub(crate) mod ledger;
 pub(crate) mod outbound;
 pub(crate) mod records;
 pub(crate) mod retention;
+pub(crate) mod runs;
 mod schema;
 mod sql_types;
 pub(crate) mod views;

@@ -172,3 +172,38 @@ pub(crate) fn purge(
     set_counter(tx, "purge_due", next)?;
     Ok(counts)
 }
+
+/// Forgets what retention allows: event ids, sent notification rows and alert
+/// tombstones older than `cutoff` (YYYY-MM-DD), and tombstones every site has seen.
+pub(crate) fn purge_flows(tx: &Tx<'_>, cutoff: &str) -> Result<()> {
+    let conn = tx.conn();
+    conn.prepare_cached("DELETE FROM events_seen WHERE seen_on < ?1")?
+        .execute([cutoff])?;
+    conn.prepare_cached(
+        "DELETE FROM notifications WHERE created_on < ?1 AND outbound_id IS NOT NULL",
+    )?
+    .execute([cutoff])?;
+    conn.prepare_cached(
+        "DELETE FROM inactive_notices WHERE created_on < ?1 AND outbound_id IS NOT NULL",
+    )?
+    .execute([cutoff])?;
+    conn.prepare_cached("DELETE FROM removed WHERE change_seq <= (SELECT coalesce(MIN(last_seq), -1) FROM site_state)")?.execute([])?;
+    Ok(())
+}
+
+/// How many days rejected-line details are kept (`report rejections`).
+pub(crate) const REJECTION_DAYS: i64 = 90;
+
+/// Forgets rejected-line details of messages received more than
+/// [`REJECTION_DAYS`] before `now`. Receipts already sent are not affected.
+pub(crate) fn purge_problems(tx: &Tx<'_>, now: chrono::DateTime<chrono::Utc>) -> Result<u64> {
+    let before = crate::clock::rfc3339(now - chrono::Duration::days(REJECTION_DAYS));
+    let conn = tx.conn();
+    let n = conn
+        .prepare_cached(
+            "DELETE FROM problems WHERE receipt_id IN (SELECT r.id FROM receipts r JOIN messages m ON m.id = r.message_id
+             WHERE m.received_at < ?1 AND NOT EXISTS (SELECT 1 FROM outbound o WHERE o.receipt_id = r.id AND o.state <> 'written'))",
+        )?
+        .execute([&before])?;
+    Ok(n as u64)
+}

@@ -30,18 +30,18 @@ pub(crate) fn emit_alerts(
     deltas: bool,
     fulls_due: bool,
 ) -> Result<(), PassError> {
-    let requested = index::flows::pending_alert_requests(index.db())?;
+    let requested = index::alerts::pending_alert_requests(index.db())?;
     if !deltas && !fulls_due && requested.is_empty() {
         return Ok(());
     }
     let tx = index.begin()?;
-    let upto = index::flows::last_change_seq(tx.db())?;
+    let upto = index::alerts::last_change_seq(tx.db())?;
     let mut fulls: Vec<OutboundRow> = Vec::new();
     for partner in &config.partners {
         let Role::Site { code, alerts, .. } = &partner.role else {
             continue;
         };
-        let state = index::flows::site_state(tx.db(), code)?;
+        let state = index::alerts::site_state(tx.db(), code)?;
         let asked = requested.contains(code);
         let full_mode = *alerts == AlertsMode::Full;
         let params = match &state {
@@ -51,7 +51,7 @@ pub(crate) fn emit_alerts(
             Some((last_created_at, last_seq))
                 if deltas
                     && !full_mode
-                    && index::flows::changed_between(tx.db(), *last_seq, upto)? =>
+                    && index::alerts::changed_between(tx.db(), *last_seq, upto)? =>
             {
                 Some((ExtractType::Delta, *last_seq, Some(last_created_at.clone())))
             }
@@ -78,9 +78,9 @@ pub(crate) fn emit_alerts(
         let text = json!(params).to_string();
         index::outbound::set_outbound_params(&tx, row.id, &text)?;
         row.params = Some(text);
-        index::flows::set_site_state(&tx, code, &now.rfc3339(), upto)?;
+        index::alerts::set_site_state(&tx, code, &now.rfc3339(), upto)?;
         if asked {
-            index::flows::finish_alert_requests(&tx, code, &now.rfc3339())?;
+            index::alerts::finish_alert_requests(&tx, code, &now.rfc3339())?;
         }
         info!(event = "alerts_reserved", site = %code, kind = kind.as_str(), sequence = row.sequence);
         if kind == ExtractType::Full {

@@ -29,8 +29,8 @@ pub(super) fn housekeeping(
     let purged = index::retention::purge(&tx, &mut seqs, today, config.hub.retention_days)?;
     seqs.save(&tx)?;
     let cutoff = crate::clock::add_days(today, -i64::from(config.hub.retention_days));
-    index::flows::purge_flows(&tx, &cutoff.to_string())?;
-    index::flows::purge_problems(&tx, now.now())?;
+    index::retention::purge_flows(&tx, &cutoff.to_string())?;
+    index::retention::purge_problems(&tx, now.now())?;
     if ended > 0 {
         index::audit::audit(&tx, &now, "pass", "age_18", &json!({"ended": ended}))?;
         info!(event = "age_18", ended);

@@ -122,11 +122,7 @@ pub(crate) fn run_pass(
     }
     let staging = emit::Staging::open(&config.hub.root).map_err(io_at(&config.hub.root))?;
     if options.report_unconfigured {
-        for u in transport::unconfigured_mailboxes(config) {
-            if u.files > 0 {
-                warn!(event = "unconfigured_mailbox", folder = %u.folder, files = u.files, "files in a folder that is no configured mailbox are never taken: configure its partner, or move them");
-            }
-        }
+        warn_unconfigured(config);
     }
     recover(config, index, &staging, &mut report)?;
     carry_out_decisions(config, index, now, &staging, &mut report)?;
@@ -155,61 +151,7 @@ pub(crate) fn run_pass(
         if unusable.contains(&partner.mailbox) {
             continue;
         }
-        let dir = match transport::folder(staging.root(), &partner.mailbox, "in") {
-            Ok(dir) => dir,
-            Err(e) => {
-                report.partner_error(&partner.mailbox, format!("its in/ folder: {e}"));
-                continue;
-            }
-        };
-        let rules = intake::Rules {
-            settle: config.hub.settle,
-            max_file_bytes: config.hub.max_file_bytes,
-        };
-        let scan = match intake::scan(&dir, rules, SystemTime::now()) {
-            Ok(scan) => scan,
-            Err(e) => {
-                report.partner_error(
-                    &partner.mailbox,
-                    format!("listing {}: {e}", dir.path().display()),
-                );
-                continue;
-            }
-        };
-        report.scanned.insert(partner.mailbox.clone());
-        // Files decided already, whose move waits for their receipt: not new messages.
-        let decided = index::ledger::decided_in_inbox(index.db(), &partner.mailbox)?;
-        report.wake_at = match (report.wake_at, scan.wake_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        for item in &scan.found {
-            report
-                .seen
-                .insert((partner.mailbox.clone(), item.item.name().clone()));
-        }
-        for item in scan.found {
-            if options.stopping() {
-                report.stopped = true;
-                break;
-            }
-            let key = (partner.mailbox.clone(), item.item.name().clone());
-            if options.skip.contains(&key) || decided.contains(&name_bytes(&key.1)) {
-                continue;
-            }
-            let name = item.item.name().to_string_lossy().into_owned();
-            info!(event = "file_ready", mailbox = %partner.mailbox, file = %name);
-            let result = process_message(config, index, now, partner, &dir, &item);
-            match result {
-                Ok(status) => {
-                    forget_failures(index, &key);
-                    report.messages.push((key.0, key.1, status));
-                }
-                Err(e) => {
-                    handle_failure(config, index, now, partner, &staging, &item, e, &mut report)?
-                }
-            }
-        }
+        take_inbox(config, index, now, partner, &staging, options, &mut report)?;
         if report.stopped {
             break;
         }
@@ -233,6 +175,73 @@ pub(crate) fn run_pass(
         emit_holdings(config, index, now, &staging, &mut report)?;
     }
     Ok(report)
+}
+
+/// One partner's `in/`: lists it and takes each message that is ready and not yet
+/// decided, in arrival order. A listing error is that partner's alone.
+fn take_inbox(
+    config: &Config,
+    index: &mut Index,
+    now: Clock,
+    partner: &Partner,
+    staging: &emit::Staging,
+    options: &PassOptions,
+    report: &mut PassReport,
+) -> Result<(), PassError> {
+    let dir = match transport::folder(staging.root(), &partner.mailbox, "in") {
+        Ok(dir) => dir,
+        Err(e) => {
+            report.partner_error(&partner.mailbox, format!("its in/ folder: {e}"));
+            return Ok(());
+        }
+    };
+    let rules = intake::Rules {
+        settle: config.hub.settle,
+        max_file_bytes: config.hub.max_file_bytes,
+    };
+    let scan = match intake::scan(&dir, rules, SystemTime::now()) {
+        Ok(scan) => scan,
+        Err(e) => {
+            report.partner_error(
+                &partner.mailbox,
+                format!("listing {}: {e}", dir.path().display()),
+            );
+            return Ok(());
+        }
+    };
+    report.scanned.insert(partner.mailbox.clone());
+    // Files decided already, whose move waits for their receipt: not new messages.
+    let decided = index::ledger::decided_in_inbox(index.db(), &partner.mailbox)?;
+    report.wake_at = match (report.wake_at, scan.wake_at) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    for item in &scan.found {
+        report
+            .seen
+            .insert((partner.mailbox.clone(), item.item.name().clone()));
+    }
+    for item in scan.found {
+        if options.stopping() {
+            report.stopped = true;
+            break;
+        }
+        let key = (partner.mailbox.clone(), item.item.name().clone());
+        if options.skip.contains(&key) || decided.contains(&name_bytes(&key.1)) {
+            continue;
+        }
+        let name = item.item.name().to_string_lossy().into_owned();
+        info!(event = "file_ready", mailbox = %partner.mailbox, file = %name);
+        let result = process_message(config, index, now, partner, &dir, &item);
+        match result {
+            Ok(status) => {
+                forget_failures(index, &key);
+                report.messages.push((key.0, key.1, status));
+            }
+            Err(e) => handle_failure(config, index, now, partner, staging, &item, e, report)?,
+        }
+    }
+    Ok(())
 }
 
 /// The next partner whose `in/` a pass takes: the local ones in config order, then
@@ -349,5 +358,13 @@ pub(super) fn forget_failures(index: &mut Index, key: &(String, OsString)) {
     };
     if let Err(e) = index.begin().and_then(forget) {
         warn!(event = "retry_count_error", mailbox = %key.0, error = %e);
+    }
+}
+
+fn warn_unconfigured(config: &Config) {
+    for u in transport::unconfigured_mailboxes(config) {
+        if u.files > 0 {
+            warn!(event = "unconfigured_mailbox", folder = %u.folder, files = u.files, "files in a folder that is no configured mailbox are never taken: configure its partner, or move them");
+        }
     }
 }

@@ -87,21 +87,87 @@ fn differing_fields(r: &ExtractRecord, held: &index::records::StoredRecord) -> V
     f
 }
 
-/// One line of the list: kind, local_id, plan_type, fields (or line and code).
-struct Entry<'a> {
-    kind: &'a str,
-    local_id: &'a str,
-    plan_type: &'a str,
-    detail: String,
+/// What a line of the list says about one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Finding {
+    OnlyInFile,
+    OnlyHeld,
+    Differs,
+    Invalid,
 }
 
-fn spool(w: &mut dyn Write, e: Entry<'_>) -> io::Result<()> {
-    // Tab-separated in the spool; fields never hold tabs (control characters are refused).
-    writeln!(
-        w,
-        "{}\t{}\t{}\t{}",
-        e.kind, e.local_id, e.plan_type, e.detail
-    )
+impl Finding {
+    fn as_str(self) -> &'static str {
+        match self {
+            Finding::OnlyInFile => "ONLY_IN_FILE",
+            Finding::OnlyHeld => "ONLY_HELD",
+            Finding::Differs => "DIFFERS",
+            Finding::Invalid => "INVALID",
+        }
+    }
+}
+
+/// The counts and the spooled list (tab-separated; fields never hold tabs, since
+/// control characters are refused). The first write error is kept and returned at
+/// the end, so a callback can note findings without returning a `Result`.
+struct Tally {
+    counts: Counts,
+    list: BufWriter<File>,
+    failed: Option<io::Error>,
+}
+
+impl Tally {
+    fn new(delta: bool) -> Result<Tally, ReconcileError> {
+        Ok(Tally {
+            counts: Counts {
+                delta,
+                ..Counts::default()
+            },
+            list: BufWriter::new(tempfile::tempfile().map_err(ReconcileError::Write)?),
+            failed: None,
+        })
+    }
+
+    fn identical(&mut self) {
+        self.counts.identical += 1;
+    }
+
+    fn note(&mut self, finding: Finding, local_id: &str, plan_type: &str, detail: &str) {
+        let c = &mut self.counts;
+        *match finding {
+            Finding::OnlyInFile => &mut c.only_in_file,
+            Finding::OnlyHeld => &mut c.only_held,
+            Finding::Differs => &mut c.differing,
+            Finding::Invalid => &mut c.invalid,
+        } += 1;
+        let line = writeln!(
+            self.list,
+            "{}\t{local_id}\t{plan_type}\t{detail}",
+            finding.as_str()
+        );
+        if let Err(e) = line {
+            self.failed.get_or_insert(e);
+        }
+    }
+
+    /// The counts and the list, read back from the start.
+    fn finish(self) -> Result<(Counts, impl BufRead), ReconcileError> {
+        if let Some(e) = self.failed {
+            return Err(ReconcileError::Write(e));
+        }
+        let mut spooled = self
+            .list
+            .into_inner()
+            .map_err(|e| ReconcileError::Write(e.into_error()))?;
+        spooled
+            .seek(SeekFrom::Start(0))
+            .map_err(ReconcileError::Write)?;
+        Ok((self.counts, BufReader::new(spooled)))
+    }
+}
+
+fn unreadable(name: &str, p: &crate::parse::FileProblem) -> ReconcileError {
+    ReconcileError::Unreadable(name.to_string(), format!("{}: {}", p.code, p.message))
 }
 
 /// Compares `file` with what `authority` holds. Writes counts then the list.
@@ -117,132 +183,75 @@ pub(crate) fn reconcile(
     let name = file.display().to_string();
     let source = File::open(file).map_err(|e| ReconcileError::Read(name.clone(), e))?;
     let (reader, prelude) = DocReader::open(source, &EXTRACT).map_err(|stop| match stop {
-        Stop::Content(p) => {
-            ReconcileError::Unreadable(name.clone(), format!("{}: {}", p.code, p.message))
-        }
+        Stop::Content(p) => unreadable(&name, &p),
         Stop::Io(e) => ReconcileError::Read(name.clone(), e),
     })?;
     let (header, _) = validate::extract_metadata(&prelude.metadata, authority, now.now());
-    let today = now.today();
     let rules = ExtractRules {
         extract_type: Some(validate::ExtractType::Full),
-        reference_date: header.reference_date(today),
+        reference_date: header.reference_date(now.today()),
         allow_test_numbers: config.hub.allow_test_nhs_numbers,
     };
-    let mut list = BufWriter::new(tempfile::tempfile().map_err(ReconcileError::Write)?);
-    let mut counts = Counts {
-        delta: header.extract_type == Some(validate::ExtractType::Delta),
-        ..Counts::default()
-    };
+    let mut tally = Tally::new(header.extract_type == Some(validate::ExtractType::Delta))?;
     let mut hashes: Vec<u128> = Vec::new();
     for item in reader {
         let raw = match item {
             Item::Record(raw) => raw,
             Item::Warning(_) => continue,
-            Item::Fatal(p) => {
-                return Err(ReconcileError::Unreadable(
-                    name,
-                    format!("{}: {}", p.code, p.message),
-                ))
-            }
+            Item::Fatal(p) => return Err(unreadable(&name, &p)),
             Item::Io(e) => return Err(ReconcileError::Read(name, e)),
         };
         let checked = rules.check(&raw);
         if let Some((local_id, plan)) = &checked.key {
             hashes.push(key_hash(local_id, *plan));
         }
-        let Some(r) = checked.record.filter(|r| r.action == Action::Upsert) else {
-            counts.invalid += 1;
-            let code = checked
-                .problems
-                .first()
-                .map(|p| p.code)
-                .unwrap_or(Code::Action);
-            let (local_id, plan) = checked
-                .key
-                .as_ref()
-                .map(|(l, p)| (l.as_str(), p.as_str()))
-                .unwrap_or(("", ""));
-            spool(
-                &mut list,
-                Entry {
-                    kind: "INVALID",
-                    local_id,
-                    plan_type: plan,
-                    detail: format!("line {} {code}", raw.line),
-                },
-            )
-            .map_err(ReconcileError::Write)?;
-            continue;
-        };
-        match index::records::find_record(db, authority, &r.local_id, r.plan_type)? {
+        match checked.record.filter(|r| r.action == Action::Upsert) {
+            Some(r) => compare(db, authority, &r, &mut tally)?,
             None => {
-                counts.only_in_file += 1;
-                spool(
-                    &mut list,
-                    Entry {
-                        kind: "ONLY_IN_FILE",
-                        local_id: &r.local_id,
-                        plan_type: r.plan_type.as_str(),
-                        detail: String::new(),
-                    },
-                )
-                .map_err(ReconcileError::Write)?;
-            }
-            Some(held) => {
-                let fields = differing_fields(&r, &held);
-                if fields.is_empty() {
-                    counts.identical += 1;
-                } else {
-                    counts.differing += 1;
-                    spool(
-                        &mut list,
-                        Entry {
-                            kind: "DIFFERS",
-                            local_id: &r.local_id,
-                            plan_type: r.plan_type.as_str(),
-                            detail: fields.join(","),
-                        },
-                    )
-                    .map_err(ReconcileError::Write)?;
-                }
+                let code = checked.problems.first().map_or(Code::Action, |p| p.code);
+                let (local_id, plan) = checked
+                    .key
+                    .as_ref()
+                    .map_or(("", ""), |(l, p)| (l.as_str(), p.as_str()));
+                let detail = format!("line {} {code}", raw.line);
+                tally.note(Finding::Invalid, local_id, plan, &detail);
             }
         }
     }
     hashes.sort_unstable();
     // Held and open, but not in the file: a FULL would end these.
-    let mut failed: Option<io::Error> = None;
     index::records::for_each_open(db, authority, rules.reference_date, |_, local_id, plan| {
         if let Some(p) = PlanType::parse(plan) {
             if hashes.binary_search(&key_hash(local_id, p)).is_err() {
-                counts.only_held += 1;
-                if let Err(e) = spool(
-                    &mut list,
-                    Entry {
-                        kind: "ONLY_HELD",
-                        local_id,
-                        plan_type: plan,
-                        detail: String::new(),
-                    },
-                ) {
-                    failed.get_or_insert(e);
-                }
+                tally.note(Finding::OnlyHeld, local_id, plan, "");
             }
         }
     })?;
-    if let Some(e) = failed {
-        return Err(ReconcileError::Write(e));
-    }
-
-    let mut spooled = list
-        .into_inner()
-        .map_err(|e| ReconcileError::Write(e.into_error()))?;
-    spooled
-        .seek(SeekFrom::Start(0))
-        .map_err(ReconcileError::Write)?;
-    write_report(authority, &name, &counts, BufReader::new(spooled), csv, out)
-        .map_err(ReconcileError::Write)?;
+    let (counts, list) = tally.finish()?;
+    write_report(authority, &name, &counts, list, csv, out).map_err(ReconcileError::Write)?;
     Ok(counts)
+}
+
+/// One valid line of the file against the record held under its key.
+fn compare(
+    db: Db<'_>,
+    authority: &str,
+    r: &ExtractRecord,
+    tally: &mut Tally,
+) -> Result<(), ReconcileError> {
+    let plan = r.plan_type.as_str();
+    match index::records::find_record(db, authority, &r.local_id, r.plan_type)? {
+        None => tally.note(Finding::OnlyInFile, &r.local_id, plan, ""),
+        Some(held) => {
+            let fields = differing_fields(r, &held);
+            if fields.is_empty() {
+                tally.identical();
+            } else {
+                tally.note(Finding::Differs, &r.local_id, plan, &fields.join(","));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn write_report(

@@ -1,7 +1,7 @@
 //! `report rejections`: the lines rejected for a missing or invalid NHS number (or
 //! any codes asked for), with the file, line, `local_id` and code — what a data
 //! officer needs to fix case files. Problem details are kept 90 days
-//! ([`crate::index::flows::REJECTION_DAYS`]); the messages never hold an NHS number beyond the
+//! ([`crate::index::retention::REJECTION_DAYS`]); the messages never hold an NHS number beyond the
 //! replacement named by `NHS_INACTIVE`.
 
 use std::io::{self, Write};
