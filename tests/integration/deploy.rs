@@ -28,11 +28,7 @@ fn the_systemd_unit_verifies_and_is_sandboxed() {
         .output()
         .is_err()
     {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must verify the unit: install systemd"
-        );
-        eprintln!("skipped: systemd-analyze not installed");
+        skip("systemd-analyze is not installed to verify the unit (apt-get install systemd)");
         return;
     }
     // Verified with ExecStart pointing at the binary under test (verify checks it exists).

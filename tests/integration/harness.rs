@@ -532,3 +532,22 @@ print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n";
     let mut fields = text.split_whitespace().map(|f| f.parse::<i64>().unwrap());
     (fields.next().unwrap() as i32, fields.next().unwrap())
 }
+
+/// LA204's fixture as LA317 sent it (the same file, another authority's header).
+pub(crate) fn la317(data: &[u8]) -> Vec<u8> {
+    String::from_utf8(data.to_vec())
+        .unwrap()
+        .replace("authority=LA204", "authority=LA317")
+        .into_bytes()
+}
+
+/// A test that needs what this machine lacks (a server, a tool, root). Outside CI it
+/// is skipped with a line saying why; under `CI` it fails, because CI must run every
+/// test that proves a promise against a real server or tool.
+pub(crate) fn skip(why: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must run this test, but {why}"
+    );
+    eprintln!("skipped: {why}");
+}

@@ -12,13 +12,6 @@ fn ctl(workflow: &str, from: &str, compress: &str, encrypted: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-fn la317(data: &[u8]) -> Vec<u8> {
-    String::from_utf8(data.to_vec())
-        .unwrap()
-        .replace("authority=LA204", "authority=LA317")
-        .into_bytes()
-}
-
 #[test]
 fn gzip_dat_is_accepted_when_compress_is_y() {
     let hub = Hub::new();

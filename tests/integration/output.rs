@@ -112,11 +112,7 @@ impl Tmpfs {
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "cannot mount a tmpfs (CI runs as root and must)"
-            );
-            eprintln!("skipped: cannot mount a tmpfs here (not root?)");
+            skip("a tmpfs cannot be mounted here (not root?)");
             return None;
         }
         Some(Tmpfs(at.to_path_buf()))

@@ -7,11 +7,7 @@ use crate::harness::*;
 #[test]
 fn xml_fixtures_and_golden_outputs_validate_against_their_schemas() {
     if Command::new("xmllint").arg("--version").output().is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must validate the schemas: install libxml2-utils"
-        );
-        eprintln!("skipped: xmllint not installed (apt-get install libxml2-utils)");
+        skip("xmllint is not installed (apt-get install libxml2-utils)");
         return;
     }
     let dir = project_dir();

@@ -42,13 +42,9 @@ impl Sshd {
     /// Starts a private sshd, or returns None (skip) when there is none outside CI.
     pub(crate) fn start() -> Option<Sshd> {
         if !Path::new(SSHD).exists() {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must run the SFTP tests: install openssh-server ({SSHD} is missing)"
-            );
-            eprintln!(
-                "skipped: {SSHD} not found (apt-get install openssh-server to run the SFTP tests)"
-            );
+            skip(&format!(
+                "{SSHD} is missing (apt-get install openssh-server to run the SFTP tests)"
+            ));
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
@@ -224,13 +220,6 @@ impl Drop for Sshd {
     }
 }
 
-fn la317(data: &[u8]) -> Vec<u8> {
-    String::from_utf8(data.to_vec())
-        .unwrap()
-        .replace("authority=LA204", "authority=LA317")
-        .into_bytes()
-}
-
 #[test]
 fn files_are_downloaded_processed_removed_and_receipts_uploaded_with_rename() {
     let Some(sshd) = Sshd::start() else { return };
@@ -379,56 +368,6 @@ fn mesh_pairs_with_upper_case_extensions_are_taken_whole() {
     );
 }
 
-/// A daemon process, killed if a test ends without stopping it.
-struct Running(Option<Child>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// A daemon started on the hub (its business clock `--now` the test's), its log in a
-/// file.
-fn daemon(hub: &Hub) -> (Running, PathBuf) {
-    let log = hub.path().join("daemon.log");
-    let child = Command::new(bin())
-        .arg("--config")
-        .arg(hub.config())
-        .arg("--now")
-        .arg(&hub.now)
-        .arg("run")
-        .env("RUST_LOG", "info")
-        .env_remove("CPIS_HUB_FAULT")
-        .stderr(fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    (Running(Some(child)), log)
-}
-
-fn wait_for(seconds: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    cond()
-}
-
-fn stop(mut running: Running) -> Option<i32> {
-    let mut child = running.0.take()?;
-    let _ = Command::new("kill")
-        .args(["-s", "TERM"])
-        .arg(child.id().to_string())
-        .status();
-    child.wait().ok().and_then(|s| s.code())
-}
-
 #[test]
 fn a_server_killed_mid_transfer_leaves_no_partial_file_and_the_retry_delivers_once() {
     let Some(mut sshd) = Sshd::start() else {
@@ -438,16 +377,12 @@ fn a_server_killed_mid_transfer_leaves_no_partial_file_and_the_retry_delivers_on
     let hub = Hub::with_config("", &sshd.table("X26LA204", ""));
     let big: Vec<u8> = (0..100u32 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
     sshd.put("big.bin", &big);
-    let (child, log) = daemon(&hub);
+    let daemon = Daemon::start(&hub, &[]);
     let in_dir = hub.folder("X26LA204", "in");
     // Kill the server once the download has started.
     let partial = in_dir.join(".big.bin.sftp.part");
     let started = wait_for(30, || fs::metadata(&partial).is_ok_and(|m| m.len() > 0));
-    assert!(
-        started,
-        "no download seen: {}",
-        fs::read_to_string(&log).unwrap_or_default()
-    );
+    assert!(started, "no download seen: {}", daemon.output());
     let at_kill = fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
     sshd.kill();
     eprintln!(
@@ -459,9 +394,7 @@ fn a_server_killed_mid_transfer_leaves_no_partial_file_and_the_retry_delivers_on
         "the transfer was over before the kill"
     );
     assert!(
-        wait_for(30, || fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("sftp_failed")),
+        wait_for(30, || daemon.output().contains("sftp_failed")),
         "the cut transfer was not noticed"
     );
     let names: Vec<String> = fs::read_dir(&in_dir)
@@ -483,9 +416,9 @@ fn a_server_killed_mid_transfer_leaves_no_partial_file_and_the_retry_delivers_on
     assert!(
         delivered,
         "no receipt delivered after the restart: {}",
-        fs::read_to_string(&log).unwrap_or_default()
+        daemon.output()
     );
-    assert_eq!(stop(child), Some(0));
+    assert_eq!(daemon.terminate(), Some(0));
     assert!(
         sshd.in_names().is_empty(),
         "removed from the remote after the retry"
@@ -521,24 +454,20 @@ fn an_unresponsive_server_delays_no_other_partner() {
         .replace("io_timeout = \"10s\"", "io_timeout = \"60s\"");
     let hub = Hub::with_config("", &format!("{}\n{stuck}", sshd.table("X26LA204", "")));
     sshd.put("nightly.csv", &fixture("extract_full.csv"));
-    let (child, log) = daemon(&hub);
+    let daemon = Daemon::start(&hub, &[]);
     let t0 = Instant::now();
     let delivered = wait_for(20, || {
         sshd.out_names()
             .iter()
             .any(|n| n.starts_with("RECEIPT_X26LA204"))
     });
-    assert!(
-        delivered,
-        "{}",
-        fs::read_to_string(&log).unwrap_or_default()
-    );
+    assert!(delivered, "{}", daemon.output());
     eprintln!(
         "LA204's receipt delivered after {:?} while LA317's server hangs",
         t0.elapsed()
     );
     let t1 = Instant::now();
-    assert_eq!(stop(child), Some(0));
+    assert_eq!(daemon.terminate(), Some(0));
     assert!(
         t1.elapsed() < Duration::from_secs(15),
         "the stop waited for the hung server: {:?}",
