@@ -339,3 +339,107 @@ fn write_report(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::records::StoredRecord;
+    use crate::nhs::NhsNumber;
+
+    fn held() -> StoredRecord {
+        StoredRecord {
+            id: 1,
+            nhs_number: "9990000018".into(),
+            date_of_birth: Some("2015-03-01".into()),
+            start_date: "2026-01-05".into(),
+            end_date: None,
+            ended_reason: None,
+            team: Some("North Team".into()),
+            office_hours_phone: Some("01632 960001".into()),
+            out_of_hours_phone: None,
+            email: None,
+        }
+    }
+
+    fn record() -> ExtractRecord {
+        let d = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok();
+        ExtractRecord {
+            action: Action::Upsert,
+            local_id: "C1".into(),
+            plan_type: PlanType::Cpp,
+            nhs_number: NhsNumber::parse("9990000018").ok(),
+            date_of_birth: d("2015-03-01"),
+            start_date: d("2026-01-05"),
+            end_date: None,
+            team: Some("North Team".into()),
+            office_hours_phone: Some("01632 960001".into()),
+            out_of_hours_phone: None,
+            email: None,
+        }
+    }
+
+    #[test]
+    fn the_same_record_differs_in_nothing() {
+        assert!(differing_fields(&record(), &held()).is_empty());
+    }
+
+    #[test]
+    fn each_changed_field_is_named_once_in_order() {
+        let mut r = record();
+        r.end_date = chrono::NaiveDate::from_ymd_opt(2026, 11, 1);
+        r.team = Some("South Team".into());
+        r.email = Some("duty@example.org".into());
+        assert_eq!(differing_fields(&r, &held()), ["end_date", "team", "email"]);
+    }
+
+    #[test]
+    fn the_tally_counts_each_finding_and_the_list_keeps_the_order() {
+        let mut t = Tally::new(false).unwrap();
+        t.identical();
+        t.note(Finding::OnlyInFile, "C2", "CPP", "");
+        t.note(Finding::Differs, "C3", "LAC", "team");
+        t.note(Finding::OnlyHeld, "C4", "CPP", "");
+        t.note(Finding::Invalid, "", "", "line 7 NHS_CHECK_DIGIT");
+        let (counts, list) = t.finish().unwrap();
+        assert_eq!(
+            (
+                counts.identical,
+                counts.only_in_file,
+                counts.differing,
+                counts.only_held,
+                counts.invalid
+            ),
+            (1, 1, 1, 1, 1)
+        );
+        assert!(!counts.matches());
+        let mut csv = Vec::new();
+        write_report("LA204", "f.csv", &counts, list, true, &mut csv).unwrap();
+        let csv = String::from_utf8(csv).unwrap();
+        assert!(
+            csv.ends_with(
+                "ONLY_IN_FILE,C2,CPP,\nDIFFERS,C3,LAC,team\nONLY_HELD,C4,CPP,\nINVALID,,,line 7 NHS_CHECK_DIGIT\n"
+            ),
+            "{csv}"
+        );
+        assert!(csv.starts_with("kind,local_id,plan_type,detail\nCOUNT,IDENTICAL,,1\n"));
+    }
+
+    #[test]
+    fn nothing_found_reads_as_a_match() {
+        let mut t = Tally::new(false).unwrap();
+        t.identical();
+        let (counts, list) = t.finish().unwrap();
+        assert!(counts.matches());
+        let mut text = Vec::new();
+        write_report("LA204", "f.csv", &counts, list, false, &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(
+            text.contains("RESULT: the file matches what is held"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("KIND"),
+            "no list header without a list: {text}"
+        );
+    }
+}

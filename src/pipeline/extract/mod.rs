@@ -414,3 +414,30 @@ pub(crate) fn evaluate_step(
 pub(crate) fn bounded(reader: impl Read + Send + 'static, max: u64) -> Box<dyn Read + Send> {
     Box::new(limits::SizeLimit::new(reader, max))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::sequence_gap;
+
+    #[test]
+    fn the_next_sequence_is_no_gap() {
+        assert_eq!(sequence_gap(8, 7), None);
+        assert_eq!(sequence_gap(1, 0), None);
+    }
+
+    #[test]
+    fn a_gap_names_how_many_may_be_missing_and_what_was_expected() {
+        let w = sequence_gap(10, 7).unwrap();
+        assert!(w.contains("2 file(s) may be missing"), "{w}");
+        assert!(w.contains("expected 8"), "{w}");
+    }
+
+    #[test]
+    fn a_repeat_and_a_restart_are_told_apart() {
+        let repeat = sequence_gap(7, 7).unwrap();
+        assert!(repeat.contains("repeats"), "{repeat}");
+        let lower = sequence_gap(3, 7).unwrap();
+        assert!(lower.contains("lower"), "{lower}");
+        assert!(lower.contains("expected 8"), "{lower}");
+    }
+}

@@ -212,3 +212,60 @@ impl Ledger<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str, size: u64) -> RemoteFile {
+        RemoteFile {
+            name: name.into(),
+            size,
+            mtime: 0,
+        }
+    }
+
+    fn names(order: Vec<&RemoteFile>) -> Vec<&str> {
+        order.into_iter().map(|f| f.name.as_str()).collect()
+    }
+
+    #[test]
+    fn a_plain_file_waits_until_its_size_is_the_same_at_two_listings() {
+        let files = [file("a.csv", 10)];
+        let mut listings = Listings::default();
+        assert!(download_order(&files, &listings).is_empty());
+        listings.sizes.insert("a.csv".into(), 5);
+        assert!(
+            download_order(&files, &listings).is_empty(),
+            "still growing"
+        );
+        listings.sizes.insert("a.csv".into(), 10);
+        assert_eq!(names(download_order(&files, &listings)), ["a.csv"]);
+    }
+
+    #[test]
+    fn a_ctl_comes_after_its_dat_whatever_the_case_of_the_extension() {
+        let files = [
+            file("X.CTL", 1),
+            file("x.dat", 9),
+            file("X.DAT", 9),
+            file("lonely.dat", 9),
+        ];
+        let order = download_order(&files, &Listings::default());
+        assert_eq!(names(order), ["X.DAT", "X.CTL"]);
+    }
+
+    #[test]
+    fn temporary_names_and_the_processed_folder_are_never_taken() {
+        let files = [
+            file(".a.csv", 1),
+            file("b.csv.part", 1),
+            file("processed", 0),
+        ];
+        let mut listings = Listings::default();
+        for f in &files {
+            listings.sizes.insert(f.name.clone(), f.size);
+        }
+        assert!(download_order(&files, &listings).is_empty());
+    }
+}
