@@ -89,45 +89,29 @@ pub(crate) fn validate_file(
     let open = opener(&file, false, config.hub.max_file_bytes);
     let mut sink = extract::MemorySink::default();
     let io_err = extract_failed(path);
-    let feed_outcome = match feeds::handler_for(config, partner, now, 0) {
-        None => None,
-        Some(mut handler) => Some(
-            feeds::evaluate(
-                Store::Read(db),
-                handler.as_mut(),
-                &config.hub,
-                &[],
-                &open,
-                false,
-                &mut sink,
-            )
-            .map_err(io_err)?,
-        ),
+    let outcome = match feeds::handler_for(config, partner, now, 0) {
+        Some(mut handler) => feeds::evaluate(
+            Store::Read(db),
+            handler.as_mut(),
+            &config.hub,
+            &[],
+            &open,
+            false,
+            &mut sink,
+        )
+        .map_err(io_err)?,
+        None => {
+            let job = Job {
+                hub: &config.hub,
+                authority: partner.authority_code().unwrap_or_default(),
+                now,
+                pre_problems: Vec::new(),
+                guard: true,
+                apply: false,
+            };
+            extract::evaluate(Store::Read(db), &job, &open, &mut sink).map_err(io_err)?
+        }
     };
-    if let Some(outcome) = feed_outcome {
-        sink.finish(Store::Read(db))?;
-        let mut problems = sink.0;
-        problems.sort_by_key(|p| p.line.map_or((0, 0), |l| (1, l)));
-        return Ok(Validation {
-            partner_key,
-            sha256,
-            status: outcome.status,
-            counts: outcome.counts,
-            problems,
-            earlier: None,
-        });
-    }
-    let authority = partner.authority_code().unwrap_or_default();
-    let job = Job {
-        hub: &config.hub,
-        authority,
-        now,
-        pre_problems: Vec::new(),
-        guard: true,
-        apply: false,
-    };
-    let outcome =
-        extract::evaluate(Store::Read(db), &job, &open, &mut sink).map_err(extract_failed(path))?;
     sink.finish(Store::Read(db))?;
     let mut problems = sink.0;
     problems.sort_by_key(|p| p.line.map_or((0, 0), |l| (1, l)));

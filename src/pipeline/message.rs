@@ -52,16 +52,7 @@ pub(super) fn fail_permanently(
     read_error: bool,
     report: &mut PassReport,
 ) -> Result<(), PassError> {
-    let mut m = MessageRow::arriving(
-        &partner.mailbox,
-        name_bytes(found.item.name()),
-        now.rfc3339(),
-        partner.authority_code().map(str::to_string),
-    );
-    if let Ready::Mesh { ctl, .. } = &found.item {
-        m.ctl_name = Some(name_bytes(ctl));
-        m.src_ctl_name = m.ctl_name.clone();
-    }
+    let mut m = arriving(partner, found, now);
     let problem = if read_error {
         Problem::file(
             Code::ReadError,
@@ -218,17 +209,7 @@ pub(super) fn process_message(
     dir: &Dir,
     found: &Found,
 ) -> Result<Status, PassError> {
-    let mut m = MessageRow::arriving(
-        &partner.mailbox,
-        name_bytes(found.item.name()),
-        now.rfc3339(),
-        partner.authority_code().map(str::to_string),
-    );
-    if let Ready::Mesh { ctl, .. } = &found.item {
-        // The pair moves together, whatever is decided.
-        m.ctl_name = Some(name_bytes(ctl));
-        m.src_ctl_name = m.ctl_name.clone();
-    }
+    let mut m = arriving(partner, found, now);
     let refuse = |index: &mut Index, m: &mut MessageRow, problem: Problem| {
         m.kind = MessageKind::Refused;
         reject_whole(config, index, &now, m, problem)
@@ -562,4 +543,20 @@ pub(super) fn finish_message(
     index::audit::audit(tx, now, actor, m.kind.as_str(), &entry)?;
     log_decision(m, status);
     Ok(())
+}
+
+/// The ledger row of a message as it arrives: its names (a MESH pair moves together,
+/// whatever is decided), the time, and the authority its mailbox speaks for.
+fn arriving(partner: &Partner, found: &Found, now: Clock) -> MessageRow {
+    let mut m = MessageRow::arriving(
+        &partner.mailbox,
+        name_bytes(found.item.name()),
+        now.rfc3339(),
+        partner.authority_code().map(str::to_string),
+    );
+    if let Ready::Mesh { ctl, .. } = &found.item {
+        m.ctl_name = Some(name_bytes(ctl));
+        m.src_ctl_name = m.ctl_name.clone();
+    }
+    m
 }
