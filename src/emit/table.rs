@@ -107,3 +107,51 @@ impl<'w> TableWriter<'w> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formats::INACTIVE;
+
+    fn render(syntax: Format) -> String {
+        let mut out = Vec::new();
+        let metadata = [("mailbox", "X26LA204".to_string()), ("count", "2".into())];
+        let mut t = TableWriter::begin(&mut out, &INACTIVE, syntax, &metadata).unwrap();
+        t.row(&["C1", "9990000018", "CPP", "INACTIVE", "", "2026-11-20"])
+            .unwrap();
+        t.row(&[
+            "C,2",
+            "9990000026",
+            "LAC",
+            "SUPERSEDED",
+            "9990000034",
+            "<&>",
+        ])
+        .unwrap();
+        t.finish().unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn csv_is_the_metadata_line_the_header_and_quoted_rows() {
+        assert_eq!(
+            render(Format::Csv),
+            "#cpis-inactive v1 mailbox=X26LA204 count=2\n\
+             local_id,nhs_number,plan_type,status,replacement_nhs_number,effective_date\n\
+             C1,9990000018,CPP,INACTIVE,,2026-11-20\n\
+             \"C,2\",9990000026,LAC,SUPERSEDED,9990000034,<&>\n"
+        );
+    }
+
+    #[test]
+    fn xml_has_the_metadata_as_attributes_escaped_values_and_no_empty_elements() {
+        assert_eq!(
+            render(Format::Xml),
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+             <CpisInactive xmlns=\"urn:cpis-hub:v1\" mailbox=\"X26LA204\" count=\"2\">\n  \
+             <Record><LocalId>C1</LocalId><NhsNumber>9990000018</NhsNumber><PlanType>CPP</PlanType><Status>INACTIVE</Status><EffectiveDate>2026-11-20</EffectiveDate></Record>\n  \
+             <Record><LocalId>C,2</LocalId><NhsNumber>9990000026</NhsNumber><PlanType>LAC</PlanType><Status>SUPERSEDED</Status><ReplacementNhsNumber>9990000034</ReplacementNhsNumber><EffectiveDate>&lt;&amp;&gt;</EffectiveDate></Record>\n\
+             </CpisInactive>\n"
+        );
+    }
+}
