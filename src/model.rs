@@ -312,3 +312,37 @@ mod tests {
         }
     }
 }
+
+spelled! {
+    /// What a message taken from the hub's MESH inbox was (§9).
+    pub(crate) enum MeshInKind {
+        /// Data from a `mesh_api` partner: placed in its `in/` as a MESH pair.
+        Data => "data",
+        /// Data from an unknown or non-`mesh_api` sender: kept for the operator.
+        Kept => "kept",
+        /// A REPORT (e.g. an undelivered message) about a file the hub sent.
+        Report => "report",
+    }
+}
+
+spelled! {
+    /// Where a message from the hub's MESH inbox is: downloaded and durable under a
+    /// temporary name, placed under its own name, or acknowledged on the server.
+    pub(crate) enum MeshInState {
+        Fetched => "fetched",
+        Placed => "placed",
+        Acked => "acked",
+    }
+}
+
+spelled! {
+    /// Where an outbound file for a `mesh_api` partner is: a send begun (outcome
+    /// unknown until recorded), its first chunk accepted (the rest to follow under
+    /// the recorded message id), sent, or refused by the server.
+    pub(crate) enum MeshOutState {
+        Sending => "sending",
+        Uploading => "uploading",
+        Sent => "sent",
+        Refused => "refused",
+    }
+}

@@ -8,9 +8,24 @@ use crate::config::Config;
 use crate::index::{self, Index};
 use crate::lock::Lock;
 use crate::pipeline::{self, PassOptions};
+use crate::transport::mesh;
 
 pub(super) fn run(config: &Config, emit: &[EmitKind], now: Clock) -> Result<i32, Exit> {
     let (_lock, mut index) = open_for_processing(config)?;
+    // MESH (§9): a handshake and one poll before the pass, what it wrote sent after.
+    let mut mesh_failed = false;
+    if config.mesh.is_some() {
+        let steps = mesh::Steps {
+            handshake: true,
+            receive: true,
+            send: false,
+        };
+        if let Err(e) = mesh::round(config, &mut index, &now, steps) {
+            mesh::log_failure(&e);
+            warn_line(format_args!("MESH: {e}"));
+            mesh_failed = true;
+        }
+    }
     let (report, mut failures) =
         crate::transport::sftp::download_all_while(config, &now, |mailboxes, ready| {
             let options = PassOptions {
@@ -25,12 +40,25 @@ pub(super) fn run(config: &Config, emit: &[EmitKind], now: Clock) -> Result<i32,
         });
     let report = report.map_err(|e| Exit(1, pass_error(config, e)))?;
     failures.extend(crate::transport::sftp::upload_all(config));
+    // After a failed poll (a secret, the server down) nothing is sent: the files
+    // wait in out/ for the next pass, and the server is not asked again.
+    if config.mesh.is_some() && !mesh_failed {
+        let steps = mesh::Steps {
+            send: true,
+            ..mesh::Steps::default()
+        };
+        if let Err(e) = mesh::round(config, &mut index, &now, steps) {
+            mesh::log_failure(&e);
+            warn_line(format_args!("MESH: {e}"));
+            mesh_failed = true;
+        }
+    }
     for f in &failures {
         warn_line(format_args!("SFTP {}: {}", f.mailbox, f.error));
     }
     // Each file's and partner's failure is in the log already (file_retry,
     // file_failed, partner_skipped): not said twice.
-    Ok(if failures.is_empty() {
+    Ok(if failures.is_empty() && !mesh_failed {
         report.exit_code()
     } else {
         1

@@ -25,6 +25,21 @@ pub(super) struct RawConfig {
     demographics: Option<RawDemographics>,
     #[serde(default)]
     sftp: Vec<RawSftp>,
+    mesh: Option<RawMesh>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMesh {
+    url: String,
+    password_file: String,
+    shared_key_file: String,
+    client_cert: Option<String>,
+    client_key: Option<String>,
+    ca_bundle: Option<String>,
+    poll_every: Option<String>,
+    chunk_bytes: Option<i64>,
+    timeout: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -64,6 +79,8 @@ struct RawAuthority {
     format: Format,
     #[serde(default)]
     framing: Framing,
+    #[serde(default)]
+    mesh_api: bool,
 }
 
 #[derive(Deserialize)]
@@ -79,6 +96,8 @@ struct RawSite {
     format: Format,
     #[serde(default)]
     framing: Framing,
+    #[serde(default)]
+    mesh_api: bool,
 }
 
 #[derive(Deserialize)]
@@ -89,6 +108,8 @@ struct RawDemographics {
     format: Format,
     #[serde(default)]
     framing: Framing,
+    #[serde(default)]
+    mesh_api: bool,
 }
 
 #[derive(Deserialize)]
@@ -232,6 +253,7 @@ pub(super) fn build(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> 
             role: Role::Demographics,
             format: d.format,
             framing: d.framing,
+            mesh_api: d.mesh_api,
         });
     }
     let mut seen = HashSet::new();
@@ -252,10 +274,29 @@ pub(super) fn build(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> 
     for (i, s) in raw.sftp.iter().enumerate() {
         sftp.push(sftp_remote(i, s, base, &partners, &mut sftp_seen)?);
     }
+    let mesh = match &raw.mesh {
+        Some(m) => Some(mesh_settings(m, base)?),
+        None => None,
+    };
+    for p in &partners {
+        if p.mesh_api && mesh.is_none() {
+            return Err(key_error(
+                format!("{}.mesh_api", p.config_key),
+                "a partner reached over the MESH API needs a [mesh] table (SPEC §9)",
+            ));
+        }
+        if p.mesh_api && sftp.iter().any(|r: &SftpRemote| r.mailbox.eq_ignore_ascii_case(&p.mailbox)) {
+            return Err(key_error(
+                format!("{}.mesh_api", p.config_key),
+                format!("{:?} also has an [[sftp]] remote: a partner is reached one way", p.mailbox),
+            ));
+        }
+    }
     Ok(Config {
         hub,
         partners,
         sftp,
+        mesh,
     })
 }
 
@@ -317,6 +358,7 @@ fn authority(
         },
         format: a.format,
         framing: a.framing,
+        mesh_api: a.mesh_api,
     })
 }
 
@@ -364,6 +406,7 @@ fn site(
         },
         format: s.format,
         framing: s.framing,
+        mesh_api: s.mesh_api,
     })
 }
 
@@ -414,6 +457,165 @@ fn sftp_remote(
         connect_timeout: duration(&k("connect_timeout"), s.connect_timeout.as_deref(), "15s")?,
         io_timeout: duration(&k("io_timeout"), s.io_timeout.as_deref(), "60s")?,
     })
+}
+
+/// `[mesh]` (§9): every value checked now, with its key named; the secrets and
+/// certificates read now, so that a pass never starts with one it cannot use.
+fn mesh_settings(m: &RawMesh, base: &Path) -> Result<MeshSettings, ConfigError> {
+    let url = non_empty("mesh.url", &m.url)?
+        .trim_end_matches('/')
+        .to_string();
+    let (scheme, host) = url_parts(&url)
+        .ok_or_else(|| key_error("mesh.url", format!("{url:?} is not an http(s) URL with a host")))?;
+    let https = match scheme.as_str() {
+        "https" => true,
+        "http" if is_loopback(&host) => false,
+        "http" => {
+            return Err(key_error(
+                "mesh.url",
+                "plain http is allowed only to a loopback host (127.0.0.1, ::1, localhost): use https",
+            ))
+        }
+        _ => return Err(key_error("mesh.url", "the scheme must be https (or http to a loopback host)")),
+    };
+    let file = |key: &str, value: &str| -> Result<PathBuf, ConfigError> {
+        Ok(base.join(non_empty(&format!("mesh.{key}"), value)?))
+    };
+    let password = read_secret("mesh.password_file", &file("password_file", &m.password_file)?)?;
+    let shared_key = read_secret("mesh.shared_key_file", &file("shared_key_file", &m.shared_key_file)?)?;
+    let client_identity = match (&m.client_cert, &m.client_key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => {
+            let mut pem = read_pem("mesh.client_cert", &file("client_cert", cert)?, "CERTIFICATE")?;
+            let key_path = file("client_key", key)?;
+            check_private("mesh.client_key", &key_path)?;
+            pem.push(b'\n');
+            pem.extend(read_pem("mesh.client_key", &key_path, "PRIVATE KEY")?);
+            Some(pem)
+        }
+        (Some(_), None) => return Err(key_error("mesh.client_key", "client_cert is set: the key that goes with it is needed too")),
+        (None, Some(_)) => return Err(key_error("mesh.client_cert", "client_key is set: the certificate that goes with it is needed too")),
+    };
+    let ca_bundle = match &m.ca_bundle {
+        Some(path) => Some(read_pem("mesh.ca_bundle", &file("ca_bundle", path)?, "CERTIFICATE")?),
+        None if https => {
+            return Err(key_error(
+                "mesh.ca_bundle",
+                "an https url needs the CA bundle that signed the MESH server's certificate (there is no switch to skip the check)",
+            ))
+        }
+        None => None,
+    };
+    let chunk_bytes = count(
+        "mesh.chunk_bytes",
+        m.chunk_bytes,
+        20_000_000,
+        MeshSettings::MAX_CHUNK_BYTES as i64,
+    )? as u64;
+    if chunk_bytes < MeshSettings::MIN_CHUNK_BYTES {
+        return Err(key_error(
+            "mesh.chunk_bytes",
+            format!("at least {} bytes", MeshSettings::MIN_CHUNK_BYTES),
+        ));
+    }
+    let timeout = duration("mesh.timeout", m.timeout.as_deref(), "60s")?;
+    if timeout.is_zero() {
+        return Err(key_error("mesh.timeout", "a timeout of 0 would fail every request"));
+    }
+    Ok(MeshSettings {
+        url,
+        password,
+        shared_key,
+        client_identity,
+        ca_bundle,
+        poll_every: duration("mesh.poll_every", m.poll_every.as_deref(), "5m")?,
+        chunk_bytes,
+        timeout,
+    })
+}
+
+/// `scheme://host[:port][/path]`: the scheme (lower case) and the host.
+fn url_parts(url: &str) -> Option<(String, String)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split('/').next()?;
+    if authority.contains('@') {
+        return None;
+    }
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next()?.to_string()
+    } else {
+        authority.split(':').next()?.to_string()
+    };
+    (!host.is_empty()).then(|| (scheme.to_ascii_lowercase(), host.to_ascii_lowercase()))
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Refuses a file that group or others may read (its mode, not its path's target
+/// folder: the hub's own folders are checked at start, §6.6).
+fn check_private(key: &str, path: &Path) -> Result<std::fs::Metadata, ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| key_error(key, format!("cannot read {}: {e}", path.display())))?;
+    if !meta.is_file() {
+        return Err(key_error(key, format!("{} is not a file", path.display())));
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(key_error(
+            key,
+            format!(
+                "{} can be read by group or others (mode {:o}): chmod 600 it",
+                path.display(),
+                meta.permissions().mode() & 0o777
+            ),
+        ));
+    }
+    Ok(meta)
+}
+
+/// A secret file: private, small, UTF-8; one trailing newline removed (§9).
+fn read_secret(key: &str, path: &Path) -> Result<Secret, ConfigError> {
+    let meta = check_private(key, path)?;
+    if meta.len() > 4096 {
+        return Err(key_error(key, format!("{} is over 4 KiB: not a secret file", path.display())));
+    }
+    let mut text = std::fs::read_to_string(path)
+        .map_err(|e| key_error(key, format!("cannot read {}: {e}", path.display())))?;
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    if text.is_empty() || text.contains(['\n', ':']) {
+        return Err(key_error(
+            key,
+            format!("{} must hold one line, not empty, without ':'", path.display()),
+        ));
+    }
+    Ok(Secret::new(text))
+}
+
+/// A PEM file holding at least one `-----BEGIN ...{label}-----` block.
+fn read_pem(key: &str, path: &Path, label: &str) -> Result<Vec<u8>, ConfigError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| key_error(key, format!("cannot read {}: {e}", path.display())))?;
+    let text = String::from_utf8_lossy(&bytes);
+    let found = text
+        .lines()
+        .any(|l| l.starts_with("-----BEGIN ") && l.trim_end().ends_with(&format!("{label}-----")));
+    if !found {
+        return Err(key_error(
+            key,
+            format!("{} holds no PEM {label}", path.display()),
+        ));
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]

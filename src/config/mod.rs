@@ -123,6 +123,8 @@ pub(crate) struct Partner {
     pub role: Role,
     pub format: Format,
     pub framing: Framing,
+    /// Reached through the hub's MESH mailbox over the MESH API (§9).
+    pub mesh_api: bool,
 }
 
 impl Partner {
@@ -159,6 +161,18 @@ impl Partner {
             Role::Authority { .. } => "CPISHUB_EXTRACT",
             Role::Site { .. } => "CPISHUB_ATTEND",
             Role::Demographics => "CPISHUB_NHS_STATUS",
+        }
+    }
+
+    /// The workflow id of an outbound file of this kind for this partner (§1.4).
+    pub(crate) fn outbound_workflow(&self, kind: crate::formats::Kind) -> &'static str {
+        use crate::formats::Kind;
+        match kind {
+            Kind::Receipt => self.receipt_workflow(),
+            Kind::Access => "CPISHUB_ACCESS",
+            Kind::Inactive => "CPISHUB_INACTIVE",
+            Kind::Holdings => "CPISHUB_HOLDINGS",
+            Kind::Alerts => "CPISHUB_ALERTS",
         }
     }
 
@@ -221,6 +235,51 @@ pub(crate) struct Config {
     pub hub: HubSettings,
     pub partners: Vec<Partner>,
     pub sftp: Vec<SftpRemote>,
+    pub mesh: Option<MeshSettings>,
+}
+
+/// A secret read from a file (§9): never printed, not even by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Secret(String);
+
+impl Secret {
+    pub(crate) fn new(text: String) -> Secret {
+        Secret(text)
+    }
+
+    /// The secret itself, for the one place that uses it (the MESH token).
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// `[mesh]`: the hub's own MESH mailbox over the MESH API (§9), checked.
+#[derive(Debug, Clone)]
+pub(crate) struct MeshSettings {
+    /// The base URL, without a trailing `/`.
+    pub url: String,
+    pub password: Secret,
+    pub shared_key: Secret,
+    /// Mutual TLS: the hub's certificate and key (PEM), read at start.
+    pub client_identity: Option<Vec<u8>>,
+    /// The only roots trusted for the server (PEM), required for `https`.
+    pub ca_bundle: Option<Vec<u8>>,
+    pub poll_every: Duration,
+    pub chunk_bytes: u64,
+    pub timeout: Duration,
+}
+
+impl MeshSettings {
+    /// The largest request body the MESH API takes (100 MB).
+    pub(crate) const MAX_CHUNK_BYTES: u64 = 100_000_000;
+    /// The smallest `chunk_bytes` accepted: room for a gzip member's framing.
+    pub(crate) const MIN_CHUNK_BYTES: u64 = 1024;
 }
 
 impl Config {

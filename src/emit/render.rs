@@ -101,13 +101,16 @@ pub(super) fn stage_ctl(
     if row.framing != Framing::Mesh {
         return Ok(None);
     }
-    let workflow = match (row.kind, config.partner(&row.mailbox)) {
-        (Kind::Receipt, Some(p)) => p.receipt_workflow(),
-        (Kind::Receipt, None) => "CPISHUB_EXTRACT_ACK",
-        (Kind::Access, _) => "CPISHUB_ACCESS",
-        (Kind::Inactive, _) => "CPISHUB_INACTIVE",
-        (Kind::Holdings, _) => "CPISHUB_HOLDINGS",
-        (Kind::Alerts, _) => "CPISHUB_ALERTS",
+    let workflow = match config.partner(&row.mailbox) {
+        Some(p) => p.outbound_workflow(row.kind),
+        // A file for a partner no longer configured: an authority's, as it was.
+        None if row.kind == Kind::Receipt => "CPISHUB_EXTRACT_ACK",
+        None => match row.kind {
+            Kind::Access => "CPISHUB_ACCESS",
+            Kind::Inactive => "CPISHUB_INACTIVE",
+            Kind::Holdings => "CPISHUB_HOLDINGS",
+            _ => "CPISHUB_ALERTS",
+        },
     };
     let text = super::ctl::control_file(
         workflow,

@@ -13,6 +13,7 @@ mod bound;
 pub(crate) mod flows;
 pub(crate) mod holdings;
 pub(crate) mod ledger;
+pub(crate) mod mesh;
 pub(crate) mod outbound;
 pub(crate) mod records;
 pub(crate) mod retention;

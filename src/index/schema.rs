@@ -256,6 +256,45 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE audit ADD COLUMN pretend_at TEXT;   -- --now of the command, when given; `at` is the real time
     INSERT OR IGNORE INTO counters VALUES ('database_id', abs(random()));
     "#,
+    // 3 -> 4 (issue 15): the MESH API transport. Every message taken from the hub's
+    // MESH inbox by its MESH message id (so one listed again is only acknowledged),
+    // every outbound file sent by its name (so a send is repeated only when its
+    // outcome is unknown), the REPORTs received, and the last poll and handshake.
+    r#"
+    CREATE TABLE mesh_inbound (
+        message_id  TEXT PRIMARY KEY,     -- the MESH message id
+        sender      TEXT,                 -- Mex-From (none on a REPORT)
+        mailbox     TEXT,                 -- the partner whose in/ it went to (kind = data)
+        kind        TEXT NOT NULL,        -- data | kept | report
+        state       TEXT NOT NULL,        -- fetched | placed | acked
+        bytes       INTEGER NOT NULL DEFAULT 0,
+        at          TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE mesh_outbound (
+        mailbox     TEXT NOT NULL,        -- the partner it is for
+        file        TEXT NOT NULL,        -- its name in out/
+        local_id    TEXT NOT NULL,        -- Mex-LocalID: KIND_SEQUENCE
+        message_id  TEXT,                 -- the MESH message id, once the server gave one
+        chunks      INTEGER NOT NULL DEFAULT 1,
+        state       TEXT NOT NULL,        -- sending | uploading | sent | refused
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        error       TEXT,                 -- the last refusal or failure
+        at          TEXT NOT NULL,
+        PRIMARY KEY (mailbox, file)
+    ) WITHOUT ROWID;
+    CREATE INDEX mesh_outbound_by_message ON mesh_outbound(message_id);
+    CREATE TABLE mesh_reports (
+        report_id   TEXT PRIMARY KEY,     -- the REPORT's own MESH message id
+        linked_id   TEXT,                 -- Mex-LinkedMsgID: the message it is about
+        mailbox     TEXT,                 -- the partner of the outbound file it names
+        file        TEXT,
+        code        TEXT NOT NULL,
+        description TEXT NOT NULL,
+        event       TEXT NOT NULL,
+        at          TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE mesh_state (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -6,8 +6,8 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, 
 use crate::config::{Format, Framing};
 use crate::formats::Kind;
 use crate::model::{
-    Code, Decision, DownloadState, EndedReason, Folder, MessageKind, MessageState, OutboundState,
-    Severity, Status,
+    Code, Decision, DownloadState, EndedReason, Folder, MeshInKind, MeshInState, MeshOutState,
+    MessageKind, MessageState, OutboundState, Severity, Status,
 };
 
 fn text<'a>(value: ValueRef<'a>) -> FromSqlResult<&'a str> {
@@ -49,6 +49,9 @@ stored_as_text!(
     Kind => "outbound kind",
     Format => "format",
     Framing => "framing",
+    MeshInKind => "MESH inbound kind",
+    MeshInState => "MESH inbound state",
+    MeshOutState => "MESH outbound state",
 );
 
 impl ToSql for Folder {

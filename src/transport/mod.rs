@@ -9,6 +9,7 @@
 //! never delete one except by the archive retention, and never change a mode through
 //! a path.
 
+pub(crate) mod mesh;
 pub(crate) mod sftp;
 
 use std::ffi::{OsStr, OsString};
