@@ -27,6 +27,40 @@ pub(crate) struct Status {
     /// Folders under the root that are no configured mailbox: files there are never
     /// taken.
     pub unconfigured_folders: Vec<crate::transport::Unconfigured>,
+    /// The MESH API transport (§9), when `[mesh]` is configured.
+    pub mesh: Option<MeshStatus>,
+}
+
+/// `status --json`'s `mesh` object (§9).
+#[derive(Debug, Serialize)]
+pub(crate) struct MeshStatus {
+    /// The last successful poll of the hub's MESH inbox (real time).
+    pub last_poll: Option<String>,
+    pub last_handshake: Option<String>,
+    /// Messages kept under `<root>/.mesh-unknown/` (unknown or non-`mesh_api` senders).
+    pub unknown_senders: u64,
+    /// Outbound files a REPORT says were not delivered (within `hub.archive_days`),
+    /// and files the server refused.
+    pub undelivered: Vec<Undelivered>,
+    /// Per `mesh_api` partner: the last message in and the last file sent.
+    pub partners: Vec<MeshPartner>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Undelivered {
+    pub partner: Option<String>,
+    pub file: Option<String>,
+    pub message_id: Option<String>,
+    pub code: String,
+    pub description: String,
+    pub at: String,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct MeshPartner {
+    pub mailbox: String,
+    pub last_in: Option<String>,
+    pub last_out: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -176,6 +210,63 @@ pub(crate) fn gather(config: &Config, now: Clock) -> Result<Status, IndexError> 
         stale_authorities,
         jobs,
         unconfigured_folders: crate::transport::unconfigured_mailboxes(config),
+        mesh: match (&config.mesh, &index) {
+            (None, _) => None,
+            (Some(_), Some(ix)) => Some(mesh_status(config, ix.db(), &now)?),
+            (Some(_), None) => Some(MeshStatus {
+                last_poll: None,
+                last_handshake: None,
+                unknown_senders: 0,
+                undelivered: Vec::new(),
+                partners: Vec::new(),
+            }),
+        },
+    })
+}
+
+fn mesh_status(config: &Config, db: index::Db<'_>, now: &Clock) -> Result<MeshStatus, IndexError> {
+    use index::mesh;
+    let since = now.now() - chrono::Duration::days(i64::from(config.hub.archive_days));
+    let mut undelivered: Vec<Undelivered> = mesh::reports(db)?
+        .into_iter()
+        .filter(|r| clock::parse_rfc3339(&r.at).is_none_or(|at| at >= since))
+        .map(|r| Undelivered {
+            partner: r.mailbox,
+            file: r.file,
+            message_id: r.linked_id,
+            code: r.code,
+            description: r.description,
+            at: r.at,
+        })
+        .collect();
+    undelivered.extend(mesh::refused(db)?.into_iter().map(|o| Undelivered {
+        partner: Some(o.mailbox),
+        file: Some(o.file),
+        message_id: o.message_id,
+        code: "refused".into(),
+        description: o.error.unwrap_or_default(),
+        at: String::new(),
+    }));
+    let last = mesh::last_per_partner(db)?;
+    let partners = config
+        .partners
+        .iter()
+        .filter(|p| p.mesh_api)
+        .map(|p| {
+            let found = last.iter().find(|(m, _, _)| m.eq_ignore_ascii_case(&p.mailbox));
+            MeshPartner {
+                mailbox: p.mailbox.clone(),
+                last_in: found.and_then(|f| f.1.clone()),
+                last_out: found.and_then(|f| f.2.clone()),
+            }
+        })
+        .collect();
+    Ok(MeshStatus {
+        last_poll: mesh::state(db, "last_poll")?,
+        last_handshake: mesh::state(db, "last_handshake")?,
+        unknown_senders: mesh::kept_count(db)?,
+        undelivered,
+        partners,
     })
 }
 
@@ -248,6 +339,9 @@ pub(crate) fn render_text(s: &Status) -> String {
             out.push_str(&format!("  {:<10} {} file(s)\n", u.folder, u.files));
         }
     }
+    if let Some(m) = &s.mesh {
+        render_mesh(&mut out, m);
+    }
     out.push_str("\nscheduled jobs:\n");
     for j in &s.jobs {
         out.push_str(&format!(
@@ -257,4 +351,37 @@ pub(crate) fn render_text(s: &Status) -> String {
         ));
     }
     out
+}
+
+fn render_mesh(out: &mut String, m: &MeshStatus) {
+    let or_never = |v: &Option<String>| v.clone().unwrap_or_else(|| "never".into());
+    out.push_str(&format!(
+        "\nMESH API: last poll {}, last handshake {}\n",
+        or_never(&m.last_poll),
+        or_never(&m.last_handshake)
+    ));
+    for p in &m.partners {
+        out.push_str(&format!(
+            "  {:<10} last in {}, last out {}\n",
+            p.mailbox,
+            or_never(&p.last_in),
+            or_never(&p.last_out)
+        ));
+    }
+    out.push_str(&format!(
+        "  messages kept from unknown senders (under .mesh-unknown/): {}\n",
+        m.unknown_senders
+    ));
+    out.push_str(&format!("  undelivered outbound files: {}\n", m.undelivered.len()));
+    for u in &m.undelivered {
+        out.push_str(&format!(
+            "    {} {} {} (message {}): {} {}\n",
+            u.at,
+            u.partner.as_deref().unwrap_or("?"),
+            u.file.as_deref().unwrap_or("?"),
+            u.message_id.as_deref().unwrap_or("-"),
+            u.code,
+            u.description
+        ));
+    }
 }

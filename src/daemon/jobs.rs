@@ -31,6 +31,8 @@ pub(super) struct Turn {
     pub(super) next_job: DateTime<Utc>,
     /// SFTP mailboxes with files waiting in their local `out/`.
     pub(super) to_upload: Vec<String>,
+    /// Whether files wait in a `mesh_api` partner's `out/`.
+    pub(super) to_send_mesh: bool,
 }
 
 /// What is due now, and when the next job will be.
@@ -83,6 +85,7 @@ pub(super) fn turn(config: &Config, index: &mut Index, now: Clock, options: Pass
         result,
         next_job,
         to_upload,
+        to_send_mesh: config.mesh.is_some() && crate::transport::mesh::has_outbound(config),
     }
 }
 

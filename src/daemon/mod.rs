@@ -11,6 +11,7 @@
 
 mod backoff;
 mod jobs;
+mod mesh;
 mod remote;
 pub(crate) mod schedule;
 
@@ -100,6 +101,7 @@ pub(crate) async fn run(
     let mut last_unconfigured_report: Option<Instant> = None;
     let mut index = Some(index);
     let remotes = Remotes::start(&config, &clock);
+    let mesh = mesh::Mesh::start(&config, &clock);
     tokio::pin!(shutdown);
     info!(event = "daemon_started", mailboxes = config.partners.len(), rescan_every = ?config.hub.rescan_every);
 
@@ -131,6 +133,9 @@ pub(crate) async fn run(
                 // The index goes with the task: it closes when the pass is done.
                 let _ = task.await;
                 remotes.stop().await;
+                if let Some(m) = mesh {
+                    m.stop().await;
+                }
                 info!(event = "daemon_stopped");
                 return Ok(());
             }
@@ -139,6 +144,11 @@ pub(crate) async fn run(
         index = Some(idx);
         tracing::debug!(event = "pass_done");
         remotes.kick(&turn.to_upload);
+        if turn.to_send_mesh {
+            if let Some(m) = &mesh {
+                m.kick();
+            }
+        }
 
         let mut wake_at = real_now + config.hub.rescan_every;
         match &turn.result {
@@ -168,6 +178,9 @@ pub(crate) async fn run(
         tokio::select! {
             () = &mut shutdown => {
                 remotes.stop().await;
+                if let Some(m) = mesh {
+                    m.stop().await;
+                }
                 info!(event = "daemon_stopped");
                 return Ok(());
             }
