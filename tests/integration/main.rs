@@ -12,6 +12,7 @@ mod extracts;
 mod golden;
 mod hostile;
 mod intake;
+mod mesh;
 mod nhs_side;
 mod operator;
 mod output;
