@@ -253,7 +253,9 @@ fn mesh_status(config: &Config, db: index::Db<'_>, now: &Clock) -> Result<MeshSt
         .iter()
         .filter(|p| p.mesh_api)
         .map(|p| {
-            let found = last.iter().find(|(m, _, _)| m.eq_ignore_ascii_case(&p.mailbox));
+            let found = last
+                .iter()
+                .find(|(m, _, _)| m.eq_ignore_ascii_case(&p.mailbox));
             MeshPartner {
                 mailbox: p.mailbox.clone(),
                 last_in: found.and_then(|f| f.1.clone()),
@@ -372,7 +374,10 @@ fn render_mesh(out: &mut String, m: &MeshStatus) {
         "  messages kept from unknown senders (under .mesh-unknown/): {}\n",
         m.unknown_senders
     ));
-    out.push_str(&format!("  undelivered outbound files: {}\n", m.undelivered.len()));
+    out.push_str(&format!(
+        "  undelivered outbound files: {}\n",
+        m.undelivered.len()
+    ));
     for u in &m.undelivered {
         out.push_str(&format!(
             "    {} {} {} (message {}): {} {}\n",

@@ -285,10 +285,17 @@ pub(super) fn build(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> 
                 "a partner reached over the MESH API needs a [mesh] table (SPEC §9)",
             ));
         }
-        if p.mesh_api && sftp.iter().any(|r: &SftpRemote| r.mailbox.eq_ignore_ascii_case(&p.mailbox)) {
+        if p.mesh_api
+            && sftp
+                .iter()
+                .any(|r: &SftpRemote| r.mailbox.eq_ignore_ascii_case(&p.mailbox))
+        {
             return Err(key_error(
                 format!("{}.mesh_api", p.config_key),
-                format!("{:?} also has an [[sftp]] remote: a partner is reached one way", p.mailbox),
+                format!(
+                    "{:?} also has an [[sftp]] remote: a partner is reached one way",
+                    p.mailbox
+                ),
             ));
         }
     }
@@ -465,36 +472,63 @@ fn mesh_settings(m: &RawMesh, base: &Path) -> Result<MeshSettings, ConfigError> 
     let url = non_empty("mesh.url", &m.url)?
         .trim_end_matches('/')
         .to_string();
-    let (scheme, host) = url_parts(&url)
-        .ok_or_else(|| key_error("mesh.url", format!("{url:?} is not an http(s) URL with a host")))?;
+    let (scheme, host) = url_parts(&url).ok_or_else(|| {
+        key_error(
+            "mesh.url",
+            format!("{url:?} is not an http(s) URL with a host"),
+        )
+    })?;
     let https = match scheme.as_str() {
         "https" => true,
         "http" if is_loopback(&host) => false,
-        "http" => {
+        "http" => return Err(key_error(
+            "mesh.url",
+            "plain http is allowed only to a loopback host (127.0.0.1, ::1, localhost): use https",
+        )),
+        _ => {
             return Err(key_error(
                 "mesh.url",
-                "plain http is allowed only to a loopback host (127.0.0.1, ::1, localhost): use https",
+                "the scheme must be https (or http to a loopback host)",
             ))
         }
-        _ => return Err(key_error("mesh.url", "the scheme must be https (or http to a loopback host)")),
     };
     let file = |key: &str, value: &str| -> Result<PathBuf, ConfigError> {
         Ok(base.join(non_empty(&format!("mesh.{key}"), value)?))
     };
-    let password = read_secret("mesh.password_file", &file("password_file", &m.password_file)?)?;
-    let shared_key = read_secret("mesh.shared_key_file", &file("shared_key_file", &m.shared_key_file)?)?;
+    let password = read_secret(
+        "mesh.password_file",
+        &file("password_file", &m.password_file)?,
+    )?;
+    let shared_key = read_secret(
+        "mesh.shared_key_file",
+        &file("shared_key_file", &m.shared_key_file)?,
+    )?;
     let client_identity = match (&m.client_cert, &m.client_key) {
         (None, None) => None,
         (Some(cert), Some(key)) => {
-            let mut pem = read_pem("mesh.client_cert", &file("client_cert", cert)?, "CERTIFICATE")?;
+            let mut pem = read_pem(
+                "mesh.client_cert",
+                &file("client_cert", cert)?,
+                "CERTIFICATE",
+            )?;
             let key_path = file("client_key", key)?;
             check_private("mesh.client_key", &key_path)?;
             pem.push(b'\n');
             pem.extend(read_pem("mesh.client_key", &key_path, "PRIVATE KEY")?);
             Some(pem)
         }
-        (Some(_), None) => return Err(key_error("mesh.client_key", "client_cert is set: the key that goes with it is needed too")),
-        (None, Some(_)) => return Err(key_error("mesh.client_cert", "client_key is set: the certificate that goes with it is needed too")),
+        (Some(_), None) => {
+            return Err(key_error(
+                "mesh.client_key",
+                "client_cert is set: the key that goes with it is needed too",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(key_error(
+                "mesh.client_cert",
+                "client_key is set: the certificate that goes with it is needed too",
+            ))
+        }
     };
     let ca_bundle = match &m.ca_bundle {
         Some(path) => Some(read_pem("mesh.ca_bundle", &file("ca_bundle", path)?, "CERTIFICATE")?),
@@ -520,7 +554,10 @@ fn mesh_settings(m: &RawMesh, base: &Path) -> Result<MeshSettings, ConfigError> 
     }
     let timeout = duration("mesh.timeout", m.timeout.as_deref(), "60s")?;
     if timeout.is_zero() {
-        return Err(key_error("mesh.timeout", "a timeout of 0 would fail every request"));
+        return Err(key_error(
+            "mesh.timeout",
+            "a timeout of 0 would fail every request",
+        ));
     }
     Ok(MeshSettings {
         url,
@@ -582,7 +619,10 @@ fn check_private(key: &str, path: &Path) -> Result<std::fs::Metadata, ConfigErro
 fn read_secret(key: &str, path: &Path) -> Result<Secret, ConfigError> {
     let meta = check_private(key, path)?;
     if meta.len() > 4096 {
-        return Err(key_error(key, format!("{} is over 4 KiB: not a secret file", path.display())));
+        return Err(key_error(
+            key,
+            format!("{} is over 4 KiB: not a secret file", path.display()),
+        ));
     }
     let mut text = std::fs::read_to_string(path)
         .map_err(|e| key_error(key, format!("cannot read {}: {e}", path.display())))?;
@@ -595,7 +635,10 @@ fn read_secret(key: &str, path: &Path) -> Result<Secret, ConfigError> {
     if text.is_empty() || text.contains(['\n', ':']) {
         return Err(key_error(
             key,
-            format!("{} must hold one line, not empty, without ':'", path.display()),
+            format!(
+                "{} must hold one line, not empty, without ':'",
+                path.display()
+            ),
         ));
     }
     Ok(Secret::new(text))

@@ -108,8 +108,17 @@ async fn mesh_loop(
                 if steps.receive {
                     next_poll = after + settings.poll_every;
                 }
-                if !round.taken.is_empty() || !round.sent.is_empty() || round.kept + round.reports > 0 {
-                    info!(event = "mesh_round", received = round.taken.len(), sent = round.sent.len(), kept = round.kept, reports = round.reports);
+                if !round.taken.is_empty()
+                    || !round.sent.is_empty()
+                    || round.kept + round.reports > 0
+                {
+                    info!(
+                        event = "mesh_round",
+                        received = round.taken.len(),
+                        sent = round.sent.len(),
+                        kept = round.kept,
+                        reports = round.reports
+                    );
                 }
                 next_poll.saturating_duration_since(after)
             }

@@ -233,8 +233,11 @@ pub(crate) fn kept_count(db: Db<'_>) -> Result<u64> {
         .query_row([MeshInKind::Kept], |r| r.get(0))?)
 }
 
+/// A partner's mailbox, when its last MESH message came in and its last file went out.
+pub(crate) type LastSeen = (String, Option<String>, Option<String>);
+
 /// Per partner mailbox: the time of the last message in and of the last file sent.
-pub(crate) fn last_per_partner(db: Db<'_>) -> Result<Vec<(String, Option<String>, Option<String>)>> {
+pub(crate) fn last_per_partner(db: Db<'_>) -> Result<Vec<LastSeen>> {
     let conn = db.conn();
     let mut stmt = conn.prepare_cached(
         "SELECT mailbox, max(inn), max(outt) FROM (

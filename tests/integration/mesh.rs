@@ -195,7 +195,11 @@ fn secret(hub: &Hub, name: &str, text: &str) -> PathBuf {
 /// Points the hub at the sandbox: a `[mesh]` table (`options` added to it) and
 /// `mesh_api = true` on these partners.
 fn configure(hub: &mut Hub, sandbox: &Sandbox, partners: &[&str], options: &str) {
-    let password = secret(hub, "mesh-password", &format!("{}\n", sandbox.password(HUB)));
+    let password = secret(
+        hub,
+        "mesh-password",
+        &format!("{}\n", sandbox.password(HUB)),
+    );
     let key = secret(hub, "mesh-shared-key", sandbox.shared_key());
     let tls = if sandbox.state["tls"].as_bool() == Some(true) {
         format!(
@@ -258,9 +262,13 @@ fn assert_tokens_are_right(sandbox: &Sandbox) {
         let auth = r["headers"]["authorization"].as_str().unwrap();
         let parts: Vec<&str> = auth["NHSMESH ".len()..].split(':').collect();
         assert_eq!(parts.len(), 5, "{auth}");
-        let (mailbox, nonce, count, stamp, mac) = (parts[0], parts[1], parts[2], parts[3], parts[4]);
+        let (mailbox, nonce, count, stamp, mac) =
+            (parts[0], parts[1], parts[2], parts[3], parts[4]);
         assert_eq!(mailbox, HUB);
-        assert!(nonces.insert(nonce.to_string()), "a nonce used twice: {nonce}");
+        assert!(
+            nonces.insert(nonce.to_string()),
+            "a nonce used twice: {nonce}"
+        );
         assert!(count.parse::<u32>().is_ok(), "count {count}");
         let at = chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%d%H%M")
             .unwrap_or_else(|e| panic!("timestamp {stamp}: {e}"))
@@ -271,7 +279,11 @@ fn assert_tokens_are_right(sandbox: &Sandbox) {
         );
         let mut expected = Hmac::<Sha256>::new_from_slice(sandbox.shared_key().as_bytes()).unwrap();
         expected.update(
-            format!("{mailbox}:{nonce}:{count}:{}:{stamp}", sandbox.password(HUB)).as_bytes(),
+            format!(
+                "{mailbox}:{nonce}:{count}:{}:{stamp}",
+                sandbox.password(HUB)
+            )
+            .as_bytes(),
         );
         let hex: String = expected
             .finalize()
@@ -325,19 +337,30 @@ fn extract_over_mesh_is_applied_and_its_receipt_comes_back_through_mesh() {
     assert_eq!(header(h, "mex-workflowid"), "CPISHUB_EXTRACT_ACK");
     assert_eq!(header(h, "mex-from"), HUB);
     let name = header(h, "mex-filename");
-    assert!(name.starts_with("RECEIPT_X26LA204_") && name.ends_with(".csv"), "{name}");
+    assert!(
+        name.starts_with("RECEIPT_X26LA204_") && name.ends_with(".csv"),
+        "{name}"
+    );
     let seq = &name[name.len() - 10..name.len() - 4];
     assert_eq!(header(h, "mex-localid"), format!("RECEIPT_{seq}"));
     let r = Doc::parse(name, payload);
     assert_eq!((r.meta("status"), r.meta("applied")), ("ACCEPTED", "2"));
     // The file went on to out/sent/, byte for byte what was delivered.
     assert!(hub.names("X26LA204", "out").iter().all(|n| n == "sent"));
-    assert_eq!(&fs::read(hub.folder("X26LA204", "out/sent").join(name)).unwrap(), payload);
+    assert_eq!(
+        &fs::read(hub.folder("X26LA204", "out/sent").join(name)).unwrap(),
+        payload
+    );
     let status = status_json(&hub);
-    assert!(status["mesh"]["last_poll"].is_string() && status["mesh"]["last_handshake"].is_string());
+    assert!(
+        status["mesh"]["last_poll"].is_string() && status["mesh"]["last_handshake"].is_string()
+    );
     let partner = &status["mesh"]["partners"][0];
     assert_eq!(partner["mailbox"], "X26LA204");
-    assert!(partner["last_in"].is_string() && partner["last_out"].is_string(), "{partner}");
+    assert!(
+        partner["last_in"].is_string() && partner["last_out"].is_string(),
+        "{partner}"
+    );
     // What the hub sent, not only what the sandbox took: tokens, one POST per file,
     // the handshake's headers.
     assert_tokens_are_right(&sandbox);
@@ -346,7 +369,10 @@ fn extract_over_mesh_is_applied_and_its_receipt_comes_back_through_mesh() {
         .iter()
         .find(|r| r["method"] == "POST" && r["path"] == format!("/messageexchange/{HUB}"))
         .expect("a handshake");
-    assert!(handshake["headers"]["mex-clientversion"].as_str().unwrap().starts_with("cpis-hub/"));
+    assert!(handshake["headers"]["mex-clientversion"]
+        .as_str()
+        .unwrap()
+        .starts_with("cpis-hub/"));
     let posts = requests
         .iter()
         .filter(|r| r["method"] == "POST" && r["path"].as_str().unwrap().ends_with("/outbox"))
@@ -359,9 +385,21 @@ fn attendance_over_mesh_sends_access_notifications_over_mesh() {
     let Some((hub, sandbox)) = mesh_hub(&["X26LA204", "X26R0A01"], "", false) else {
         return;
     };
-    sandbox.send("X26LA204", "CPISHUB_EXTRACT", "nightly.csv", &fixture("extract_full.csv"), &[]);
+    sandbox.send(
+        "X26LA204",
+        "CPISHUB_EXTRACT",
+        "nightly.csv",
+        &fixture("extract_full.csv"),
+        &[],
+    );
     hub.process(0);
-    sandbox.send("X26R0A01", "CPISHUB_ATTEND", "att.csv", &fixture("attendance.csv"), &[]);
+    sandbox.send(
+        "X26R0A01",
+        "CPISHUB_ATTEND",
+        "att.csv",
+        &fixture("attendance.csv"),
+        &[],
+    );
     hub.process(0);
     let access: Vec<_> = sandbox
         .received("X26LA204")
@@ -383,8 +421,16 @@ fn a_full_alert_extract_above_chunk_bytes_goes_in_gzip_chunks_and_arrives_whole(
     else {
         return;
     };
-    let rows: Vec<String> = (0..60).map(|i| child(&format!("C-{i:03}"), i + 1)).collect();
-    sandbox.send("X26LA204", "CPISHUB_EXTRACT", "nightly.csv", &extract_bytes(&rows), &[]);
+    let rows: Vec<String> = (0..60)
+        .map(|i| child(&format!("C-{i:03}"), i + 1))
+        .collect();
+    sandbox.send(
+        "X26LA204",
+        "CPISHUB_EXTRACT",
+        "nightly.csv",
+        &extract_bytes(&rows),
+        &[],
+    );
     hub.process(0);
     let out = hub.run(&["process", "--emit", "alerts"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -397,8 +443,15 @@ fn a_full_alert_extract_above_chunk_bytes_goes_in_gzip_chunks_and_arrives_whole(
     let (h, payload) = alerts.last().unwrap();
     let name = header(h, "mex-filename");
     let sent = fs::read(hub.folder("X26R0B01", "out/sent").join(name)).unwrap();
-    assert!(sent.len() > 3 * 1024, "the test needs a file of several chunks ({} bytes)", sent.len());
-    assert_eq!(payload, &sent, "the chunks join into the file, byte for byte");
+    assert!(
+        sent.len() > 3 * 1024,
+        "the test needs a file of several chunks ({} bytes)",
+        sent.len()
+    );
+    assert_eq!(
+        payload, &sent,
+        "the chunks join into the file, byte for byte"
+    );
     let chunks: usize = header(h, "chunks").parse().unwrap();
     assert!(chunks >= 2, "sent in one piece");
     // Every request body at most chunk_bytes, every chunk a gzip member of its own.
@@ -410,7 +463,11 @@ fn a_full_alert_extract_above_chunk_bytes_goes_in_gzip_chunks_and_arrives_whole(
         .collect();
     assert!(posts.len() >= chunks);
     for r in &posts {
-        assert!(r["bytes"].as_u64().unwrap() <= 1024, "a body of {} bytes", r["bytes"]);
+        assert!(
+            r["bytes"].as_u64().unwrap() <= 1024,
+            "a body of {} bytes",
+            r["bytes"]
+        );
         assert_eq!(r["headers"]["content-encoding"], "gzip");
     }
 }
@@ -420,7 +477,9 @@ fn a_compressed_chunked_inbound_message_is_applied_decompressed() {
     let Some((hub, sandbox)) = mesh_hub(&["X26LA204"], "", false) else {
         return;
     };
-    let rows: Vec<String> = (0..40).map(|i| child(&format!("Z-{i:03}"), i + 1)).collect();
+    let rows: Vec<String> = (0..40)
+        .map(|i| child(&format!("Z-{i:03}"), i + 1))
+        .collect();
     let id = sandbox.send(
         "X26LA204",
         "CPISHUB_EXTRACT",
@@ -461,9 +520,21 @@ fn messages_from_unknown_or_non_mesh_senders_are_kept_never_applied() {
     let Some((hub, sandbox)) = mesh_hub(&["X26LA204"], "", false) else {
         return;
     };
-    let stranger = sandbox.send(STRANGER, "CPISHUB_EXTRACT", "x.csv", &extract_bytes(&[child("C-1", 1)]), &[]);
+    let stranger = sandbox.send(
+        STRANGER,
+        "CPISHUB_EXTRACT",
+        "x.csv",
+        &extract_bytes(&[child("C-1", 1)]),
+        &[],
+    );
     // LA317 is a partner, but not reached over the MESH API.
-    let la317 = sandbox.send("X26LA317", "CPISHUB_EXTRACT", "y.csv", &la317(&extract_bytes(&[child("K-1", 2)])), &[]);
+    let la317 = sandbox.send(
+        "X26LA317",
+        "CPISHUB_EXTRACT",
+        "y.csv",
+        &la317(&extract_bytes(&[child("K-1", 2)])),
+        &[],
+    );
     hub.process(0);
     for id in [&stranger, &la317] {
         assert_eq!(sandbox.status(id), "acknowledged");
@@ -473,7 +544,10 @@ fn messages_from_unknown_or_non_mesh_senders_are_kept_never_applied() {
     assert_eq!(mode, 0o700);
     for id in [&stranger, &la317] {
         let dat = kept.join(format!("{id}.dat"));
-        assert_eq!(fs::metadata(&dat).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&dat).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert!(kept.join(format!("{id}.headers.json")).exists());
     }
     assert_eq!(hub.sql("SELECT count(*) FROM records")[0][0], "0");
@@ -481,7 +555,11 @@ fn messages_from_unknown_or_non_mesh_senders_are_kept_never_applied() {
     assert_eq!(status_json(&hub)["mesh"]["unknown_senders"], 2);
     assert!(sandbox.inbox(STRANGER).is_empty() && sandbox.inbox("X26LA317").is_empty());
     let shown = hub.run(&["status"]);
-    assert!(text(&shown).contains("kept from unknown senders (under .mesh-unknown/): 2"), "{}", text(&shown));
+    assert!(
+        text(&shown).contains("kept from unknown senders (under .mesh-unknown/): 2"),
+        "{}",
+        text(&shown)
+    );
 }
 
 #[test]
@@ -489,13 +567,26 @@ fn an_injected_report_is_tied_to_its_file_and_shown_by_status() {
     let Some((hub, sandbox)) = mesh_hub(&["X26LA204"], "", false) else {
         return;
     };
-    sandbox.send("X26LA204", "CPISHUB_EXTRACT", "n.csv", &extract_bytes(&[child("C-1", 1)]), &[]);
+    sandbox.send(
+        "X26LA204",
+        "CPISHUB_EXTRACT",
+        "n.csv",
+        &extract_bytes(&[child("C-1", 1)]),
+        &[],
+    );
     hub.process(0);
     let receipt_id = sandbox.inbox("X26LA204")[0].clone();
     let (h, _) = sandbox.get("X26LA204", &receipt_id);
     let file = header(&h, "mex-filename").to_string();
     let report = sandbox
-        .ctl(&["report", HUB, &receipt_id, "CPISHUB_EXTRACT_ACK", "15", "Bad CP-IS file"])
+        .ctl(&[
+            "report",
+            HUB,
+            &receipt_id,
+            "CPISHUB_EXTRACT_ACK",
+            "15",
+            "Bad CP-IS file",
+        ])
         .trim()
         .to_string();
     hub.process(0);
@@ -504,14 +595,35 @@ fn an_injected_report_is_tied_to_its_file_and_shown_by_status() {
     assert_eq!(undelivered.as_array().unwrap().len(), 1, "{undelivered}");
     let u = &undelivered[0];
     assert_eq!(
-        (u["partner"].as_str(), u["file"].as_str(), u["message_id"].as_str(), u["code"].as_str(), u["description"].as_str()),
-        (Some("X26LA204"), Some(file.as_str()), Some(receipt_id.as_str()), Some("15"), Some("Bad CP-IS file"))
+        (
+            u["partner"].as_str(),
+            u["file"].as_str(),
+            u["message_id"].as_str(),
+            u["code"].as_str(),
+            u["description"].as_str()
+        ),
+        (
+            Some("X26LA204"),
+            Some(file.as_str()),
+            Some(receipt_id.as_str()),
+            Some("15"),
+            Some("Bad CP-IS file")
+        )
     );
     let shown = text(&hub.run(&["status"]));
-    assert!(shown.contains("undelivered outbound files: 1") && shown.contains(&file), "{shown}");
+    assert!(
+        shown.contains("undelivered outbound files: 1") && shown.contains(&file),
+        "{shown}"
+    );
     // Listed again (as if the acknowledgement was lost): recorded once.
     hub.process(0);
-    assert_eq!(status_json(&hub)["mesh"]["undelivered"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        status_json(&hub)["mesh"]["undelivered"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[test]
@@ -524,12 +636,25 @@ fn a_crash_between_download_and_acknowledge_loses_nothing_and_applies_once() {
             "X26LA204",
             "CPISHUB_EXTRACT",
             &format!("n{n}.csv"),
-            &extract("DELTA", &format!("2026-11-22T0{n}:00:00Z"), &[child(&format!("C-{n}"), n)]),
+            &extract(
+                "DELTA",
+                &format!("2026-11-22T0{n}:00:00Z"),
+                &[child(&format!("C-{n}"), n)],
+            ),
             &[],
         );
         let out = hub.run_env(&["process"], &[("CPIS_HUB_FAULT", fault)]);
-        assert_ne!(out.status.code(), Some(0), "the fault {fault} did not fire: {}", text(&out));
-        assert_ne!(sandbox.status(&id), "acknowledged", "acknowledged before {fault}");
+        assert_ne!(
+            out.status.code(),
+            Some(0),
+            "the fault {fault} did not fire: {}",
+            text(&out)
+        );
+        assert_ne!(
+            sandbox.status(&id),
+            "acknowledged",
+            "acknowledged before {fault}"
+        );
         assert!(sandbox.inbox(HUB).contains(&id));
         hub.process(0);
         assert_eq!(sandbox.status(&id), "acknowledged");
@@ -548,16 +673,29 @@ fn a_crash_between_send_and_record_resends_under_the_same_name_and_local_id() {
     let Some((hub, sandbox)) = mesh_hub(&["X26LA204"], "", false) else {
         return;
     };
-    sandbox.send("X26LA204", "CPISHUB_EXTRACT", "n.csv", &extract_bytes(&[child("C-1", 1)]), &[]);
+    sandbox.send(
+        "X26LA204",
+        "CPISHUB_EXTRACT",
+        "n.csv",
+        &extract_bytes(&[child("C-1", 1)]),
+        &[],
+    );
     let out = hub.run_env(&["process"], &[("CPIS_HUB_FAULT", "mesh_after_send")]);
     assert_ne!(out.status.code(), Some(0), "{}", text(&out));
     let waiting = hub.names("X26LA204", "out");
-    assert!(waiting.iter().any(|n| n.starts_with("RECEIPT_")), "the receipt left out/ before it was recorded: {waiting:?}");
+    assert!(
+        waiting.iter().any(|n| n.starts_with("RECEIPT_")),
+        "the receipt left out/ before it was recorded: {waiting:?}"
+    );
     hub.process(0);
     let got = sandbox.received("X26LA204");
     assert_eq!(got.len(), 2, "the outcome was unknown: sent again");
     let same = |key: &str| header(&got[0].0, key) == header(&got[1].0, key);
-    assert!(same("mex-filename") && same("mex-localid"), "{:?}", got.iter().map(|g| &g.0).collect::<Vec<_>>());
+    assert!(
+        same("mex-filename") && same("mex-localid"),
+        "{:?}",
+        got.iter().map(|g| &g.0).collect::<Vec<_>>()
+    );
     assert_eq!(got[0].1, got[1].1);
     assert!(hub.names("X26LA204", "out").iter().all(|n| n == "sent"));
     // Nothing more is sent by later passes.
@@ -570,13 +708,25 @@ fn a_wrong_shared_key_fails_clearly_without_printing_a_secret_and_loses_nothing(
     let Some((hub, sandbox)) = mesh_hub(&["X26LA204"], "", false) else {
         return;
     };
-    let id = sandbox.send("X26LA204", "CPISHUB_EXTRACT", "n.csv", &extract_bytes(&[child("C-1", 1)]), &[]);
+    let id = sandbox.send(
+        "X26LA204",
+        "CPISHUB_EXTRACT",
+        "n.csv",
+        &extract_bytes(&[child("C-1", 1)]),
+        &[],
+    );
     secret(&hub, "mesh-shared-key", "SK-wrong-key-0001");
     let out = hub.run(&["process"]);
     let said = text(&out);
     assert_eq!(out.status.code(), Some(1), "{said}");
-    assert!(said.contains("MESH authentication failed") && said.contains("shared_key_file"), "{said}");
-    assert!(!said.contains("SK-wrong-key-0001") && !said.contains(sandbox.password(HUB)), "a secret was printed");
+    assert!(
+        said.contains("MESH authentication failed") && said.contains("shared_key_file"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("SK-wrong-key-0001") && !said.contains(sandbox.password(HUB)),
+        "a secret was printed"
+    );
     assert_ne!(sandbox.status(&id), "acknowledged");
     // One refused request, not a retry storm.
     assert_eq!(sandbox.hub_requests().len(), 1);
@@ -591,18 +741,31 @@ fn mutual_tls_works_and_an_untrusted_server_certificate_is_refused() {
     let Some((mut hub, sandbox)) = mesh_hub(&["X26LA204"], "", true) else {
         return;
     };
-    let id = sandbox.send("X26LA204", "CPISHUB_EXTRACT", "n.csv", &extract_bytes(&[child("C-1", 1)]), &[]);
+    let id = sandbox.send(
+        "X26LA204",
+        "CPISHUB_EXTRACT",
+        "n.csv",
+        &extract_bytes(&[child("C-1", 1)]),
+        &[],
+    );
     // A CA of the same name that did not sign the server's certificate.
     let other = sandbox.tls_file("other/ca.pem");
     let good = fs::read_to_string(hub.config()).unwrap();
     let ca = format!("ca_bundle = {:?}", sandbox.tls_file("ca.pem"));
-    fs::write(hub.config(), good.replace(&ca, &format!("ca_bundle = {other:?}"))).unwrap();
+    fs::write(
+        hub.config(),
+        good.replace(&ca, &format!("ca_bundle = {other:?}")),
+    )
+    .unwrap();
     let out = hub.run(&["process"]);
     let said = text(&out);
     assert_eq!(out.status.code(), Some(1), "{said}");
     assert!(said.contains("not trusted by [mesh] ca_bundle"), "{said}");
     assert_ne!(sandbox.status(&id), "acknowledged");
-    assert!(sandbox.hub_requests().is_empty(), "a request went to an untrusted server");
+    assert!(
+        sandbox.hub_requests().is_empty(),
+        "a request went to an untrusted server"
+    );
     fs::write(hub.config(), &good).unwrap();
     hub.process(0);
     assert_eq!(sandbox.status(&id), "acknowledged");
@@ -617,7 +780,13 @@ fn the_daemon_polls_and_sends_without_a_pass_being_asked() {
         return;
     };
     let daemon = Daemon::start(&hub, &[]);
-    let id = sandbox.send("X26LA204", "CPISHUB_EXTRACT", "n.csv", &extract_bytes(&[child("C-1", 1)]), &[]);
+    let id = sandbox.send(
+        "X26LA204",
+        "CPISHUB_EXTRACT",
+        "n.csv",
+        &extract_bytes(&[child("C-1", 1)]),
+        &[],
+    );
     assert!(
         wait_for(30, || sandbox.inbox("X26LA204").len() == 1),
         "no receipt over MESH from the daemon: {}",
@@ -645,7 +814,11 @@ fn mesh_config_errors_name_their_key() {
         hub.write_config();
         let out = hub.run(&["process"]);
         assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-        assert!(text(&out).contains(key_named), "{key_named}: {}", text(&out));
+        assert!(
+            text(&out).contains(key_named),
+            "{key_named}: {}",
+            text(&out)
+        );
     }
     // mesh_api without [mesh].
     hub.extra_tables.clear();
@@ -657,5 +830,9 @@ fn mesh_config_errors_name_their_key() {
     fs::write(hub.config(), t).unwrap();
     let out = hub.run(&["process"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out).contains("authority[1].mesh_api"), "{}", text(&out));
+    assert!(
+        text(&out).contains("authority[1].mesh_api"),
+        "{}",
+        text(&out)
+    );
 }

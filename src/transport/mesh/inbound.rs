@@ -32,7 +32,10 @@ pub(crate) struct Taken {
 /// The temporary names of a message's pair while it is written (intake ignores
 /// names starting with `.`).
 fn temp_names(id: &str) -> (String, String) {
-    (format!(".{id}.dat.mesh-part"), format!(".{id}.ctl.mesh-part"))
+    (
+        format!(".{id}.dat.mesh-part"),
+        format!(".{id}.ctl.mesh-part"),
+    )
 }
 
 /// Takes everything in the hub's MESH inbox: first what a crash left half done,
@@ -121,7 +124,11 @@ impl Take<'_> {
             let complete = in_dir.stat(&dat_tmp).ok().flatten().is_some()
                 && in_dir.stat(&ctl_tmp).ok().flatten().is_some();
             let dat = format!("{}.dat", row.message_id);
-            let already = in_dir.stat(format!("{}.ctl", row.message_id)).ok().flatten().is_some()
+            let already = in_dir
+                .stat(format!("{}.ctl", row.message_id))
+                .ok()
+                .flatten()
+                .is_some()
                 || index::mesh::taken_by_pipeline(self.index.db(), &mailbox, &dat)?;
             if complete {
                 publish(&in_dir, &row.message_id)?;
@@ -206,7 +213,9 @@ impl Take<'_> {
         if dir.stat(name).ok().flatten().is_some() {
             dir.remove_file(name).map_err(local("removing", dir))?;
         }
-        let file = dir.create_new(name, 0o600).map_err(local("creating", dir))?;
+        let file = dir
+            .create_new(name, 0o600)
+            .map_err(local("creating", dir))?;
         let total = chunk_total(&first)?;
         let compressed = header(&first, "mex-content-compressed").eq_ignore_ascii_case("Y");
         // The chunks, one stream (a transport gzip removed per response).
@@ -258,8 +267,7 @@ impl Take<'_> {
             return Err(e);
         }
         let written = copied.map_err(|e| {
-            if e.kind() == io::ErrorKind::InvalidInput || e.kind() == io::ErrorKind::InvalidData
-            {
+            if e.kind() == io::ErrorKind::InvalidInput || e.kind() == io::ErrorKind::InvalidData {
                 MeshError::Protocol {
                     what: format!("download of {id}"),
                     detail: format!("the content is not valid gzip: {e}"),
@@ -276,7 +284,11 @@ impl Take<'_> {
     }
 
     /// A REPORT: recorded with the outbound file it names, then acknowledged.
-    fn report(&mut self, id: &str, response: &reqwest::blocking::Response) -> Result<(), MeshError> {
+    fn report(
+        &mut self,
+        id: &str,
+        response: &reqwest::blocking::Response,
+    ) -> Result<(), MeshError> {
         let linked = header(response, "mex-linkedmsgid").to_string();
         let sent = if linked.is_empty() {
             None
@@ -319,12 +331,11 @@ impl Take<'_> {
         sender: &str,
         first: reqwest::blocking::Response,
     ) -> Result<(), MeshError> {
-        let root = crate::transport::open_root(self.config)
-            .map_err(|source| MeshError::Local {
-                what: "opening",
-                path: self.config.hub.root.clone(),
-                source,
-            })?;
+        let root = crate::transport::open_root(self.config).map_err(|source| MeshError::Local {
+            what: "opening",
+            path: self.config.hub.root.clone(),
+            source,
+        })?;
         let dir = root
             .create_dir(UNKNOWN_FOLDER, 0o700)
             .map_err(|source| MeshError::Local {
@@ -385,7 +396,9 @@ fn write_file(dir: &Dir, name: &str, bytes: &[u8]) -> Result<(), MeshError> {
     if dir.stat(name).ok().flatten().is_some() {
         dir.remove_file(name).map_err(local("removing", dir))?;
     }
-    let mut f = dir.create_new(name, 0o600).map_err(local("creating", dir))?;
+    let mut f = dir
+        .create_new(name, 0o600)
+        .map_err(local("creating", dir))?;
     f.write_all(bytes).map_err(local("writing", dir))?;
     f.sync_all().map_err(local("syncing", dir))
 }

@@ -32,6 +32,16 @@ pub(crate) use outbound::send_all;
 /// The MESH API's media type (version 2).
 const ACCEPT: &str = "application/vnd.mesh.v2+json";
 
+/// The waits before each new try of a request that met 429, 5xx or the network.
+const RETRY_DELAYS: [Duration; 3] = [
+    Duration::from_millis(500),
+    Duration::from_secs(2),
+    Duration::from_secs(8),
+];
+
+/// The longest `Retry-After` honoured within one request.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+
 /// How long after a handshake the daemon shakes hands again (§9: every 24 h).
 pub(crate) const HANDSHAKE_EVERY: Duration = Duration::from_secs(24 * 3600);
 
@@ -71,7 +81,9 @@ pub(crate) enum MeshError {
     },
     #[error(transparent)]
     Index(#[from] IndexError),
-    #[error("cannot set up the MESH client: {0} (check [mesh] client_cert, client_key and ca_bundle)")]
+    #[error(
+        "cannot set up the MESH client: {0} (check [mesh] client_cert, client_key and ca_bundle)"
+    )]
     Setup(String),
 }
 
@@ -86,6 +98,12 @@ impl MeshError {
             MeshError::Local { .. } => true,
             _ => false,
         }
+    }
+
+    /// Worth another try within the same request: 429, 5xx, the network (not a
+    /// local file or the database, which the round's backoff handles).
+    fn is_retryable(&self) -> bool {
+        matches!(self, MeshError::Http { .. } | MeshError::Network { .. }) && self.is_transient()
     }
 
     fn http(what: impl Into<String>, response: Response) -> MeshError {
@@ -117,8 +135,8 @@ pub(crate) fn token(
     count: u32,
     timestamp: &str,
 ) -> String {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(shared_key.as_bytes()).expect("HMAC takes a key of any size");
+    let mut mac = Hmac::<Sha256>::new_from_slice(shared_key.as_bytes())
+        .expect("HMAC takes a key of any size");
     mac.update(format!("{mailbox}:{nonce}:{count}:{password}:{timestamp}").as_bytes());
     let digest = mac.finalize().into_bytes();
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
@@ -204,9 +222,42 @@ impl Client {
             .header("Accept", ACCEPT)
     }
 
-    /// Sends a request; a status other than 2xx is an error naming `what`.
-    fn call(&self, what: &str, request: RequestBuilder) -> Result<Response, MeshError> {
-        let response = request.send().map_err(|e| self.network(what, &e))?;
+    /// Sends a request built by `build` (afresh for each try: a new token, the body
+    /// from its start); 429, 5xx and network failures are tried again after a
+    /// bounded backoff ([`RETRY_DELAYS`], or the server's `Retry-After`, at most
+    /// [`MAX_RETRY_AFTER`]). A status other than 2xx is an error naming `what`.
+    fn call(
+        &self,
+        what: &str,
+        build: impl Fn() -> Result<RequestBuilder, MeshError>,
+    ) -> Result<Response, MeshError> {
+        let mut tries = RETRY_DELAYS.iter();
+        loop {
+            let (result, retry_after) = match build()?.send() {
+                Ok(response) => {
+                    let after = header(&response, "retry-after").parse::<u64>().ok();
+                    (self.answer(what, response), after)
+                }
+                Err(e) => (Err(self.network(what, &e)), None),
+            };
+            match result {
+                Err(e) if e.is_retryable() => match tries.next() {
+                    Some(delay) => {
+                        let delay = retry_after
+                            .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER))
+                            .unwrap_or(*delay);
+                        warn!(event = "mesh_retry", what = %what, error = %e, delay_ms = delay.as_millis() as u64, "trying again");
+                        std::thread::sleep(delay);
+                    }
+                    None => return Err(e),
+                },
+                other => return other,
+            }
+        }
+    }
+
+    /// A response: itself when 2xx, else the error it means.
+    fn answer(&self, what: &str, response: Response) -> Result<Response, MeshError> {
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -254,22 +305,28 @@ impl Client {
         let os_version = std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|s| s.trim().to_string())
             .unwrap_or_default();
-        let request = self
-            .request(
-                reqwest::Method::POST,
-                &format!("/messageexchange/{}", self.mailbox),
-            )
-            .header("mex-ClientVersion", concat!("cpis-hub/", env!("CARGO_PKG_VERSION")))
-            .header("mex-OSName", std::env::consts::OS)
-            .header("mex-OSVersion", os_version)
-            .header("Content-Length", "0");
-        self.call("handshake", request)?;
+        self.call("handshake", || {
+            Ok(self
+                .request(
+                    reqwest::Method::POST,
+                    &format!("/messageexchange/{}", self.mailbox),
+                )
+                .header(
+                    "mex-ClientVersion",
+                    concat!("cpis-hub/", env!("CARGO_PKG_VERSION")),
+                )
+                .header("mex-OSName", std::env::consts::OS)
+                .header("mex-OSVersion", &os_version)
+                .header("Content-Length", "0"))
+        })?;
         Ok(())
     }
 
     /// One page of the inbox: its message ids, and the path of the next page.
     fn inbox_page(&self, path: &str) -> Result<(Vec<String>, Option<String>), MeshError> {
-        let response = self.call("inbox listing", self.request(reqwest::Method::GET, path))?;
+        let response = self.call("inbox listing", || {
+            Ok(self.request(reqwest::Method::GET, path))
+        })?;
         let mut text = String::new();
         response
             .take(64 << 20)
@@ -338,7 +395,7 @@ impl Client {
         } else {
             format!("/messageexchange/{}/inbox/{id}/{n}", self.mailbox)
         };
-        self.call("download", self.request(reqwest::Method::GET, &path))
+        self.call("download", || Ok(self.request(reqwest::Method::GET, &path)))
     }
 
     /// Acknowledges a message (it leaves the inbox). One already acknowledged or
@@ -348,12 +405,16 @@ impl Client {
             "/messageexchange/{}/inbox/{id}/status/acknowledged",
             self.mailbox
         );
-        let request = self
-            .request(reqwest::Method::PUT, &path)
-            .header("Content-Length", "0");
+        let request = || {
+            Ok(self
+                .request(reqwest::Method::PUT, &path)
+                .header("Content-Length", "0"))
+        };
         match self.call("acknowledge", request) {
             Ok(_) => Ok(()),
-            Err(MeshError::Http { status: 404 | 410, .. }) => Ok(()),
+            Err(MeshError::Http {
+                status: 404 | 410, ..
+            }) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -452,6 +513,103 @@ pub(crate) fn log_failure(e: &MeshError) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A server on 127.0.0.1 answering each request with the next of `statuses`
+    /// (then 200); the Authorization headers it saw.
+    fn fake_server(
+        statuses: Vec<(u16, &'static str)>,
+    ) -> (String, std::thread::JoinHandle<Vec<String>>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let handle = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for (status, extra) in statuses {
+                let (stream, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap() > 0 && line != "\r\n" {
+                    if line.to_ascii_lowercase().starts_with("authorization:") {
+                        seen.push(line.trim().to_string());
+                    }
+                    line.clear();
+                }
+                let mut stream = stream;
+                write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n{extra}\r\n"
+                )
+                .unwrap();
+            }
+            seen
+        });
+        (url, handle)
+    }
+
+    fn config_for(url: &str, dir: &std::path::Path) -> Config {
+        for (name, text) in [("pw", "secret\n"), ("key", "TestKey")] {
+            std::fs::write(dir.join(name), text).unwrap();
+            std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(0o600))
+                .unwrap();
+        }
+        let text = format!(
+            "[hub]\nmailbox = \"X26HUB01\"\nroot = \"m\"\ndatabase = \"d.sqlite3\"\n\
+             [mesh]\nurl = \"{url}\"\npassword_file = \"pw\"\nshared_key_file = \"key\"\ntimeout = \"5s\"\n"
+        );
+        Config::parse(&text, &dir.join("c.toml")).unwrap()
+    }
+
+    #[test]
+    fn a_503_and_a_429_are_tried_again_each_with_a_fresh_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, server) = fake_server(vec![(503, ""), (429, "Retry-After: 0\r\n"), (200, "")]);
+        let client = Client::new(&config_for(&url, dir.path())).unwrap();
+        client.handshake().unwrap();
+        let seen = server.join().unwrap();
+        assert_eq!(seen.len(), 3);
+        let nonces: std::collections::HashSet<_> = seen
+            .iter()
+            .map(|a| a.split(':').nth(2).unwrap().to_string())
+            .collect();
+        assert_eq!(nonces.len(), 3, "a token used twice: {seen:?}");
+    }
+
+    #[test]
+    fn an_authentication_failure_is_not_tried_again_and_names_what_to_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, server) = fake_server(vec![(403, "")]);
+        let client = Client::new(&config_for(&url, dir.path())).unwrap();
+        let e = client.handshake().unwrap_err();
+        assert!(matches!(e, MeshError::Auth { status: 403, .. }), "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains("shared_key_file")
+                && !text.contains("TestKey")
+                && !text.contains("secret"),
+            "{text}"
+        );
+        assert_eq!(server.join().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn persistent_server_errors_give_up_after_the_bounded_retries() {
+        let dir = tempfile::tempdir().unwrap();
+        let statuses = vec![
+            (500, ""),
+            (502, "Retry-After: 0\r\n"),
+            (503, "Retry-After: 0\r\n"),
+            (504, "Retry-After: 0\r\n"),
+        ];
+        let (url, server) = fake_server(statuses);
+        let client = Client::new(&config_for(&url, dir.path())).unwrap();
+        let e = client.handshake().unwrap_err();
+        assert!(
+            e.is_transient() && matches!(e, MeshError::Http { status: 504, .. }),
+            "{e}"
+        );
+        assert_eq!(server.join().unwrap().len(), 1 + RETRY_DELAYS.len());
+    }
 
     #[test]
     fn the_token_is_the_hmac_of_mailbox_nonce_count_password_and_timestamp() {

@@ -104,8 +104,8 @@ fn send_partner(
     partner: &Partner,
 ) -> Result<Vec<String>, MeshError> {
     let out_path = config.folder(&partner.mailbox, "out");
-    let root = crate::transport::open_root(config)
-        .map_err(local("opening", config.hub.root.clone()))?;
+    let root =
+        crate::transport::open_root(config).map_err(local("opening", config.hub.root.clone()))?;
     let out_dir = match crate::transport::folder(&root, &partner.mailbox, "out") {
         Ok(dir) => dir,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -122,8 +122,8 @@ fn send_partner(
     names.sort();
     let mut sent = Vec::new();
     for w in waiting(&names, partner) {
-        let mut row = index::mesh::outbound(index.db(), &partner.mailbox, &w.data)?.unwrap_or(
-            Outbound {
+        let mut row =
+            index::mesh::outbound(index.db(), &partner.mailbox, &w.data)?.unwrap_or(Outbound {
                 mailbox: partner.mailbox.clone(),
                 file: w.data.clone(),
                 local_id: w.local_id.clone(),
@@ -132,8 +132,7 @@ fn send_partner(
                 state: MeshOutState::Sending,
                 attempts: 0,
                 error: None,
-            },
-        );
+            });
         if row.state == MeshOutState::Refused {
             continue; // shown by `status`; an operator resends or removes it
         }
@@ -174,7 +173,9 @@ fn send_partner(
                 .rename(name, &sent_dir, name)
                 .map_err(local("moving", out_path.join(name)))?;
         }
-        sent_dir.sync().map_err(local("syncing", out_path.join("sent")))?;
+        sent_dir
+            .sync()
+            .map_err(local("syncing", out_path.join("sent")))?;
         out_dir.sync().map_err(local("syncing", out_path.clone()))?;
         info!(event = "mesh_sent", mailbox = %partner.mailbox, file = %w.data, message_id = row.message_id.as_deref().unwrap_or(""));
         sent.push(w.data.clone());
@@ -277,8 +278,8 @@ impl Send<'_> {
             .root
             .create_dir(STAGING_FOLDER, 0o700)
             .map_err(local("creating", staging_path.clone()))?;
-        let mut staged =
-            tempfile::tempfile_in(staging.path()).map_err(local("staging in", staging_path.clone()))?;
+        let mut staged = tempfile::tempfile_in(staging.path())
+            .map_err(local("staging in", staging_path.clone()))?;
         let start = raw * u64::from(n - 1);
         file.seek(SeekFrom::Start(start))
             .map_err(local("reading", path.clone()))?;
@@ -326,24 +327,27 @@ impl Client {
         body: Body,
         chunks: u32,
     ) -> Result<String, MeshError> {
-        let mut request = self
-            .request(
-                reqwest::Method::POST,
-                &format!("/messageexchange/{}/outbox", self.mailbox),
-            )
-            .header("Mex-From", &self.mailbox)
-            .header("Mex-To", &partner.mailbox)
-            .header("Mex-WorkflowID", partner.outbound_workflow(w.kind))
-            .header("Mex-FileName", &w.file_name)
-            .header("Mex-LocalID", &w.local_id)
-            .header("Mex-Subject", w.kind.as_str())
-            .header("Mex-Content-Type", content_type(&w.file_name));
-        if chunks > 1 {
-            request = request
-                .header("Mex-Chunk-Range", format!("1:{chunks}"))
-                .header("Mex-Content-Compressed", "Y");
-        }
-        let response = self.call("send", with_body(request, body))?;
+        let request = || {
+            let mut request = self
+                .request(
+                    reqwest::Method::POST,
+                    &format!("/messageexchange/{}/outbox", self.mailbox),
+                )
+                .header("Mex-From", &self.mailbox)
+                .header("Mex-To", &partner.mailbox)
+                .header("Mex-WorkflowID", partner.outbound_workflow(w.kind))
+                .header("Mex-FileName", &w.file_name)
+                .header("Mex-LocalID", &w.local_id)
+                .header("Mex-Subject", w.kind.as_str())
+                .header("Mex-Content-Type", content_type(&w.file_name));
+            if chunks > 1 {
+                request = request
+                    .header("Mex-Chunk-Range", format!("1:{chunks}"))
+                    .header("Mex-Content-Compressed", "Y");
+            }
+            with_body(request, &body)
+        };
+        let response = self.call("send", request)?;
         let mut text = String::new();
         response
             .take(1 << 16)
@@ -370,13 +374,16 @@ impl Client {
     /// Chunk `n` (2..) of a message (`POST .../outbox/{id}/{n}`). A chunk the server
     /// took already (the message is complete: 423) is done.
     fn send_chunk(&self, id: &str, body: Body, n: u32, total: u32) -> Result<(), MeshError> {
-        let request = self
-            .request(
-                reqwest::Method::POST,
-                &format!("/messageexchange/{}/outbox/{id}/{n}", self.mailbox),
-            )
-            .header("Mex-Chunk-Range", format!("{n}:{total}"));
-        match self.call(&format!("send of chunk {n}"), with_body(request, body)) {
+        let request = || {
+            let request = self
+                .request(
+                    reqwest::Method::POST,
+                    &format!("/messageexchange/{}/outbox/{id}/{n}", self.mailbox),
+                )
+                .header("Mex-Chunk-Range", format!("{n}:{total}"));
+            with_body(request, &body)
+        };
+        match self.call(&format!("send of chunk {n}"), request) {
             Ok(_) => Ok(()),
             Err(MeshError::Http { status: 423, .. }) => Ok(()),
             Err(e) => Err(e),
@@ -384,10 +391,22 @@ impl Client {
     }
 }
 
+/// The request with the body streamed from its file's start (each try anew).
 fn with_body(
     request: reqwest::blocking::RequestBuilder,
-    body: Body,
-) -> reqwest::blocking::RequestBuilder {
+    body: &Body,
+) -> Result<reqwest::blocking::RequestBuilder, MeshError> {
+    let mut file = body.file.try_clone().map_err(|source| MeshError::Local {
+        what: "reopening",
+        path: "the file being sent".into(),
+        source,
+    })?;
+    file.seek(SeekFrom::Start(0))
+        .map_err(|source| MeshError::Local {
+            what: "rewinding",
+            path: "the file being sent".into(),
+            source,
+        })?;
     let request = request
         .header("Content-Type", "application/octet-stream")
         .header("Content-Length", body.len.to_string());
@@ -396,7 +415,7 @@ fn with_body(
     } else {
         request
     };
-    request.body(reqwest::blocking::Body::sized(body.file, body.len))
+    Ok(request.body(reqwest::blocking::Body::sized(file, body.len)))
 }
 
 fn content_type(file_name: &str) -> &'static str {
