@@ -174,7 +174,8 @@ pub(crate) fn purge(
 }
 
 /// Forgets what retention allows: event ids, sent notification rows and alert
-/// tombstones older than `cutoff` (YYYY-MM-DD), and tombstones every site has seen.
+/// tombstones older than `cutoff` (YYYY-MM-DD), finished MESH transfers and reports
+/// older than it, and tombstones every site has seen.
 pub(crate) fn purge_flows(tx: &Tx<'_>, cutoff: &str) -> Result<()> {
     let conn = tx.conn();
     conn.prepare_cached("DELETE FROM events_seen WHERE seen_on < ?1")?
@@ -187,6 +188,14 @@ pub(crate) fn purge_flows(tx: &Tx<'_>, cutoff: &str) -> Result<()> {
         "DELETE FROM inactive_notices WHERE created_on < ?1 AND outbound_id IS NOT NULL",
     )?
     .execute([cutoff])?;
+    // The MESH ledger: finished transfers and reports older than retention (a message
+    // acknowledged that long ago is never listed again).
+    conn.prepare_cached("DELETE FROM mesh_inbound WHERE state = ?2 AND at < ?1")?
+        .execute(rusqlite::params![cutoff, crate::model::MeshInState::Acked])?;
+    conn.prepare_cached("DELETE FROM mesh_outbound WHERE state = ?2 AND at < ?1")?
+        .execute(rusqlite::params![cutoff, crate::model::MeshOutState::Sent])?;
+    conn.prepare_cached("DELETE FROM mesh_reports WHERE at < ?1")?
+        .execute([cutoff])?;
     conn.prepare_cached("DELETE FROM removed WHERE change_seq <= (SELECT coalesce(MIN(last_seq), -1) FROM site_state)")?.execute([])?;
     Ok(())
 }
