@@ -42,6 +42,11 @@ impl Sandbox {
     /// Starts a sandbox with the hub's mailbox, the test hub's partners and a
     /// stranger; None (skipped) when the venv is missing outside CI.
     fn start(hub: &Hub, tls: bool) -> Option<Sandbox> {
+        Sandbox::start_without(hub, tls, &[])
+    }
+
+    /// Like [`Sandbox::start`], these mailboxes not registered with the server.
+    fn start_without(hub: &Hub, tls: bool, missing: &[&str]) -> Option<Sandbox> {
         if !venv().join("bin/python").exists() {
             skip(&format!(
                 "no mesh-sandbox venv at {} (.ci/run makes it)",
@@ -61,6 +66,9 @@ impl Sandbox {
             "X26PDS01:demographics",
             "X26ZZZ01:stranger",
         ] {
+            if missing.iter().any(|x| m.starts_with(x)) {
+                continue;
+            }
             cmd.arg("--mailbox").arg(m);
         }
         if tls {
@@ -624,6 +632,47 @@ fn an_injected_report_is_tied_to_its_file_and_shown_by_status() {
             .len(),
         1
     );
+}
+
+#[test]
+fn a_refused_file_goes_to_out_refused_is_shown_and_the_others_go_on() {
+    let mut hub = Hub::new();
+    // The demographics feed's mailbox is unknown to the MESH server: a send to it is
+    // refused (417).
+    let Some(sandbox) = Sandbox::start_without(&hub, false, &["X26PDS01"]) else {
+        return;
+    };
+    configure(&mut hub, &sandbox, &["X26LA204", "X26PDS01"], "");
+    hub.drop("X26PDS01", "status.csv", &fixture("nhs_status.csv"));
+    sandbox.send("X26LA204", "CPISHUB_EXTRACT", "n.csv", &extract_bytes(&[child("C-1", 1)]), &[]);
+    let out = hub.run(&["process"]);
+    assert_eq!(out.status.code(), Some(0), "a refusal is not a failed transfer: {}", text(&out));
+    assert_eq!(sandbox.received("X26LA204").len(), 1, "LA204's receipt went");
+    let refused = hub.names("X26PDS01", "out/refused");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    let undelivered = &status_json(&hub)["mesh"]["undelivered"];
+    assert_eq!(undelivered[0]["code"], "refused", "{undelivered}");
+    assert_eq!(undelivered[0]["file"].as_str(), Some(refused[0].as_str()));
+    assert!(undelivered[0]["description"].as_str().unwrap().contains("417"), "{undelivered}");
+    // Not tried again by later passes.
+    let posts = |s: &Sandbox| {
+        s.hub_requests()
+            .iter()
+            .filter(|r| r["method"] == "POST" && r["path"].as_str().unwrap().ends_with("/outbox"))
+            .count()
+    };
+    let before = posts(&sandbox);
+    hub.process(0);
+    assert_eq!(posts(&sandbox), before);
+    // Put back by an operator: sent anew (and refused again here).
+    fs::rename(
+        hub.folder("X26PDS01", "out/refused").join(&refused[0]),
+        hub.folder("X26PDS01", "out").join(&refused[0]),
+    )
+    .unwrap();
+    hub.process(0);
+    assert_eq!(posts(&sandbox), before + 1);
+    assert_eq!(hub.names("X26PDS01", "out/refused"), refused);
 }
 
 #[test]

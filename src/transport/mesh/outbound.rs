@@ -3,7 +3,8 @@
 //! `chunk_bytes`, each a gzip member of its own), its MESH message id recorded, and
 //! then moved to `out/sent/`. A send is repeated only when its outcome is unknown
 //! (recorded as being sent, no message id), under the same file name and
-//! `Mex-LocalID`; a file the server refused stays in `out/` and is shown by `status`.
+//! `Mex-LocalID`; a file the server refused goes to `out/refused/` and is shown by
+//! `status` (put back in `out/` by an operator, it is sent anew).
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -134,7 +135,11 @@ fn send_partner(
                 error: None,
             });
         if row.state == MeshOutState::Refused {
-            continue; // shown by `status`; an operator resends or removes it
+            // Refused files go to out/refused/: one back in out/ was put there by an
+            // operator to be sent again.
+            row.state = MeshOutState::Sending;
+            row.attempts = 0;
+            row.message_id = None;
         }
         if row.state != MeshOutState::Sent {
             let (file, info) = out_dir
@@ -160,6 +165,7 @@ fn send_partner(
                     row.error = Some(e.to_string());
                     let at = Clock::real().rfc3339();
                     index.write(|tx| index::mesh::set_outbound(tx, &row, &at))?;
+                    move_pair(&root, partner, &out_dir, &w, "out/refused")?;
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -181,6 +187,28 @@ fn send_partner(
         sent.push(w.data.clone());
     }
     Ok(sent)
+}
+
+/// Moves a file (and its `.ctl` after it) from `out/` to `folder` (`out/sent`,
+/// `out/refused`), durably.
+fn move_pair(
+    root: &Dir,
+    partner: &Partner,
+    out_dir: &Dir,
+    w: &Waiting,
+    folder: &str,
+) -> Result<(), MeshError> {
+    let to = crate::transport::create_folder(root, &partner.mailbox, folder)
+        .map_err(local("creating", root.path().join(&partner.mailbox).join(folder)))?;
+    for name in std::iter::once(&w.data).chain(w.ctl.iter()) {
+        out_dir
+            .rename(name, &to, name)
+            .map_err(local("moving", out_dir.path().join(name)))?;
+    }
+    to.sync().map_err(local("syncing", to.path().to_path_buf()))?;
+    out_dir
+        .sync()
+        .map_err(local("syncing", out_dir.path().to_path_buf()))
 }
 
 /// The raw bytes of each chunk, so that its gzip member (deflate's worst case:
