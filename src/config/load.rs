@@ -632,13 +632,10 @@ fn read_secret(key: &str, path: &Path) -> Result<Secret, ConfigError> {
             text.pop();
         }
     }
-    if text.is_empty() || text.contains(['\n', ':']) {
+    if text.is_empty() || text.contains('\n') {
         return Err(key_error(
             key,
-            format!(
-                "{} must hold one line, not empty, without ':'",
-                path.display()
-            ),
+            format!("{} must hold the secret on one line", path.display()),
         ));
     }
     Ok(Secret::new(text))

@@ -503,6 +503,52 @@ fn a_compressed_chunked_inbound_message_is_applied_decompressed() {
 }
 
 #[test]
+fn a_big_message_each_way_streams_through_bounded_memory() {
+    let Some((hub, sandbox)) = mesh_hub(&["X26R0B01"], "chunk_bytes = 8000000", false) else {
+        return;
+    };
+    const SIZE: usize = 70_000_000; // more than 64 MiB: held whole, it would fail
+    let mut big = Vec::with_capacity(SIZE + 100);
+    let mut i = 0u64;
+    while big.len() < SIZE {
+        big.extend_from_slice(
+            format!(
+                "A{i:012},{},CPP,ACTIVE,2026-01-10,,LA204\n",
+                nhs((i % 100_000) as u32)
+            )
+            .as_bytes(),
+        );
+        i += 1;
+    }
+    // In: 70 MB in 8 MB chunks from a sender that is no partner (kept, not applied).
+    let id = sandbox.send(
+        STRANGER,
+        "CPISHUB_EXTRACT",
+        "big.csv",
+        &big,
+        &["--chunk-bytes", "8000000"],
+    );
+    // Out: a 70 MB file waiting for a site.
+    let name = "ALERTS_X26R0B01_20261122T100000Z_000001.csv";
+    fs::create_dir_all(hub.folder("X26R0B01", "out")).unwrap();
+    let path = hub.folder("X26R0B01", "out").join(name);
+    fs::write(&path, &big).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, rss_kib) = process_measured(&hub);
+    assert_eq!(code, 0);
+    assert!(
+        rss_kib < 64 * 1024,
+        "peak RSS {} MiB for 70 MB each way",
+        rss_kib / 1024
+    );
+    let kept = hub.path().join(format!("mailboxes/.mesh-unknown/{id}.dat"));
+    assert_eq!(fs::read(kept).unwrap(), big, "received whole");
+    let got = sandbox.received("X26R0B01");
+    assert_eq!(got.len(), 1);
+    assert!(got[0].1 == big, "sent whole");
+}
+
+#[test]
 fn a_wrong_workflow_id_gets_a_workflow_receipt() {
     let Some((hub, sandbox)) = mesh_hub(&["X26LA204"], "", false) else {
         return;
@@ -644,16 +690,37 @@ fn a_refused_file_goes_to_out_refused_is_shown_and_the_others_go_on() {
     };
     configure(&mut hub, &sandbox, &["X26LA204", "X26PDS01"], "");
     hub.drop("X26PDS01", "status.csv", &fixture("nhs_status.csv"));
-    sandbox.send("X26LA204", "CPISHUB_EXTRACT", "n.csv", &extract_bytes(&[child("C-1", 1)]), &[]);
+    sandbox.send(
+        "X26LA204",
+        "CPISHUB_EXTRACT",
+        "n.csv",
+        &extract_bytes(&[child("C-1", 1)]),
+        &[],
+    );
     let out = hub.run(&["process"]);
-    assert_eq!(out.status.code(), Some(0), "a refusal is not a failed transfer: {}", text(&out));
-    assert_eq!(sandbox.received("X26LA204").len(), 1, "LA204's receipt went");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "a refusal is not a failed transfer: {}",
+        text(&out)
+    );
+    assert_eq!(
+        sandbox.received("X26LA204").len(),
+        1,
+        "LA204's receipt went"
+    );
     let refused = hub.names("X26PDS01", "out/refused");
     assert_eq!(refused.len(), 1, "{refused:?}");
     let undelivered = &status_json(&hub)["mesh"]["undelivered"];
     assert_eq!(undelivered[0]["code"], "refused", "{undelivered}");
     assert_eq!(undelivered[0]["file"].as_str(), Some(refused[0].as_str()));
-    assert!(undelivered[0]["description"].as_str().unwrap().contains("417"), "{undelivered}");
+    assert!(
+        undelivered[0]["description"]
+            .as_str()
+            .unwrap()
+            .contains("417"),
+        "{undelivered}"
+    );
     // Not tried again by later passes.
     let posts = |s: &Sandbox| {
         s.hub_requests()

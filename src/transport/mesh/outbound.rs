@@ -198,14 +198,17 @@ fn move_pair(
     w: &Waiting,
     folder: &str,
 ) -> Result<(), MeshError> {
-    let to = crate::transport::create_folder(root, &partner.mailbox, folder)
-        .map_err(local("creating", root.path().join(&partner.mailbox).join(folder)))?;
+    let to = crate::transport::create_folder(root, &partner.mailbox, folder).map_err(local(
+        "creating",
+        root.path().join(&partner.mailbox).join(folder),
+    ))?;
     for name in std::iter::once(&w.data).chain(w.ctl.iter()) {
         out_dir
             .rename(name, &to, name)
             .map_err(local("moving", out_dir.path().join(name)))?;
     }
-    to.sync().map_err(local("syncing", to.path().to_path_buf()))?;
+    to.sync()
+        .map_err(local("syncing", to.path().to_path_buf()))?;
     out_dir
         .sync()
         .map_err(local("syncing", out_dir.path().to_path_buf()))
