@@ -260,6 +260,7 @@ fn shipped_migrations_are_never_edited() {
         "06173df2f3187ea5c98cab3385642d51f444cdab3a53d8153657e7768e4e694f",
         "2bbb0c1a2a52fa48b08f52f223a1210ac5bf5556e62d57afa8e8f099a0ca91ef",
         "3f23edfc59ad7acc88caa9dbae2633a20e350d146c37a0db1fe5ffab47ac1bbd",
+        "d56735c36c14abbd4b49507a0e98b5e64ac1d7188ca991fd78bc11b98d3c8c62",
     ];
     let got: Vec<String> = schema::MIGRATIONS
         .iter()
