@@ -82,6 +82,22 @@ impl Backoffs {
     }
 }
 
+/// A remote task's pause between rounds: `wait`, cut short by a kick when
+/// `heed_kick` (not while backing off). True when the task is told to stop.
+pub(super) async fn pause(
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+    kick: &tokio::sync::Notify,
+    wait: Duration,
+    heed_kick: bool,
+) -> bool {
+    tokio::select! {
+        _ = stop.changed() => return true,
+        () = kick.notified(), if heed_kick => {}
+        () = tokio::time::sleep(wait) => {}
+    }
+    *stop.borrow()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

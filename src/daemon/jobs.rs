@@ -78,7 +78,7 @@ pub(super) fn turn(config: &Config, index: &mut Index, now: Clock, options: Pass
     let to_upload = config
         .sftp
         .iter()
-        .filter(|r| crate::transport::sftp::has_outbound(config, &r.mailbox))
+        .filter(|r| crate::transport::has_outbound(config, &r.mailbox))
         .map(|r| r.mailbox.clone())
         .collect();
     Turn {

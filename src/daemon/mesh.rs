@@ -14,7 +14,7 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
-use super::backoff::backoff_delay;
+use super::backoff::{backoff_delay, pause};
 use super::ClockSource;
 use crate::config::Config;
 use crate::index::Index;
@@ -146,20 +146,8 @@ async fn mesh_loop(
                 settings.poll_every
             }
         };
-        if attempts > 0 {
-            // Backing off: a kick does not bring the next try forward.
-            tokio::select! {
-                _ = stop.changed() => return,
-                () = tokio::time::sleep(wait) => {}
-            }
-        } else {
-            tokio::select! {
-                _ = stop.changed() => return,
-                () = kick.notified() => {}
-                () = tokio::time::sleep(wait) => {}
-            }
-        }
-        if *stop.borrow() {
+        // Backing off, a kick does not bring the next try forward.
+        if pause(&mut stop, &kick, wait, attempts == 0).await {
             return;
         }
     }

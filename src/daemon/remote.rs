@@ -14,7 +14,7 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
-use super::backoff::backoff_delay;
+use super::backoff::{backoff_delay, pause};
 use super::ClockSource;
 use crate::config::{Config, SftpRemote};
 use crate::transport::sftp;
@@ -116,12 +116,7 @@ async fn remote_loop(
                 remote.poll_every
             }
         };
-        tokio::select! {
-            _ = stop.changed() => return,
-            () = kick.notified() => {}
-            () = tokio::time::sleep(wait) => {}
-        }
-        if *stop.borrow() {
+        if pause(&mut stop, &kick, wait, true).await {
             return;
         }
     }

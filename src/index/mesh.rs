@@ -23,6 +23,16 @@ pub(crate) struct Inbound {
     pub state: MeshInState,
 }
 
+fn inbound_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Inbound> {
+    Ok(Inbound {
+        message_id: r.get(0)?,
+        sender: r.get(1)?,
+        mailbox: r.get(2)?,
+        kind: r.get(3)?,
+        state: r.get(4)?,
+    })
+}
+
 /// What the ledger knows of one inbox message.
 pub(crate) fn inbound(db: Db<'_>, message_id: &str) -> Result<Option<Inbound>> {
     Ok(db
@@ -30,15 +40,7 @@ pub(crate) fn inbound(db: Db<'_>, message_id: &str) -> Result<Option<Inbound>> {
         .prepare_cached(
             "SELECT message_id, sender, mailbox, kind, state FROM mesh_inbound WHERE message_id = ?1",
         )?
-        .query_row([message_id], |r| {
-            Ok(Inbound {
-                message_id: r.get(0)?,
-                sender: r.get(1)?,
-                mailbox: r.get(2)?,
-                kind: r.get(3)?,
-                state: r.get(4)?,
-            })
-        })
+        .query_row([message_id], inbound_row)
         .optional()?)
 }
 
@@ -49,15 +51,7 @@ pub(crate) fn unacknowledged(db: Db<'_>) -> Result<Vec<Inbound>> {
         "SELECT message_id, sender, mailbox, kind, state FROM mesh_inbound WHERE state <> ?1 ORDER BY message_id",
     )?;
     let rows = stmt
-        .query_map([MeshInState::Acked], |r| {
-            Ok(Inbound {
-                message_id: r.get(0)?,
-                sender: r.get(1)?,
-                mailbox: r.get(2)?,
-                kind: r.get(3)?,
-                state: r.get(4)?,
-            })
-        })?
+        .query_map([MeshInState::Acked], inbound_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }

@@ -45,6 +45,32 @@ pub(crate) fn create_folder(root: &Dir, mailbox: &str, folder: &str) -> io::Resu
     root.create_dir(mailbox, 0o700)?.create_path(folder, 0o700)
 }
 
+/// The hub's files waiting in a partner's `out/` for a transport (SFTP upload, MESH
+/// send): regular files, temporary names aside, sorted by name.
+pub(crate) fn waiting_files(out_dir: &Dir) -> io::Result<Vec<String>> {
+    let mut names: Vec<String> = out_dir
+        .entries()?
+        .into_iter()
+        .filter(|(_, info)| info.kind == Kind::File)
+        .filter_map(|(n, _)| n.to_str().map(str::to_string))
+        .filter(|n| !crate::intake::is_temporary(n.as_bytes()))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Whether a partner's `out/` holds files waiting for a transport.
+pub(crate) fn has_outbound(config: &Config, mailbox: &str) -> bool {
+    std::fs::read_dir(config.folder(mailbox, "out"))
+        .map(|entries| {
+            entries.flatten().any(|e| {
+                e.file_type().is_ok_and(|t| t.is_file())
+                    && !crate::intake::is_temporary(e.file_name().as_encoded_bytes())
+            })
+        })
+        .unwrap_or(false)
+}
+
 /// A mailbox whose folders cannot be used (replaced by a link, not a folder...).
 #[derive(Debug)]
 pub(crate) struct MailboxFault {

@@ -116,6 +116,12 @@ impl Sandbox {
         Path::new(self.state["tls_dir"].as_str().unwrap()).join(name)
     }
 
+    /// LA204 sends the hub a FULL extract of one child (C-1); its MESH message id.
+    fn send_one_child(&self) -> String {
+        let data = extract("FULL", "2026-11-22T02:00:00Z", &[child("C-1", 1)]);
+        self.send("X26LA204", "CPISHUB_EXTRACT", "n.csv", &data, &[])
+    }
+
     /// A partner sends `data` to the hub; its MESH message id.
     fn send(&self, from: &str, workflow: &str, name: &str, data: &[u8], extra: &[&str]) -> String {
         let file = self.dir.join(format!("send-{name}"));
@@ -621,13 +627,7 @@ fn an_injected_report_is_tied_to_its_file_and_shown_by_status() {
     let Some((hub, sandbox)) = mesh_hub(&["X26LA204"], "", false) else {
         return;
     };
-    sandbox.send(
-        "X26LA204",
-        "CPISHUB_EXTRACT",
-        "n.csv",
-        &extract_bytes(&[child("C-1", 1)]),
-        &[],
-    );
+    sandbox.send_one_child();
     hub.process(0);
     let receipt_id = sandbox.inbox("X26LA204")[0].clone();
     let (h, _) = sandbox.get("X26LA204", &receipt_id);
@@ -690,13 +690,7 @@ fn a_refused_file_goes_to_out_refused_is_shown_and_the_others_go_on() {
     };
     configure(&mut hub, &sandbox, &["X26LA204", "X26PDS01"], "");
     hub.drop("X26PDS01", "status.csv", &fixture("nhs_status.csv"));
-    sandbox.send(
-        "X26LA204",
-        "CPISHUB_EXTRACT",
-        "n.csv",
-        &extract_bytes(&[child("C-1", 1)]),
-        &[],
-    );
+    sandbox.send_one_child();
     let out = hub.run(&["process"]);
     assert_eq!(
         out.status.code(),
@@ -789,13 +783,7 @@ fn a_crash_between_send_and_record_resends_under_the_same_name_and_local_id() {
     let Some((hub, sandbox)) = mesh_hub(&["X26LA204"], "", false) else {
         return;
     };
-    sandbox.send(
-        "X26LA204",
-        "CPISHUB_EXTRACT",
-        "n.csv",
-        &extract_bytes(&[child("C-1", 1)]),
-        &[],
-    );
+    sandbox.send_one_child();
     let out = hub.run_env(&["process"], &[("CPIS_HUB_FAULT", "mesh_after_send")]);
     assert_ne!(out.status.code(), Some(0), "{}", text(&out));
     let waiting = hub.names("X26LA204", "out");
@@ -824,13 +812,7 @@ fn a_wrong_shared_key_fails_clearly_without_printing_a_secret_and_loses_nothing(
     let Some((hub, sandbox)) = mesh_hub(&["X26LA204"], "", false) else {
         return;
     };
-    let id = sandbox.send(
-        "X26LA204",
-        "CPISHUB_EXTRACT",
-        "n.csv",
-        &extract_bytes(&[child("C-1", 1)]),
-        &[],
-    );
+    let id = sandbox.send_one_child();
     secret(&hub, "mesh-shared-key", "SK-wrong-key-0001");
     let out = hub.run(&["process"]);
     let said = text(&out);
@@ -857,13 +839,7 @@ fn mutual_tls_works_and_an_untrusted_server_certificate_is_refused() {
     let Some((mut hub, sandbox)) = mesh_hub(&["X26LA204"], "", true) else {
         return;
     };
-    let id = sandbox.send(
-        "X26LA204",
-        "CPISHUB_EXTRACT",
-        "n.csv",
-        &extract_bytes(&[child("C-1", 1)]),
-        &[],
-    );
+    let id = sandbox.send_one_child();
     // A CA of the same name that did not sign the server's certificate.
     let other = sandbox.tls_file("other/ca.pem");
     let good = fs::read_to_string(hub.config()).unwrap();
@@ -896,13 +872,7 @@ fn the_daemon_polls_and_sends_without_a_pass_being_asked() {
         return;
     };
     let daemon = Daemon::start(&hub, &[]);
-    let id = sandbox.send(
-        "X26LA204",
-        "CPISHUB_EXTRACT",
-        "n.csv",
-        &extract_bytes(&[child("C-1", 1)]),
-        &[],
-    );
+    let id = sandbox.send_one_child();
     assert!(
         wait_for(30, || sandbox.inbox("X26LA204").len() == 1),
         "no receipt over MESH from the daemon: {}",

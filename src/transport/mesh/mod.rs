@@ -498,7 +498,7 @@ pub(crate) fn has_outbound(config: &Config) -> bool {
         .partners
         .iter()
         .filter(|p| p.mesh_api)
-        .any(|p| crate::transport::sftp::has_outbound(config, &p.mailbox))
+        .any(|p| crate::transport::has_outbound(config, &p.mailbox))
 }
 
 /// Logs a failed round (never a secret: the errors hold none).

@@ -18,7 +18,6 @@ use crate::config::{Config, Framing, Partner};
 use crate::formats::Kind;
 use crate::fsutil::{self, Dir};
 use crate::index::{self, mesh::Outbound, Index};
-use crate::intake::is_temporary;
 use crate::model::MeshOutState;
 
 /// Where chunks are compressed before they are sent: below the root, the hub's own.
@@ -112,15 +111,8 @@ fn send_partner(
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(local("opening", out_path)(e)),
     };
-    let mut names: Vec<String> = out_dir
-        .entries()
-        .map_err(local("listing", out_path.clone()))?
-        .into_iter()
-        .filter(|(_, info)| info.kind == fsutil::Kind::File)
-        .filter_map(|(n, _)| n.to_str().map(str::to_string))
-        .filter(|n| !is_temporary(n.as_bytes()))
-        .collect();
-    names.sort();
+    let names =
+        crate::transport::waiting_files(&out_dir).map_err(local("listing", out_path.clone()))?;
     let mut sent = Vec::new();
     for w in waiting(&names, partner) {
         let mut row =

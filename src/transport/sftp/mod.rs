@@ -30,7 +30,6 @@ use tracing::warn;
 use crate::clock::Clock;
 use crate::config::{Config, SftpRemote};
 use crate::index::{Index, IndexError};
-use crate::intake::is_temporary;
 
 mod download;
 mod upload;
@@ -369,16 +368,4 @@ pub(crate) fn upload_all(config: &Config) -> Vec<RemoteFailure> {
         let (_session, sftp) = connect(remote)?;
         upload(&sftp, remote, config)
     })
-}
-
-/// Whether a partner's `out/` holds files waiting for upload.
-pub(crate) fn has_outbound(config: &Config, mailbox: &str) -> bool {
-    fs::read_dir(config.folder(mailbox, "out"))
-        .map(|entries| {
-            entries.flatten().any(|e| {
-                e.file_type().is_ok_and(|t| t.is_file())
-                    && !is_temporary(e.file_name().as_encoded_bytes())
-            })
-        })
-        .unwrap_or(false)
 }

@@ -2,7 +2,6 @@
 
 use crate::config::{Config, Framing, SftpRemote};
 use crate::fsutil::{self};
-use crate::intake::is_temporary;
 use ssh2::{RenameFlags, Sftp};
 use std::io::{self, Read, Write};
 use tracing::{info, warn};
@@ -28,15 +27,7 @@ pub(crate) fn upload(
     let mesh = config
         .partner(&remote.mailbox)
         .is_some_and(|p| p.framing == Framing::Mesh);
-    let mut names: Vec<String> = out_dir
-        .entries()
-        .map_err(local(&out_path))?
-        .into_iter()
-        .filter(|(_, info)| info.kind == fsutil::Kind::File)
-        .filter_map(|(n, _)| n.to_str().map(str::to_string))
-        .filter(|n| !is_temporary(n.as_bytes()))
-        .collect();
-    names.sort();
+    let names = crate::transport::waiting_files(&out_dir).map_err(local(&out_path))?;
     let mut batches: Vec<Vec<String>> = Vec::new();
     for name in &names {
         if name.ends_with(".ctl") {
