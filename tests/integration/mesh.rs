@@ -779,7 +779,7 @@ fn a_crash_between_download_and_acknowledge_loses_nothing_and_applies_once() {
 }
 
 #[test]
-fn a_crash_between_send_and_record_resends_under_the_same_name_and_local_id() {
+fn a_crash_between_send_and_record_is_found_in_the_outbox_and_not_sent_twice() {
     let Some((hub, sandbox)) = mesh_hub(&["X26LA204"], "", false) else {
         return;
     };
@@ -792,6 +792,36 @@ fn a_crash_between_send_and_record_resends_under_the_same_name_and_local_id() {
         "the receipt left out/ before it was recorded: {waiting:?}"
     );
     hub.process(0);
+    // The send's answer was lost with the process; the server's outbox says it arrived.
+    let got = sandbox.received("X26LA204");
+    assert_eq!(got.len(), 1, "sent twice");
+    assert!(sandbox
+        .hub_requests()
+        .iter()
+        .any(|r| r["method"] == "GET" && r["path"].as_str().unwrap().ends_with("/outbox/rich")));
+    assert!(hub.names("X26LA204", "out").iter().all(|n| n == "sent"));
+    let sent_id = hub.sql("SELECT message_id FROM mesh_outbound")[0][0].clone();
+    assert_eq!(
+        sent_id,
+        sandbox.inbox("X26LA204")[0],
+        "the id recorded is the message's"
+    );
+    // Nothing more is sent by later passes.
+    hub.process(0);
+    assert_eq!(sandbox.inbox("X26LA204").len(), 1);
+}
+
+#[test]
+fn a_send_whose_outcome_stays_unknown_is_sent_again_under_the_same_name_and_local_id() {
+    let Some((hub, sandbox)) = mesh_hub(&["X26LA204"], "", false) else {
+        return;
+    };
+    sandbox.send_one_child();
+    let out = hub.run_env(&["process"], &[("CPIS_HUB_FAULT", "mesh_after_send")]);
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    // The server's outbox cannot tell any more whether the send arrived.
+    sandbox.ctl(&["reset", HUB]);
+    hub.process(0);
     let got = sandbox.received("X26LA204");
     assert_eq!(got.len(), 2, "the outcome was unknown: sent again");
     let same = |key: &str| header(&got[0].0, key) == header(&got[1].0, key);
@@ -802,9 +832,8 @@ fn a_crash_between_send_and_record_resends_under_the_same_name_and_local_id() {
     );
     assert_eq!(got[0].1, got[1].1);
     assert!(hub.names("X26LA204", "out").iter().all(|n| n == "sent"));
-    // Nothing more is sent by later passes.
     hub.process(0);
-    assert_eq!(sandbox.inbox("X26LA204").len(), 2);
+    assert_eq!(sandbox.inbox("X26LA204").len(), 2, "sent a third time");
 }
 
 #[test]

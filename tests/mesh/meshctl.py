@@ -11,6 +11,7 @@ as the hub's partners. Standard library only (the sandbox runs from its own venv
     meshctl.py ack DIR MAILBOX ID
     meshctl.py report DIR MAILBOX LINKED_ID WORKFLOW CODE DESCRIPTION   inject a REPORT
     meshctl.py status DIR ID                              the message's status (admin API)
+    meshctl.py reset DIR MAILBOX                          forget a mailbox's inbox and outbox (admin API)
     meshctl.py requests DIR                               the sandbox's request log (JSON lines)
 
 Roles: hub, authority, site, demographics, stranger. The venv is $MESH_SANDBOX_VENV
@@ -320,6 +321,14 @@ def report(args):
     print(json.loads(body)["message_id"])
 
 
+def reset(args):
+    """Forget a mailbox's inbox and outbox on the server (as if its records were lost)."""
+    state = load(args.dir)
+    code = call(state, "DELETE", f"/admin/reset/{args.mailbox}")[0]
+    if code != 200:
+        fail(f"admin reset answered {code}")
+
+
 def status(args):
     state = load(args.dir)
     code, _, body = call(state, "GET", f"/admin/message/{args.id}")
@@ -354,6 +363,7 @@ def main():
         s.add_argument(name)
     s.set_defaults(run=report)
     s = sub.add_parser("status"); s.add_argument("dir"); s.add_argument("id"); s.set_defaults(run=status)
+    s = sub.add_parser("reset"); s.add_argument("dir"); s.add_argument("mailbox"); s.set_defaults(run=reset)
     s = sub.add_parser("requests"); s.add_argument("dir")
     s.set_defaults(run=lambda a: print(open(os.path.join(a.dir, "requests.jsonl")).read(), end=""))
     args = p.parse_args()

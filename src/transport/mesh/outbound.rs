@@ -246,10 +246,27 @@ impl Send<'_> {
         } else {
             (size.max(1), 1)
         };
-        if row.state == MeshOutState::Sending {
-            if row.attempts > 0 {
+        if row.state == MeshOutState::Sending && row.attempts > 0 {
+            // A send began and its answer was never recorded: ask the server's
+            // outbox whether it arrived before sending it again.
+            if let Some((id, status)) = self
+                .client
+                .find_sent(&self.partner.mailbox, &row.local_id)?
+            {
+                info!(event = "mesh_send_found", mailbox = %self.partner.mailbox, file = %w.data, message_id = %id, "the previous send arrived: recorded, not sent again");
+                row.message_id = Some(id);
+                row.chunks = chunks;
+                row.state = if status.eq_ignore_ascii_case("uploading") {
+                    MeshOutState::Uploading
+                } else {
+                    MeshOutState::Sent
+                };
+                self.record(row)?;
+            } else {
                 warn!(event = "mesh_resend", mailbox = %self.partner.mailbox, file = %w.data, local_id = %row.local_id, "the outcome of the previous send is unknown: sent again under the same name and Mex-LocalID");
             }
+        }
+        if row.state == MeshOutState::Sending {
             row.attempts += 1;
             row.chunks = chunks;
             row.error = None;
@@ -342,6 +359,62 @@ pub(super) struct Body {
 }
 
 impl Client {
+    /// A message the hub sent to `recipient` with this `Mex-LocalID`, as the server's
+    /// outbox lists it (the last 30 days): its id and status. `None` when it is not
+    /// there, or the server cannot list its outbox (then the outcome stays unknown).
+    fn find_sent(
+        &self,
+        recipient: &str,
+        local_id: &str,
+    ) -> Result<Option<(String, String)>, MeshError> {
+        let mut path = format!("/messageexchange/{}/outbox/rich", self.mailbox);
+        for _ in 0..50 {
+            let response = match self.call("outbox listing", || {
+                Ok(self.request(reqwest::Method::GET, &path))
+            }) {
+                Ok(r) => r,
+                Err(MeshError::Http { status, .. }) if status < 500 && status != 429 => {
+                    return Ok(None)
+                }
+                Err(e) => return Err(e),
+            };
+            let mut text = String::new();
+            response
+                .take(64 << 20)
+                .read_to_string(&mut text)
+                .map_err(|e| MeshError::Network {
+                    what: "outbox listing".into(),
+                    detail: e.to_string(),
+                    maybe_sent: false,
+                })?;
+            let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            let found = value
+                .get("messages")
+                .and_then(|m| m.as_array())
+                .into_iter()
+                .flatten()
+                .find(|m| {
+                    m.get("local_id").and_then(|v| v.as_str()) == Some(local_id)
+                        && m.get("recipient")
+                            .and_then(|v| v.as_str())
+                            .is_some_and(|r| r.eq_ignore_ascii_case(recipient))
+                        && m.get("message_type").and_then(|v| v.as_str()) != Some("REPORT")
+                });
+            if let Some(m) = found {
+                let id = m.get("message_id").and_then(|v| v.as_str()).unwrap_or("");
+                if super::usable_id(id) {
+                    let status = m.get("status").and_then(|v| v.as_str()).unwrap_or("");
+                    return Ok(Some((id.to_string(), status.to_string())));
+                }
+            }
+            match value.pointer("/links/next").and_then(|n| n.as_str()) {
+                Some(next) if next.starts_with('/') => path = next.to_string(),
+                _ => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+
     /// The first request of a message (`POST .../outbox`): its MESH message id.
     fn send_first(
         &self,
