@@ -910,6 +910,16 @@ fn the_daemon_polls_and_sends_without_a_pass_being_asked() {
     // (the sandbox records an acknowledgement in a background task)
     assert!(wait_for(10, || sandbox.status(&id) == "acknowledged"));
     assert_eq!(daemon.terminate(), Some(0));
+    let handshakes = sandbox
+        .hub_requests()
+        .iter()
+        .filter(|r| r["method"] == "POST" && r["path"] == format!("/messageexchange/{HUB}"))
+        .count();
+    assert_eq!(
+        handshakes, 1,
+        "one handshake when run starts (the next one in 24 h)"
+    );
+    assert_tokens_are_right(&sandbox);
 }
 
 #[test]

@@ -521,15 +521,30 @@ mod tests {
     fn fake_server(
         statuses: Vec<(u16, &'static str)>,
     ) -> (String, std::thread::JoinHandle<Vec<String>>) {
+        fake_server_with(
+            statuses
+                .into_iter()
+                .map(|(s, h)| (s, h, String::new()))
+                .collect(),
+        )
+    }
+
+    /// Like [`fake_server`], each answer with a body; also the request lines seen.
+    fn fake_server_with(
+        answers: Vec<(u16, &'static str, String)>,
+    ) -> (String, std::thread::JoinHandle<Vec<String>>) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let handle = std::thread::spawn(move || {
             let mut seen = Vec::new();
-            for (status, extra) in statuses {
+            for (status, extra, body) in answers {
                 let (stream, _) = listener.accept().unwrap();
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
                 let mut line = String::new();
                 while reader.read_line(&mut line).unwrap() > 0 && line != "\r\n" {
+                    if line.starts_with("GET ") || line.starts_with("PUT ") {
+                        seen.push(line.trim().to_string());
+                    }
                     if line.to_ascii_lowercase().starts_with("authorization:") {
                         seen.push(line.trim().to_string());
                     }
@@ -538,7 +553,8 @@ mod tests {
                 let mut stream = stream;
                 write!(
                     stream,
-                    "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n{extra}\r\n"
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n{body}",
+                    body.len()
                 )
                 .unwrap();
             }
@@ -573,6 +589,46 @@ mod tests {
             .map(|a| a.split(':').nth(2).unwrap().to_string())
             .collect();
         assert_eq!(nonces.len(), 3, "a token used twice: {seen:?}");
+    }
+
+    #[test]
+    fn the_inbox_is_listed_through_every_page_and_a_full_page_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let page1 = r#"{"messages":["A1","A2"],"links":{"next":"/messageexchange/X26HUB01/inbox?continue_from=k1"}}"#;
+        let page2 = r#"{"messages":["A3"],"links":{"self":"/x"}}"#;
+        let ids: Vec<String> = (0..500).map(|i| format!("\"F{i}\"")).collect();
+        let full = format!(r#"{{"messages":[{}]}}"#, ids.join(","));
+        let (url, server) = fake_server_with(vec![
+            (200, "", page1.into()),
+            (200, "", page2.into()),
+            (200, "", full),
+        ]);
+        let client = Client::new(&config_for(&url, dir.path())).unwrap();
+        assert_eq!(
+            client.inbox().unwrap(),
+            (vec!["A1".into(), "A2".into(), "A3".into()], false)
+        );
+        let (many, was_full) = client.inbox().unwrap();
+        assert_eq!((many.len(), was_full), (500, true));
+        let seen = server.join().unwrap();
+        let lines: Vec<&String> = seen.iter().filter(|l| l.starts_with("GET ")).collect();
+        assert!(
+            lines[0].starts_with("GET /messageexchange/X26HUB01/inbox?max_results=500 "),
+            "{lines:?}"
+        );
+        assert!(
+            lines[1].starts_with("GET /messageexchange/X26HUB01/inbox?continue_from=k1 "),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn a_next_link_to_another_server_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let page = r#"{"messages":["A1"],"links":{"next":"https://elsewhere.example/inbox"}}"#;
+        let (url, _server) = fake_server_with(vec![(200, "", page.into())]);
+        let client = Client::new(&config_for(&url, dir.path())).unwrap();
+        assert!(matches!(client.inbox(), Err(MeshError::Protocol { .. })));
     }
 
     #[test]
