@@ -47,10 +47,20 @@ pub(super) fn run(config: &Config, emit: &[EmitKind], now: Clock) -> Result<i32,
             send: true,
             ..mesh::Steps::default()
         };
-        if let Err(e) = mesh::round(config, &mut index, &now, steps) {
-            mesh::log_failure(&e);
-            warn_line(format_args!("MESH: {e}"));
-            mesh_failed = true;
+        match mesh::round(config, &mut index, &now, steps) {
+            Ok(round) => {
+                for name in &round.refused {
+                    warn_line(format_args!(
+                        "MESH: the server refused {name}: moved to out/refused/ (see `status`)"
+                    ));
+                }
+                mesh_failed |= !round.refused.is_empty();
+            }
+            Err(e) => {
+                mesh::log_failure(&e);
+                warn_line(format_args!("MESH: {e}"));
+                mesh_failed = true;
+            }
         }
     }
     for f in &failures {

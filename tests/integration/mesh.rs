@@ -694,10 +694,11 @@ fn a_refused_file_goes_to_out_refused_is_shown_and_the_others_go_on() {
     let out = hub.run(&["process"]);
     assert_eq!(
         out.status.code(),
-        Some(0),
-        "a refusal is not a failed transfer: {}",
+        Some(1),
+        "a refused transfer failed: {}",
         text(&out)
     );
+    assert!(text(&out).contains("refused"), "{}", text(&out));
     assert_eq!(
         sandbox.received("X26LA204").len(),
         1,
@@ -731,7 +732,7 @@ fn a_refused_file_goes_to_out_refused_is_shown_and_the_others_go_on() {
         hub.folder("X26PDS01", "out").join(&refused[0]),
     )
     .unwrap();
-    hub.process(0);
+    hub.process(1);
     assert_eq!(posts(&sandbox), before + 1);
     assert_eq!(hub.names("X26PDS01", "out/refused"), refused);
 }

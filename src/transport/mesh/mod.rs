@@ -452,6 +452,8 @@ pub(crate) struct Round {
     pub kept: usize,
     pub reports: usize,
     pub sent: Vec<String>,
+    /// Files the server refused (moved to `out/refused/`).
+    pub refused: Vec<String>,
 }
 
 /// What one round with the MESH server does.
@@ -487,7 +489,9 @@ pub(crate) fn round(
         index.write(|tx| index::mesh::set_state(tx, "last_poll", &at))?;
     }
     if steps.send {
-        round.sent = send_all(&client, config, index)?;
+        let done = send_all(&client, config, index)?;
+        round.sent = done.sent;
+        round.refused = done.refused;
     }
     Ok(round)
 }

@@ -80,17 +80,24 @@ fn waiting(names: &[String], partner: &Partner) -> Vec<Waiting> {
     found
 }
 
-/// Sends what waits in every `mesh_api` partner's `out/`; the names sent.
+/// What a send round did: the names sent, and the names the server refused.
+#[derive(Debug, Default)]
+pub(crate) struct Sent {
+    pub sent: Vec<String>,
+    pub refused: Vec<String>,
+}
+
+/// Sends what waits in every `mesh_api` partner's `out/`.
 pub(crate) fn send_all(
     client: &Client,
     config: &Config,
     index: &mut Index,
-) -> Result<Vec<String>, MeshError> {
-    let mut sent = Vec::new();
+) -> Result<Sent, MeshError> {
+    let mut done = Sent::default();
     for partner in config.partners.iter().filter(|p| p.mesh_api) {
-        sent.extend(send_partner(client, config, index, partner)?);
+        send_partner(client, config, index, partner, &mut done)?;
     }
-    Ok(sent)
+    Ok(done)
 }
 
 fn local(what: &'static str, path: std::path::PathBuf) -> impl FnOnce(io::Error) -> MeshError {
@@ -102,18 +109,18 @@ fn send_partner(
     config: &Config,
     index: &mut Index,
     partner: &Partner,
-) -> Result<Vec<String>, MeshError> {
+    done: &mut Sent,
+) -> Result<(), MeshError> {
     let out_path = config.folder(&partner.mailbox, "out");
     let root =
         crate::transport::open_root(config).map_err(local("opening", config.hub.root.clone()))?;
     let out_dir = match crate::transport::folder(&root, &partner.mailbox, "out") {
         Ok(dir) => dir,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(local("opening", out_path)(e)),
     };
     let names =
         crate::transport::waiting_files(&out_dir).map_err(local("listing", out_path.clone()))?;
-    let mut sent = Vec::new();
     for w in waiting(&names, partner) {
         let mut row =
             index::mesh::outbound(index.db(), &partner.mailbox, &w.data)?.unwrap_or(Outbound {
@@ -158,6 +165,7 @@ fn send_partner(
                     let at = Clock::real().rfc3339();
                     index.write(|tx| index::mesh::set_outbound(tx, &row, &at))?;
                     move_pair(&root, partner, &out_dir, &w, "out/refused")?;
+                    done.refused.push(w.data.clone());
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -176,9 +184,9 @@ fn send_partner(
             .map_err(local("syncing", out_path.join("sent")))?;
         out_dir.sync().map_err(local("syncing", out_path.clone()))?;
         info!(event = "mesh_sent", mailbox = %partner.mailbox, file = %w.data, message_id = row.message_id.as_deref().unwrap_or(""));
-        sent.push(w.data.clone());
+        done.sent.push(w.data.clone());
     }
-    Ok(sent)
+    Ok(())
 }
 
 /// Moves a file (and its `.ctl` after it) from `out/` to `folder` (`out/sent`,
