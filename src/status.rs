@@ -176,8 +176,17 @@ pub(crate) fn gather(config: &Config, now: Clock) -> Result<Status, IndexError> 
             }
             None => None,
         };
-        let at: Option<DateTime<Utc>> = last.as_deref().and_then(clock::parse_rfc3339);
-        if at.is_none_or(|t| now.now() - t > stale_after) {
+        // Never applied: stale once stale_after has passed since the hub first ran
+        // with it configured (§10); not before the hub has run with it at all.
+        let since = match (&last, &index) {
+            (Some(at), _) => clock::parse_rfc3339(at),
+            (None, Some(ix)) => index::holdings::first_seen(ix.db(), code)?
+                .as_deref()
+                .and_then(clock::parse_rfc3339),
+            (None, None) => None,
+        };
+        let at: Option<DateTime<Utc>> = since;
+        if at.is_some_and(|t| now.now() - t > stale_after) {
             stale_authorities.push(Stale {
                 authority: code.to_string(),
                 last_applied: last,
@@ -270,6 +279,117 @@ fn mesh_status(config: &Config, db: index::Db<'_>, now: &Clock) -> Result<MeshSt
         undelivered,
         partners,
     })
+}
+
+/// What needs an operator (§10 `status --check`), one line each: stale authorities,
+/// quarantined messages, undelivered outbound files (MESH reports and refusals; files
+/// waiting in a remote partner's `out/` longer than its poll), messages waiting in
+/// `in/` longer than `rescan_every` + `settle`, messages kept from unknown MESH
+/// senders still under `.mesh-unknown/`.
+pub(crate) fn problems(config: &Config, s: &Status) -> Vec<String> {
+    let mut found = Vec::new();
+    for a in &s.stale_authorities {
+        found.push(format!(
+            "STALE authority {}: last extract applied {}",
+            a.authority,
+            a.last_applied.as_deref().unwrap_or("never")
+        ));
+    }
+    for q in &s.quarantined {
+        found.push(format!(
+            "QUARANTINED message {} in {}: {}",
+            q.id, q.mailbox, q.name
+        ));
+    }
+    if let Some(m) = &s.mesh {
+        for u in &m.undelivered {
+            found.push(format!(
+                "UNDELIVERED {} for {} ({}: {})",
+                u.file.as_deref().unwrap_or("?"),
+                u.partner.as_deref().unwrap_or("?"),
+                u.code,
+                u.description
+            ));
+        }
+    }
+    let real_now = std::time::SystemTime::now();
+    let age = |path: &Path| -> Option<std::time::Duration> {
+        let modified = std::fs::symlink_metadata(path).ok()?.modified().ok()?;
+        real_now.duration_since(modified).ok()
+    };
+    let waiting_files = |dir: &Path| -> Vec<(String, std::time::Duration)> {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                    .filter(|e| {
+                        !intake::is_temporary(std::os::unix::ffi::OsStrExt::as_bytes(
+                            e.file_name().as_os_str(),
+                        ))
+                    })
+                    .filter_map(|e| {
+                        Some((
+                            e.file_name().to_string_lossy().into_owned(),
+                            age(&e.path())?,
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let waiting_limit = config.hub.rescan_every + config.hub.settle;
+    for p in &config.partners {
+        let old: Vec<_> = waiting_files(&config.folder(&p.mailbox, "in"))
+            .into_iter()
+            .filter(|(_, a)| *a > waiting_limit)
+            .collect();
+        if let Some(oldest) = old.iter().map(|(_, a)| *a).max() {
+            found.push(format!(
+                "WAITING {} message(s) in {}/in for over {}s (the oldest {}s)",
+                old.len(),
+                p.mailbox,
+                waiting_limit.as_secs(),
+                oldest.as_secs()
+            ));
+        }
+        // A file in a remote partner's out/ is undelivered once it has waited longer
+        // than a transfer round should take.
+        let remote_poll = config
+            .sftp
+            .iter()
+            .find(|r| r.mailbox.eq_ignore_ascii_case(&p.mailbox))
+            .map(|r| r.poll_every)
+            .or_else(|| {
+                p.mesh_api
+                    .then(|| config.mesh.as_ref().map(|m| m.poll_every))
+                    .flatten()
+            });
+        if let Some(poll) = remote_poll {
+            let limit = poll + config.hub.rescan_every;
+            for (name, a) in waiting_files(&config.folder(&p.mailbox, "out")) {
+                if a > limit {
+                    found.push(format!(
+                        "UNDELIVERED {name} for {}: waiting in out/ for {}s",
+                        p.mailbox,
+                        a.as_secs()
+                    ));
+                }
+            }
+        }
+    }
+    if config.mesh.is_some() {
+        let kept = waiting_files(&config.hub.root.join(".mesh-unknown"))
+            .iter()
+            .filter(|(n, _)| n.ends_with(".dat"))
+            .count();
+        if kept > 0 {
+            found.push(format!(
+                "UNKNOWN SENDER {kept} MESH message(s) kept under .mesh-unknown/ (see docs/mesh.md)"
+            ));
+        }
+    }
+    found
 }
 
 /// The human form: aligned tables.

@@ -72,8 +72,12 @@ pub(crate) enum Command {
     #[command(after_help = "Example:\n  cpis-hub status --json")]
     Status {
         /// JSON instead of a table.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "check")]
         json: bool,
+        /// Exit 0 when nothing needs an operator, 1 when something does (one line per
+        /// problem), 2 on error: for cron, Nagios-style checks, a container HEALTHCHECK.
+        #[arg(long)]
+        check: bool,
     },
     /// One pass: decisions, age 18 and retention, every ready inbound message, then exit.
     /// Exit 0 when every file ended ACCEPTED, PARTIAL or DUPLICATE; 1 otherwise; 2 on a

@@ -143,7 +143,11 @@ fn run(cli: Cli) -> Result<i32, Exit> {
         }
         Command::Process { emit } => process::run(&config()?, &emit, now),
         Command::Run => daemon::run(config()?, cli.now),
-        Command::Status { json } => status::run(&config()?, json, now),
+        Command::Status { json, check } if check => {
+            let _ = json;
+            status::check(&config()?, now)
+        }
+        Command::Status { json, .. } => status::run(&config()?, json, now),
         Command::Validate { file, partner, xml } => {
             validate::run(&config()?, &file, partner.as_deref(), xml, now).map_err(|e| Exit(2, e))
         }

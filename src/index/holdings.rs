@@ -131,3 +131,28 @@ pub(crate) fn record_applied_extract(
     .execute(params![authority, extracted_at, sequence, full, now])?;
     Ok(())
 }
+
+/// Notes the authorities configured now (the first time each is seen is kept).
+pub(crate) fn note_configured<'a>(
+    tx: &Tx<'_>,
+    authorities: impl IntoIterator<Item = &'a str>,
+    at: &str,
+) -> Result<()> {
+    let conn = tx.conn();
+    let mut stmt = conn.prepare_cached(
+        "INSERT OR IGNORE INTO authority_seen (authority, first_seen_at) VALUES (?1, ?2)",
+    )?;
+    for code in authorities {
+        stmt.execute(params![code, at])?;
+    }
+    Ok(())
+}
+
+/// When the hub first ran with this authority configured (`None`: never yet).
+pub(crate) fn first_seen(db: Db<'_>, authority: &str) -> Result<Option<String>> {
+    Ok(db
+        .conn()
+        .prepare_cached("SELECT first_seen_at FROM authority_seen WHERE authority = ?1")?
+        .query_row([authority], |r| r.get(0))
+        .optional()?)
+}

@@ -295,6 +295,15 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE TABLE mesh_state (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
     "#,
+    // 4 -> 5 (issue 16): when the hub first ran with each authority configured, so an
+    // authority that never sent an extract is stale only once `stale_after` has passed
+    // since then (SPEC §10).
+    r#"
+    CREATE TABLE authority_seen (
+        authority     TEXT PRIMARY KEY,
+        first_seen_at TEXT NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -261,6 +261,7 @@ fn shipped_migrations_are_never_edited() {
         "2bbb0c1a2a52fa48b08f52f223a1210ac5bf5556e62d57afa8e8f099a0ca91ef",
         "3f23edfc59ad7acc88caa9dbae2633a20e350d146c37a0db1fe5ffab47ac1bbd",
         "d56735c36c14abbd4b49507a0e98b5e64ac1d7188ca991fd78bc11b98d3c8c62",
+        "b37f3def6a1837635c3963de857ab1336e72913145be83b1b6658b0ac9377c88",
     ];
     let got: Vec<String> = schema::MIGRATIONS
         .iter()

@@ -24,6 +24,11 @@ pub(super) fn housekeeping(
 ) -> Result<(), PassError> {
     let today = now.today();
     let tx = index.begin()?;
+    index::holdings::note_configured(
+        &tx,
+        config.authorities().filter_map(|a| a.authority_code()),
+        &now.rfc3339(),
+    )?;
     let mut seqs = index::records::ChangeSeq::load(tx.db())?;
     let ended = index::retention::end_at_18(&tx, &mut seqs, today)?;
     let purged = index::retention::purge(&tx, &mut seqs, today, config.hub.retention_days)?;

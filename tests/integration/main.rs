@@ -13,6 +13,7 @@ mod golden;
 mod hostile;
 mod intake;
 mod mesh;
+mod monitoring;
 mod nhs_side;
 mod operator;
 mod output;
