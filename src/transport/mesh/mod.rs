@@ -327,19 +327,7 @@ impl Client {
         let response = self.call("inbox listing", || {
             Ok(self.request(reqwest::Method::GET, path))
         })?;
-        let mut text = String::new();
-        response
-            .take(64 << 20)
-            .read_to_string(&mut text)
-            .map_err(|e| MeshError::Protocol {
-                what: "inbox listing".into(),
-                detail: e.to_string(),
-            })?;
-        let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| MeshError::Protocol {
-                what: "inbox listing".into(),
-                detail: format!("not JSON: {e}"),
-            })?;
+        let value = json_body(response, "inbox listing")?;
         let ids = value
             .get("messages")
             .and_then(|m| m.as_array())
@@ -433,6 +421,21 @@ fn describe(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// A response's JSON body, at most 64 MiB read (`null` when it is not JSON: the
+/// caller says what it lacks). A body cut off is a network failure.
+fn json_body(response: Response, what: &str) -> Result<serde_json::Value, MeshError> {
+    let mut text = String::new();
+    response
+        .take(64 << 20)
+        .read_to_string(&mut text)
+        .map_err(|e| MeshError::Network {
+            what: what.to_string(),
+            detail: e.to_string(),
+            maybe_sent: true,
+        })?;
+    Ok(serde_json::from_str(&text).unwrap_or_default())
 }
 
 /// A header's value as text (empty when absent or not text).

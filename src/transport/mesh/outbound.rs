@@ -386,16 +386,7 @@ impl Client {
                 }
                 Err(e) => return Err(e),
             };
-            let mut text = String::new();
-            response
-                .take(64 << 20)
-                .read_to_string(&mut text)
-                .map_err(|e| MeshError::Network {
-                    what: "outbox listing".into(),
-                    detail: e.to_string(),
-                    maybe_sent: false,
-                })?;
-            let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            let value = super::json_body(response, "outbox listing")?;
             let found = value
                 .get("messages")
                 .and_then(|m| m.as_array())
@@ -452,16 +443,7 @@ impl Client {
             with_body(request, &body)
         };
         let response = self.call("send", request)?;
-        let mut text = String::new();
-        response
-            .take(1 << 16)
-            .read_to_string(&mut text)
-            .map_err(|e| MeshError::Network {
-                what: "send".into(),
-                detail: e.to_string(),
-                maybe_sent: true,
-            })?;
-        let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let value = super::json_body(response, "send")?;
         value
             .get("message_id")
             .or_else(|| value.get("messageID"))
